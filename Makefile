@@ -1,0 +1,67 @@
+# The front door. `make help` lists every target.
+# Only Python 3.11+ and make are needed: the first target that needs the
+# environment creates .venv and installs the project into it.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PARAMS ?= notebooks/params.yaml
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help all install pipeline book test unit lint nbval lab serve demo retrain bench clean
+
+help: ## list the targets
+	@echo "usage: make <target>"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+install: $(STAMP) ## create .venv (if missing) and install the project with its test tools
+
+all: pipeline book ## run every notebook on the embedded default data, then build the book
+	@echo "Book: file://$(CURDIR)/_build/html/index.html"
+
+pipeline: $(STAMP) ## execute the notebooks in order with papermill (PARAMS=notebooks/params.yaml)
+	$(BIN)/recsys-pipeline --params $(PARAMS)
+
+book: $(STAMP) ## build the Jupyter Book from the executed notebooks (warnings are errors)
+	$(BIN)/python -m recsys_utils.book
+
+test: lint unit nbval ## everything CI runs: lint, unit tests, the pipeline and nbval
+
+lint: $(STAMP) ## ruff over the package, tests, benchmarks and notebooks; notebooks carry no outputs
+	$(BIN)/ruff check recsys_utils tests benchmarks notebooks
+
+unit: $(STAMP) ## the unit and integration tests
+	$(BIN)/python -m pytest
+
+nbval: pipeline ## re-run the executed notebooks under nbval and compare the checked outputs
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+		-p no:cacheprovider -o testpaths= outputs/notebooks
+
+lab: $(STAMP) ## start JupyterLab on the project environment
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+serve: $(STAMP) ## serve the REST API (HOST=127.0.0.1 PORT=8000)
+	$(BIN)/recsys-serve --host $(HOST) --port $(PORT)
+
+demo: $(STAMP) ## start the Gradio demo
+	$(BIN)/recsys-demo
+
+retrain: $(STAMP) ## retrain with new ratings and promote if not worse: make retrain NEW=path.csv
+	$(BIN)/recsys-retrain --new-ratings $(NEW)
+
+bench: $(STAMP) ## print the benchmark figures (accuracy, ranking, latency)
+	$(BIN)/python benchmarks/bench_models.py
+
+clean: ## remove generated data, outputs and the book (keeps .venv)
+	rm -rf _build outputs/notebooks outputs/figures outputs/models outputs/reports
+	find data/raw data/interim data/processed -mindepth 1 ! -name README.md -delete
