@@ -76,7 +76,7 @@ class ProjectPaths:
     def book_html(self) -> Path:
         return self.root / "_build" / "html"
 
-    def ensure(self) -> "ProjectPaths":
+    def ensure(self) -> ProjectPaths:
         """Create every output folder that does not exist yet; return self."""
         for folder in (self.raw, self.interim, self.processed, self.figures,
                        self.models, self.reports, self.executed_notebooks):

@@ -1,0 +1,338 @@
+"""The cleaning step: raw files (or the embedded default) → processed parquet tables.
+
+``build_processed`` picks a source (``streaming``, ``linked`` or ``movielens``,
+see ``book/data_dictionary.md``), cleans it, accounts for every input row and
+writes ``data/processed/{titles,ratings,analytics,model}.parquet``,
+``data/interim/rejected_{titles,ratings}.parquet`` and
+``data/processed/accounting.json``. ``load_processed`` reads them back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from recsys_utils.accounting import Accounting, empty_rejects
+from recsys_utils.catalogs import discover_catalogs, read_catalogs
+from recsys_utils.errors import DataError, UnknownFilterError
+from recsys_utils.linking import link_movielens
+from recsys_utils.movielens import (
+    ENRICH_SOURCE,
+    enrich_titles,
+    load_ggplot2movies,
+    load_movielens,
+    movielens_movies,
+    movielens_ratings,
+    movielens_titles,
+)
+from recsys_utils.paths import ProjectPaths, project_paths
+from recsys_utils.ratings import discover_ratings, read_ratings_files
+from recsys_utils.schema import MODEL_COLUMNS, cast_analytics, cast_model, cast_ratings, cast_titles
+
+__all__ = ["SOURCES", "TABLES", "CleaningResult", "ProcessedData", "build_analytics",
+           "build_model_table", "build_processed", "load_processed", "main", "resolve_source"]
+
+#: Accepted values of ``source``; ``auto`` picks the first applicable of the others.
+SOURCES = ("auto", "streaming", "linked", "movielens")
+#: The processed tables, in ``data/processed/<name>.parquet``.
+TABLES = ("titles", "ratings", "analytics", "model")
+_LAYOUT = "`<platform>_titles.csv` files and `ratings/*.csv` (userId,rating,timestamp,movieId)"
+
+
+@dataclass(frozen=True)
+class ProcessedData:
+    """The four processed tables (schemas in ``book/data_dictionary.md``)."""
+
+    titles: pd.DataFrame
+    ratings: pd.DataFrame
+    analytics: pd.DataFrame
+    model: pd.DataFrame
+
+
+@dataclass
+class CleaningResult:
+    """Everything one cleaning run produced, with helpers for the notebook."""
+
+    source: str
+    raw_dir: Path | None
+    paths: ProjectPaths
+    titles: pd.DataFrame
+    ratings: pd.DataFrame
+    analytics: pd.DataFrame
+    model: pd.DataFrame
+    rejected_titles: pd.DataFrame
+    rejected_ratings: pd.DataFrame
+    accounting: Accounting
+    seed: int = 0
+    #: Share of MovieLens movies matched (linked to a catalog / enriched); None for streaming.
+    match_rate: float | None = None
+    match_label: str = ""
+    stats: dict[str, int | float] = field(default_factory=dict)
+    written: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def processed(self) -> ProcessedData:
+        return ProcessedData(self.titles, self.ratings, self.analytics, self.model)
+
+    def rejected_by_reason(self) -> pd.DataFrame:
+        """Rows not kept, counted by table and reason (duplicates included)."""
+        frames = [df.assign(table=kind) for kind, df in
+                  (("titles", self.rejected_titles), ("ratings", self.rejected_ratings))]
+        both = pd.concat(frames, ignore_index=True)
+        if both.empty:
+            return pd.DataFrame({"table": [], "reason": [], "rows": []})
+        counts = both.groupby(["table", "reason"]).size().rename("rows").reset_index()
+        return counts.sort_values(["table", "rows", "reason"], ascending=[True, False, True],
+                                  ignore_index=True)
+
+    def rejected_sample(self, n: int = 10) -> pd.DataFrame:
+        """Up to ``n`` rejected rows, drawn with the run's seed, spread over the reasons."""
+        both = pd.concat([self.rejected_titles.assign(table="titles"),
+                          self.rejected_ratings.assign(table="ratings")], ignore_index=True)
+        if both.empty:
+            return both
+        # One row per reason first, so rare reasons are shown, then fill at random.
+        shuffled = both.sample(frac=1.0, random_state=self.seed)
+        firsts = shuffled.drop_duplicates(["table", "reason"])
+        rest = shuffled.drop(firsts.index)
+        pick = pd.concat([firsts, rest]).head(n)
+        return pick.sort_values(["table", "source_file", "line"], ignore_index=True)
+
+    def rows_per_platform(self) -> pd.DataFrame:
+        """Titles, distinct items and rated titles per platform."""
+        grouped = self.analytics.groupby("platform")
+        out = pd.DataFrame({"titles": grouped.size(),
+                            "items": grouped["item_id"].nunique(),
+                            "rated_titles": grouped["n_ratings"].apply(lambda s: int((s > 0).sum()))})
+        return out.reset_index()
+
+    def key_numbers(self) -> dict[str, object]:
+        """The run's headline numbers (glued into the book as ``clean_*``)."""
+        totals = self.accounting.totals()
+        return {
+            "source": self.source,
+            "n_titles": len(self.titles),
+            "n_items": int(self.titles["item_id"].nunique()),
+            "n_ratings": len(self.ratings),
+            "n_users": int(self.ratings["user_id"].nunique()),
+            "n_rejected": totals.rejected,
+            "n_duplicates": totals.duplicates,
+            "match_rate": None if self.match_rate is None else round(self.match_rate, 4),
+        }
+
+
+def resolve_source(raw_dir: Path, source: str = "auto") -> str:
+    """The source to use for ``raw_dir``; raises :class:`DataError` when it cannot apply."""
+    if source not in SOURCES:
+        raise UnknownFilterError("source", source, SOURCES)
+    if source == "movielens":
+        return source
+    catalogs = discover_catalogs(raw_dir)
+    ratings = discover_ratings(raw_dir)
+    if source == "auto":
+        if catalogs:
+            return "streaming" if ratings else "linked"
+        if ratings:
+            raise DataError(f"{raw_dir}: found ratings files but no `<platform>_titles.csv` "
+                            f"catalog to rate; expected {_LAYOUT}")
+        return "movielens"
+    if not raw_dir.is_dir():
+        raise DataError(f"raw directory {raw_dir} does not exist; source={source!r} expects "
+                        f"{_LAYOUT} there (or use source='movielens' for the embedded default)")
+    if not catalogs:
+        raise DataError(f"no `<platform>_titles.csv` catalog in {raw_dir}; source={source!r} "
+                        f"expects {_LAYOUT} (or use source='movielens')")
+    if source == "streaming" and not ratings:
+        raise DataError(f"no ratings file in {raw_dir / 'ratings'}; source='streaming' expects "
+                        f"`ratings/*.csv` with userId,rating,timestamp,movieId "
+                        f"(or use source='linked' to link the MovieLens ratings)")
+    return source
+
+
+def build_analytics(titles: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
+    """Titles plus ``mean_score`` and ``n_ratings`` of their ``item_id``."""
+    stats = ratings.groupby("item_id")["score"].agg(mean_score="mean", n_ratings="size")
+    out = titles.join(stats, on="item_id")
+    out["n_ratings"] = out["n_ratings"].fillna(0)
+    return cast_analytics(out)
+
+
+def build_model_table(ratings: pd.DataFrame) -> pd.DataFrame:
+    """``user, item, score, timestamp``: one row per (user, item), the latest rating.
+
+    A user may rate an item twice (re-rating, or two MovieLens movies linked to one
+    catalog item); the model sees the latest opinion (ties: the later row).
+    """
+    model = ratings.rename(columns={"user_id": "user", "item_id": "item"})
+    model = model.assign(_order=range(len(model)))
+    model = model.sort_values(["timestamp", "_order"], kind="stable")
+    model = model.drop_duplicates(["user", "item"], keep="last").sort_values("_order")
+    return cast_model(model[MODEL_COLUMNS])
+
+
+def _streaming(raw_dir: Path) -> dict[str, object]:
+    titles, rejected_titles, accounts = read_catalogs(raw_dir)
+    got = read_ratings_files(discover_ratings(raw_dir), set(titles["item_id"]), root=raw_dir)
+    return {"titles": titles, "rejected_titles": rejected_titles, "ratings": got.ratings,
+            "rejected_ratings": got.rejected, "accounts": accounts + got.accounts}
+
+
+def _linked(raw_dir: Path) -> dict[str, object]:
+    titles, rejected_titles, accounts = read_catalogs(raw_dir)
+    ml = load_movielens()
+    link = link_movielens(titles, movielens_movies(ml))
+    titles = titles.assign(item_id=link.item_ids.to_numpy())
+    ratings, rejected, account = movielens_ratings(ml, item_map=link.movie_to_item)
+    return {"titles": cast_titles(titles), "rejected_titles": rejected_titles,
+            "ratings": ratings, "rejected_ratings": rejected, "accounts": accounts + [account],
+            "match_rate": link.match_rate,
+            "match_label": "MovieLens movies linked to a catalog title (title + year)",
+            "stats": {"movielens_movies": link.n_movies, "linked_movies": link.n_linked_movies,
+                      "linked_titles": link.n_linked_titles,
+                      "linked_items": int(pd.Series(list(link.movie_to_item.values())).nunique()),
+                      "linked_ratings": len(ratings),
+                      "rating_link_rate": round(len(ratings) / max(account.read, 1), 4)}}
+
+
+def _movielens() -> dict[str, object]:
+    ml = load_movielens()
+    titles, rejected_titles, movies_account = movielens_titles(ml)
+    titles, info = enrich_titles(titles, load_ggplot2movies())
+    ratings, rejected, account = movielens_ratings(ml, known_items=set(titles["item_id"]))
+    return {"titles": titles, "rejected_titles": rejected_titles, "ratings": ratings,
+            "rejected_ratings": rejected, "accounts": [movies_account, account],
+            "match_rate": info.match_rate,
+            "match_label": f"MovieLens titles enriched from {ENRICH_SOURCE} (title + year)",
+            "stats": {"enriched_titles": info.n_matched, "with_mpaa_rating": info.n_with_mpaa}}
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> Path:
+    """Write atomically: a failed run never leaves a half-written table behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_parquet(tmp, engine="pyarrow", index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
+                    paths: ProjectPaths | None = None, seed: int = 0,
+                    output_dir: str | Path | None = None, verbose: bool = True,
+                    ) -> CleaningResult:
+    """Clean the chosen source and write the processed tables.
+
+    Args:
+        raw_dir: folder with ``<platform>_titles.csv`` and ``ratings/*.csv``
+            (default ``data/raw``; a relative path is relative to the project root).
+        source: ``auto`` | ``streaming`` | ``linked`` | ``movielens``.
+        paths: the project tree (default :func:`project_paths`).
+        seed: seeds the sample of rejected rows shown by the notebook (cleaning itself
+            is deterministic).
+        output_dir: where the four tables and ``accounting.json`` go
+            (default ``data/processed``; relative to the project root).
+        verbose: print the accounting.
+
+    Raises:
+        DataError: the raw folder does not hold what ``source`` needs.
+        AccountingError: the row accounting does not add up (a bug).
+    """
+    paths = paths or project_paths()
+    raw = Path(raw_dir) if raw_dir is not None else paths.raw
+    raw = raw if raw.is_absolute() else paths.root / raw
+    chosen = resolve_source(raw, source)
+    parts = _movielens() if chosen == "movielens" else (
+        _streaming(raw) if chosen == "streaming" else _linked(raw))
+
+    titles = cast_titles(parts["titles"])
+    ratings = cast_ratings(parts["ratings"])
+    rejected_titles = _sorted_rejects(parts["rejected_titles"])
+    rejected_ratings = _sorted_rejects(parts["rejected_ratings"])
+    accounting = Accounting(list(parts["accounts"]))
+    accounting.check({"titles": rejected_titles, "ratings": rejected_ratings})
+    result = CleaningResult(
+        source=chosen, raw_dir=None if chosen == "movielens" else raw, paths=paths,
+        titles=titles, ratings=ratings, analytics=build_analytics(titles, ratings),
+        model=build_model_table(ratings), rejected_titles=rejected_titles,
+        rejected_ratings=rejected_ratings, accounting=accounting, seed=seed,
+        match_rate=parts.get("match_rate"), match_label=str(parts.get("match_label", "")),
+        stats=dict(parts.get("stats", {})))
+
+    paths.ensure()
+    out = Path(output_dir) if output_dir is not None else paths.processed
+    out = out if out.is_absolute() else paths.root / out
+    out.mkdir(parents=True, exist_ok=True)
+    for name in TABLES:
+        result.written[name] = _write_parquet(getattr(result, name), out / f"{name}.parquet")
+    for kind, df in (("titles", rejected_titles), ("ratings", rejected_ratings)):
+        result.written[f"rejected_{kind}"] = _write_parquet(
+            df, paths.interim / f"rejected_{kind}.parquet")
+    meta = {"source": chosen, "raw_dir": None if result.raw_dir is None else str(result.raw_dir),
+            "match_rate": result.match_rate, "match_label": result.match_label,
+            "stats": result.stats, **json.loads(accounting.to_json())}
+    (out / "accounting.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    result.written["accounting"] = out / "accounting.json"
+    if verbose:
+        print(f"source: {chosen}" + (f" (raw dir {raw})" if result.raw_dir else ""))
+        for line in accounting.summary_lines():
+            print(line)
+        if result.match_rate is not None:
+            print(f"match rate: {result.match_rate:.1%} of {result.match_label}")
+    return result
+
+
+def _sorted_rejects(df: pd.DataFrame) -> pd.DataFrame:
+    from recsys_utils.accounting import RejectLog
+
+    log = RejectLog()
+    log.extend(df if len(df) else empty_rejects())
+    return log.to_frame()
+
+
+def load_processed(paths: ProjectPaths | None = None) -> ProcessedData:
+    """Read the four processed tables back, with their documented dtypes.
+
+    Raises:
+        DataError: a table is missing (run ``make pipeline`` / 01_cleaning first).
+    """
+    paths = paths or project_paths()
+    frames = {}
+    for name in TABLES:
+        path = paths.processed / f"{name}.parquet"
+        if not path.is_file():
+            raise DataError(f"{path} not found; run `make pipeline` (01_cleaning) first")
+        frames[name] = pd.read_parquet(path, engine="pyarrow")
+    return ProcessedData(titles=cast_titles(frames["titles"]),
+                         ratings=cast_ratings(frames["ratings"]),
+                         analytics=cast_analytics(frames["analytics"]),
+                         model=cast_model(frames["model"]))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``recsys-clean``: run the cleaning step from the command line."""
+    parser = argparse.ArgumentParser(
+        prog="recsys-clean", description="Clean the raw data into data/processed/*.parquet.")
+    parser.add_argument("--raw-dir", type=Path, default=None,
+                        help="folder with <platform>_titles.csv and ratings/*.csv "
+                             "(default: data/raw of the project)")
+    parser.add_argument("--source", choices=SOURCES, default="auto",
+                        help="auto (default): streaming if catalogs + ratings, linked if only "
+                             "catalogs, else the embedded MovieLens sample")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the rejected-rows sample")
+    args = parser.parse_args(argv)
+    raw_dir = args.raw_dir.resolve() if args.raw_dir is not None else None  # relative to cwd
+    try:
+        build_processed(raw_dir=raw_dir, source=args.source, seed=args.seed)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

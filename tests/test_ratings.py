@@ -1,0 +1,127 @@
+"""Ratings validation: every bad row is rejected with its reason, nothing is lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import TINY_GOOD_RATINGS, TINY_RATING_REJECTS
+
+from recsys_utils.ratings import (
+    EXPECTED_COLUMNS,
+    discover_ratings,
+    drop_exact_duplicates,
+    read_ratings_file,
+    read_ratings_files,
+    validate_ratings,
+)
+
+KNOWN = {"ns1", "ns2"}
+
+
+def _raw(rows: list[list[object]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(EXPECTED_COLUMNS))
+
+
+def test_valid_rows_are_kept_with_compact_dtypes() -> None:
+    kept, rejected = validate_ratings(_raw([["1", "4.5", "1600000000", "ns1"],
+                                            ["2", "0.5", "0", "ns2"]]), "f.csv", KNOWN)
+    assert rejected.empty
+    assert kept.columns.tolist() == ["user_id", "item_id", "score", "timestamp", "source_file",
+                                     "line"]
+    assert [str(kept[c].dtype) for c in ("user_id", "score", "timestamp", "line")] == [
+        "int32", "float32", "datetime64[s]", "int32"]
+    assert kept["timestamp"].iloc[0] == pd.Timestamp("2020-09-13 12:26:40")
+    assert kept["line"].tolist() == [2, 3] and kept["item_id"].tolist() == ["ns1", "ns2"]
+
+
+@pytest.mark.parametrize(("row", "reason"), [
+    (["abc", "4", "1600000000", "ns1"], "non-numeric userId"),
+    (["1.5", "4", "1600000000", "ns1"], "non-numeric userId"),
+    (["-3", "4", "1600000000", "ns1"], "userId out of range"),
+    (["1", "good", "1600000000", "ns1"], "non-numeric rating"),
+    (["1", "5.5", "1600000000", "ns1"], "score outside 0.5-5"),
+    (["1", "0", "1600000000", "ns1"], "score outside 0.5-5"),
+    (["1", "3.7", "1600000000", "ns1"], "score not a multiple of 0.5"),
+    (["1", "4", "yesterday", "ns1"], "unparseable timestamp"),
+    (["1", "4", "-5", "ns1"], "unparseable timestamp"),
+    (["1", "4", "1600000000", "zz9"], "unknown movieId"),
+    (["1", "4", None, "ns1"], "missing value"),
+    (["1", "", "1600000000", "ns1"], "missing value"),
+])
+def test_each_bad_value_is_rejected_with_its_reason(row: list[object], reason: str) -> None:
+    kept, rejected = validate_ratings(_raw([["1", "4", "1600000000", "ns1"], row]), "f.csv",
+                                      KNOWN, first_line=10)
+    assert len(kept) == 1
+    assert rejected[["source_file", "line", "reason"]].values.tolist() == [
+        ["f.csv", 11, reason]]
+    assert rejected["raw"].iloc[0].startswith(str(row[0]))
+
+
+def test_numeric_input_and_no_known_items() -> None:
+    df = pd.DataFrame({"userId": [1, 2], "rating": [4.0, 3.5], "timestamp": [10, 20],
+                       "movieId": ["anything", "ns1"]})
+    kept, rejected = validate_ratings(df, "new.csv", None)
+    assert rejected.empty and kept["user_id"].tolist() == [1, 2]
+
+
+def test_line_and_raw_columns_are_used_when_given() -> None:
+    df = _raw([["x", "4", "1", "ns1"]]).assign(line=[42], raw=["x,4,1,ns1 (as read)"])
+    _, rejected = validate_ratings(df, "f.csv", KNOWN)
+    assert rejected[["line", "raw"]].values.tolist() == [[42, "x,4,1,ns1 (as read)"]]
+
+
+def test_missing_column_is_a_key_error() -> None:
+    with pytest.raises(KeyError, match="movieId"):
+        validate_ratings(pd.DataFrame({"userId": [1]}), "f.csv", None)
+
+
+def test_exact_duplicates_are_dropped_and_returned() -> None:
+    kept, _ = validate_ratings(_raw([["1", "4", "5", "ns1"], ["1", "4", "5", "ns1"],
+                                     ["1", "4", "6", "ns1"]]), "f.csv", KNOWN)
+    out, dups = drop_exact_duplicates(kept)
+    assert out["line"].tolist() == [2, 4]  # a different timestamp is not a duplicate
+    assert dups[["line", "reason", "raw"]].values.tolist() == [[3, "exact duplicate",
+                                                                "1,4,5,ns1"]]
+
+
+def test_tiny_ratings_file_accounts_for_every_row(tiny_raw_dir: Path) -> None:
+    files = discover_ratings(tiny_raw_dir)
+    assert [f.name for f in files] == ["ratings.csv"]
+    got = read_ratings_file(files[0], {"as1", "as2", "as3", "as6", "ns1", "ns2", "ns3",
+                                       "ns4", "ns5", "ns8", "ns9"})
+    (acc,) = got.accounts
+    assert (acc.read, acc.kept, acc.rejected, acc.duplicates) == (
+        TINY_GOOD_RATINGS + 7, TINY_GOOD_RATINGS, 6, 1)
+    counts = got.rejected["reason"].value_counts().to_dict()
+    assert counts == {**TINY_RATING_REJECTS, "exact duplicate": 1}
+
+
+def test_wrong_header_rejects_the_whole_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("userId,movieId,rating,timestamp\n1,ns1,4,5\n2,ns1,3,6\n")
+    got = read_ratings_file(path, KNOWN)
+    (acc,) = got.accounts
+    assert got.ratings.empty and (acc.read, acc.rejected) == (2, 2)
+    assert "bad.csv" in acc.note and "userId,rating,timestamp,movieId" in acc.note
+    assert set(got.rejected["reason"]) == {"wrong header"}
+    assert got.rejected["line"].tolist() == [2, 3]
+
+
+def test_duplicates_across_files_count_in_the_later_file(tmp_path: Path) -> None:
+    folder = tmp_path / "ratings"
+    folder.mkdir()
+    (folder / "a.csv").write_text("userId,rating,timestamp,movieId\n1,4,5,ns1\n")
+    (folder / "b.csv").write_text("userId,rating,timestamp,movieId\n2,4,5,ns1\n1,4,5,ns1\n")
+    got = read_ratings_files(discover_ratings(tmp_path), KNOWN, root=tmp_path)
+    assert len(got.ratings) == 2
+    assert [(a.source_file, a.kept, a.duplicates) for a in got.accounts] == [
+        ("ratings/a.csv", 1, 0), ("ratings/b.csv", 1, 1)]
+    assert got.rejected[["source_file", "line", "raw"]].values.tolist() == [
+        ["ratings/b.csv", 3, "1,4,5,ns1"]]
+
+
+def test_no_ratings_folder() -> None:
+    assert discover_ratings(Path("/nonexistent/raw")) == []
+    assert read_ratings_files([], KNOWN).ratings.empty
