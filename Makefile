@@ -11,11 +11,11 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help all install pipeline book test unit lint nbval lab serve demo retrain bench clean
+.PHONY: help all install pipeline book test unit lint nbval lab serve demo retrain holdback bench bench-load screenshots screenshot docker-lint browser clean
 
 help: ## list the targets
 	@echo "usage: make <target>"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,11 +37,18 @@ book: $(STAMP) ## build the Jupyter Book from the executed notebooks (warnings a
 
 test: lint unit nbval ## everything CI runs: lint, unit tests, the pipeline and nbval
 
-lint: $(STAMP) ## ruff over the package, tests, benchmarks and notebooks; notebooks carry no outputs
+lint: $(STAMP) ## ruff over the package, tests, benchmarks and notebooks
 	$(BIN)/ruff check recsys_utils tests benchmarks notebooks
 
-unit: $(STAMP) ## the unit and integration tests
+unit: $(STAMP) browser ## the unit and integration tests
 	$(BIN)/python -m pytest
+
+# The demo's browser test needs Debian's chromium; install it where we may (root, apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } ; } || \
+		echo "note: chromium not installed; the browser test will say it is skipped"
+
 
 nbval: pipeline ## re-run the executed notebooks under nbval and compare the checked outputs
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
@@ -59,9 +66,26 @@ demo: $(STAMP) ## start the Gradio demo
 retrain: $(STAMP) ## retrain with new ratings and promote if not worse: make retrain NEW=path.csv
 	$(BIN)/recsys-retrain --new-ratings $(NEW)
 
-bench: $(STAMP) ## print the benchmark figures (accuracy, ranking, latency)
-	$(BIN)/python benchmarks/bench_models.py
+holdback: $(STAMP) ## move the last 91 days of ratings into data/raw/new_ratings_*.csv (retrain demo)
+	$(BIN)/recsys-retrain --hold-back $(QUARTER)
+
+bench: $(STAMP) ## print the benchmark figures (accuracy, ranking, latency, API load)
+	$(BIN)/python benchmarks/bench_accuracy.py
+	$(BIN)/python benchmarks/bench_ranking.py
+	$(BIN)/python benchmarks/bench_load.py
+
+bench-load: $(STAMP) ## load-test the API on loopback (2,000 requests, 16 concurrent) against the seed's way
+	$(BIN)/python benchmarks/bench_load.py
+
+screenshot: $(STAMP) ## open the demo once in headless Chromium; PNGs in outputs/reports/
+	$(BIN)/python benchmarks/demo_screenshot.py
+
+docker-lint: $(STAMP) ## lint the Dockerfile with hadolint (no Docker engine needed)
+	$(BIN)/hadolint Dockerfile
+
+screenshots: ## headless-Chromium screenshots of the built book (outputs/screenshots/)
+	$(BIN)/python benchmarks/screenshot_book.py
 
 clean: ## remove generated data, outputs and the book (keeps .venv)
-	rm -rf _build outputs/notebooks outputs/figures outputs/models outputs/reports
+	rm -rf _build outputs/notebooks outputs/figures outputs/models outputs/reports outputs/screenshots
 	find data/raw data/interim data/processed -mindepth 1 ! -name README.md -delete

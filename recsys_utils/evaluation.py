@@ -1,0 +1,594 @@
+"""Honest offline evaluation: splits, the relevance rule, rating and top-N evaluation.
+
+The protocol (stated again in ``04_evaluation``):
+
+* **Splits.** ``time_split``: one global cut-off at a quantile of the rating times;
+  train = every rating before it, test = the later ratings *of users seen in train*
+  (the model is asked about the future of users it knows; later ratings of brand-new
+  users are dropped and counted). ``last_n_split``: each user's last ``n`` (or last
+  ``fraction``) ratings by time are held out; users too short to keep ``min_train``
+  ratings stay whole in train. ``random_folds``: the shared 5 folds of ``03_modeling``
+  (``models.kfold_splits``), for RMSE comparable with cross-validation.
+* **Relevance.** A held-out rating is relevant when its score is >= 4.0
+  (``RELEVANCE_THRESHOLD``; on a 0.5-5 scale, "liked it"). Users whose held-out ratings
+  are all below it have nothing to find: they are excluded from the accuracy means and
+  counted (``metrics.ranking_report``).
+* **Candidates.** Every catalog title the user has not rated in train (not only the
+  titles the user rated in test: that would leak what the user chose to watch).
+* **Baselines in the same run.** ``popularity`` (most-rated training titles) and
+  ``random`` (seeded) rank exactly the same candidates as the model.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys_utils.metrics import per_user_ndcg, ranking_report
+from recsys_utils.models import kfold_splits, predict_pairs, rmse_mae
+from recsys_utils.recommend import Recommender
+
+__all__ = [
+    "ACTIVITY_BINS",
+    "RATING_MODEL_CHOICES",
+    "RELEVANCE_THRESHOLD",
+    "RankingResult",
+    "Split",
+    "SplitEvaluation",
+    "TuningResult",
+    "error_by_activity",
+    "evaluate_rating",
+    "evaluate_ranking",
+    "evaluate_split",
+    "item_popularity",
+    "jsonable",
+    "last_n_split",
+    "median_activity_user",
+    "plot_error_by_activity",
+    "plot_ranking_comparison",
+    "random_folds",
+    "rating_params_for",
+    "rating_table",
+    "relevant_items",
+    "served_recommender",
+    "time_split",
+    "tune_ranking",
+]
+
+#: A held-out rating at or above this score is a relevant (liked) title.
+RELEVANCE_THRESHOLD: float = 4.0
+
+#: Edges of the user-activity buckets (number of training ratings) for ``error_by_activity``.
+ACTIVITY_BINS: tuple[float, ...] = (0, 20, 50, 100, 200, 500, np.inf)
+
+
+# =========================================================================== splits
+
+
+@dataclass(frozen=True)
+class Split:
+    """A train/test pair with a readable description of how it was made."""
+
+    name: str
+    train: pd.DataFrame
+    test: pd.DataFrame
+    description: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """Sizes of both sides (for the notebook's protocol table)."""
+        return {
+            "split": self.name,
+            "train_ratings": len(self.train),
+            "test_ratings": len(self.test),
+            "train_users": int(self.train["user"].nunique()),
+            "test_users": int(self.test["user"].nunique()),
+            **self.info,
+        }
+
+
+def _check_model_table(df: pd.DataFrame, need_time: bool = True) -> None:
+    need = {"user", "item", "score"} | ({"timestamp"} if need_time else set())
+    missing = need - set(df.columns)
+    if missing:
+        raise ValueError(f"model table lacks columns {sorted(missing)}")
+
+
+def time_split(model_df: pd.DataFrame, quantile: float = 0.8) -> Split:
+    """Train on ratings before the ``quantile`` of rating times; test on the later ratings
+    of users seen in train.
+
+    The cut-off is an actual rating time (lower quantile), train is strictly before it and
+    test at or after it, so every test rating is later than every training rating.
+    """
+    _check_model_table(model_df)
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    times = model_df["timestamp"].to_numpy()
+    cut = np.quantile(times.astype("datetime64[s]").astype(np.int64), quantile, method="lower")
+    cut_ts = np.datetime64(int(cut), "s")
+    before = times < cut_ts
+    train = model_df[before]
+    later = model_df[~before]
+    seen = later["user"].isin(pd.unique(train["user"]))
+    test = later[seen]
+    info = {"cutoff": str(pd.Timestamp(cut_ts)), "quantile": quantile,
+            "later_ratings_of_new_users": int((~seen).sum()),
+            "later_users_new": int(later.loc[~seen, "user"].nunique())}
+    return Split("time", train, test,
+                 f"global time cut-off at the {quantile:.0%} quantile of rating times "
+                 f"({info['cutoff']}); test = later ratings of users seen before it", info)
+
+
+def last_n_split(model_df: pd.DataFrame, n: int | None = None, fraction: float | None = 0.2,
+                 min_train: int = 1) -> Split:
+    """Hold out each user's last ``n`` ratings (or the last ``ceil(fraction * count)``).
+
+    Ratings are ordered by time, then item id (equal times need a rule). A user who would
+    keep fewer than ``min_train`` training ratings stays entirely in train.
+    """
+    _check_model_table(model_df)
+    if (n is None) == (fraction is None):
+        raise ValueError("give exactly one of n and fraction")
+    if n is not None and n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    if fraction is not None and not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    df = model_df.sort_values(["user", "timestamp", "item"], kind="mergesort")
+    from_end = df.groupby("user", sort=False).cumcount(ascending=False).to_numpy()
+    count = df.groupby("user", sort=False)["item"].transform("size").to_numpy()
+    hold = np.full(len(df), n) if n is not None else np.ceil(count * fraction).astype(np.int64)
+    hold = np.where(count - hold >= min_train, hold, 0)
+    is_test = from_end < hold
+    label = f"last {n}" if n is not None else f"last {fraction:.0%}"
+    info = {"holdout": label, "users_kept_whole": int(
+        pd.Series(hold == 0).groupby(df["user"].to_numpy()).all().sum())}
+    return Split("last_n", df[~is_test], df[is_test],
+                 f"per-user holdout: each user's {label} ratings by time (>= {min_train} "
+                 "kept in train)", info)
+
+
+def random_folds(model_df: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> list[Split]:
+    """The shared random folds of ``03_modeling`` (surprise's ``KFold(random_state=seed)``)."""
+    _check_model_table(model_df, need_time=False)
+    return [Split(f"fold{f + 1}", train, test,
+                  f"random fold {f + 1} of {n_folds} (seed {seed})", {"fold": f + 1})
+            for f, (train, test) in enumerate(kfold_splits(model_df, n_folds, seed))]
+
+
+# =========================================================================== relevance
+
+
+def relevant_items(test: pd.DataFrame, threshold: float = RELEVANCE_THRESHOLD
+                   ) -> dict[int, set[str]]:
+    """Each test user's relevant titles (score >= ``threshold``); an empty set if none."""
+    rel = test.loc[test["score"] >= threshold].groupby("user")["item"].agg(
+        lambda s: set(s.astype(str)))
+    return {int(u): rel.get(u, set()) for u in pd.unique(test["user"])}
+
+
+def item_popularity(train: pd.DataFrame) -> dict[str, float]:
+    """Share of training users who rated each title (for ``metrics.novelty``)."""
+    n_users = max(int(train["user"].nunique()), 1)
+    counts = train.drop_duplicates(["user", "item"])["item"].astype(str).value_counts()
+    return (counts / n_users).to_dict()
+
+
+# =========================================================================== ratings
+
+
+def evaluate_rating(model: Any, test: pd.DataFrame) -> dict[str, float]:
+    """RMSE and MAE of ``model.predict_items`` (clipped) on the test ratings."""
+    _check_model_table(test, need_time=False)
+    if len(test) == 0:
+        return {"rmse": float("nan"), "mae": float("nan"), "n": 0}
+    est = predict_pairs(model, test["user"].tolist(), test["item"].astype(str).tolist())
+    rmse, mae = rmse_mae(test["score"].to_numpy(dtype=np.float64), est)
+    return {"rmse": rmse, "mae": mae, "n": len(test)}
+
+
+def _baseline_predictions(train: pd.DataFrame, test: pd.DataFrame, seed: int
+                          ) -> dict[str, np.ndarray]:
+    mu = float(train["score"].mean())
+    stats = train.groupby("item")["score"].agg(["sum", "size"])
+    # damped by 10 pseudo-ratings at the global mean (the cold-start list's Bayesian average)
+    item_mean = (stats["sum"] + 10 * mu) / (stats["size"] + 10)
+    rng = np.random.default_rng(seed)
+    sigma = float(train["score"].std(ddof=0))
+    return {
+        "item_mean": test["item"].map(item_mean).fillna(mu).to_numpy(dtype=np.float64),
+        "global_mean": np.full(len(test), mu),
+        # surprise's NormalPredictor: N(mu, sigma) clipped to the scale
+        "random": np.clip(rng.normal(mu, sigma, len(test)), 0.5, 5.0),
+    }
+
+
+def rating_table(model: Any, train: pd.DataFrame, test: pd.DataFrame, seed: int = 42
+                 ) -> pd.DataFrame:
+    """RMSE/MAE of the model and of three baselines on the same test ratings.
+
+    Baselines: ``item_mean`` (the title's training mean damped by 10 pseudo-ratings at
+    the global mean: the Bayesian average the cold-start list ranks by), ``global_mean``
+    and ``random`` (normal draws around the mean, like surprise's NormalPredictor, seeded).
+    """
+    rows = [{"model": "model", **evaluate_rating(model, test)}]
+    y = test["score"].to_numpy(dtype=np.float64)
+    for name, est in _baseline_predictions(train, test, seed).items():
+        rmse, mae = rmse_mae(y, est) if len(y) else (float("nan"), float("nan"))
+        rows.append({"model": name, "rmse": rmse, "mae": mae, "n": len(test)})
+    return pd.DataFrame(rows)
+
+
+def error_by_activity(model: Any, train: pd.DataFrame, test: pd.DataFrame,
+                      bins: Sequence[float] = ACTIVITY_BINS) -> pd.DataFrame:
+    """RMSE/MAE of the test ratings grouped by the user's number of training ratings.
+
+    Users unseen in train fall in the first bucket (0 training ratings). Columns:
+    ``activity`` (bucket label ``lo-hi``), ``n_users``, ``n_ratings``, ``rmse``, ``mae``.
+    """
+    activity = train.groupby("user").size()
+    n_train = test["user"].map(activity).fillna(0).to_numpy()
+    est = predict_pairs(model, test["user"].tolist(), test["item"].astype(str).tolist())
+    err = est - test["score"].to_numpy(dtype=np.float64)
+    edges = list(bins)
+    labels = [f"{int(lo)}-{'inf' if np.isinf(hi) else int(hi)}"
+              for lo, hi in itertools.pairwise(edges)]
+    bucket = pd.cut(n_train, edges, labels=labels, right=True, include_lowest=True)
+    frame = pd.DataFrame({"activity": bucket, "user": test["user"].to_numpy(), "err": err})
+    out = frame.groupby("activity", observed=False).agg(
+        n_users=("user", "nunique"), n_ratings=("err", "size"),
+        rmse=("err", lambda e: float(np.sqrt(np.mean(e**2))) if len(e) else np.nan),
+        mae=("err", lambda e: float(np.mean(np.abs(e))) if len(e) else np.nan))
+    return out.reset_index().astype({"activity": str})
+
+
+# =========================================================================== ranking
+
+
+@dataclass
+class RankingResult:
+    """Top-N metrics of the model and the baselines from one run.
+
+    ``metrics[strategy]`` is a ``metrics.ranking_report`` dict; ``by_platform`` has one
+    row per (platform, strategy) when the catalog has several platforms, else ``None``.
+    ``paired[baseline]``: the model's NDCG@k minus the baseline's, user by user on the
+    same users (``gain``), with its standard error (``gain_se``) and the share of users
+    where the model is strictly better / worse: the honest way to say "better" when the
+    users are few.
+    """
+
+    metrics: dict[str, dict[str, Any]]
+    by_platform: pd.DataFrame | None
+    k: int
+    threshold: float
+    recommender: Recommender | None = field(default=None, repr=False)
+    paired: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per strategy: precision, recall, ndcg, map, coverage, novelty, users."""
+        cols = ["precision", "recall", "ndcg", "ndcg_se", "map", "coverage", "novelty",
+                "n_users", "n_users_no_relevant"]
+        return pd.DataFrame([{"strategy": s, **{c: m[c] for c in cols}}
+                             for s, m in self.metrics.items()])
+
+    def ratio(self, metric: str, baseline: str = "popularity") -> float:
+        """``metric`` of the model over the baseline's."""
+        return float(self.metrics["model"][metric] / self.metrics[baseline][metric])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: metrics per strategy, and the platform breakdown as records."""
+        out: dict[str, Any] = {"k": self.k, "relevance_threshold": self.threshold,
+                               "metrics": self.metrics, "paired_ndcg_vs_model": self.paired}
+        if self.by_platform is not None:
+            out["by_platform"] = self.by_platform.to_dict(orient="records")
+        return out
+
+
+def evaluate_ranking(recommender_factory: Callable[[pd.DataFrame], Recommender] | Recommender,
+                     train: pd.DataFrame, test: pd.DataFrame, k: int = 10, *,
+                     threshold: float = RELEVANCE_THRESHOLD, seed: int = 42,
+                     strategies: Sequence[str] = ("model", "popularity", "random"),
+                     by_platform: bool = True) -> RankingResult:
+    """Top-``k`` metrics of a recommender and the baselines, on the same candidates.
+
+    ``recommender_factory(train)`` returns a fitted ``Recommender`` (or pass one already
+    fitted on ``train``). Lists are made for every training user (coverage, novelty);
+    accuracy is averaged over test users with a relevant title. The random baseline is
+    seeded by ``seed``. With ``by_platform`` and several platforms in the catalog, each
+    platform is evaluated alone (candidates and relevant titles on that platform).
+    """
+    rec = (recommender_factory if isinstance(recommender_factory, Recommender)
+           else recommender_factory(train))
+    relevant = relevant_items(test, threshold)
+    popularity = item_popularity(train)
+    metrics, per_user = {}, {}
+    for strategy in strategies:
+        lists = rec.recommend_all(k, strategy=strategy, seed=seed)
+        metrics[strategy] = ranking_report(lists, relevant, k, popularity, len(rec.item_ids))
+        per_user[strategy] = per_user_ndcg(lists, relevant, k)
+    paired = {}
+    if "model" in per_user:
+        users = list(per_user["model"])
+        for strategy in strategies:
+            if strategy == "model" or not users:
+                continue
+            diff = np.array([per_user["model"][u] - per_user[strategy][u] for u in users])
+            paired[strategy] = {
+                "gain": float(diff.mean()),
+                "gain_se": float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1
+                else float("nan"),
+                "share_better": float(np.mean(diff > 0)),
+                "share_worse": float(np.mean(diff < 0)),
+            }
+    platform_rows = []
+    if by_platform and len(rec.platforms) > 1:
+        for platform in rec.platforms:
+            mask = rec.candidate_mask([platform])
+            on_platform = set(rec.item_ids[mask].tolist())
+            rel_p = {u: items & on_platform for u, items in relevant.items()}
+            for strategy in strategies:
+                lists = rec.recommend_all(k, platforms=[platform], strategy=strategy, seed=seed)
+                rep = ranking_report(lists, rel_p, k, popularity, int(mask.sum()))
+                platform_rows.append({"platform": platform, "strategy": strategy, **rep})
+    return RankingResult(metrics=metrics,
+                         by_platform=pd.DataFrame(platform_rows) if platform_rows else None,
+                         k=k, threshold=threshold, recommender=rec, paired=paired)
+
+
+@dataclass
+class SplitEvaluation:
+    """Everything ``04_evaluation`` reports for one split."""
+
+    split: Split
+    recommender: Recommender = field(repr=False)
+    ratings: pd.DataFrame  # rating_table
+    ranking: RankingResult
+    activity: pd.DataFrame  # error_by_activity
+    fit_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"split": self.split.summary(), "description": self.split.description,
+                "ranking_params": self.recommender.ranking_params,
+                "rating": self.ratings.set_index("model").to_dict(orient="index"),
+                "ranking": self.ranking.to_dict(), "error_by_activity": self.activity,
+                "ndcg_ratio_vs_popularity": self.ranking.ratio("ndcg"),
+                "coverage_ratio_vs_popularity": self.ranking.ratio("coverage")}
+
+
+def evaluate_split(split: Split, titles: pd.DataFrame, *,
+                   rating_params: Mapping[str, Any] | None = None,
+                   ranking_params: Mapping[str, Any] | None = None, seed: int = 42,
+                   k: int = 10, threshold: float = RELEVANCE_THRESHOLD,
+                   strategies: Sequence[str] = ("model", "popularity", "bayes", "random"),
+                   ) -> SplitEvaluation:
+    """Fit a ``Recommender`` on ``split.train``; rating errors, top-N metrics (model and
+    baselines, per platform too) and errors by user activity on ``split.test``."""
+    import time
+
+    t0 = time.perf_counter()
+    rec = Recommender(rating_params, ranking_params, seed=seed).fit(split.train, titles)
+    fit_seconds = time.perf_counter() - t0
+    return SplitEvaluation(
+        split=split, recommender=rec,
+        ratings=rating_table(rec, split.train, split.test, seed),
+        ranking=evaluate_ranking(rec, split.train, split.test, k, threshold=threshold,
+                                 seed=seed, strategies=strategies),
+        activity=error_by_activity(rec, split.train, split.test),
+        fit_seconds=fit_seconds)
+
+
+# =========================================================================== tuning
+
+
+@dataclass
+class TuningResult:
+    """Validation table of ``tune_ranking`` and the chosen parameters."""
+
+    table: pd.DataFrame
+    best_params: dict[str, Any]
+    popularity: dict[str, float]
+    constraint_met: bool
+    split: dict[str, Any]
+
+
+#: Ranking parameters that need a refit; the others only change the blend.
+_REFIT_KEYS = ("l2", "min_item_ratings", "max_ease_items", "weighting", "score_center")
+_BLEND_KEYS = ("ease_weight", "pop_weight", "rating_weight")
+
+
+def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
+                 grid: Mapping[str, Sequence[Any]], *,
+                 base_params: Mapping[str, Any] | None = None, quantile: float = 0.8,
+                 k: int = 10, threshold: float = RELEVANCE_THRESHOLD,
+                 min_coverage_ratio: float = 5.0, seed: int = 42,
+                 validation: Callable[[pd.DataFrame], Split] | None = None,
+                 rating_params: Mapping[str, Any] | None = None) -> TuningResult:
+    """Choose ranking parameters on a time-aware validation split carved from ``model_df``.
+
+    Pass the *training* part of the evaluation split as ``model_df``: the validation
+    split is ``validation(model_df)`` (default ``time_split(model_df, quantile)``), so
+    the test never informs the choice. Every combination of ``grid`` (keys of ``DEFAULT_RANKING_PARAMS``) is
+    scored by NDCG@k and catalog coverage; the winner has the best NDCG among those
+    whose coverage is at least ``min_coverage_ratio`` x popularity's on the same split
+    (if none qualifies, the best NDCG overall, with ``constraint_met=False``). Ties go to
+    the first in grid order. Blend weights are changed without refitting
+    (``Recommender.with_ranking``). The validation fits use a surprise ``BaselineOnly``
+    component as rating model (fast; the ranking does not use it) unless the grid tries
+    a non-zero ``rating_weight``: then ``blend.build_rating_model(rating_params)``.
+    """
+    from recsys_utils.blend import build_rating_model
+    from recsys_utils.models import make_component
+
+    unknown = set(grid) - set(_REFIT_KEYS) - set(_BLEND_KEYS)
+    if unknown:
+        raise ValueError(f"tune_ranking cannot tune {sorted(unknown)}; "
+                         f"valid: {sorted(_REFIT_KEYS + _BLEND_KEYS)}")
+    if any(float(w) != 0 for w in grid.get("rating_weight", [0.0])):
+        def factory() -> Any:
+            return build_rating_model(dict(rating_params) if rating_params else None, seed=seed,
+                                      titles=titles)
+    else:
+        def factory() -> Any:
+            return make_component("baseline", seed=seed)
+    split = validation(model_df) if validation is not None else time_split(model_df, quantile)
+    relevant = relevant_items(split.test, threshold)
+    popularity = item_popularity(split.train)
+    refit_keys = [key for key in grid if key in _REFIT_KEYS]
+    blend_keys = [key for key in grid if key in _BLEND_KEYS]
+    base = dict(base_params or {})
+    rows = []
+    pop_report: dict[str, Any] | None = None
+    for refit_values in itertools.product(*(grid[key] for key in refit_keys)):
+        params = {**base, **dict(zip(refit_keys, refit_values, strict=True))}
+        rec = Recommender(ranking_params=params, seed=seed, rating_model=factory())
+        rec.fit(split.train, titles)
+        if pop_report is None:
+            lists = rec.recommend_all(k, strategy="popularity")
+            pop_report = ranking_report(lists, relevant, k, popularity, len(rec.item_ids))
+        for blend_values in itertools.product(*(grid[key] for key in blend_keys)):
+            changes = dict(zip(blend_keys, blend_values, strict=True))
+            variant = rec.with_ranking(**changes) if changes else rec
+            lists = variant.recommend_all(k)
+            rep = ranking_report(lists, relevant, k, popularity, len(rec.item_ids))
+            rows.append({**dict(zip(refit_keys, refit_values, strict=True)), **changes,
+                         "ndcg": rep["ndcg"], "coverage": rep["coverage"],
+                         "precision": rep["precision"], "recall": rep["recall"]})
+    table = pd.DataFrame(rows)
+    assert pop_report is not None  # the grid has at least one point
+    table["ndcg_ratio"] = table["ndcg"] / pop_report["ndcg"]
+    table["coverage_ratio"] = table["coverage"] / pop_report["coverage"]
+    ok = table["coverage_ratio"] >= min_coverage_ratio
+    pool = table[ok] if ok.any() else table
+    best_row = pool.loc[pool["ndcg"].idxmax()]
+    best = {**base, **{key: _plain(best_row[key]) for key in refit_keys + blend_keys}}
+    return TuningResult(table=table, best_params=best,
+                        popularity={"ndcg": pop_report["ndcg"],
+                                    "coverage": pop_report["coverage"]},
+                        constraint_met=bool(ok.any()), split=split.summary())
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python scalars (JSON, params dicts)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# =========================================================================== notebook helpers
+
+#: ``rating_model`` choices of ``04_evaluation`` and the benchmark.
+RATING_MODEL_CHOICES: tuple[str, ...] = ("fast", "default")
+
+
+def rating_params_for(choice: str) -> dict[str, Any] | None:
+    """``rating_params`` for a named choice: ``default`` = the served blend (``None``:
+    ``blend.DEFAULT_RATING_PARAMS``, about 30 s per fit on the default data); ``fast`` =
+    the same blend with only its baseline and SVD components (a few seconds per fit).
+
+    Only the displayed scores and RMSE depend on it: with ``rating_weight=0`` the
+    ranking (and every top-N metric) is the same for both.
+    """
+    if choice not in RATING_MODEL_CHOICES:
+        raise ValueError(f"unknown rating model {choice!r}; valid: {list(RATING_MODEL_CHOICES)}")
+    if choice == "default":
+        return None
+    from recsys_utils.blend import DEFAULT_COMPONENTS
+
+    return {"components": {name: DEFAULT_COMPONENTS[name] for name in ("baseline", "svd")}}
+
+
+
+def served_recommender(model_df: pd.DataFrame, titles: pd.DataFrame,
+                       rating_params: Mapping[str, Any] | None = None,
+                       ranking_params: Mapping[str, Any] | None = None, seed: int = 42,
+                       paths: Any = None) -> tuple[Recommender, str]:
+    """The registered champion when there is one (what the API serves), else a
+    ``Recommender`` trained here on ``model_df``. Returns it and where it came from."""
+    from recsys_utils.errors import DataError
+    from recsys_utils.registry import load_champion
+
+    try:
+        model, manifest = load_champion(paths)
+    except DataError:
+        model, manifest = None, {}
+    if isinstance(model, Recommender):
+        return model, f"registered champion {manifest.get('version', '?')}"
+    rec = Recommender(rating_params, ranking_params, seed=seed).fit(model_df, titles)
+    return rec, "trained in this notebook (no champion registered)"
+
+
+def median_activity_user(model_df: pd.DataFrame) -> int:
+    """The user whose number of ratings is closest to the median (smallest id on ties)."""
+    counts = model_df.groupby("user").size().sort_index()
+    gap = (counts - counts.median()).abs().to_numpy()
+    return int(counts.index[int(np.argmin(gap))])
+
+
+def jsonable(value: Any) -> Any:
+    """Nested dicts/lists/DataFrames/numpy values as plain JSON types (NaN -> None)."""
+    if isinstance(value, pd.DataFrame):
+        return jsonable(value.to_dict(orient="records"))
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+_STRATEGY_LABELS = {"model": "recommender", "popularity": "popularity", "random": "random",
+                    "rating": "predicted rating", "bayes": "Bayesian average"}
+
+
+def plot_ranking_comparison(results: Mapping[str, RankingResult]) -> Any:
+    """NDCG@k (with one standard error) and catalog coverage per strategy, one group per split."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_ndcg, ax_cov) = plt.subplots(1, 2, figsize=(11, 4.2))
+    splits = list(results)
+    strategies = list(next(iter(results.values())).metrics)
+    width = 0.8 / len(strategies)
+    x = np.arange(len(splits))
+    for j, strategy in enumerate(strategies):
+        ndcg = [results[s].metrics[strategy]["ndcg"] for s in splits]
+        se = [results[s].metrics[strategy]["ndcg_se"] for s in splits]
+        cov = [results[s].metrics[strategy]["coverage"] for s in splits]
+        label = _STRATEGY_LABELS.get(strategy, strategy)
+        ax_ndcg.bar(x + j * width, ndcg, width, yerr=se, capsize=3, label=label)
+        ax_cov.bar(x + j * width, cov, width, label=label)
+    k = next(iter(results.values())).k
+    for ax, title, ylabel in ((ax_ndcg, f"NDCG@{k} (error bar: 1 s.e. over users)", f"NDCG@{k}"),
+                              (ax_cov, f"Catalog coverage of the top-{k} lists",
+                               "share of the catalog (log scale)")):
+        ax.set_xticks(x + width * (len(strategies) - 1) / 2, splits)
+        ax.set_xlabel("split")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+    ax_cov.set_yscale("log")
+    handles, labels = ax_ndcg.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(strategies), frameon=False)
+    fig.suptitle("Top-N quality: recommender vs baselines on the same candidates")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def plot_error_by_activity(frames: Mapping[str, pd.DataFrame]) -> Any:
+    """RMSE per user-activity bucket, one line per split (bucket sizes in the labels)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for name, frame in frames.items():  # empty buckets have NaN RMSE: a gap in the line
+        ax.plot(frame["activity"], frame["rmse"], marker="o", label=name)
+    ax.set_xlabel("training ratings of the user")
+    ax.set_ylabel("RMSE on held-out ratings")
+    ax.set_title("Rating error by user activity")
+    ax.legend(title="split")
+    fig.tight_layout()
+    return fig

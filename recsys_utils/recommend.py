@@ -1,0 +1,663 @@
+"""Top-N recommendations: the served ``Recommender`` and its ``Recommendations``.
+
+What a recommendation is here. The **ranking** comes from a closed-form item-item model,
+EASE (Steck 2019, "Embarrassingly Shallow Autoencoders for Sparse Data"): with ``X`` the
+user x title matrix of training interactions, ``B = argmin ||X - XB||^2 + l2 ||B||^2``
+subject to ``diag(B) = 0`` has the closed form ``B = I - P diag(1/diag(P))``,
+``P = (X'X + l2 I)^-1``, and a user's scores are ``x_u B``: one matrix product. The
+**displayed score** is the rating model's predicted rating (0.5..5), so a user sees
+"you would rate this about 4.3" next to a list ordered for top-N accuracy.
+
+Why not rank by the predicted rating (the seed's approach): a rating model answers "how
+much would this user like this title *if* they watched it", and is most optimistic about
+obscure titles with few, enthusiastic ratings; top-N quality asks "which titles will this
+user watch and like". On the default data, ranking by the predicted rating alone scores
+NDCG@10 *below* popularity (0.106 vs 0.113 on the time-aware split, 0.028 vs 0.067 on the
+per-user last-20% split), while EASE beats popularity clearly (``04_evaluation``,
+``benchmarks/bench_ranking.py --rating-ranking``).
+
+The ranking score of title ``i`` for user ``u`` (all terms z-scored over the catalog so
+the weights are comparable)::
+
+    ranking_score = ease_weight * z(x_u B)_i + pop_weight * z(log1p n_ratings)_i
+                    + rating_weight * z(predicted rating)_i
+
+* ``x_u`` weights each rated title by ``(score - 2.5) / 2.5`` (``weighting="score"``):
+  a 5 counts fully, a 2.5 not at all, a 0.5 *against*; better than binary "rated"
+  on every split we tried.
+* ``pop_weight < 0`` is a popularity *penalty*: it trades a little accuracy for much more
+  catalog coverage (titles shown to at least one user).
+* ``rating_weight`` blends the rating model in: +3% NDCG on one split, 0 to -5% on the
+  other, always less coverage; validation rejects it (coverage constraint), so it is 0.
+  With a non-zero weight each user costs one ``predict_items`` over the catalog.
+
+Defaults were tuned by ``evaluation.tune_ranking`` on a time-aware validation split
+carved from the *training* part of the time-aware split (never the test): best NDCG@10
+among the settings whose catalog coverage is at least 5x popularity's.
+
+Candidates are every catalog title the user has not rated; a title (``item_id``) is
+available on every platform of its copies in ``titles``. Titles with fewer than
+``min_item_ratings`` training ratings are left out of EASE (memory/speed: ``B`` is dense
+``n x n``; such titles get an EASE score of 0 and are still candidates). Ties in the
+ranking score (unclipped, so two titles predicted "5.0" are still ordered) are broken by
+catalog order (``item_id`` ascending). ``B`` is rounded to float16 at fit (the in-memory
+and the pickled model rank identically): 3,496 titles on the default data, 24 MB.
+
+Unknown users get the cold-start list: the best Bayesian averages
+``(sum of scores + prior_count * global mean) / (n_ratings + prior_count)`` within the
+filters. ``similar`` ranks titles by cosine similarity of item factors from a truncated
+SVD (``n_factors``) of the same weighted interaction matrix.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys_utils.errors import UnknownFilterError, UnknownItemError
+
+__all__ = [
+    "DEFAULT_RANKING_PARAMS",
+    "KINDS",
+    "Recommendations",
+    "Recommender",
+    "STRATEGIES",
+    "train_recommender",
+]
+
+#: Valid values of the ``kind`` filter.
+KINDS: tuple[str, ...] = ("Movie", "TV Show")
+
+#: Ways ``recommend_all`` can rank: the model and the baselines evaluated beside it.
+STRATEGIES: tuple[str, ...] = ("model", "popularity", "random", "bayes", "rating")
+
+#: Default ``ranking_params`` (see the module docstring; tuned in ``04_evaluation``).
+DEFAULT_RANKING_PARAMS: dict[str, Any] = {
+    "ease_weight": 1.0,       # weight of the EASE score
+    "l2": 60.0,               # EASE ridge penalty
+    "min_item_ratings": 5,    # titles with fewer training ratings are left out of EASE
+    "max_ease_items": 6000,   # and at most this many (the most rated): B is dense n x n
+    "weighting": "score",     # "score": (score - score_center) / (5 - score_center); "binary"
+    "score_center": 2.5,
+    "pop_weight": -0.2,       # weight of z(log1p(n_ratings)); negative = popularity penalty
+    "rating_weight": 0.0,     # weight of z(predicted rating)
+    "prior_count": 10.0,      # Bayesian average of the cold-start list: pseudo-ratings at the mean
+    "n_factors": 64,          # item factors (truncated SVD of X) for similar()
+}
+
+
+def _merge_ranking_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    merged = {**DEFAULT_RANKING_PARAMS, **dict(params or {})}
+    unknown = set(merged) - set(DEFAULT_RANKING_PARAMS)
+    if unknown:
+        raise ValueError(f"unknown ranking_params {sorted(unknown)}; "
+                         f"valid: {sorted(DEFAULT_RANKING_PARAMS)}")
+    if merged["weighting"] not in ("score", "binary"):
+        raise ValueError(f"weighting must be 'score' or 'binary', got {merged['weighting']!r}")
+    if float(merged["l2"]) <= 0:
+        raise ValueError(f"l2 must be positive, got {merged['l2']}")
+    return merged
+
+
+@dataclass
+class Recommendations:
+    """A top-N answer.
+
+    ``items`` columns: ``rank`` (1..n), ``item_id``, ``title``, ``platform`` (the first,
+    in sorted order, of the title's platforms allowed by the filter), ``type``, ``score``
+    (predicted rating 0.5..5, rounded to 3 decimals; the Bayesian average for a
+    cold-start list) and ``ranking_score`` (what the list is ordered by).
+    ``cold_start`` is True when the user is unknown and the list is the Bayesian-average
+    top titles within the filter.
+    """
+
+    user: int | None
+    cold_start: bool
+    items: pd.DataFrame = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def _as_user(user: Any) -> int | None:
+    """A user id as ``int`` when it is one, else ``None`` (an unknown, non-numeric id)."""
+    try:
+        return int(user)
+    except (TypeError, ValueError):
+        return None
+
+
+def _randomized_left_vectors(x: sp.csr_matrix, k: int, seed: int, oversample: int = 10,
+                             power_iterations: int = 2) -> np.ndarray:
+    """The top ``k`` left singular vectors of ``x`` (rows x k), by a randomized SVD."""
+    rng = np.random.default_rng(seed)
+    width = min(k + oversample, min(x.shape))
+    y = x @ rng.standard_normal((x.shape[1], width))
+    q, _ = np.linalg.qr(y)
+    for _ in range(power_iterations):  # sharpen the spectrum; re-orthonormalise each time
+        q, _ = np.linalg.qr(x.T @ q)
+        q, _ = np.linalg.qr(x @ q)
+    small = np.asarray((x.T @ q).T)  # q' x, width x columns
+    u_small, _, _ = np.linalg.svd(small, full_matrices=False)
+    return q @ u_small[:, :k]
+
+
+def _zscore_rows(m: np.ndarray) -> np.ndarray:
+    """Each row centred and scaled to unit variance (constant rows become 0), in place."""
+    m -= m.mean(axis=1, keepdims=True)
+    std = m.std(axis=1, keepdims=True)
+    std[std == 0] = 1.0
+    m /= std
+    return m
+
+
+def _zscore(v: np.ndarray) -> np.ndarray:
+    return _zscore_rows(np.array(v, dtype=np.float64, ndmin=2))[0]
+
+
+class Recommender:
+    """The served recommender: a rating model for scores, EASE for the ranking.
+
+    Args:
+        rating_params: ``build_rating_model`` parameters (``None``: its defaults).
+        ranking_params: overrides of ``DEFAULT_RANKING_PARAMS``.
+        seed: seeds the rating model, the factor SVD and the random baseline.
+        rating_model: an unfitted rating model to use instead of ``build_rating_model``
+            (anything with ``fit(model_df)`` and ``predict_items(user, items, clip)``).
+    """
+
+    def __init__(self, rating_params: Mapping[str, Any] | None = None,
+                 ranking_params: Mapping[str, Any] | None = None, seed: int = 42,
+                 rating_model: Any = None) -> None:
+        self.rating_params = dict(rating_params) if rating_params is not None else None
+        self.ranking_params = _merge_ranking_params(ranking_params)
+        self.seed = int(seed)
+        self.rating_model = rating_model
+        self._fitted = False
+        self._filter_cache: dict[tuple, np.ndarray] = {}
+
+    # ================================================================== fitting
+    def fit(self, model_df: pd.DataFrame, titles: pd.DataFrame) -> Recommender:
+        """Fit the rating model and the ranking model on ``model_df`` for the ``titles`` catalog.
+
+        ``model_df``: the model table (``user``, ``item``, ``score``); ``titles``: the
+        processed titles table (``item_id``, ``platform``, ``type``, ``title``). Ratings of
+        items outside the catalog train the rating model but are never recommended.
+        """
+        missing = {"user", "item", "score"} - set(model_df.columns)
+        if missing:
+            raise ValueError(f"model table lacks columns {sorted(missing)}")
+        missing = {"item_id", "platform", "type", "title"} - set(titles.columns)
+        if missing:
+            raise ValueError(f"titles table lacks columns {sorted(missing)}")
+        if self.rating_model is None:
+            from recsys_utils.blend import build_rating_model
+
+            # titles feed the blend's content component (genres, release year)
+            self.rating_model = build_rating_model(self.rating_params, seed=self.seed,
+                                                   titles=titles)
+        self.rating_model.fit(model_df)
+        self._fit_catalog(titles)
+        self._fit_interactions(model_df)
+        self._fit_ease()
+        self._fit_factors()
+        self._fitted = True
+        return self
+
+    def _fit_catalog(self, titles: pd.DataFrame) -> None:
+        """Catalog arrays: one entry per ``item_id`` (sorted), platforms as a boolean matrix."""
+        t = titles[["item_id", "platform", "type", "title"]].astype(
+            {"item_id": str, "platform": str, "type": str, "title": str})
+        t = t.sort_values(["item_id", "platform"], kind="mergesort")
+        first = t.drop_duplicates("item_id")
+        self.item_ids: np.ndarray = first["item_id"].to_numpy(dtype=object)
+        self._item_index = pd.Index(self.item_ids)
+        self._titles = first["title"].to_numpy(dtype=object)
+        self._types = first["type"].to_numpy(dtype=object)
+        self.platforms: list[str] = sorted(t["platform"].unique().tolist())
+        rows = self._item_index.get_indexer(t["item_id"])
+        cols = pd.Index(self.platforms).get_indexer(t["platform"])
+        avail = np.zeros((len(self.item_ids), len(self.platforms)), dtype=bool)
+        avail[rows, cols] = True
+        self._availability = avail
+
+    def _fit_interactions(self, model_df: pd.DataFrame) -> None:
+        """Training users, the rated-title matrix, counts, means and the Bayesian average."""
+        df = model_df[["user", "item", "score"]]
+        pos = self._item_index.get_indexer(df["item"].astype(str))
+        inside = pos >= 0
+        self.n_ratings_outside_catalog_ = int((~inside).sum())
+        df, pos = df[inside], pos[inside]
+        self.user_ids: np.ndarray = np.sort(df["user"].unique())
+        self._user_pos = {int(u): k for k, u in enumerate(self.user_ids.tolist())}
+        upos = np.searchsorted(self.user_ids, df["user"].to_numpy())
+        scores = df["score"].to_numpy(dtype=np.float64)
+        n_items = len(self.item_ids)
+        shape = (len(self.user_ids), n_items)
+        p = self.ranking_params
+        if p["weighting"] == "score":
+            center = float(p["score_center"])
+            weights = (scores - center) / (5.0 - center)
+        else:
+            weights = np.ones_like(scores)
+        # duplicates (a user rating a title twice) would be summed by the CSR constructor:
+        # keep the user's last row for the title only, as the weight of one interaction
+        last = ~pd.DataFrame({"u": upos, "i": pos}).duplicated(keep="last").to_numpy()
+        upos, pos, scores, weights = upos[last], pos[last], scores[last], weights[last]
+        self._rated = sp.csr_matrix((np.ones_like(weights, dtype=bool), (upos, pos)),
+                                    shape=shape)
+        self._weights = sp.csr_matrix((weights, (upos, pos)), shape=shape)
+        self.n_ratings: np.ndarray = np.bincount(pos, minlength=n_items).astype(np.int64)
+        sums = np.bincount(pos, weights=scores, minlength=n_items)
+        self.global_mean = float(scores.mean()) if scores.size else 0.0
+        c = float(p["prior_count"])
+        self._bayes = (sums + c * self.global_mean) / (self.n_ratings + c)
+        self._pop_z = _zscore(np.log1p(self.n_ratings))
+        self._item_popularity = self.n_ratings / max(len(self.user_ids), 1)
+        # the rating model's item baseline (an unknown user): what a new user starts from
+        self._item_baseline = np.asarray(
+            self.rating_model.predict_items(None, self.item_ids, clip=False), dtype=np.float64)
+
+    def _fit_ease(self) -> None:
+        """``B`` of EASE on the titles with at least ``min_item_ratings`` training ratings."""
+        p = self.ranking_params
+        eligible = np.flatnonzero(self.n_ratings >= int(p["min_item_ratings"]))
+        if eligible.size > int(p["max_ease_items"]):  # keep the most rated (stable order)
+            order = np.argsort(-self.n_ratings[eligible], kind="stable")
+            eligible = np.sort(eligible[order[: int(p["max_ease_items"])]])
+        self._ease_cols = eligible
+        x = self._weights[:, eligible]
+        self._X = x.tocsr().astype(np.float32)
+        if float(p["ease_weight"]) == 0 or eligible.size == 0:
+            self._B = np.zeros((eligible.size, eligible.size), dtype=np.float32)
+            return
+        gram = (x.T @ x).toarray().astype(np.float64)
+        gram[np.diag_indices_from(gram)] += float(p["l2"])
+        inv = np.linalg.inv(gram)
+        b = -inv / np.diag(inv)
+        np.fill_diagonal(b, 0.0)
+        # B is stored as float16 (half the pickle); rounding it here, at fit time, makes the
+        # in-memory model rank exactly like the saved one
+        self._B = b.astype(np.float16).astype(np.float32)
+
+    def _fit_factors(self) -> None:
+        """Unit-norm item factors from a truncated SVD of the weighted interactions.
+
+        A randomized SVD (Halko, Martinsson & Tropp 2011: a seeded Gaussian sketch, two
+        power iterations) of the users x EASE-titles matrix: a fraction of a second where
+        ARPACK's ``svds`` takes seconds, and deterministic for a seed.
+        """
+        x = self._weights.astype(np.float64).tocsr()
+        sub = x[:, self._ease_cols]
+        k = min(int(self.ranking_params["n_factors"]), min(sub.shape) - 1)
+        self._factors = np.zeros((len(self.item_ids), max(k, 0)), dtype=np.float32)
+        if k < 1:
+            return
+        u = _randomized_left_vectors(sub, k, self.seed)
+        # every rated title is placed by its users: q_i = x_i' U (= V_i S for EASE titles)
+        q = np.asarray(x.T @ u)
+        norms = np.linalg.norm(q, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        self._factors = (q / norms).astype(np.float32)
+
+    # ================================================================== state
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if "_B" in state:
+            state["_B"] = state["_B"].astype(np.float16)  # exact: B was rounded at fit
+        state["_filter_cache"] = {}  # derived, rebuilt on demand
+        state.pop("_rating_cache", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "_B" in state:
+            self._B = np.asarray(state["_B"], dtype=np.float32)
+        if getattr(self, "_fitted", False):
+            self._user_pos = {int(u): k for k, u in enumerate(self.user_ids.tolist())}
+
+    def _check_fitted(self) -> None:
+        if not self._fitted:
+            raise RuntimeError("Recommender is not fitted; call fit() first")
+
+    def with_ranking(self, **changes: float) -> Recommender:
+        """A copy with other blend weights (``ease_weight``, ``pop_weight``,
+        ``rating_weight``), sharing the fitted arrays (no refit; for tuning)."""
+        allowed = {"ease_weight", "pop_weight", "rating_weight"}
+        bad = set(changes) - allowed
+        if bad:
+            raise ValueError(f"with_ranking changes only {sorted(allowed)}, got {sorted(bad)}")
+        if changes.get("ease_weight", 1.0) != 0 and self.ranking_params["ease_weight"] == 0:
+            raise ValueError("EASE was not fitted (ease_weight=0); refit to use it")
+        other = copy.copy(self)
+        other.ranking_params = {**self.ranking_params, **changes}
+        other._filter_cache = self._filter_cache
+        return other
+
+    # ================================================================== lookups
+    def known_user(self, user: int) -> bool:
+        """Whether ``user`` rated at least one catalog title in the training data."""
+        self._check_fitted()
+        try:
+            return int(user) in self._user_pos
+        except (TypeError, ValueError):
+            return False
+
+    def _item_position(self, item_id: str) -> int:
+        pos = self._item_index.get_indexer([str(item_id)])[0]
+        if pos < 0:
+            raise UnknownItemError(item_id, f"unknown item {item_id!r}: not in the catalog")
+        return int(pos)
+
+    def candidate_mask(self, platforms: Sequence[str] | None = None,
+                       kind: str | None = None) -> np.ndarray:
+        """Boolean mask over ``item_ids``: titles on any of ``platforms`` and of ``kind``.
+
+        Raises ``UnknownFilterError`` (listing the valid values) for an unknown platform
+        or kind. An empty ``platforms`` list means no platform filter.
+        """
+        self._check_fitted()
+        plats = tuple(sorted(set(platforms))) if platforms else ()
+        key = (plats, kind)
+        cached = self._filter_cache.get(key)
+        if cached is not None:
+            return cached
+        for name in plats:
+            if name not in self.platforms:
+                raise UnknownFilterError("platform", name, self.platforms)
+        if kind is not None and kind not in KINDS:
+            raise UnknownFilterError("kind", kind, KINDS)
+        mask = np.ones(len(self.item_ids), dtype=bool)
+        if plats:
+            cols = [self.platforms.index(p) for p in plats]
+            mask &= self._availability[:, cols].any(axis=1)
+        if kind is not None:
+            mask &= self._types == kind
+        mask.setflags(write=False)
+        self._filter_cache[key] = mask
+        return mask
+
+    def _display_platform(self, positions: np.ndarray, platforms: Sequence[str] | None
+                          ) -> list[str]:
+        allowed = np.ones(len(self.platforms), dtype=bool)
+        if platforms:
+            allowed = np.isin(self.platforms, list(platforms))
+        avail = self._availability[positions] & allowed
+        first = np.argmax(avail, axis=1)
+        return [self.platforms[j] for j in first]
+
+    # ================================================================== scoring
+    def _ease_scores(self, weights: sp.csr_matrix) -> np.ndarray:
+        """EASE scores of users (rows of ``weights`` over ``_ease_cols``) on the whole catalog."""
+        out = np.zeros((weights.shape[0], len(self.item_ids)), dtype=np.float64)
+        if self._ease_cols.size and self.ranking_params["ease_weight"] != 0:
+            out[:, self._ease_cols] = (weights @ self._B)
+        return out
+
+    def _blend(self, ease: np.ndarray, rating: np.ndarray | None) -> np.ndarray:
+        """The ranking score from raw EASE scores (rows = users) and predicted ratings."""
+        p = self.ranking_params
+        s = _zscore_rows(ease) * float(p["ease_weight"])
+        if p["pop_weight"]:
+            s += float(p["pop_weight"]) * self._pop_z
+        if p["rating_weight"] and rating is not None:
+            s += float(p["rating_weight"]) * _zscore_rows(np.array(rating, dtype=np.float64))
+        return s
+
+    def _rating_rows(self, users: Sequence[int]) -> np.ndarray:
+        """Unclipped predicted ratings of every catalog title for ``users`` (one call each)."""
+        return np.vstack([self.rating_model.predict_items(int(u), self.item_ids, clip=False)
+                          for u in users])
+
+    def ranking_scores(self, user: int) -> np.ndarray:
+        """The ranking score of every catalog title (``item_ids`` order) for a known user."""
+        self._check_fitted()
+        u = self._user_pos[int(user)]
+        ease = self._ease_scores(self._X[u]) if self._ease_cols.size else np.zeros(
+            (1, len(self.item_ids)))
+        rating = self._rating_rows([user]) if self.ranking_params["rating_weight"] else None
+        return self._blend(ease, rating)[0]
+
+    @staticmethod
+    def _top(scores: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
+        """Positions of the ``n`` best valid scores, best first, ties by position."""
+        masked = np.where(valid, scores, -np.inf)
+        m = min(n, masked.size)
+        if m <= 0:
+            return np.zeros(0, dtype=np.int64)
+        if masked.size > m:
+            # the m-th best value; keep everything >= it so ties at the cut are all seen
+            kth = -np.partition(-masked, m - 1)[m - 1]
+            idx = np.flatnonzero(masked >= kth)
+        else:
+            idx = np.arange(masked.size)
+        s = masked[idx]
+        keep = np.isfinite(s)
+        idx, s = idx[keep], s[keep]
+        return idx[np.lexsort((idx, -s))[:m]]
+
+    def _frame(self, positions: np.ndarray, scores: np.ndarray, ranking: np.ndarray,
+               platforms: Sequence[str] | None) -> pd.DataFrame:
+        return pd.DataFrame({
+            "rank": np.arange(1, len(positions) + 1, dtype=np.int64),
+            "item_id": self.item_ids[positions].astype(str),
+            "title": self._titles[positions].astype(str),
+            "platform": self._display_platform(positions, platforms),
+            "type": self._types[positions].astype(str),
+            "score": np.round(np.asarray(scores, dtype=np.float64), 3),
+            "ranking_score": np.asarray(ranking, dtype=np.float64),
+        })
+
+    def _clip(self, est: np.ndarray) -> np.ndarray:
+        return np.clip(est, 0.5, 5.0)
+
+    # ================================================================== public API
+    def recommend(self, user: int, n: int = 10, platforms: Sequence[str] | None = None,
+                  kind: str | None = None) -> Recommendations:
+        """Top ``n`` unrated titles for ``user`` within the filters.
+
+        An unknown user gets the cold-start list (``cold_start=True``): the titles with
+        the best Bayesian-average score within the filters.
+        """
+        self._check_fitted()
+        valid = self.candidate_mask(platforms, kind)
+        if not self.known_user(user):
+            return self._cold_start(_as_user(user), n, valid, platforms)
+        top, scores = self._rank_known(int(user), n, valid)
+        pred = self.rating_model.predict_items(int(user), self.item_ids[top], clip=True)
+        return Recommendations(user=int(user), cold_start=False,
+                               items=self._frame(top, pred, scores[top], platforms))
+
+    def top_items(self, user: int, n: int = 10, platforms: Sequence[str] | None = None,
+                  kind: str | None = None) -> list[str]:
+        """The item ids ``recommend`` would list, without predicted ratings or a DataFrame
+        (the ranking alone: what batch jobs and the benchmark's latency figure need)."""
+        self._check_fitted()
+        valid = self.candidate_mask(platforms, kind)
+        if not self.known_user(user):
+            top = self._top(self._bayes + 1e-9 * np.log1p(self.n_ratings), valid, n)
+        else:
+            top, _ = self._rank_known(int(user), n, valid)
+        return self.item_ids[top].tolist()
+
+    def _rank_known(self, user: int, n: int, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top positions and the full ranking-score vector of a known user."""
+        u = self._user_pos[user]
+        scores = self.ranking_scores(user)
+        rated = self._rated.indices[self._rated.indptr[u]:self._rated.indptr[u + 1]]
+        scores[rated] = -np.inf
+        top = self._top(scores, valid, n)
+        return top, scores
+
+    def _cold_start(self, user: int | None, n: int, valid: np.ndarray,
+                    platforms: Sequence[str] | None) -> Recommendations:
+        # ties in the Bayesian average: more ratings first, then catalog order
+        key = self._bayes + 1e-9 * np.log1p(self.n_ratings)
+        top = self._top(key, valid, n)
+        return Recommendations(user=user, cold_start=True,
+                               items=self._frame(top, self._bayes[top], self._bayes[top],
+                                                 platforms))
+
+    def recommend_for_ratings(self, ratings: Mapping[str, float], n: int = 10,
+                              platforms: Sequence[str] | None = None,
+                              kind: str | None = None) -> Recommendations:
+        """Top ``n`` for a new user described by a few ``{item_id: score}`` ratings.
+
+        EASE needs no refit: the new user's row ``x`` gives ``x B`` directly. The
+        predicted rating is the rating model's item baseline plus the user's mean
+        residual on the rated titles, shrunk towards 0 by 5 pseudo-ratings. No ratings:
+        the cold-start list. Unknown ``item_id`` -> ``UnknownItemError``.
+        """
+        self._check_fitted()
+        valid = self.candidate_mask(platforms, kind)
+        if not ratings:
+            return self._cold_start(None, n, valid, platforms)
+        pos = np.array([self._item_position(i) for i in ratings], dtype=np.int64)
+        scores = np.array([float(s) for s in ratings.values()], dtype=np.float64)
+        p = self.ranking_params
+        if p["weighting"] == "score":
+            center = float(p["score_center"])
+            w = (scores - center) / (5.0 - center)
+        else:
+            w = np.ones_like(scores)
+        col = pd.Index(self._ease_cols).get_indexer(pos)
+        inside = col >= 0
+        row = sp.csr_matrix((w[inside], (np.zeros(inside.sum(), dtype=np.int64), col[inside])),
+                            shape=(1, self._ease_cols.size), dtype=np.float32)
+        offset = float(np.sum(scores - self._item_baseline[pos]) / (len(pos) + 5.0))
+        pred = self._item_baseline + offset
+        ranking = self._blend(self._ease_scores(row), pred[None, :])[0]
+        valid = valid.copy()
+        valid[pos] = False
+        top = self._top(ranking, valid, n)
+        return Recommendations(user=None, cold_start=False,
+                               items=self._frame(top, self._clip(pred[top]), ranking[top],
+                                                 platforms))
+
+    def similar(self, item_id: str, n: int = 10) -> pd.DataFrame:
+        """The ``n`` titles closest to ``item_id`` by cosine similarity of item factors.
+
+        Columns ``item_id, title, platform, similarity``. Neighbours are drawn from the
+        titles with at least ``min_item_ratings`` ratings (factors of rarer titles are
+        noise); a title nobody rated has no factors and gets an empty frame.
+        """
+        self._check_fitted()
+        pos = self._item_position(item_id)
+        q = self._factors[pos] if self._factors.shape[1] else np.zeros(0, dtype=np.float32)
+        columns = ["item_id", "title", "platform", "similarity"]
+        if q.size == 0 or not np.any(q):
+            return pd.DataFrame(columns=columns)
+        cand = self._ease_cols[self._ease_cols != pos]
+        sims = self._factors[cand] @ q
+        valid = np.ones(cand.size, dtype=bool)
+        top = cand[self._top(sims.astype(np.float64), valid, n)]
+        sim_top = self._factors[top] @ q
+        return pd.DataFrame({
+            "item_id": self.item_ids[top].astype(str),
+            "title": self._titles[top].astype(str),
+            "platform": self._display_platform(top, None),
+            "similarity": np.round(sim_top.astype(np.float64), 4),
+        }, columns=columns)
+
+    def predict(self, user: int, item_id: str) -> float:
+        """Predicted rating (0.5..5) of ``item_id`` by ``user`` (unknown user: item baseline)."""
+        self._check_fitted()
+        self._item_position(item_id)
+        return float(self.rating_model.predict_items(
+            int(user), np.array([str(item_id)], dtype=object), clip=True)[0])
+
+    def predict_items(self, user: int, items: Sequence[str] | np.ndarray,
+                      clip: bool = True) -> np.ndarray:
+        """Predicted ratings of many titles for one user (the rating model, vectorized)."""
+        self._check_fitted()
+        return np.asarray(self.rating_model.predict_items(
+            int(user), np.asarray(list(items), dtype=object), clip=clip), dtype=np.float64)
+
+    # ================================================================== batch
+    def recommend_all(self, n: int = 10, platforms: Sequence[str] | None = None,
+                      kind: str | None = None, users: Sequence[int] | None = None,
+                      strategy: str = "model", seed: int | None = None,
+                      batch_size: int = 256) -> dict[int, list[str]]:
+        """Top-``n`` item ids for many known users at once (batch matrix products).
+
+        ``users``: known users (default: all training users; unknown ones are skipped).
+        ``strategy`` ranks the same candidates (unrated titles within the filters) by
+        ``model`` (the ranking score), ``popularity`` (training ratings count),
+        ``random`` (seeded by ``seed``, default the recommender's), ``bayes`` (the
+        cold-start Bayesian average) or ``rating`` (the predicted rating alone, unclipped:
+        the seed's approach; one ``predict_items`` per user, slow).
+        """
+        self._check_fitted()
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; valid: {list(STRATEGIES)}")
+        valid = self.candidate_mask(platforms, kind)
+        if users is None:
+            rows = np.arange(len(self.user_ids))
+        else:
+            rows = np.array([self._user_pos[int(u)] for u in users if self.known_user(u)],
+                            dtype=np.int64)
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        out: dict[int, list[str]] = {}
+        n_items = len(self.item_ids)
+        for start in range(0, rows.size, batch_size):
+            block = rows[start:start + batch_size]
+            ids = self.user_ids[block]
+            if strategy == "model":
+                ease = (self._ease_scores(self._X[block]) if self._ease_cols.size
+                        else np.zeros((block.size, n_items)))
+                rating = (self._rating_rows(ids) if self.ranking_params["rating_weight"]
+                          else None)
+                scores = self._blend(ease, rating)
+            elif strategy == "popularity":
+                scores = np.broadcast_to(self.n_ratings.astype(np.float64), (block.size, n_items))
+            elif strategy == "bayes":
+                scores = np.broadcast_to(self._bayes, (block.size, n_items))
+            elif strategy == "random":
+                scores = rng.random((block.size, n_items))
+            else:  # rating
+                scores = self._rating_rows(ids)
+            scores = np.where(valid, scores, -np.inf)
+            rated = self._rated[block].tocoo()
+            scores[rated.row, rated.col] = -np.inf
+            out.update(self._top_rows(scores, ids, n))
+        return out
+
+    def _top_rows(self, scores: np.ndarray, ids: np.ndarray, n: int) -> dict[int, list[str]]:
+        """Row-wise top ``n`` finite scores, ties broken by catalog position (vectorized)."""
+        n_rows, n_items = scores.shape
+        m = min(n, n_items)
+        if m <= 0 or n_rows == 0:
+            return {int(u): [] for u in ids}
+        # the m-th best value of each row; everything above it is in, and among the values
+        # equal to it the first positions fill the remaining places
+        kth = -np.partition(-scores, m - 1, axis=1)[:, m - 1:m]
+        above = scores > kth
+        tied = scores == kth
+        need = m - above.sum(axis=1, keepdims=True)
+        chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
+        pos = np.nonzero(chosen)[1].reshape(n_rows, m)  # row-major: ascending positions
+        vals = np.take_along_axis(scores, pos, axis=1)
+        order = np.lexsort((pos, -vals), axis=1)
+        pos = np.take_along_axis(pos, order, axis=1)
+        vals = np.take_along_axis(vals, order, axis=1)
+        finite = np.isfinite(vals)
+        return {int(u): self.item_ids[pos[r][finite[r]]].tolist()
+                for r, u in enumerate(ids.tolist())}
+
+    def __repr__(self) -> str:
+        state = "fitted" if self._fitted else "unfitted"
+        return f"Recommender({state}, ranking_params={self.ranking_params})"
+
+
+def train_recommender(model_df: pd.DataFrame, titles: pd.DataFrame,
+                      rating_params: Mapping[str, Any] | None = None,
+                      ranking_params: Mapping[str, Any] | None = None,
+                      seed: int = 42) -> Recommender:
+    """A fitted ``Recommender`` (rating model from ``blend.build_rating_model``)."""
+    return Recommender(rating_params, ranking_params, seed=seed).fit(model_df, titles)

@@ -1,0 +1,359 @@
+"""The model registry: versioned models, their manifests and an atomic champion pointer.
+
+Layout under ``outputs/models/`` (``ProjectPaths.models``)::
+
+    v0001/model.pkl          the pickled, fully fitted model
+    v0001/manifest.json      what it is (see ``register_model``)
+    v0002/...
+    champion.json            {"version": "v0002", "updated_at": ..., "reason": ...}
+    champion_history.jsonl   one line per pointer change (audit trail, used by rollback)
+
+Why this design:
+
+* A version folder is built under a temporary name and renamed into place, so a
+  half-written version never exists under its real name.
+* The champion pointer is a small JSON file replaced with ``os.replace``:
+  readers (the API, ``load_champion``) see the old champion or the new one,
+  never a torn pointer. A JSON file rather than a symlink because it also works
+  on Windows and in CI artifact uploads.
+* Every file's sha256 is stored in the manifest and verified before
+  unpickling: a truncated or tampered ``model.pkl`` is refused with a
+  ``DataError`` instead of loading garbage (or running arbitrary pickle code
+  from a file we did not write).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import platform
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recsys_utils.errors import DataError
+from recsys_utils.paths import ProjectPaths, project_paths
+from recsys_utils.store import atomic_write_text, fsync_dir
+
+__all__ = [
+    "MODEL_FILE",
+    "MANIFEST_FILE",
+    "CHAMPION_FILE",
+    "register_model",
+    "load_champion",
+    "load_version",
+    "champion_version",
+    "list_versions",
+    "versions_table",
+    "read_manifest",
+    "promote",
+    "rollback",
+    "library_versions",
+    "sha256_file",
+]
+
+MODEL_FILE = "model.pkl"
+MANIFEST_FILE = "manifest.json"
+CHAMPION_FILE = "champion.json"
+HISTORY_FILE = "champion_history.jsonl"
+_PIPELINE_HINT = "run `make pipeline` (03_modeling registers the first model)"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _paths(paths: ProjectPaths | None) -> ProjectPaths:
+    return paths if paths is not None else project_paths()
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a pickled model depends on (unpickling needs compatible ones)."""
+    versions = {"python": platform.python_version()}
+    for key, dist in (("numpy", "numpy"), ("pandas", "pandas"), ("scipy", "scipy"),
+                      ("scikit-surprise", "scikit-surprise"), ("recsys_utils", "recsys-utils")):
+        try:
+            versions[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[key] = "not installed"
+    return versions
+
+
+def _jsonable(value: Any) -> Any:
+    """Make numpy scalars, tuples, paths and timestamps JSON-serialisable (params/metrics)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, Path | datetime | pd.Timestamp):
+        return str(value)
+    return value
+
+
+def _is_version_dir(folder: Path) -> bool:
+    return folder.is_dir() and folder.name.startswith("v") and (folder / MANIFEST_FILE).is_file()
+
+
+def _next_version_number(models: Path) -> int:
+    numbers = [0]
+    for folder in models.glob("v*"):
+        digits = folder.name[1:]
+        if folder.is_dir() and digits.isdigit():
+            numbers.append(int(digits))
+    return max(numbers) + 1
+
+
+def _write_pointer(models: Path, version: str, reason: str) -> None:
+    """Move the champion pointer atomically and append the change to the history log."""
+    previous = _read_pointer(models)
+    record = {
+        "version": version,
+        "previous": previous["version"] if previous else None,
+        "updated_at": _utc_now(),
+        "reason": reason,
+    }
+    atomic_write_text(models / CHAMPION_FILE, json.dumps(record, indent=2) + "\n")
+    # The log is an audit trail, not the source of truth: appending is enough.
+    with open(models / HISTORY_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def _read_pointer(models: Path) -> dict | None:
+    pointer = models / CHAMPION_FILE
+    if not pointer.is_file():
+        return None
+    try:
+        record = json.loads(pointer.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{pointer} is not valid JSON ({exc}); {_PIPELINE_HINT}") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("version"), str):
+        raise DataError(f"{pointer} has no 'version' string; {_PIPELINE_HINT}")
+    return record
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def register_model(
+    model: object,
+    *,
+    params: dict,
+    metrics: dict,
+    data_fingerprint: str,
+    paths: ProjectPaths | None = None,
+    promote: bool = True,
+    notes: str = "",
+    extra: dict | None = None,
+) -> str:
+    """Save ``model`` as a new registry version and (optionally) make it the champion.
+
+    Args:
+        model: the fully fitted object to pickle (a ``recsys_utils.recommend.Recommender``).
+        params: everything needed to retrain it the same way; retraining reads
+            ``params["rating_params"]``, ``params["ranking_params"]`` and ``params["seed"]``.
+        metrics: its scores, including *which* holdout they were measured on
+            (e.g. ``{"holdout": {...protocol...}, "rmse": 0.86, "ndcg@10": 0.12}``).
+        data_fingerprint: ``recsys_utils.fingerprint.data_fingerprint`` of the training table.
+        paths: project paths (default: ``project_paths()``).
+        promote: move the champion pointer to this version.
+        notes: free text (why it was registered).
+        extra: additional manifest fields (e.g. the decision record id).
+
+    Returns:
+        The new version name, ``v0001``, ``v0002``, ... (numbered in registration order).
+
+    The manifest holds: version, created_at (UTC ISO 8601), data_fingerprint,
+    params, metrics, libraries (python, numpy, pandas, scipy, scikit-surprise,
+    recsys_utils), files (sha256 and size of ``model.pkl``), notes.
+    """
+    models = _paths(paths).models
+    models.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=models))
+    try:
+        model_path = staging / MODEL_FILE
+        with open(model_path, "wb") as fh:
+            pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            fh.flush()
+            os.fsync(fh.fileno())
+        files = {MODEL_FILE: {"sha256": sha256_file(model_path), "bytes": model_path.stat().st_size}}
+        manifest: dict[str, Any] = {
+            "version": None,  # filled once the name is reserved
+            "created_at": _utc_now(),
+            "data_fingerprint": data_fingerprint,
+            "params": _jsonable(params),
+            "metrics": _jsonable(metrics),
+            "libraries": library_versions(),
+            "files": files,
+            "notes": notes,
+        }
+        if extra:
+            manifest.update(_jsonable(extra))
+        # Reserve the next free name by renaming the staging folder onto it;
+        # rename fails if another process took the name first, so retry.
+        for _ in range(1000):
+            version = f"v{_next_version_number(models):04d}"
+            manifest["version"] = version
+            atomic_write_text(staging / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+            try:
+                os.rename(staging, models / version)
+            except OSError:
+                if (models / version).exists():
+                    continue
+                raise
+            break
+        else:  # pragma: no cover - a thousand concurrent registrations
+            raise RuntimeError("could not reserve a registry version name")
+        fsync_dir(models)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if promote:
+        _write_pointer(models, version, reason=notes or "registered")
+    return version
+
+
+def read_manifest(version: str, paths: ProjectPaths | None = None) -> dict:
+    """The manifest of ``version``; ``DataError`` if the version does not exist."""
+    models = _paths(paths).models
+    manifest_path = models / version / MANIFEST_FILE
+    if not manifest_path.is_file():
+        known = ", ".join(list_versions(paths)) or "none"
+        raise DataError(
+            f"no model version {version!r} in {models} (expected {manifest_path}); "
+            f"known versions: {known}"
+        )
+    return json.loads(manifest_path.read_text(encoding="utf-8"))
+
+
+def list_versions(paths: ProjectPaths | None = None) -> list[str]:
+    """Registered versions, oldest first (empty list when the registry is empty or missing)."""
+    models = _paths(paths).models
+    if not models.is_dir():
+        return []
+    return sorted(f.name for f in models.iterdir() if _is_version_dir(f))
+
+
+def champion_version(paths: ProjectPaths | None = None) -> str | None:
+    """The version the champion pointer names, or ``None`` when no model was promoted yet."""
+    record = _read_pointer(_paths(paths).models)
+    return record["version"] if record else None
+
+
+def versions_table(paths: ProjectPaths | None = None) -> pd.DataFrame:
+    """One row per version: created_at, champion flag, data fingerprint, scalar metrics, notes."""
+    champ = champion_version(paths)
+    rows = []
+    for version in list_versions(paths):
+        manifest = read_manifest(version, paths)
+        row = {
+            "version": version,
+            "champion": version == champ,
+            "created_at": manifest.get("created_at"),
+            "data_fingerprint": manifest.get("data_fingerprint"),
+        }
+        row.update(
+            {k: v for k, v in manifest.get("metrics", {}).items() if isinstance(v, int | float)}
+        )
+        row["notes"] = manifest.get("notes", "")
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=["version", "champion", "created_at", "notes"])
+    table = pd.DataFrame(rows)
+    return table[[c for c in table.columns if c != "notes"] + ["notes"]]
+
+
+def _verify(version: str, paths: ProjectPaths | None) -> tuple[Path, dict]:
+    """Check every file of ``version`` against its manifest checksum; return folder and manifest."""
+    manifest = read_manifest(version, paths)
+    folder = _paths(paths).models / version
+    files = manifest.get("files") or {}
+    if MODEL_FILE not in files:
+        raise DataError(f"{folder / MANIFEST_FILE} lists no checksum for {MODEL_FILE}")
+    for name, info in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"{path} is missing (listed in its manifest); {_PIPELINE_HINT}")
+        actual = sha256_file(path)
+        if actual != info.get("sha256"):
+            raise DataError(
+                f"checksum mismatch for {path}: manifest says {info.get('sha256')}, "
+                f"file has {actual}; refusing to unpickle it. Roll back "
+                f"(`recsys-retrain --rollback VERSION`) or {_PIPELINE_HINT}"
+            )
+    return folder, manifest
+
+
+def load_version(version: str, paths: ProjectPaths | None = None) -> tuple[object, dict]:
+    """Load a registered model after verifying its checksums: ``(model, manifest)``."""
+    folder, manifest = _verify(version, paths)
+    with open(folder / MODEL_FILE, "rb") as fh:
+        model = pickle.load(fh)  # noqa: S301 - checksum verified against our own manifest
+    return model, manifest
+
+
+def load_champion(paths: ProjectPaths | None = None) -> tuple[object, dict]:
+    """Load the champion model after verifying its checksums: ``(model, manifest)``.
+
+    Raises:
+        DataError: no registry / no champion yet (telling to run ``make pipeline``),
+            or a checksum mismatch.
+    """
+    models = _paths(paths).models
+    record = _read_pointer(models)
+    if record is None:
+        raise DataError(
+            f"no champion model: {models / CHAMPION_FILE} does not exist; {_PIPELINE_HINT}"
+        )
+    return load_version(record["version"], paths)
+
+
+def promote(version: str, paths: ProjectPaths | None = None, reason: str = "promoted") -> str:
+    """Make ``version`` the champion (checksums verified first); returns the previous champion."""
+    _verify(version, paths)
+    models = _paths(paths).models
+    previous = champion_version(paths)
+    _write_pointer(models, version, reason=reason)
+    return previous or ""
+
+
+def rollback(version: str | None = None, paths: ProjectPaths | None = None) -> str:
+    """Point the champion back at ``version`` (default: the champion before the current one).
+
+    The target's checksums are verified before the pointer moves, so a rollback
+    never installs a corrupted model. Returns the new champion version.
+    """
+    models = _paths(paths).models
+    if version is None:
+        current = _read_pointer(models)
+        if current is None or not current.get("previous"):
+            raise DataError(
+                f"nothing to roll back to: {models / CHAMPION_FILE} names no previous champion; "
+                "pass a version (see `recsys-retrain --list`)"
+            )
+        version = current["previous"]
+    promote(version, paths, reason=f"rollback to {version}")
+    return version

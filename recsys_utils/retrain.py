@@ -1,0 +1,615 @@
+"""Continuous training: validate new ratings, append them, judge a challenger, promote or keep.
+
+``recsys-retrain --new-ratings PATH`` (``make retrain NEW=PATH``) runs, in this order:
+
+1. **Validate** the file with the cleaning step's own reader and rules
+   (``recsys_utils.ratings.read_ratings_file``: header, field count, quoting,
+   ``validate_ratings``, exact duplicates); rejected rows go to
+   ``data/interim/rejected_retrain_<stamp>.parquet`` with file, line, reason and raw text,
+   and an accounting line ``read = kept + rejected + duplicates`` is printed.
+2. **Deduplicate against the store**: ratings already stored (same user, title,
+   timestamp and score) are counted and skipped. If nothing is new, nothing is trained:
+   the decision record says ``skipped`` (same data + same parameters + same seed would
+   rebuild the same model). Running twice with the same file therefore adds nothing and
+   trains nothing the second time.
+3. **Holdout** (the protocol): the newest ``holdout_fraction`` (default 50%) of the
+   ratings this run adds, by timestamp (or, with ``holdout_days``, those within that many
+   days of the newest one). These ratings were in no model's training data — every model
+   is trained from the store and they were not in it — so the champion is judged as it
+   is, without leakage.
+4. **Challenger**: the champion's parameters (``manifest["params"]``: ``rating_params``,
+   ``ranking_params``, ``seed``; with ``--retune`` each rating component is re-tuned by
+   cross-validation inside the challenger's training data, never on the holdout) trained
+   on the store *plus the new ratings minus the holdout*.
+5. **Judge** both on the same holdout: RMSE on every holdout rating, NDCG@10 over the
+   holdout users with at least one relevant rating (score >= 4), candidates = every
+   title the user had not rated before the holdout (the same for both models).
+6. **Rule**: promote iff ``rmse_challenger <= rmse_champion + tolerance`` and
+   ``ndcg_challenger >= ndcg_champion - ndcg_tolerance`` (default tolerance 0.005 each).
+7. **Register**: the challenger is refit with the same parameters on the whole store
+   (holdout included: it is the most recent data and will be the most useful for
+   serving) and registered — promoted or not, so a kept champion's rival stays
+   auditable. Its manifest carries the judged metrics and the holdout's description.
+8. **Commit**: the new ratings are appended to the store atomically, then the champion
+   pointer moves (if promoted), then the decision record is written to
+   ``outputs/reports/decisions/<stamp>.json`` and printed.
+
+Crash safety: before step 8 a ``pending`` record is written. Each run first finishes
+pending records: if the store already holds the appended data the promotion is
+applied, otherwise the record is marked ``abandoned`` (the store is untouched, so this
+run re-adds the ratings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys_utils import registry
+from recsys_utils.errors import DataError
+from recsys_utils.fingerprint import data_fingerprint
+from recsys_utils.metrics import ndcg_at_k
+from recsys_utils.paths import ProjectPaths, project_paths
+from recsys_utils.store import (
+    append_ratings,
+    atomic_write,
+    atomic_write_text,
+    derive_model,
+    load_store,
+    rating_keys,
+    remove_ratings,
+    store_lock,
+)
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "Decision",
+    "decide",
+    "select_holdout",
+    "evaluate_on_holdout",
+    "run_retrain",
+    "hold_back",
+    "main",
+]
+
+DEFAULT_TOLERANCE = 0.005
+RELEVANCE_THRESHOLD = 4.0
+Trainer = Callable[[pd.DataFrame, pd.DataFrame, dict], Any]
+
+
+# --------------------------------------------------------------------------- the rule
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The promotion decision and why."""
+
+    promote: bool
+    reasons: list[str]
+    rule: str
+
+
+def decide(champion: dict[str, float], challenger: dict[str, float],
+           tolerance: float = DEFAULT_TOLERANCE, ndcg_tolerance: float | None = None,
+           ndcg_key: str = "ndcg@10") -> Decision:
+    """Promote iff the challenger is not worse than the champion beyond the tolerances.
+
+    ``rmse`` (lower is better) may be at most ``tolerance`` higher, ``ndcg@10`` (higher
+    is better) at most ``ndcg_tolerance`` (default: ``tolerance``) lower. Equal within
+    tolerance promotes: the challenger has seen more recent data.
+    """
+    ndcg_tolerance = tolerance if ndcg_tolerance is None else ndcg_tolerance
+    rule = (f"promote iff rmse_challenger <= rmse_champion + {tolerance:g} "
+            f"and {ndcg_key}_challenger >= {ndcg_key}_champion - {ndcg_tolerance:g}")
+    reasons = []
+    ok = True
+    d_rmse = challenger["rmse"] - champion["rmse"]
+    if d_rmse <= tolerance:
+        reasons.append(f"rmse {challenger['rmse']:.4f} vs {champion['rmse']:.4f} "
+                       f"({d_rmse:+.4f}, within +{tolerance:g})")
+    else:
+        ok = False
+        reasons.append(f"rmse worse: {challenger['rmse']:.4f} vs {champion['rmse']:.4f} "
+                       f"({d_rmse:+.4f} > +{tolerance:g})")
+    c_ndcg, k_ndcg = challenger.get(ndcg_key), champion.get(ndcg_key)
+    if c_ndcg is None or k_ndcg is None or (isinstance(c_ndcg, float) and math.isnan(c_ndcg)):
+        reasons.append(f"{ndcg_key} not measured (no holdout user with a relevant rating)")
+    else:
+        d_ndcg = c_ndcg - k_ndcg
+        if d_ndcg >= -ndcg_tolerance:
+            reasons.append(f"{ndcg_key} {c_ndcg:.4f} vs {k_ndcg:.4f} "
+                           f"({d_ndcg:+.4f}, within -{ndcg_tolerance:g})")
+        else:
+            ok = False
+            reasons.append(f"{ndcg_key} worse: {c_ndcg:.4f} vs {k_ndcg:.4f} "
+                           f"({d_ndcg:+.4f} < -{ndcg_tolerance:g})")
+    return Decision(promote=ok, reasons=reasons, rule=rule)
+
+
+# --------------------------------------------------------------------------- holdout
+
+
+def select_holdout(added_model: pd.DataFrame, fraction: float = 0.5,
+                   days: float | None = None) -> pd.Series:
+    """Boolean mask over ``added_model`` (model-table rows): the newest ratings.
+
+    ``days``: ratings within ``days`` of the newest added rating; otherwise the newest
+    ``ceil(fraction * n)`` by (timestamp, user, item) — a deterministic order.
+    """
+    if added_model.empty:
+        return pd.Series(False, index=added_model.index)
+    ts = pd.to_datetime(added_model["timestamp"])
+    if days is not None:
+        return ts > ts.max() - pd.Timedelta(days=days)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"holdout fraction must be in (0, 1], got {fraction}")
+    order = added_model.assign(_ts=ts).sort_values(["_ts", "user", "item"], kind="stable").index
+    n = math.ceil(fraction * len(added_model))
+    mask = pd.Series(False, index=added_model.index)
+    mask.loc[order[len(order) - n:]] = True
+    return mask
+
+
+def evaluate_on_holdout(model: Any, holdout: pd.DataFrame, seen: pd.DataFrame, k: int = 10,
+                        relevance: float = RELEVANCE_THRESHOLD) -> dict[str, float]:
+    """RMSE and NDCG@k of ``model`` on ``holdout`` (model-table rows).
+
+    ``seen``: the ratings before the holdout (model table); a user's titles there are
+    removed from her candidates for both models alike. NDCG is
+    ``recsys_utils.metrics.ndcg_at_k`` (binary relevance: holdout score >= ``relevance``),
+    averaged over the holdout users with at least one relevant rating. Ranking uses
+    ``model.recommend(user, n)`` (asking for extra titles to survive that filter);
+    RMSE uses ``model.predict(user, item)``.
+    """
+    pred = np.array([model.predict(int(u), str(i))
+                     for u, i in zip(holdout["user"], holdout["item"], strict=True)])
+    err = pred - holdout["score"].to_numpy(np.float64)
+    rated_before = seen.groupby("user")["item"].agg(set)
+    ndcgs = []
+    relevant_by_user = (holdout[holdout["score"] >= relevance]
+                        .groupby("user")["item"].agg(lambda s: set(map(str, s))))
+    for user, relevant in relevant_by_user.items():
+        exclude = rated_before.get(user, set())
+        recs = model.recommend(int(user), n=k + len(exclude))
+        items = [str(i) for i in recs.items["item_id"] if i not in exclude][:k]
+        ndcgs.append(ndcg_at_k(items, relevant, k))
+    return {
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mae": float(np.mean(np.abs(err))),
+        f"ndcg@{k}": float(np.mean(ndcgs)) if ndcgs else float("nan"),
+        "n_ratings": len(holdout),
+        "n_users": int(holdout["user"].nunique()),
+        "n_ranked_users": len(ndcgs),
+    }
+
+
+# --------------------------------------------------------------------------- training
+
+
+def default_trainer(model_df: pd.DataFrame, titles: pd.DataFrame, params: dict) -> Any:
+    """Train the project's recommender with a manifest's parameters."""
+    from recsys_utils.recommend import train_recommender
+
+    return train_recommender(model_df, titles, params["rating_params"],
+                             params["ranking_params"], int(params.get("seed", 42)))
+
+
+def _check_params(manifest: dict) -> dict:
+    params = manifest.get("params") or {}
+    missing = [k for k in ("rating_params", "ranking_params") if k not in params]
+    if missing:
+        raise DataError(
+            f"the champion's manifest ({manifest.get('version')}) has no params {missing}; "
+            "cannot retrain with the champion's parameters (re-run `make pipeline`)"
+        )
+    return params
+
+
+def retune_params(model_df: pd.DataFrame, params: dict, grid: str = "small", n_folds: int = 3,
+                  log: Callable[[str], None] = print) -> tuple[dict, dict]:
+    """Re-tune every component of the champion's rating blend on ``model_df`` only.
+
+    ``model_df`` is the challenger's training data (the holdout is not in it), and each
+    family is searched with ``recsys_utils.tuning.tune_family`` (the documented ``small``
+    grid, ``n_folds``-fold cross-validation inside ``model_df``), so re-tuning never sees
+    the ratings the decision is judged on. Ranking parameters are kept. Returns
+    ``(new_params, summary)``; components whose family has no grid are kept as they are.
+    """
+    import copy
+
+    from recsys_utils.tuning import FAMILIES, component_params, tune_family
+
+    family_of = {name: family for family, (_, name) in FAMILIES.items()}
+    new = copy.deepcopy(params)
+    components = new.get("rating_params", {}).get("components") or {}
+    summary: dict[str, Any] = {"grid": grid, "n_folds": n_folds,
+                               "data": "challenger training data (holdout excluded)"}
+    for name in list(components):
+        family = family_of.get(name)
+        if family is None:
+            summary[name] = "kept (no tuning grid)"
+            continue
+        log(f"re-tuning {name} ({family}, {grid} grid, {n_folds}-fold CV) ...")
+        result = tune_family(model_df, family, grid=grid, n_folds=n_folds,
+                             seed=int(params.get("seed", 42)))
+        _, tuned = component_params(family, result["best_params"])
+        components[name] = tuned
+        summary[name] = {"params": tuned, "cv_rmse": round(result["best_rmse"], 4)}
+    return new, summary
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")[:-4] + "Z"  # centiseconds
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _decisions_dir(paths: ProjectPaths) -> Path:
+    return paths.reports / "decisions"
+
+
+def _write_record(paths: ProjectPaths, record: dict) -> Path:
+    path = _decisions_dir(paths) / f"{record['stamp']}.json"
+    atomic_write_text(path, json.dumps(record, indent=2, default=str) + "\n")
+    return path
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _titles(paths: ProjectPaths) -> pd.DataFrame:
+    from recsys_utils.schema import cast_titles
+
+    path = paths.processed / "titles.parquet"
+    if not path.is_file():
+        raise DataError(f"{path} not found; run `make pipeline` (01_cleaning) first")
+    return cast_titles(pd.read_parquet(path))
+
+
+def _model_view(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Ratings rows as model-table rows (one per rating, no per-pair reduction)."""
+    return pd.DataFrame({
+        "user": ratings["user_id"].astype("int32").to_numpy(),
+        "item": ratings["item_id"].astype(str).to_numpy(),
+        "score": ratings["score"].astype("float32").to_numpy(),
+        "timestamp": pd.to_datetime(ratings["timestamp"]).astype("datetime64[s]").to_numpy(),
+    }, index=ratings.index)
+
+
+def recover_pending(paths: ProjectPaths, log: Callable[[str], None] = print) -> list[str]:
+    """Finish the decision records a crashed run left ``pending`` (see module docstring)."""
+    folder = _decisions_dir(paths)
+    done = []
+    if not folder.is_dir():
+        return done
+    for path in sorted(folder.glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("status") != "pending":
+            continue
+        _, model = load_store(paths)
+        if data_fingerprint(model) == record.get("store", {}).get("fingerprint_after"):
+            if record.get("decision") == "promoted":
+                registry.promote(record["challenger"]["version"], paths,
+                                 reason=f"recovered decision {record['stamp']}")
+                record["champion_after"] = record["challenger"]["version"]
+            record["status"] = "done (recovered)"
+        else:
+            record["status"] = "abandoned (crashed before the store changed)"
+            record["decision"] = "abandoned"
+        _write_record(paths, record)
+        log(f"recovered pending decision {path.name}: {record['status']}")
+        done.append(record["stamp"])
+    return done
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
+                tolerance: float = DEFAULT_TOLERANCE, ndcg_tolerance: float | None = None,
+                holdout_fraction: float = 0.5, holdout_days: float | None = None,
+                min_holdout: int = 50, retune: bool = False, k: int = 10,
+                trainer: Trainer | None = None, log: Callable[[str], None] = print,
+                argv: Sequence[str] | None = None) -> dict:
+    """Validate, append, judge and (maybe) promote; returns the decision record (see module doc).
+
+    Raises:
+        DataError: the file, the store or the champion is missing or unusable.
+    """
+    from recsys_utils.ratings import read_ratings_file
+
+    paths = paths or project_paths()
+    trainer = trainer or default_trainer
+    new_path = Path(new_ratings)
+    if not new_path.is_absolute() and not new_path.exists():
+        new_path = paths.root / new_path
+    if not new_path.is_file():
+        raise DataError(f"new ratings file {new_ratings} not found "
+                        "(expected a CSV with header userId,rating,timestamp,movieId)")
+    if registry.champion_version(paths) is None:
+        registry.load_champion(paths)  # raises the DataError that says what to run
+    titles = _titles(paths)
+
+    stamp = _stamp()
+    source = _rel(new_path, paths.root)
+    got = read_ratings_file(new_path, set(titles["item_id"].astype(str)), source_file=source)
+    account = got.accounts[0]
+    rejected_file = None
+    if len(got.rejected):
+        rejected_path = paths.interim / f"rejected_retrain_{stamp}.parquet"
+        paths.interim.mkdir(parents=True, exist_ok=True)
+        atomic_write(rejected_path, lambda tmp: got.rejected.to_parquet(tmp, index=False))
+        rejected_file = _rel(rejected_path, paths.root)
+    log("accounting: " + account.line() + (f"; rejected rows -> {rejected_file}"
+                                           if rejected_file else ""))
+    if not account.adds_up:  # pragma: no cover - a bug in the reader, not in the data
+        raise AssertionError(account.line())
+    if account.kept == 0:
+        # A wrong header or a file of bad rows is a user mistake, not "nothing new".
+        why = account.note or (", ".join(sorted(got.rejected["reason"].astype(str).unique()))
+                               if len(got.rejected) else "no data rows")
+        raise DataError(f"{source}: no valid rating to add ({why}); expected a CSV with header "
+                        "userId,rating,timestamp,movieId"
+                        + (f"; rejected rows in {rejected_file}" if rejected_file else ""))
+
+    record: dict[str, Any] = {
+        "stamp": stamp,
+        "created_at": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "command": list(argv) if argv is not None else None,
+        "new_ratings": {"path": source, "sha256": _sha256(new_path), "read": account.read,
+                        "kept": account.kept, "rejected": account.rejected,
+                        "duplicates_in_file": account.duplicates, "note": account.note,
+                        "rejected_file": rejected_file},
+    }
+
+    with store_lock(paths):  # re-entrant: append_ratings below takes it again
+        recover_pending(paths, log)  # may move the pointer: load the champion after it
+        champion_model, champion_manifest = registry.load_champion(paths)
+        params = _check_params(champion_manifest)
+        record["champion_before"] = champion_manifest["version"]
+        store_ratings, _ = load_store(paths)
+        keys_now = rating_keys(store_ratings)
+        batch = got.ratings
+        fresh = batch[~rating_keys(batch).isin(keys_now)].reset_index(drop=True)
+        record["store"] = {"before": len(store_ratings), "already_present": len(batch) - len(fresh),
+                           "new": len(fresh)}
+        log(f"store: {len(fresh):,} new ratings, {len(batch) - len(fresh):,} already in the store "
+            f"({len(store_ratings):,} stored)")
+
+        if fresh.empty:
+            record.update(decision="skipped", status="done",
+                          reasons=["no new ratings: the store already holds every kept row, "
+                                   "so a challenger would be trained on the same data"],
+                          champion_after=champion_manifest["version"])
+            return _finish(paths, record, log)
+
+        fresh_model = _model_view(fresh)
+        mask = select_holdout(fresh_model, holdout_fraction, holdout_days).to_numpy()
+        holdout = fresh_model[mask]
+        record["holdout"] = {
+            "rule": (f"ratings added by this run within {holdout_days:g} days of the newest"
+                     if holdout_days is not None else
+                     f"newest {holdout_fraction:.0%} of the ratings added by this run"),
+            "n_ratings": len(holdout), "n_users": int(holdout["user"].nunique()),
+            "from": str(holdout["timestamp"].min()), "to": str(holdout["timestamp"].max()),
+            "relevance": f"score >= {RELEVANCE_THRESHOLD:g}", "k": k,
+            "candidates": "all titles the user had not rated before the holdout",
+        }
+        if len(holdout) < min_holdout:
+            record.update(decision="kept champion (holdout too small)", status="pending",
+                          reasons=[f"holdout has {len(holdout)} ratings < min_holdout "
+                                   f"{min_holdout}; ratings appended, no challenger trained"],
+                          champion_after=champion_manifest["version"])
+            return _commit(paths, record, fresh, None, log)
+
+        all_ratings = pd.concat([store_ratings, fresh], ignore_index=True)
+        judge_ratings = all_ratings[~rating_keys(all_ratings).isin(rating_keys(fresh[mask]))]
+        judge_model_df = derive_model(judge_ratings)
+        full_model_df = derive_model(all_ratings)
+
+        if retune:
+            params, tuning = retune_params(judge_model_df, params, log=log)
+            record["retune"] = tuning
+        log(f"training the challenger on {len(judge_model_df):,} ratings (holdout "
+            f"{len(holdout):,} ratings of {holdout['user'].nunique()} users kept out) ...")
+        judged = trainer(judge_model_df, titles, params)
+        m_champion = evaluate_on_holdout(champion_model, holdout, judge_model_df, k=k)
+        m_challenger = evaluate_on_holdout(judged, holdout, judge_model_df, k=k)
+        decision = decide(m_champion, m_challenger, tolerance, ndcg_tolerance,
+                          ndcg_key=f"ndcg@{k}")
+        log("refitting the challenger on the whole store "
+            f"({len(full_model_df):,} ratings) ...")
+        final = trainer(full_model_df, titles, params)
+        fp_after = data_fingerprint(full_model_df)
+        metrics = {**m_challenger,
+                   "holdout": record["holdout"],
+                   "champion_on_holdout": m_champion,
+                   "judged_model": "same params trained without the holdout; this version is "
+                                   "the refit on the whole store"}
+        version = registry.register_model(
+            final, params=params, metrics=metrics, data_fingerprint=fp_after, paths=paths,
+            promote=False, notes=f"challenger from retrain {stamp} ({source})",
+            extra={"decision_record": f"outputs/reports/decisions/{stamp}.json"})
+        record.update(
+            decision="promoted" if decision.promote else "kept champion",
+            status="pending",
+            rule=decision.rule,
+            reasons=decision.reasons,
+            tolerance={"rmse": tolerance,
+                       f"ndcg@{k}": tolerance if ndcg_tolerance is None else ndcg_tolerance},
+            champion={"version": champion_manifest["version"],
+                      "data_fingerprint": champion_manifest.get("data_fingerprint"),
+                      "metrics": m_champion},
+            challenger={"version": version, "data_fingerprint": fp_after,
+                        "params": params, "metrics": m_challenger},
+        )
+        record["store"]["fingerprint_after"] = fp_after
+        return _commit(paths, record, fresh, version if decision.promote else None, log)
+
+
+def _commit(paths: ProjectPaths, record: dict, fresh: pd.DataFrame, promote_version: str | None,
+            log: Callable[[str], None]) -> dict:
+    """Write-ahead record, append to the store, move the pointer, finish the record."""
+    if "fingerprint_after" not in record["store"]:
+        ratings, _ = load_store(paths)
+        record["store"]["fingerprint_after"] = data_fingerprint(
+            derive_model(pd.concat([ratings, fresh], ignore_index=True)))
+    _write_record(paths, record)  # status: pending
+    result = append_ratings(fresh, paths)
+    record["store"].update(result.summary())
+    if promote_version is not None:
+        registry.promote(promote_version, paths, reason=f"retrain {record['stamp']}")
+    record["champion_after"] = registry.champion_version(paths)
+    record["status"] = "done"
+    return _finish(paths, record, log)
+
+
+def _finish(paths: ProjectPaths, record: dict, log: Callable[[str], None]) -> dict:
+    path = _write_record(paths, record)
+    record["record_file"] = _rel(path, paths.root)
+    log(json.dumps(record, indent=2, default=str))
+    log(f"decision: {record['decision']} — champion is {record['champion_after']} "
+        f"(record: {record['record_file']})")
+    return record
+
+
+# --------------------------------------------------------------------------- hold back
+
+
+def hold_back(paths: ProjectPaths | None = None, quarter: str | None = None,
+              days: float = 91, retrain_champion: bool = True, trainer: Trainer | None = None,
+              log: Callable[[str], None] = print) -> dict:
+    """Set up the "most recent quarter arrives later" scenario on an existing store.
+
+    Moves the most recent ratings out of the store into
+    ``data/raw/new_ratings_<from>_<to>.csv`` (raw layout ``userId,rating,timestamp,movieId``)
+    — every rating from the start of ``quarter`` (e.g. ``"2016Q3"``) on, or by default
+    the last ``days`` days — and, with ``retrain_champion``, registers a champion trained
+    with the champion's parameters on the reduced store, so that no model has seen the
+    held-back ratings. ``recsys-retrain --new-ratings <file>`` then replays their arrival.
+    """
+    paths = paths or project_paths()
+    ratings, _ = load_store(paths)
+    ts = pd.to_datetime(ratings["timestamp"])
+    if quarter is not None:
+        cutoff = pd.Period(quarter, freq="Q").start_time
+    else:
+        cutoff = ts.max() - pd.Timedelta(days=days)
+    back = ratings[ts >= cutoff]
+    if back.empty or len(back) == len(ratings):
+        raise DataError(f"holding back ratings from {cutoff} on would leave "
+                        f"{'nothing to hold back' if back.empty else 'an empty store'}")
+    start, end = ts[ts >= cutoff].min(), ts.max()
+    out = paths.raw / f"new_ratings_{start:%Y%m%d}_{end:%Y%m%d}.csv"
+    raw = pd.DataFrame({
+        "userId": back["user_id"].astype("int64").to_numpy(),
+        "rating": back["score"].astype("float64").map(lambda s: f"{s:g}").to_numpy(),
+        "timestamp": pd.to_datetime(back["timestamp"]).astype("datetime64[s]")
+        .astype("int64").to_numpy(),
+        "movieId": back["item_id"].astype(str).to_numpy(),
+    }).sort_values(["timestamp", "userId", "movieId"], kind="stable")
+    atomic_write(out, lambda tmp: raw.to_csv(tmp, index=False))
+    removed = remove_ratings(back, paths)
+    summary: dict[str, Any] = {"file": _rel(out, paths.root), "held_back": removed,
+                               "from": str(start), "to": str(end),
+                               "remaining": len(ratings) - removed}
+    log(f"held back {removed:,} ratings ({start} .. {end}) -> {summary['file']}; "
+        f"{summary['remaining']:,} remain in the store")
+    if retrain_champion:
+        _, manifest = registry.load_champion(paths)
+        params = _check_params(manifest)
+        _, model_df = load_store(paths)
+        model = (trainer or default_trainer)(model_df, _titles(paths), params)
+        version = registry.register_model(
+            model, params=params, metrics={}, data_fingerprint=data_fingerprint(model_df),
+            paths=paths, promote=True,
+            notes=f"champion for the hold-back scenario: trained without the ratings "
+                  f"from {start} on ({summary['file']}); not evaluated")
+        summary["champion"] = version
+        log(f"registered and promoted {version}, trained on the reduced store")
+    return summary
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recsys-retrain",
+        description="Validate new ratings, append them to the store, train a challenger with "
+                    "the champion's parameters and promote it only if it is not worse on the "
+                    "most recent holdout. Prints and saves a JSON decision record.")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--new-ratings", type=Path, metavar="PATH",
+                        help="CSV with header userId,rating,timestamp,movieId")
+    action.add_argument("--list", action="store_true", help="list the registered versions")
+    action.add_argument("--rollback", nargs="?", const="", metavar="VERSION",
+                        help="point the champion at VERSION (default: the previous champion)")
+    action.add_argument("--hold-back", nargs="?", const="", metavar="QUARTER",
+                        help="move the latest ratings (from QUARTER, e.g. 2016Q3, or the last "
+                             "91 days) out of the store into data/raw/new_ratings_*.csv and "
+                             "register a champion trained without them")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help="allowed RMSE increase (default %(default)s)")
+    parser.add_argument("--ndcg-tolerance", type=float, default=None,
+                        help="allowed NDCG@10 decrease (default: --tolerance)")
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument("--holdout-fraction", type=float, default=0.5,
+                       help="newest share of the added ratings used to judge (default 0.5)")
+    split.add_argument("--holdout-days", type=float, default=None,
+                       help="judge on the added ratings within this many days of the newest")
+    parser.add_argument("--min-holdout", type=int, default=50,
+                        help="fewest holdout ratings to judge on (default %(default)s)")
+    parser.add_argument("--retune", action="store_true",
+                        help="re-tune the rating components (small grids, CV on the training data only)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``recsys-retrain``; ``DataError`` → ``error: ...`` on stderr, exit 2."""
+    args = build_parser().parse_args(argv)
+    paths = project_paths()
+    try:
+        if args.list:
+            table = registry.versions_table(paths)
+            table["notes"] = table["notes"].astype(str).str.slice(0, 60)
+            print(table.to_string(index=False) if len(table) else "no registered model")
+        elif args.rollback is not None:
+            version = registry.rollback(args.rollback or None, paths)
+            print(f"champion is now {version}")
+        elif args.hold_back is not None:
+            hold_back(paths, quarter=args.hold_back or None)
+        else:
+            run_retrain(args.new_ratings, paths=paths, tolerance=args.tolerance,
+                        ndcg_tolerance=args.ndcg_tolerance,
+                        holdout_fraction=args.holdout_fraction, holdout_days=args.holdout_days,
+                        min_holdout=args.min_holdout, retune=args.retune,
+                        argv=sys.argv[1:] if argv is None else list(argv))
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

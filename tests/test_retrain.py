@@ -1,0 +1,313 @@
+"""Retraining: validation, idempotent append, the promotion rule, decision records, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from store_fixtures import build_store, fake_trainer, make_ratings, make_titles, to_raw_csv
+
+from recsys_utils import registry, retrain
+from recsys_utils.fingerprint import data_fingerprint
+from recsys_utils.paths import project_paths
+from recsys_utils.store import load_store
+
+PARAMS = {"rating_params": {"model": "fake"}, "ranking_params": {}, "seed": 42}
+
+
+# --------------------------------------------------------------------------- the rule
+CHAMPION = {"rmse": 0.900, "ndcg@10": 0.100}
+
+
+def test_better_challenger_is_promoted():
+    d = retrain.decide(CHAMPION, {"rmse": 0.880, "ndcg@10": 0.120}, tolerance=0.005)
+    assert d.promote
+    assert "0.005" in d.rule
+
+
+def test_equal_within_tolerance_is_promoted():
+    d = retrain.decide(CHAMPION, {"rmse": 0.904, "ndcg@10": 0.096}, tolerance=0.005)
+    assert d.promote
+    assert all("within" in r for r in d.reasons)
+
+
+def test_worse_rmse_beyond_tolerance_is_rejected():
+    d = retrain.decide(CHAMPION, {"rmse": 0.906, "ndcg@10": 0.200}, tolerance=0.005)
+    assert not d.promote
+    assert any(r.startswith("rmse worse") for r in d.reasons)
+
+
+def test_worse_ndcg_beyond_tolerance_is_rejected():
+    d = retrain.decide(CHAMPION, {"rmse": 0.800, "ndcg@10": 0.094}, tolerance=0.005)
+    assert not d.promote
+    assert any(r.startswith("ndcg@10 worse") for r in d.reasons)
+
+
+def test_ndcg_tolerance_can_differ():
+    challenger = {"rmse": 0.900, "ndcg@10": 0.090}
+    assert not retrain.decide(CHAMPION, challenger, 0.005).promote
+    assert retrain.decide(CHAMPION, challenger, 0.005, ndcg_tolerance=0.02).promote
+
+
+def test_unmeasured_ndcg_falls_back_to_rmse():
+    d = retrain.decide({"rmse": 0.9, "ndcg@10": float("nan")},
+                       {"rmse": 0.9, "ndcg@10": float("nan")})
+    assert d.promote
+    assert any("not measured" in r for r in d.reasons)
+
+
+# --------------------------------------------------------------------------- holdout
+def test_select_holdout_takes_the_newest():
+    df = pd.DataFrame({"user": [1, 2, 3, 4], "item": ["a", "b", "c", "d"], "score": 3.0,
+                       "timestamp": pd.to_datetime(["2020-01-04", "2020-01-01", "2020-01-03",
+                                                    "2020-01-02"])})
+    assert retrain.select_holdout(df, 0.5).tolist() == [True, False, True, False]
+    assert retrain.select_holdout(df, 0.25).tolist() == [True, False, False, False]
+    assert retrain.select_holdout(df, days=1.5).tolist() == [True, False, True, False]
+    with pytest.raises(ValueError):
+        retrain.select_holdout(df, 0)
+
+
+class _ListModel:
+    """Predicts 3.0 for everything; recommends a fixed list."""
+
+    def predict(self, user, item):
+        return 3.0
+
+    def recommend(self, user, n=10):
+        class R:
+            items = pd.DataFrame({"item_id": ["x", "a", "y", "b"][:n]})
+        return R()
+
+
+def test_evaluate_on_holdout_hand_computed():
+    holdout = pd.DataFrame({"user": [1, 1, 1], "item": ["a", "b", "c"],
+                            "score": [5.0, 4.0, 2.0]})
+    seen = pd.DataFrame({"user": [1], "item": ["x"], "score": [3.0]})
+    out = retrain.evaluate_on_holdout(_ListModel(), holdout, seen, k=2)
+    assert out["rmse"] == pytest.approx(np.sqrt((4 + 1 + 1) / 3))
+    assert out["mae"] == pytest.approx(4 / 3)
+    # "x" was rated before the holdout: dropped, so the top-2 is [a, y]: one hit of two.
+    assert out["ndcg@2"] == pytest.approx(1 / (1 + 1 / np.log2(3)))
+    assert out["n_ranked_users"] == 1
+
+
+# --------------------------------------------------------------------------- end to end
+@pytest.fixture()
+def scenario(tmp_path):
+    """A store of 30 users x 8 titles with its newest quarter held back as a raw CSV."""
+    paths = project_paths(tmp_path)
+    titles = make_titles(8)
+    ratings = make_ratings(n_users=30, n_items=8, seed=1, days=360)
+    ratings = ratings.sort_values("timestamp", ignore_index=True)
+    cut = ratings["timestamp"].max() - pd.Timedelta(days=90)
+    old, new = ratings[ratings["timestamp"] < cut], ratings[ratings["timestamp"] >= cut]
+    build_store(paths, old, titles)
+    _, model_df = load_store(paths)
+    champion = fake_trainer()(model_df, titles, PARAMS)
+    registry.register_model(champion, params=PARAMS, metrics={"rmse": 1.0},
+                            data_fingerprint=data_fingerprint(model_df), paths=paths)
+    csv = paths.raw / "new.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    to_raw_csv(new, csv)
+    return paths, csv, len(old), len(new)
+
+
+def _run(paths, csv, trainer=None, **kw):
+    lines = []
+    record = retrain.run_retrain(csv, paths=paths, trainer=trainer or fake_trainer(),
+                                 min_holdout=5, log=lines.append, **kw)
+    return record, "\n".join(lines)
+
+
+def test_retrain_appends_judges_and_records(scenario):
+    paths, csv, n_old, n_new = scenario
+    record, out = _run(paths, csv)
+    assert record["store"]["added"] == n_new
+    ratings, _ = load_store(paths)
+    assert len(ratings) == n_old + n_new
+    assert record["holdout"]["n_ratings"] == int(np.ceil(n_new / 2))
+    assert record["decision"] in ("promoted", "kept champion")
+    assert record["status"] == "done"
+    assert set(record["champion"]["metrics"]) >= {"rmse", "ndcg@10", "n_ratings"}
+    # The challenger is registered either way; the pointer follows the decision.
+    version = record["challenger"]["version"]
+    assert version in registry.list_versions(paths)
+    expected = version if record["decision"] == "promoted" else "v0001"
+    assert registry.champion_version(paths) == expected == record["champion_after"]
+    saved = json.loads((paths.reports / "decisions" / f"{record['stamp']}.json").read_text())
+    assert saved["decision"] == record["decision"]
+    assert "accounting:" in out and f"{n_new:,} read" in out
+    assert '"decision"' in out  # the record is printed
+    # The registered challenger was refit on the whole store, holdout included.
+    model, manifest = registry.load_version(version, paths)
+    assert model.n_train == n_old + n_new
+    assert manifest["data_fingerprint"] == data_fingerprint(load_store(paths)[1])
+    assert manifest["metrics"]["holdout"]["n_ratings"] == record["holdout"]["n_ratings"]
+
+
+def test_retrain_twice_adds_nothing_the_second_time(scenario):
+    paths, csv, n_old, n_new = scenario
+    _run(paths, csv)
+    versions = registry.list_versions(paths)
+    record, out = _run(paths, csv)
+    assert record["decision"] == "skipped"
+    assert record["store"]["new"] == 0
+    assert record["store"]["already_present"] == n_new
+    assert registry.list_versions(paths) == versions  # nothing trained
+    assert len(load_store(paths)[0]) == n_old + n_new
+    assert "0 new ratings" in out
+
+
+def test_worse_challenger_keeps_the_champion(scenario):
+    paths, csv, _, _ = scenario
+    record, _ = _run(paths, csv, trainer=fake_trainer(shift=1.5))
+    assert record["decision"] == "kept champion"
+    assert registry.champion_version(paths) == "v0001"
+    assert any(r.startswith("rmse worse") for r in record["reasons"])
+    assert record["challenger"]["version"] == "v0002"  # registered for audit, not promoted
+
+
+def test_rejected_rows_are_recorded(scenario):
+    paths, csv, _, n_new = scenario
+    with open(csv, "a", encoding="utf-8") as fh:
+        fh.write("abc,4.0,1600000000,ml1\n1,9,1600000000,ml1\n1,4.0,1600000000,zz\n")
+    record, out = _run(paths, csv)
+    assert record["new_ratings"]["rejected"] == 3
+    assert record["new_ratings"]["kept"] == n_new
+    rejected = pd.read_parquet(paths.root / record["new_ratings"]["rejected_file"])
+    assert set(rejected["reason"]) == {"non-numeric userId", "score outside 0.5-5",
+                                       "unknown movieId"}
+    assert rejected["line"].min() == n_new + 2
+
+
+def test_small_holdout_appends_without_training(scenario):
+    paths, csv, n_old, n_new = scenario
+    record = retrain.run_retrain(csv, paths=paths, trainer=fake_trainer(), min_holdout=10_000,
+                                 log=lambda s: None)
+    assert record["decision"].startswith("kept champion (holdout too small")
+    assert registry.list_versions(paths) == ["v0001"]
+    assert len(load_store(paths)[0]) == n_old + n_new
+
+
+def test_pending_record_is_recovered(scenario, monkeypatch):
+    paths, csv, _, _ = scenario
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed after the append")
+
+    monkeypatch.setattr(registry, "promote", crash)
+    with pytest.raises(RuntimeError):
+        _run(paths, csv, tolerance=10.0)  # a huge tolerance: the challenger is promoted
+    monkeypatch.undo()
+    [pending] = list((paths.reports / "decisions").glob("*.json"))
+    before = json.loads(pending.read_text())
+    assert before["status"] == "pending"
+    assert before["decision"] == "promoted"
+    assert registry.champion_version(paths) == "v0001"  # the crash hit before the pointer
+    record, out = _run(paths, csv)
+    assert "recovered pending decision" in out
+    assert registry.champion_version(paths) == before["challenger"]["version"]
+    assert json.loads(pending.read_text())["status"] == "done (recovered)"
+    assert record["decision"] == "skipped"
+
+
+def test_missing_file_is_a_data_error(scenario):
+    paths, _, _, _ = scenario
+    with pytest.raises(retrain.DataError, match="not found"):
+        retrain.run_retrain(paths.root / "nope.csv", paths=paths, log=lambda s: None)
+
+
+# --------------------------------------------------------------------------- hold back
+def test_hold_back_moves_the_latest_ratings_out(scenario):
+    paths, _, n_old, _ = scenario
+    summary = retrain.hold_back(paths, days=30, trainer=fake_trainer(), log=lambda s: None)
+    remaining, model_df = load_store(paths)
+    assert summary["held_back"] + len(remaining) == n_old
+    raw = pd.read_csv(paths.root / summary["file"])
+    assert list(raw.columns) == ["userId", "rating", "timestamp", "movieId"]
+    assert len(raw) == summary["held_back"]
+    assert pd.to_datetime(raw["timestamp"], unit="s").min() > remaining["timestamp"].max()
+    assert registry.champion_version(paths) == summary["champion"] == "v0002"
+    _, manifest = registry.load_champion(paths)
+    assert manifest["data_fingerprint"] == data_fingerprint(model_df)
+    # Replaying the file restores the store.
+    record, _ = _run(paths, paths.root / summary["file"])
+    assert record["store"]["added"] == summary["held_back"]
+
+
+# --------------------------------------------------------------------------- CLI
+def test_cli_without_store_prints_error_and_exits_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RECSYS_ROOT", str(tmp_path))
+    csv = tmp_path / "new.csv"
+    csv.write_text("userId,rating,timestamp,movieId\n1,4,1600000000,ml1\n")
+    assert retrain.main(["--new-ratings", str(csv)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "make pipeline" in err
+    assert "Traceback" not in err
+
+
+def test_cli_list_and_rollback(scenario, monkeypatch, capsys):
+    paths, csv, _, _ = scenario
+    monkeypatch.setenv("RECSYS_ROOT", str(paths.root))
+    registry.register_model({"x": 1}, params=PARAMS, metrics={}, data_fingerprint="f",
+                            paths=paths)
+    assert retrain.main(["--list"]) == 0
+    assert "v0002" in capsys.readouterr().out
+    assert retrain.main(["--rollback", "v0001"]) == 0
+    assert registry.champion_version(paths) == "v0001"
+    assert retrain.main(["--rollback", "v0042"]) == 2
+    assert "v0042" in capsys.readouterr().err
+
+
+def test_retune_only_sees_the_training_data(monkeypatch):
+    import recsys_utils.tuning as tuning
+
+    seen = []
+
+    def fake_tune(model_df, family, grid="small", n_folds=3, seed=42, **kw):
+        seen.append((family, len(model_df), grid, n_folds))
+        return {"best_params": {"n_factors": 7, "random_state": seed}, "best_rmse": 0.9}
+
+    monkeypatch.setattr(tuning, "tune_family", fake_tune)
+    params = {"rating_params": {"components": {"svd": {"n_factors": 100}, "odd": {"x": 1}},
+                                "alpha": 1.0},
+              "ranking_params": {"w": 0.5}, "seed": 7}
+    df = pd.DataFrame({"user": [1, 2], "item": ["a", "b"], "score": [3.0, 4.0]})
+    new, summary = retrain.retune_params(df, params, log=lambda s: None)
+    assert seen == [("SVD", 2, "small", 3)]
+    assert new["rating_params"]["components"]["svd"] == {"n_factors": 7}
+    assert new["rating_params"]["components"]["odd"] == {"x": 1}
+    assert new["ranking_params"] == {"w": 0.5}
+    assert params["rating_params"]["components"]["svd"] == {"n_factors": 100}  # not mutated
+    assert summary["odd"].startswith("kept")
+
+
+def test_wrong_header_is_a_data_error_with_rejections(scenario):
+    paths, _, n_old, _ = scenario
+    bad = paths.raw / "bad.csv"
+    bad.write_text("user,score,time,item\n1,4.0,1600000000,ml1\n")
+    with pytest.raises(retrain.DataError, match="wrong header"):
+        retrain.run_retrain(bad, paths=paths, trainer=fake_trainer(), log=lambda s: None)
+    [rejected] = list(paths.interim.glob("rejected_retrain_*.parquet"))
+    assert pd.read_parquet(rejected)["reason"].tolist() == ["wrong header"]
+    assert len(load_store(paths)[0]) == n_old
+
+
+def test_failure_while_training_changes_nothing(scenario):
+    paths, csv, n_old, _ = scenario
+
+    def broken_trainer(model_df, titles, params):
+        raise MemoryError("killed while training")
+
+    with pytest.raises(MemoryError):
+        retrain.run_retrain(csv, paths=paths, trainer=broken_trainer, min_holdout=5,
+                            log=lambda s: None)
+    assert len(load_store(paths)[0]) == n_old
+    assert registry.list_versions(paths) == ["v0001"]
+    assert not list((paths.reports / "decisions").glob("*.json"))
+    # ... and the next run does the whole job.
+    record, _ = _run(paths, csv)
+    assert record["store"]["added"] > 0
