@@ -54,9 +54,10 @@ class SurpriseComponent:
     and inner item ids (``-1`` if unknown), following surprise's ``estimate``.
 
     Args:
-        keep_algo: keep the fitted surprise algorithm as ``self.algo`` (tests compare
-            against it); by default it is dropped after fit, because e.g. KNN's dense
-            item-item matrix would make a saved model hundreds of MB.
+        keep_algo: keep the fitted surprise algorithm as ``self.algo``; by default it
+            is dropped after fit, because e.g. KNN's dense item-item matrix would make a
+            saved model hundreds of MB. (A kept KNN algorithm built with ``sparse_sim``
+            holds a sparse matrix, which surprise's own ``predict`` reads slowly.)
         **params: the surprise algorithm's keyword arguments.
     """
 
@@ -389,11 +390,15 @@ class KNNBaselineComponent(SurpriseComponent):
         if resid is None:
             resid = ratings - (idx.global_mean + self.bi[rated] + self.bu[u])
         # surprise's similarity matrices are symmetric, so sim[i, rated] = sim[rated, i]:
-        # fast CSR row slicing, then one CSC conversion lists each target item's
-        # positive-similarity neighbours (row index = position in ur[u]).
-        rows = self.sim[rated]
-        block = (rows if items.size == idx.n_items and np.array_equal(
-            items, np.arange(idx.n_items)) else rows[:, items]).tocsc()
+        # for many targets, slice the rated rows (fast CSR row slicing) and convert to CSC
+        # so each target item's positive-similarity neighbours are one column.
+        if items.size < rated.size:  # few targets (a top-N list): slice their rows
+            block = self.sim[items][:, rated].tocsr()
+        else:
+            rows = self.sim[rated]
+            block = (rows if items.size == idx.n_items and np.array_equal(
+                items, np.arange(idx.n_items)) else rows[:, items]).tocsc()
+        # either way: one compressed slice per target, index = position in ur[u]
         lengths = np.diff(block.indptr)
         seg = np.repeat(np.arange(items.size), lengths)
         pos = block.indices.astype(np.int64)

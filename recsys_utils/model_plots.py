@@ -47,8 +47,8 @@ def plot_blend_vs_components(rmse: Mapping[str, float], target: float | None = N
         ax.text(v, y, f" {v:.4f}", va="center", fontsize=9)
     if target is not None:
         ax.axvline(target, color="black", linestyle="--", linewidth=1, label=f"target {target}")
-        ax.legend(loc="lower right")
-    ax.set_xlim(s.min() * 0.97, s.max() * 1.02)
+        ax.legend(loc="upper right")
+    ax.set_xlim(s.min() * 0.97, s.max() * 1.03)
     ax.set_xlabel("cross-validated RMSE (lower is better)")
     ax.set_ylabel("model")
     ax.set_title("the blend vs its components, same folds")

@@ -103,6 +103,9 @@ def test_predict_items_equals_surprise_predict(ratings, name, params, reference)
             fast = comp.predict_items(user, items, clip=clip)
             slow = np.array([algo.predict(user, i, clip=clip).est for i in items])
             np.testing.assert_allclose(fast, slow, atol=1e-6, rtol=0)
+            # a short list (a top-N) takes another slicing path in the KNN components
+            np.testing.assert_allclose(comp.predict_items(user, items[-4:], clip=clip),
+                                       slow[-4:], atol=1e-6, rtol=0)
     assert comp.predict(7, items[3]) == pytest.approx(algo.predict(7, items[3]).est, abs=1e-6)
 
 
@@ -424,3 +427,15 @@ def test_with_tuned_replaces_only_tuned_components():
     assert out["baseline"] == {"x": 1} and out["knn_item"] == {"k": 40}
     assert "knn_user" not in out  # not in the blend: not added
     assert base["svd"] == {"n_factors": 100}  # input untouched
+
+
+def test_content_without_metadata_is_its_baseline(ratings, titles):
+    feats = item_content(titles[titles["item_id"] != "ml2"])  # ml2 has no catalog row
+    comp = make_component("content", {"reg": 1.0}, item_features=feats).fit(ratings)
+    idx = comp.index
+    i = int(idx.inner_items(["ml2"])[0])
+    for user in (1, 5, 9):
+        u = idx.inner_user(user)
+        assert comp.predict(user, "ml2", clip=False) == pytest.approx(
+            idx.global_mean + comp.bu[u] + comp.bi[i])
+    assert np.abs(comp.w_users).sum() > 0  # other items do carry content
