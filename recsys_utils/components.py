@@ -14,20 +14,18 @@ interface and the same fallback (the baseline) for unknown users and items.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from surprise import SVD, BaselineOnly, KNNBaseline, SVDpp, Trainset
-from surprise.prediction_algorithms.predictions import Prediction
 
 from recsys_utils.rating_data import (
+    BatchPredictions,
     TrainIndex,
     as_trainset,
-    predict_pairs,
-    predictions_by_user,
 )
 
 __all__ = [
@@ -45,7 +43,7 @@ __all__ = [
 ]
 
 
-class SurpriseComponent:
+class SurpriseComponent(BatchPredictions):
     """Base class: fit a surprise algorithm, keep its arrays, score items vectorized.
 
     Subclasses set ``name``, implement ``_make_algo`` (the surprise algorithm built from
@@ -112,29 +110,11 @@ class SurpriseComponent:
         est = self._estimate_inner(self._idx.inner_user(user), self._idx.inner_items(items))
         return self._clip(est) if clip else est
 
-    def predict_items_unclipped(self, user: Any, items: Sequence[Any] | np.ndarray
-                                ) -> np.ndarray:
-        """``predict_items`` without clipping to the rating scale (for tie breaking)."""
-        return self.predict_items(user, items, clip=False)
-
     def predict_all(self, user: Any, clip: bool = True) -> np.ndarray:
         """Predicted ratings of every known item (``item_ids`` order) for ``user``."""
         est = self._estimate_inner(self._idx.inner_user(user),
                                    np.arange(self._idx.n_items, dtype=np.int64))
         return self._clip(est) if clip else est
-
-    def predict(self, user: Any, item: Any, clip: bool = True) -> float:
-        """Predicted rating of one pair (surprise's fallback and clipping)."""
-        return float(self.predict_items(user, np.array([item], dtype=object), clip=clip)[0])
-
-    def predict_pairs(self, users: Sequence[Any], items: Sequence[Any], clip: bool = True
-                      ) -> np.ndarray:
-        """Predictions for aligned user/item sequences (one vectorized call per user)."""
-        return predict_pairs(self, users, items, clip=clip)
-
-    def test(self, testset: Iterable[tuple[Any, Any, float]]) -> list[Prediction]:
-        """Surprise-compatible ``test``: one ``Prediction`` per ``(user, item, r_ui)``."""
-        return predictions_by_user(self, testset)
 
     def _clip(self, est: np.ndarray) -> np.ndarray:
         lo, hi = self._idx.rating_scale

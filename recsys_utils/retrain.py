@@ -60,7 +60,7 @@ from recsys_utils import registry
 from recsys_utils.errors import DataError
 from recsys_utils.fingerprint import data_fingerprint
 from recsys_utils.metrics import ndcg_at_k
-from recsys_utils.paths import ProjectPaths, project_paths
+from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
 from recsys_utils.store import (
     append_ratings,
     atomic_write,
@@ -270,13 +270,6 @@ def _write_record(paths: ProjectPaths, record: dict) -> Path:
     return path
 
 
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def _titles(paths: ProjectPaths) -> pd.DataFrame:
     from recsys_utils.schema import cast_titles
 
@@ -351,7 +344,7 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
     titles = _titles(paths)
 
     stamp = _stamp()
-    source = _rel(new_path, paths.root)
+    source = relative_posix(new_path, paths.root)
     got = read_ratings_file(new_path, set(titles["item_id"].astype(str)), source_file=source)
     account = got.accounts[0]
     rejected_file = None
@@ -359,7 +352,7 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
         rejected_path = paths.interim / f"rejected_retrain_{stamp}.parquet"
         paths.interim.mkdir(parents=True, exist_ok=True)
         atomic_write(rejected_path, lambda tmp: got.rejected.to_parquet(tmp, index=False))
-        rejected_file = _rel(rejected_path, paths.root)
+        rejected_file = relative_posix(rejected_path, paths.root)
     log("accounting: " + account.line() + (f"; rejected rows -> {rejected_file}"
                                            if rejected_file else ""))
     if not account.adds_up:  # pragma: no cover - a bug in the reader, not in the data
@@ -486,7 +479,7 @@ def _commit(paths: ProjectPaths, record: dict, fresh: pd.DataFrame, promote_vers
 
 def _finish(paths: ProjectPaths, record: dict, log: Callable[[str], None]) -> dict:
     path = _write_record(paths, record)
-    record["record_file"] = _rel(path, paths.root)
+    record["record_file"] = relative_posix(path, paths.root)
     log(json.dumps(record, indent=2, default=str))
     log(f"decision: {record['decision']} — champion is {record['champion_after']} "
         f"(record: {record['record_file']})")
@@ -530,7 +523,7 @@ def hold_back(paths: ProjectPaths | None = None, quarter: str | None = None,
     }).sort_values(["timestamp", "userId", "movieId"], kind="stable")
     atomic_write(out, lambda tmp: raw.to_csv(tmp, index=False))
     removed = remove_ratings(back, paths)
-    summary: dict[str, Any] = {"file": _rel(out, paths.root), "held_back": removed,
+    summary: dict[str, Any] = {"file": relative_posix(out, paths.root), "held_back": removed,
                                "from": str(start), "to": str(end),
                                "remaining": len(ratings) - removed}
     log(f"held back {removed:,} ratings ({start} .. {end}) -> {summary['file']}; "
