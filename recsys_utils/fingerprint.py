@@ -9,10 +9,11 @@ fingerprint however they were loaded.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["data_fingerprint"]
+__all__ = ["code_fingerprint", "data_fingerprint"]
 
 _NULL = "\x00"
 
@@ -57,3 +58,16 @@ def data_fingerprint(df: pd.DataFrame) -> str:
     for row in rows:
         digest.update(row.encode("utf-8") + b"\x1e")
     return digest.hexdigest()[:16]
+
+
+def code_fingerprint() -> str:
+    """SHA-256 of the ``recsys_utils`` sources (file names + bytes), as 16 hex characters.
+
+    The package version stays 0.1.0 while its code changes; this tells the pipeline
+    and the registry that results computed with other code are not the same results.
+    """
+    package = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for file in sorted(package.glob("*.py")):
+        h.update(file.name.encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
+    return h.hexdigest()[:16]

@@ -45,6 +45,7 @@ import nbformat
 import yaml
 
 from recsys_utils.errors import DataError
+from recsys_utils.fingerprint import code_fingerprint
 from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
 
 __all__ = [
@@ -98,6 +99,8 @@ class StepSpec:
 #: parameters), not the pointer file, whose version and timestamp change whenever the
 #: same model is registered again (nbval re-executing 03_modeling, for instance).
 CHAMPION_INPUT = "@champion"
+#: A virtual input of every step: the ``recsys_utils`` source code.
+CODE_INPUT = "@recsys_utils"
 
 #: Declared inputs per step prefix. A notebook added later without an entry here
 #: gets ``_DEFAULT_SPEC``: the processed data, the champion model, every earlier step.
@@ -496,6 +499,8 @@ def _fingerprint(
     root: Path,
 ) -> Fingerprint:
     inputs = {rel: input_digest(rel, root) for rel in _expand_inputs(step, params)}
+    # Every notebook calls recsys_utils: other code can give other results.
+    inputs[CODE_INPUT] = code_fingerprint()
     up = {s.name: state.get(s.name, {}).get("key", "never run") for s in upstream}
     return Fingerprint(notebook_digest(step.path), dict(params), inputs, up)
 

@@ -31,6 +31,7 @@ import pickle
 import platform
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -39,6 +40,7 @@ from typing import Any
 import pandas as pd
 
 from recsys_utils.errors import DataError
+from recsys_utils.fingerprint import code_fingerprint
 from recsys_utils.paths import ProjectPaths, project_paths
 from recsys_utils.store import atomic_write_text, fsync_dir
 
@@ -207,6 +209,7 @@ def register_model(
             "params": _jsonable(params),
             "metrics": _jsonable(metrics),
             "libraries": library_versions(),
+            "code_fingerprint": code_fingerprint(),
             "files": files,
             "notes": notes,
         }
@@ -255,6 +258,52 @@ def list_versions(paths: ProjectPaths | None = None) -> list[str]:
     if not models.is_dir():
         return []
     return sorted(f.name for f in models.iterdir() if _is_version_dir(f))
+
+
+def find_version(*, params: dict, metrics: dict, data_fingerprint: str,
+                 paths: ProjectPaths | None = None) -> str | None:
+    """The newest version trained on the same data with the same params and metrics, or ``None``.
+
+    A seeded training run repeated on unchanged data and code (nbval re-executing ``03_modeling``,
+    a forced pipeline rerun) gives the same manifest: reusing that version avoids
+    training again and filling the registry with copies.
+    """
+    wanted = json.dumps([data_fingerprint, _jsonable(params), _jsonable(metrics),
+                         library_versions(), code_fingerprint()], sort_keys=True)
+    for version in reversed(list_versions(paths)):
+        m = read_manifest(version, paths)
+        found = [m.get("data_fingerprint"), m.get("params"), m.get("metrics"),
+                 m.get("libraries"), m.get("code_fingerprint")]
+        if json.dumps(found, sort_keys=True) == wanted:
+            return version
+    return None
+
+
+def register_or_reuse(
+    train: Callable[[], object],
+    *,
+    params: dict,
+    metrics: dict,
+    data_fingerprint: str,
+    paths: ProjectPaths | None = None,
+    notes: str = "",
+) -> tuple[str, object, bool]:
+    """Make the model of this run the champion: reuse an identical version, else train one.
+
+    ``train`` is called only when no version matches (:func:`find_version`).
+    Returns ``(version, model, reused)``.
+    """
+    version = find_version(params=params, metrics=metrics, data_fingerprint=data_fingerprint,
+                           paths=paths)
+    if version is None:
+        model = train()
+        version = register_model(model, params=params, metrics=metrics,
+                                 data_fingerprint=data_fingerprint, paths=paths, notes=notes)
+        return version, model, False
+    model, _ = load_version(version, paths)
+    if champion_version(paths) != version:
+        promote(version, paths, reason="the same run again: reused")
+    return version, model, True
 
 
 def champion_version(paths: ProjectPaths | None = None) -> str | None:
@@ -315,6 +364,21 @@ def load_version(version: str, paths: ProjectPaths | None = None) -> tuple[objec
     return model, manifest
 
 
+def _champion_or_raise(paths: ProjectPaths | None) -> str:
+    models = _paths(paths).models
+    record = _read_pointer(models)
+    if record is None:
+        raise DataError(
+            f"no champion model: {models / CHAMPION_FILE} does not exist; {_PIPELINE_HINT}"
+        )
+    return record["version"]
+
+
+def champion_manifest(paths: ProjectPaths | None = None) -> dict:
+    """The champion's manifest, without loading the model (``DataError`` as ``load_champion``)."""
+    return read_manifest(_champion_or_raise(paths), paths)
+
+
 def load_champion(paths: ProjectPaths | None = None) -> tuple[object, dict]:
     """Load the champion model after verifying its checksums: ``(model, manifest)``.
 
@@ -322,13 +386,7 @@ def load_champion(paths: ProjectPaths | None = None) -> tuple[object, dict]:
         DataError: no registry / no champion yet (telling to run ``make pipeline``),
             or a checksum mismatch.
     """
-    models = _paths(paths).models
-    record = _read_pointer(models)
-    if record is None:
-        raise DataError(
-            f"no champion model: {models / CHAMPION_FILE} does not exist; {_PIPELINE_HINT}"
-        )
-    return load_version(record["version"], paths)
+    return load_version(_champion_or_raise(paths), paths)
 
 
 def promote(version: str, paths: ProjectPaths | None = None, reason: str = "promoted") -> str:

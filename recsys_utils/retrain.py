@@ -339,8 +339,7 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
     if not new_path.is_file():
         raise DataError(f"new ratings file {new_ratings} not found "
                         "(expected a CSV with header userId,rating,timestamp,movieId)")
-    if registry.champion_version(paths) is None:
-        registry.load_champion(paths)  # raises the DataError that says what to run
+    registry.champion_manifest(paths)  # no champion: the DataError says what to run
     titles = _titles(paths)
 
     stamp = _stamp()
@@ -529,8 +528,7 @@ def hold_back(paths: ProjectPaths | None = None, quarter: str | None = None,
     log(f"held back {removed:,} ratings ({start} .. {end}) -> {summary['file']}; "
         f"{summary['remaining']:,} remain in the store")
     if retrain_champion:
-        _, manifest = registry.load_champion(paths)
-        params = _check_params(manifest)
+        params = _check_params(registry.champion_manifest(paths))
         _, model_df = load_store(paths)
         model = (trainer or default_trainer)(model_df, _titles(paths), params)
         version = registry.register_model(

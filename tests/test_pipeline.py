@@ -343,3 +343,12 @@ def test_failing_line_is_the_cells_own_line_with_chained_exceptions(project: Pat
     assert "): def parse(p):\n" in msg  # the cell's first line
     assert "\n  failing line: y = parse('X')\n" in msg  # not a line inside parse()
     assert "\n  ValueError: X\n" in msg
+
+
+def test_changed_package_code_reruns_every_step(project: Path, monkeypatch):
+    run(project)
+    assert statuses(run(project)) == ["skipped", "skipped"]
+    # every notebook calls recsys_utils: results computed with other code are stale
+    monkeypatch.setattr(pipeline, "code_fingerprint", lambda: "edited-code")
+    assert statuses(run(project)) == ["ran", "ran"]
+    assert statuses(run(project)) == ["skipped", "skipped"]

@@ -130,3 +130,38 @@ def test_corrupt_pointer_is_a_data_error(paths):
     (paths.models / "champion.json").write_text("{not json")
     with pytest.raises(DataError, match="champion.json"):
         registry.load_champion(paths)
+
+
+def test_register_or_reuse_trains_only_for_a_new_run(paths):
+    trained = []
+
+    def train(payload):
+        def fit():
+            trained.append(payload)
+            return {"payload": payload}
+        return fit
+
+    run = {"params": {"seed": 42}, "metrics": {"rmse": 0.9}, "data_fingerprint": "fp"}
+    v1, model, reused = registry.register_or_reuse(train(1), paths=paths, **run)
+    assert (v1, model, reused) == ("v0001", {"payload": 1}, False)
+    # the same run again: nothing trained, nothing written, the same version
+    v, model, reused = registry.register_or_reuse(train(2), paths=paths, **run)
+    assert (v, model, reused) == (v1, {"payload": 1}, True)
+    assert trained == [1] and registry.list_versions(paths) == [v1]
+    # other metrics (or data, params, code) are another run
+    other = dict(run, metrics={"rmse": 0.8})
+    v2, _, reused = registry.register_or_reuse(train(3), paths=paths, **other)
+    assert (v2, reused) == ("v0002", False) and registry.champion_version(paths) == v2
+    # re-running the first one makes it the champion again without retraining
+    v, _, reused = registry.register_or_reuse(train(4), paths=paths, **run)
+    assert (v, reused) == (v1, True) and registry.champion_version(paths) == v1
+    assert trained == [1, 3]
+
+
+def test_find_version_compares_code(paths, monkeypatch):
+    _register(paths, 1)
+    same = {"params": {"rating_params": {"k": 1}, "seed": 42},
+            "metrics": {"rmse": 0.9, "holdout": {"rule": "test"}}, "data_fingerprint": "fp1"}
+    assert registry.find_version(paths=paths, **same) == "v0001"
+    monkeypatch.setattr(registry, "code_fingerprint", lambda: "edited-code")
+    assert registry.find_version(paths=paths, **same) is None
