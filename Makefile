@@ -33,7 +33,7 @@ pipeline: $(STAMP) ## execute the notebooks in order with papermill (PARAMS=note
 	$(BIN)/recsys-pipeline --params $(PARAMS)
 
 book: $(STAMP) ## build the Jupyter Book from the executed notebooks (warnings are errors)
-	$(BIN)/python -m recsys_utils.book
+	$(BIN)/python -m recsys_utils.run.book
 
 test: lint unit nbval ## everything CI runs: lint, unit tests, the pipeline and nbval
 

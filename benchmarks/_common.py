@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from recsys_utils.cleaning import embedded_movielens, load_processed
+from recsys_utils.data.cleaning import embedded_movielens, load_processed
 from recsys_utils.errors import DataError
 
 

@@ -1,7 +1,7 @@
 """Accuracy benchmark: cross-validated RMSE/MAE of the final rating model vs surprise.
 
 One run, one set of folds (``surprise.model_selection.KFold(n_splits, random_state=seed)``
-via ``recsys_utils.models.cross_validate_model``) for three models:
+via ``recsys_utils.rating.comparison.cross_validate_model``) for three models:
 
 * the **final model**: the rating model of the registered champion
   (``manifest["params"]["rating_params"]``), or ``blend.DEFAULT_RATING_PARAMS`` when
@@ -31,10 +31,10 @@ from typing import Any
 from _common import load_tables
 from surprise import SVD, BaselineOnly
 
-from recsys_utils.blend import DEFAULT_RATING_PARAMS, build_rating_model
 from recsys_utils.errors import DataError
-from recsys_utils.models import cross_validate_model
 from recsys_utils.paths import project_paths
+from recsys_utils.rating.blend import DEFAULT_RATING_PARAMS, build_rating_model
+from recsys_utils.rating.comparison import cross_validate_model
 
 TARGET_RMSE = 0.855
 
@@ -42,7 +42,7 @@ TARGET_RMSE = 0.855
 def final_rating_params() -> tuple[dict[str, Any], str]:
     """The champion's rating parameters, else the defaults."""
     try:
-        from recsys_utils.registry import champion_version, read_manifest
+        from recsys_utils.lifecycle.registry import champion_version, read_manifest
 
         version = champion_version()
         if version is not None:

@@ -37,15 +37,15 @@ import numpy as np
 import pandas as pd
 from _common import load_tables
 
-from recsys_utils.evaluation import (
+from recsys_utils.paths import project_paths
+from recsys_utils.ranking.evaluation import (
     RATING_MODEL_CHOICES,
     evaluate_ranking,
     jsonable,
     rating_params_for,
     time_split,
 )
-from recsys_utils.paths import project_paths
-from recsys_utils.recommend import DEFAULT_RANKING_PARAMS, train_recommender
+from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, train_recommender
 
 
 def median_seconds(fn: Callable[[], Any], repeat: int) -> float:

@@ -15,10 +15,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from recsys_utils.api import load_state
-from recsys_utils.demo import TABS, find_chromium, screenshot_demo
 from recsys_utils.errors import DataError
 from recsys_utils.paths import project_paths
+from recsys_utils.serving.api import load_state
+from recsys_utils.serving.demo import TABS, find_chromium, screenshot_demo
 
 
 def main(argv: Sequence[str] | None = None) -> int:

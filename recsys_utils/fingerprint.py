@@ -68,6 +68,7 @@ def code_fingerprint() -> str:
     """
     package = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for file in sorted(package.glob("*.py")):
-        h.update(file.name.encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
+    for file in sorted(package.rglob("*.py")):
+        name = file.relative_to(package).as_posix()
+        h.update(name.encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
     return h.hexdigest()[:16]

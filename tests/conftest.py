@@ -108,7 +108,7 @@ def processed_tiny(tiny_raw_dir: Path, tmp_path: Path,
 
     ``RECSYS_ROOT`` points at it, so code called with ``paths=None`` finds it too.
     """
-    from recsys_utils.cleaning import build_processed
+    from recsys_utils.data.cleaning import build_processed
 
     paths = project_paths(tmp_path / "project").ensure()
     monkeypatch.setenv("RECSYS_ROOT", str(paths.root))

@@ -2,7 +2,7 @@
 
 ``build_serving_project(root)`` writes raw catalogs for three platforms and a
 ratings file into ``root/data/raw``, cleans them with
-``recsys_utils.cleaning.build_processed`` (the ``streaming`` source), trains a
+``recsys_utils.data.cleaning.build_processed`` (the ``streaming`` source), trains a
 ``Recommender`` with fast settings and registers it as champion with
 ``registry.register_model`` -- the same artifacts ``make pipeline`` produces,
 in miniature. ``serving_project(tmp_path_factory)`` builds it once per test
@@ -74,9 +74,9 @@ def _ratings_csv(seed: int) -> str:
 
 def build_serving_project(root: Path, seed: int = 0) -> ProjectPaths:
     """Raw fixture -> processed tables -> trained, registered champion, under ``root``."""
-    from recsys_utils.cleaning import build_processed
+    from recsys_utils.data.cleaning import build_processed
     from recsys_utils.fingerprint import data_fingerprint
-    from recsys_utils.registry import register_model
+    from recsys_utils.lifecycle.registry import register_model
 
     paths = project_paths(root).ensure()
     for k, platform in enumerate(PLATFORMS):
@@ -98,7 +98,7 @@ def train_fast(model_df, titles, seed: int = 0):  # noqa: ANN001 - thin adapter
     One baseline component for the rating model; EASE on every rated title (the
     fixture titles have few ratings each) and a handful of factors for ``similar``.
     """
-    from recsys_utils.recommend import train_recommender
+    from recsys_utils.ranking.recommender import train_recommender
 
     rating_params = {"components": {"baseline": {"bsl_options": {"method": "als",
                                                                  "n_epochs": 5}}},

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recsys_utils.data.store import write_store
 from recsys_utils.paths import ProjectPaths
 from recsys_utils.schema import cast_titles
-from recsys_utils.store import write_store
 
 
 def make_titles(n_items: int = 8) -> pd.DataFrame:
@@ -72,7 +72,7 @@ class FakeRecommender:
         self.shift = shift
 
     def fit(self, model_df: pd.DataFrame, titles: pd.DataFrame) -> FakeRecommender:
-        from recsys_utils.monitoring import FastBaseline
+        from recsys_utils.rating.predictors import FastBaseline
 
         self.base = FastBaseline().fit(model_df)
         self.n_train = len(model_df)

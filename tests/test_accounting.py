@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from recsys_utils.accounting import Accounting, AccountingError, RejectLog, SourceAccount
+from recsys_utils.data.accounting import Accounting, AccountingError, RejectLog, SourceAccount
 
 
 def test_source_account_line_and_adds_up() -> None:

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from recsys_utils import analytics as an
 from recsys_utils.errors import DataError, UnknownFilterError
+from recsys_utils.explore import analytics as an
 
 
 def _table() -> pd.DataFrame:

@@ -23,11 +23,12 @@ from serving_fixture import (
     serving_project,
 )
 
-from recsys_utils import analytics, api
-from recsys_utils.api import MAX_N, create_app, load_state, main
 from recsys_utils.errors import DataError
+from recsys_utils.explore import analytics
+from recsys_utils.lifecycle.registry import champion_version, read_manifest
 from recsys_utils.paths import ProjectPaths, project_paths
-from recsys_utils.registry import champion_version, read_manifest
+from recsys_utils.serving import api
+from recsys_utils.serving.api import MAX_N, create_app, load_state, main
 
 VALID_PLATFORMS = sorted(PLATFORMS)
 
@@ -395,7 +396,7 @@ def test_clean_makes_any_value_json_safe():
 
     import numpy as np
 
-    from recsys_utils.api import _clean
+    from recsys_utils.serving.api import _clean
 
     raw = {"a": np.float32("nan"), "b": [np.int64(3), pd.NA, pd.NaT, float("inf")],
            "c": {"d": np.bool_(True), "e": "x"}}

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from serving_fixture import serving_project
 
-from recsys_utils.api import create_app, load_state
+from recsys_utils.serving.api import create_app, load_state
 
 schema = schemathesis.openapi.from_dict(create_app().openapi())
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])

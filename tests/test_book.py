@@ -9,9 +9,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from recsys_utils import book
-from recsys_utils.book import BookError, check_glue, glue_refs, missing_toc_files, notebook_glue
 from recsys_utils.paths import PROJECT_ROOT, project_paths
+from recsys_utils.run import book
+from recsys_utils.run.book import BookError, check_glue, glue_refs, missing_toc_files, notebook_glue
 
 
 def glued_output(name: str, text: str, display: bool = False) -> dict:

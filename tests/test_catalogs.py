@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import TINY_KEPT_IDS, TINY_TITLE_REJECTS
 
-from recsys_utils.catalogs import (
+from recsys_utils.data.catalogs import (
     discover_catalogs,
     fill_missing_rating,
     fix_misplaced_durations,
@@ -19,7 +19,7 @@ from recsys_utils.catalogs import (
     read_catalogs,
     split_duration,
 )
-from recsys_utils.rawcsv import read_raw_csv
+from recsys_utils.data.rawcsv import read_raw_csv
 
 HEADER = "show_id,type,title,director,cast,country,date_added,release_year,rating,duration"
 

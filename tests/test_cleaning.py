@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from conftest import TINY_GOOD_RATINGS, TINY_KEPT_IDS, write_tiny_raw
 
-from recsys_utils.accounting import Accounting
-from recsys_utils.cleaning import (
+from recsys_utils.data.accounting import Accounting
+from recsys_utils.data.cleaning import (
     build_model_table,
     build_processed,
     load_processed,

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from serving_fixture import KNOWN_USER, PLATFORMS, UNKNOWN_USER, serving_project
 
-from recsys_utils import analytics, demo
-from recsys_utils.api import ServingState, load_state
+from recsys_utils.explore import analytics
+from recsys_utils.serving import demo
+from recsys_utils.serving.api import ServingState, load_state
 
 
 @pytest.fixture(scope="module")

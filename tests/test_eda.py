@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from recsys_utils import eda
+from recsys_utils.explore import eda
 from recsys_utils.paths import project_paths
 from recsys_utils.plots import missing_labels, save_figure, set_style
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from ranking_fixtures import synthetic_ratings, synthetic_titles
 
-from recsys_utils.evaluation import (
+from recsys_utils.ranking.evaluation import (
     error_by_activity,
     evaluate_ranking,
     evaluate_rating,
@@ -21,8 +21,9 @@ from recsys_utils.evaluation import (
     time_split,
     tune_ranking,
 )
-from recsys_utils.models import kfold_splits, make_component
-from recsys_utils.recommend import Recommender
+from recsys_utils.ranking.recommender import Recommender
+from recsys_utils.rating.comparison import kfold_splits
+from recsys_utils.rating.predictors import make_component
 
 
 @pytest.fixture(scope="module")

@@ -138,7 +138,7 @@ def test_book_config_keeps_papermill_the_only_executor():
 
 
 def test_toc_lists_every_notebook_and_prose_chapter():
-    from recsys_utils.book import toc_files
+    from recsys_utils.run.book import toc_files
 
     listed = set(toc_files(PROJECT_ROOT))
     chapters = {f"book/{p.stem}" for p in (PROJECT_ROOT / "book").glob("*.md")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from recsys_utils.linking import (
+from recsys_utils.data.linking import (
     assign_item_ids,
     link_movielens,
     normalize_title,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from recsys_utils.metrics import (
+from recsys_utils.ranking.metrics import (
     average_precision_at_k,
     catalog_coverage,
     map_at_k,

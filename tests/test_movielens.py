@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from recsys_utils.movielens import (
+from recsys_utils.data.movielens import (
     enrich_titles,
     load_ggplot2movies,
     load_movielens,

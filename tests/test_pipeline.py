@@ -14,9 +14,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from recsys_utils import pipeline
 from recsys_utils.paths import PROJECT_ROOT, project_paths
-from recsys_utils.pipeline import (
+from recsys_utils.run import pipeline
+from recsys_utils.run.pipeline import (
     ParameterError,
     StepFailed,
     load_params_file,

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import TINY_GOOD_RATINGS, TINY_RATING_REJECTS
 
-from recsys_utils.ratings import (
+from recsys_utils.data.ratings import (
     EXPECTED_COLUMNS,
     discover_ratings,
     drop_exact_duplicates,

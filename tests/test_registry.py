@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from recsys_utils import registry
 from recsys_utils.errors import DataError
+from recsys_utils.lifecycle import registry
 from recsys_utils.paths import project_paths
 
 
@@ -117,7 +117,7 @@ def test_pointer_is_replaced_atomically(paths, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk vanished")
 
-    monkeypatch.setattr("recsys_utils.store.os.replace", crash)
+    monkeypatch.setattr("recsys_utils.data.store.os.replace", crash)
     with pytest.raises(OSError):
         registry.promote("v0002", paths)
     monkeypatch.undo()

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from store_fixtures import build_store, fake_trainer, make_ratings, make_titles, to_raw_csv
 
-from recsys_utils import registry, retrain
+from recsys_utils.data.store import load_store
 from recsys_utils.fingerprint import data_fingerprint
+from recsys_utils.lifecycle import registry, retrain
 from recsys_utils.paths import project_paths
-from recsys_utils.store import load_store
 
 PARAMS = {"rating_params": {"model": "fake"}, "ranking_params": {}, "seed": 42}
 
@@ -263,7 +263,7 @@ def test_cli_list_and_rollback(scenario, monkeypatch, capsys):
 
 
 def test_retune_only_sees_the_training_data(monkeypatch):
-    import recsys_utils.tuning as tuning
+    import recsys_utils.rating.tuning as tuning
 
     seen = []
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from store_fixtures import build_store, make_ratings, make_titles
 
-from recsys_utils import store
+from recsys_utils.data import store
 from recsys_utils.errors import DataError
 from recsys_utils.paths import project_paths
 
@@ -183,7 +183,7 @@ def test_a_later_re_rating_replaces_the_opinion_in_the_model_table(paths, split)
 
 
 def test_appending_equals_rebuilding_from_all_ratings(paths, split):
-    from recsys_utils.cleaning import build_model_table
+    from recsys_utils.data.cleaning import build_model_table
     from recsys_utils.fingerprint import data_fingerprint
 
     old, new = split

@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys_utils.metrics import per_user_ndcg, ranking_report
-from recsys_utils.models import kfold_splits, predict_pairs, rmse_mae
-from recsys_utils.recommend import Recommender
+from recsys_utils.ranking.metrics import per_user_ndcg, ranking_report
+from recsys_utils.ranking.recommender import Recommender
+from recsys_utils.rating.adapter import predict_pairs, rmse_mae
+from recsys_utils.rating.comparison import kfold_splits
 
 __all__ = [
     "ACTIVITY_BINS",
@@ -422,8 +423,8 @@ def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
     component as rating model (fast; the ranking does not use it) unless the grid tries
     a non-zero ``rating_weight``: then ``blend.build_rating_model(rating_params)``.
     """
-    from recsys_utils.blend import build_rating_model
-    from recsys_utils.models import make_component
+    from recsys_utils.rating.blend import build_rating_model
+    from recsys_utils.rating.predictors import make_component
 
     unknown = set(grid) - set(_REFIT_KEYS) - set(_BLEND_KEYS)
     if unknown:
@@ -496,7 +497,7 @@ def rating_params_for(choice: str) -> dict[str, Any] | None:
         raise ValueError(f"unknown rating model {choice!r}; valid: {list(RATING_MODEL_CHOICES)}")
     if choice == "default":
         return None
-    from recsys_utils.blend import DEFAULT_COMPONENTS
+    from recsys_utils.rating.blend import DEFAULT_COMPONENTS
 
     return {"components": {name: DEFAULT_COMPONENTS[name] for name in ("baseline", "svd")}}
 
@@ -509,7 +510,7 @@ def served_recommender(model_df: pd.DataFrame, titles: pd.DataFrame,
     """The registered champion when there is one (what the API serves), else a
     ``Recommender`` trained here on ``model_df``. Returns it and where it came from."""
     from recsys_utils.errors import DataError
-    from recsys_utils.registry import load_champion
+    from recsys_utils.lifecycle.registry import load_champion
 
     try:
         model, manifest = load_champion(paths)

@@ -197,7 +197,7 @@ class Recommender:
         if missing:
             raise ValueError(f"titles table lacks columns {sorted(missing)}")
         if self.rating_model is None:
-            from recsys_utils.blend import build_rating_model
+            from recsys_utils.rating.blend import build_rating_model
 
             # titles feed the blend's content component (genres, release year)
             self.rating_model = build_rating_model(self.rating_params, seed=self.seed,

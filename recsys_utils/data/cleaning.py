@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from recsys_utils.accounting import Accounting, empty_rejects
-from recsys_utils.catalogs import discover_catalogs, read_catalogs
-from recsys_utils.errors import DataError, UnknownFilterError
-from recsys_utils.linking import link_movielens
-from recsys_utils.movielens import (
+from recsys_utils.data.accounting import Accounting, empty_rejects
+from recsys_utils.data.catalogs import discover_catalogs, read_catalogs
+from recsys_utils.data.linking import link_movielens
+from recsys_utils.data.movielens import (
     ENRICH_SOURCE,
     enrich_titles,
     load_ggplot2movies,
@@ -32,8 +31,9 @@ from recsys_utils.movielens import (
     movielens_ratings,
     movielens_titles,
 )
+from recsys_utils.data.ratings import discover_ratings, read_ratings_files
+from recsys_utils.errors import DataError, UnknownFilterError
 from recsys_utils.paths import ProjectPaths, project_paths
-from recsys_utils.ratings import discover_ratings, read_ratings_files
 from recsys_utils.schema import MODEL_COLUMNS, cast_analytics, cast_model, cast_ratings, cast_titles
 
 __all__ = ["SOURCES", "TABLES", "CleaningResult", "ProcessedData", "build_analytics",
@@ -294,7 +294,7 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
 
 
 def _sorted_rejects(df: pd.DataFrame) -> pd.DataFrame:
-    from recsys_utils.accounting import RejectLog
+    from recsys_utils.data.accounting import RejectLog
 
     log = RejectLog()
     log.extend(df if len(df) else empty_rejects())

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys_utils.accounting import REJECT_COLUMNS, SourceAccount, empty_rejects
-from recsys_utils.linking import normalize_titles
-from recsys_utils.rawcsv import RawTable, read_raw_csv
+from recsys_utils.data.accounting import REJECT_COLUMNS, SourceAccount, empty_rejects
+from recsys_utils.data.linking import normalize_titles
+from recsys_utils.data.rawcsv import RawTable, read_raw_csv
 from recsys_utils.schema import TITLES_COLUMNS, cast_titles
 
 __all__ = ["CATALOG_SUFFIX", "CatalogRead", "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS",

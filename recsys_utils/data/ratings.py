@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys_utils.accounting import REJECT_COLUMNS, SourceAccount, empty_rejects
-from recsys_utils.rawcsv import read_raw_csv
+from recsys_utils.data.accounting import REJECT_COLUMNS, SourceAccount, empty_rejects
+from recsys_utils.data.rawcsv import read_raw_csv
 from recsys_utils.schema import RATINGS_COLUMNS, cast_ratings
 
 __all__ = ["EXPECTED_COLUMNS", "MAX_SCORE", "MIN_SCORE", "RatingsRead", "discover_ratings",

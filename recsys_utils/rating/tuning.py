@@ -23,7 +23,7 @@ import pandas as pd
 from surprise import SVD, BaselineOnly, KNNBaseline, SVDpp
 from surprise.model_selection import GridSearchCV, KFold, RandomizedSearchCV
 
-from recsys_utils.models import to_dataset
+from recsys_utils.rating.adapter import to_dataset
 
 __all__ = ["GRIDS", "FAMILIES", "TuningResult", "tune_family", "tune_families",
            "component_params", "with_tuned"]

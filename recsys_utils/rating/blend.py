@@ -28,20 +28,20 @@ import numpy as np
 import pandas as pd
 from surprise import Trainset
 
-from recsys_utils.components import (
-    COMPONENTS,
-    KNNBaselineComponent,
-    SurpriseComponent,
-    item_content,
-    make_component,
-)
-from recsys_utils.rating_data import (
+from recsys_utils.rating.adapter import (
     BatchPredictions,
     TrainIndex,
     _build_trainset,
     as_trainset,
     rmse_mae,
     trainset_triples,
+)
+from recsys_utils.rating.predictors import (
+    COMPONENTS,
+    KNNBaselineComponent,
+    SurpriseComponent,
+    item_content,
+    make_component,
 )
 
 __all__ = [
@@ -56,7 +56,7 @@ __all__ = [
 _BSL = {"method": "als", "reg_i": 5, "reg_u": 5, "n_epochs": 20}
 
 #: Default components and their parameters. ``baseline`` and ``svd``: the best points of
-#: the full tuning grids (``recsys_utils.tuning``; SVD with 50 rather than 80 epochs:
+#: the full tuning grids (``recsys_utils.rating.tuning``; SVD with 50 rather than 80 epochs:
 #: 0.001 worse alone, 40% cheaper). ``knn_item``: surprise's defaults plus the baseline
 #: below, within 0.0003 of the best grid point (k=100, shrinkage=200) at a third of the
 #: cost. ``content`` and the KNNs keep the more regularised baseline (``_BSL``): with the

@@ -67,7 +67,7 @@ __all__ = [
     "main",
 ]
 
-log = logging.getLogger("recsys_utils.api")
+log = logging.getLogger("recsys_utils.serving.api")
 
 #: Largest ``n`` a client may ask for: bounds the work (and the payload) of one request.
 MAX_N = 100
@@ -125,8 +125,8 @@ def load_state(paths: ProjectPaths | None = None) -> ServingState:
             message names the file and says to run ``make pipeline``.
     """
     # Imported here so `recsys-serve --help` and the module import stay fast.
-    from recsys_utils.cleaning import load_processed
-    from recsys_utils.registry import load_champion
+    from recsys_utils.data.cleaning import load_processed
+    from recsys_utils.lifecycle.registry import load_champion
 
     paths = paths if paths is not None else project_paths()
     started = time.perf_counter()
@@ -702,7 +702,7 @@ def create_app(paths: ProjectPaths | None = None, *, state: ServingState | None 
             try:
                 app.state.serving = load_state(paths)
             except DataError as exc:
-                # Under a bare `uvicorn --factory recsys_utils.api:create_app` this is
+                # Under a bare `uvicorn --factory recsys_utils.serving.api:create_app` this is
                 # the line to read above uvicorn's "Application startup failed".
                 log.error("error: %s", exc)
                 raise
@@ -859,7 +859,7 @@ def create_app(paths: ProjectPaths | None = None, *, state: ServingState | None 
 
     @lru_cache(maxsize=2048)
     def cached(name: str, *args: Any) -> dict[str, Any]:
-        from recsys_utils import analytics
+        from recsys_utils.explore import analytics
 
         result = getattr(analytics, name)(current().analytics, *args)
         return _clean(result.to_dict())
@@ -980,7 +980,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["RECSYS_ROOT"] = str(paths.root)
         os.environ["RECSYS_CACHE_SIZE"] = str(args.cache_size)
         os.environ["RECSYS_WARM_SECONDS"] = str(args.warm_seconds)
-        uvicorn.run("recsys_utils.api:create_app", factory=True, workers=args.workers, **common)
+        uvicorn.run("recsys_utils.serving.api:create_app", factory=True, workers=args.workers, **common)
     else:
         uvicorn.run(create_app(paths, state=state, cache_size=args.cache_size,
                                warm_seconds=args.warm_seconds), **common)

@@ -39,10 +39,10 @@ from typing import Any
 
 import pandas as pd
 
+from recsys_utils.data.store import atomic_write_text, fsync_dir
 from recsys_utils.errors import DataError
 from recsys_utils.fingerprint import code_fingerprint
 from recsys_utils.paths import ProjectPaths, project_paths
-from recsys_utils.store import atomic_write_text, fsync_dir
 
 __all__ = [
     "MODEL_FILE",
@@ -174,7 +174,7 @@ def register_model(
     """Save ``model`` as a new registry version and (optionally) make it the champion.
 
     Args:
-        model: the fully fitted object to pickle (a ``recsys_utils.recommend.Recommender``).
+        model: the fully fitted object to pickle (a ``recsys_utils.ranking.recommender.Recommender``).
         params: everything needed to retrain it the same way; retraining reads
             ``params["rating_params"]``, ``params["ranking_params"]`` and ``params["seed"]``.
         metrics: its scores, including *which* holdout they were measured on

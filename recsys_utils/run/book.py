@@ -1,4 +1,4 @@
-"""Build the Jupyter Book: ``python -m recsys_utils.book`` (``make book``).
+"""Build the Jupyter Book: ``python -m recsys_utils.run.book`` (``make book``).
 
 The book is the prose in ``book/`` plus the *executed* notebooks in
 ``outputs/notebooks/`` (papermill is the only executor: ``execute_notebooks:
@@ -291,7 +291,7 @@ def build_book(paths: ProjectPaths | None = None, *, check: bool = True) -> Path
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m recsys_utils.book",
+        prog="python -m recsys_utils.run.book",
         description="Build the Jupyter Book from book/ and outputs/notebooks/ into _build/html/ "
         "(clean build, warnings are errors).",
     )

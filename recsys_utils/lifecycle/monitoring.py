@@ -35,12 +35,12 @@ import numpy as np
 import pandas as pd
 
 from recsys_utils.errors import DataError
+from recsys_utils.rating.predictors import BaselineComponent, FastBaseline, SVDComponent
 
 __all__ = [
     "PSI_EPS",
     "SCORE_BINS",
     "ACTIVITY_BUCKETS",
-    "FastBaseline",
     "psi",
     "psi_band",
     "proportions",
@@ -252,71 +252,16 @@ def drift_summary(model_df: pd.DataFrame, titles: pd.DataFrame | None = None,
 # --------------------------------------------------------------------------- replay
 
 
-class FastBaseline:
-    """surprise's ``BaselineOnly`` (ALS) re-implemented with numpy, for the timeline replay.
-
-    Same model (``mu + b_u + b_i``), same alternating least squares (``n_epochs``
-    sweeps; item biases then user biases, regularised by ``reg_i`` / ``reg_u``), same
-    unknown-user/item fallback (a missing bias counts as 0) and clipping to 0.5..5 as
-    ``surprise.BaselineOnly`` with its default ``bsl_options`` (tests compare the two).
-    Why not surprise itself: building a surprise ``Trainset`` costs ~0.5 s per fit and
-    the replay fits once per period; this fits 100k ratings in milliseconds.
-    """
-
-    def __init__(self, n_epochs: int = 10, reg_u: float = 15.0, reg_i: float = 10.0,
-                 rating_scale: tuple[float, float] = (0.5, 5.0)) -> None:
-        self.n_epochs, self.reg_u, self.reg_i = n_epochs, reg_u, reg_i
-        self.rating_scale = rating_scale
-
-    def fit(self, model_df: pd.DataFrame) -> FastBaseline:
-        """Fit on a model table (``user``, ``item``, ``score``)."""
-        u_codes, self.users_ = pd.factorize(model_df["user"].to_numpy())
-        i_codes, self.items_ = pd.factorize(model_df["item"].to_numpy(dtype=object))
-        r = model_df["score"].to_numpy(np.float64)
-        self.mu = float(r.mean())
-        n_u, n_i = len(self.users_), len(self.items_)
-        cnt_u = np.bincount(u_codes, minlength=n_u)
-        cnt_i = np.bincount(i_codes, minlength=n_i)
-        bu, bi = np.zeros(n_u), np.zeros(n_i)
-        for _ in range(self.n_epochs):
-            bi = np.bincount(i_codes, r - self.mu - bu[u_codes], n_i) / (self.reg_i + cnt_i)
-            bu = np.bincount(u_codes, r - self.mu - bi[i_codes], n_u) / (self.reg_u + cnt_u)
-        self.bu, self.bi = bu, bi
-        self._user_index = pd.Index(self.users_)
-        self._item_index = pd.Index(self.items_)
-        return self
-
-    def predict_pairs(self, users: np.ndarray, items: np.ndarray, clip: bool = True
-                      ) -> np.ndarray:
-        """Predicted ratings of aligned ``users`` / ``items`` arrays (raw ids)."""
-        u = self._user_index.get_indexer(np.asarray(users))
-        i = self._item_index.get_indexer(np.asarray(items, dtype=object))
-        est = np.full(len(u), self.mu)
-        est[u >= 0] += self.bu[u[u >= 0]]
-        est[i >= 0] += self.bi[i[i >= 0]]
-        return np.clip(est, *self.rating_scale) if clip else est
-
-    def predict_items(self, user: Any, items: np.ndarray, clip: bool = True) -> np.ndarray:
-        """Predicted ratings of ``items`` for one ``user``."""
-        items = np.asarray(items, dtype=object)
-        return self.predict_pairs(np.full(len(items), user), items, clip=clip)
-
-
 def _default_model_factory(name: str, seed: int, params: dict | None) -> Callable[[], Any]:
     """A factory of fresh, unfitted rating models for the replay."""
-    from recsys_utils import models
-
     params = dict(params or {})
     if name == "baseline":
         return lambda: FastBaseline(**params)
     if name == "surprise-baseline":
-        return lambda: models.BaselineComponent(**params)
+        return lambda: BaselineComponent(**params)
     if name == "svd":
-        component = getattr(models, "SVDComponent", None)
-        if component is None:
-            raise ValueError("recsys_utils.models has no SVDComponent; use model='baseline'")
         params.setdefault("random_state", seed)
-        return lambda: component(**params)
+        return lambda: SVDComponent(**params)
     raise ValueError(
         f"unknown replay model {name!r}; valid: 'baseline', 'surprise-baseline', 'svd'"
     )
@@ -420,7 +365,7 @@ def replay_timeline(model_df: pd.DataFrame, period: str = "Q",
         start: first evaluated period (e.g. ``"2008Q1"``); default: the period after the
             first tenth of the timeline.
         model: ``"baseline"`` (:class:`FastBaseline`, surprise's BaselineOnly in numpy;
-            milliseconds per fit), ``"surprise-baseline"`` (``recsys_utils.models``
+            milliseconds per fit), ``"surprise-baseline"`` (``recsys_utils.rating.comparison``
             wrapper of surprise itself; ~0.5 s per fit) or ``"svd"``.
         model_params: keyword arguments of that model.
         seed: random seed of the model (SVD).

@@ -3,7 +3,7 @@
 ``recsys-retrain --new-ratings PATH`` (``make retrain NEW=PATH``) runs, in this order:
 
 1. **Validate** the file with the cleaning step's own reader and rules
-   (``recsys_utils.ratings.read_ratings_file``: header, field count, quoting,
+   (``recsys_utils.data.ratings.read_ratings_file``: header, field count, quoting,
    ``validate_ratings``, exact duplicates); rejected rows go to
    ``data/interim/rejected_retrain_<stamp>.parquet`` with file, line, reason and raw text,
    and an accounting line ``read = kept + rejected + duplicates`` is printed.
@@ -56,12 +56,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys_utils import registry
-from recsys_utils.errors import DataError
-from recsys_utils.fingerprint import data_fingerprint
-from recsys_utils.metrics import ndcg_at_k
-from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
-from recsys_utils.store import (
+from recsys_utils.data.store import (
     append_ratings,
     atomic_write,
     atomic_write_text,
@@ -71,6 +66,11 @@ from recsys_utils.store import (
     remove_ratings,
     store_lock,
 )
+from recsys_utils.errors import DataError
+from recsys_utils.fingerprint import data_fingerprint
+from recsys_utils.lifecycle import registry
+from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
+from recsys_utils.ranking.metrics import ndcg_at_k
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -167,7 +167,7 @@ def evaluate_on_holdout(model: Any, holdout: pd.DataFrame, seen: pd.DataFrame, k
 
     ``seen``: the ratings before the holdout (model table); a user's titles there are
     removed from her candidates for both models alike. NDCG is
-    ``recsys_utils.metrics.ndcg_at_k`` (binary relevance: holdout score >= ``relevance``),
+    ``recsys_utils.ranking.metrics.ndcg_at_k`` (binary relevance: holdout score >= ``relevance``),
     averaged over the holdout users with at least one relevant rating. Ranking uses
     ``model.recommend(user, n)`` (asking for extra titles to survive that filter);
     RMSE uses ``model.predict(user, item)``.
@@ -199,7 +199,7 @@ def evaluate_on_holdout(model: Any, holdout: pd.DataFrame, seen: pd.DataFrame, k
 
 def default_trainer(model_df: pd.DataFrame, titles: pd.DataFrame, params: dict) -> Any:
     """Train the project's recommender with a manifest's parameters."""
-    from recsys_utils.recommend import train_recommender
+    from recsys_utils.ranking.recommender import train_recommender
 
     return train_recommender(model_df, titles, params["rating_params"],
                              params["ranking_params"], int(params.get("seed", 42)))
@@ -221,14 +221,14 @@ def retune_params(model_df: pd.DataFrame, params: dict, grid: str = "small", n_f
     """Re-tune every component of the champion's rating blend on ``model_df`` only.
 
     ``model_df`` is the challenger's training data (the holdout is not in it), and each
-    family is searched with ``recsys_utils.tuning.tune_family`` (the documented ``small``
+    family is searched with ``recsys_utils.rating.tuning.tune_family`` (the documented ``small``
     grid, ``n_folds``-fold cross-validation inside ``model_df``), so re-tuning never sees
     the ratings the decision is judged on. Ranking parameters are kept. Returns
     ``(new_params, summary)``; components whose family has no grid are kept as they are.
     """
     import copy
 
-    from recsys_utils.tuning import FAMILIES, component_params, tune_family
+    from recsys_utils.rating.tuning import FAMILIES, component_params, tune_family
 
     family_of = {name: family for family, (_, name) in FAMILIES.items()}
     new = copy.deepcopy(params)
@@ -329,7 +329,7 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
     Raises:
         DataError: the file, the store or the champion is missing or unusable.
     """
-    from recsys_utils.ratings import read_ratings_file
+    from recsys_utils.data.ratings import read_ratings_file
 
     paths = paths or project_paths()
     trainer = trainer or default_trainer

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recsys_utils.accounting import REJECT_COLUMNS, SourceAccount, empty_rejects
-from recsys_utils.linking import normalize_titles, title_variants
-from recsys_utils.ratings import drop_exact_duplicates, validate_ratings
+from recsys_utils.data.accounting import REJECT_COLUMNS, SourceAccount, empty_rejects
+from recsys_utils.data.linking import normalize_titles, title_variants
+from recsys_utils.data.ratings import drop_exact_duplicates, validate_ratings
 from recsys_utils.schema import TITLES_COLUMNS, cast_titles
 
 __all__ = ["ENRICH_SOURCE", "ITEM_PREFIX", "PLATFORM", "SOURCE_FILE", "Enrichment",

@@ -210,17 +210,17 @@ def rating_keys(df: pd.DataFrame) -> pd.MultiIndex:
 def derive_model(ratings: pd.DataFrame) -> pd.DataFrame:
     """The model table from the ratings table: the cleaning step's own rule.
 
-    One row per (user, item), the latest rating (``recsys_utils.cleaning.build_model_table``),
+    One row per (user, item), the latest rating (``recsys_utils.data.cleaning.build_model_table``),
     so a store grown by appends equals a store rebuilt from all the ratings at once.
     """
-    from recsys_utils.cleaning import build_model_table  # cleaning imports the catalog readers
+    from recsys_utils.data.cleaning import build_model_table  # cleaning imports the catalog readers
 
     return build_model_table(cast_ratings(ratings))
 
 
 def derive_analytics(titles: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
     """Titles plus ``mean_score`` and ``n_ratings`` of their ``item_id`` (cleaning's rule)."""
-    from recsys_utils.cleaning import build_analytics
+    from recsys_utils.data.cleaning import build_analytics
 
     return build_analytics(cast_titles(titles), cast_ratings(ratings))
 
@@ -274,7 +274,7 @@ def append_ratings(new_kept: pd.DataFrame, paths: ProjectPaths | None = None) ->
     """Append validated ratings to the store, idempotently and atomically.
 
     Args:
-        new_kept: rows in the ratings schema (``recsys_utils.ratings.validate_ratings``'s
+        new_kept: rows in the ratings schema (``recsys_utils.data.ratings.validate_ratings``'s
             ``kept``): user_id, item_id, score, timestamp, source_file, line.
         paths: project paths (default ``project_paths()``).
 

@@ -23,7 +23,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
-from recsys_utils.analytics import split_list
+from recsys_utils.explore.analytics import split_list
 
 __all__ = [
     "activity_per_title",

@@ -1,0 +1,2 @@
+"""Stage 02, exploration: EDA figures and the platform analytics questions.
+"""

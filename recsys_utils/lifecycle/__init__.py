@@ -1,0 +1,2 @@
+"""Stage 05 and retraining: the model registry, retraining and monitoring.
+"""

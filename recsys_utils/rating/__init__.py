@@ -1,0 +1,3 @@
+"""Stage 03, rating models (predict a user's score for a title): the surprise adapter,
+the predictors, the ridge blend, cross-validation, tuning and their figures.
+"""

@@ -1,0 +1,2 @@
+"""Running the project: the papermill pipeline runner and the book build.
+"""

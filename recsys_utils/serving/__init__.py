@@ -1,0 +1,2 @@
+"""Serving: the REST API and the Gradio demo.
+"""
