@@ -23,6 +23,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
+from recsys_utils import DEFAULT_SEED
 from recsys_utils.explore.analytics import split_list
 
 __all__ = [
@@ -117,7 +118,7 @@ def sparsity(ratings: pd.DataFrame) -> dict[str, float]:
 
 
 def interaction_sample(
-    ratings: pd.DataFrame, max_points: int = 50_000, seed: int = 42
+    ratings: pd.DataFrame, max_points: int = 50_000, seed: int = DEFAULT_SEED
 ) -> pd.DataFrame:
     """Who-rated-what, for a picture of sparsity: columns ``user_rank``, ``item_rank``.
 
@@ -154,7 +155,7 @@ def ratings_over_time(ratings: pd.DataFrame, freq: str = "M") -> pd.DataFrame:
 
 
 def popularity_vs_score(
-    analytics: pd.DataFrame, max_points: int = 5_000, seed: int = 42
+    analytics: pd.DataFrame, max_points: int = 5_000, seed: int = DEFAULT_SEED
 ) -> pd.DataFrame:
     """Rated titles' ``n_ratings`` and ``mean_score`` (one row per ``item_id``), sampled down
     to ``max_points`` with ``seed``: shows that rarely rated titles have the extreme means."""

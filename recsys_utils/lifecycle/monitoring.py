@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys_utils import DEFAULT_SEED
 from recsys_utils.errors import DataError
 from recsys_utils.rating.predictors import BaselineComponent, FastBaseline, SVDComponent
 
@@ -355,7 +356,7 @@ class Replay:
 
 def replay_timeline(model_df: pd.DataFrame, period: str = "Q",
                     start: str | pd.Period | None = None, model: str = "baseline",
-                    model_params: dict | None = None, seed: int = 42,
+                    model_params: dict | None = None, seed: int = DEFAULT_SEED,
                     model_factory: Callable[[], Any] | None = None) -> Replay:
     """Train on all ratings before each period start; score that period and every later one.
 

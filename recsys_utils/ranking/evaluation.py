@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys_utils import DEFAULT_SEED
 from recsys_utils.ranking.metrics import per_user_ndcg, ranking_report
 from recsys_utils.ranking.recommender import Recommender
 from recsys_utils.rating.adapter import predict_pairs, rmse_mae
@@ -154,7 +155,7 @@ def last_n_split(model_df: pd.DataFrame, n: int | None = None, fraction: float |
                  "kept in train)", info)
 
 
-def random_folds(model_df: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> list[Split]:
+def random_folds(model_df: pd.DataFrame, n_folds: int = 5, seed: int = DEFAULT_SEED) -> list[Split]:
     """The shared random folds of ``03_modeling`` (surprise's ``KFold(random_state=seed)``)."""
     _check_model_table(model_df, need_time=False)
     return [Split(f"fold{f + 1}", train, test,
@@ -209,7 +210,7 @@ def _baseline_predictions(train: pd.DataFrame, test: pd.DataFrame, seed: int
     }
 
 
-def rating_table(model: Any, train: pd.DataFrame, test: pd.DataFrame, seed: int = 42
+def rating_table(model: Any, train: pd.DataFrame, test: pd.DataFrame, seed: int = DEFAULT_SEED
                  ) -> pd.DataFrame:
     """RMSE/MAE of the model and of three baselines on the same test ratings.
 
@@ -293,7 +294,7 @@ class RankingResult:
 
 def evaluate_ranking(recommender_factory: Callable[[pd.DataFrame], Recommender] | Recommender,
                      train: pd.DataFrame, test: pd.DataFrame, k: int = 10, *,
-                     threshold: float = RELEVANCE_THRESHOLD, seed: int = 42,
+                     threshold: float = RELEVANCE_THRESHOLD, seed: int = DEFAULT_SEED,
                      strategies: Sequence[str] = ("model", "popularity", "random"),
                      by_platform: bool = True) -> RankingResult:
     """Top-``k`` metrics of a recommender and the baselines, on the same candidates.
@@ -364,7 +365,7 @@ class SplitEvaluation:
 
 def evaluate_split(split: Split, titles: pd.DataFrame, *,
                    rating_params: Mapping[str, Any] | None = None,
-                   ranking_params: Mapping[str, Any] | None = None, seed: int = 42,
+                   ranking_params: Mapping[str, Any] | None = None, seed: int = DEFAULT_SEED,
                    k: int = 10, threshold: float = RELEVANCE_THRESHOLD,
                    strategies: Sequence[str] = ("model", "popularity", "bayes", "random"),
                    ) -> SplitEvaluation:
@@ -407,7 +408,7 @@ def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
                  grid: Mapping[str, Sequence[Any]], *,
                  base_params: Mapping[str, Any] | None = None, quantile: float = 0.8,
                  k: int = 10, threshold: float = RELEVANCE_THRESHOLD,
-                 min_coverage_ratio: float = 5.0, seed: int = 42,
+                 min_coverage_ratio: float = 5.0, seed: int = DEFAULT_SEED,
                  validation: Callable[[pd.DataFrame], Split] | None = None,
                  rating_params: Mapping[str, Any] | None = None) -> TuningResult:
     """Choose ranking parameters on a time-aware validation split carved from ``model_df``.
@@ -505,7 +506,7 @@ def rating_params_for(choice: str) -> dict[str, Any] | None:
 
 def served_recommender(model_df: pd.DataFrame, titles: pd.DataFrame,
                        rating_params: Mapping[str, Any] | None = None,
-                       ranking_params: Mapping[str, Any] | None = None, seed: int = 42,
+                       ranking_params: Mapping[str, Any] | None = None, seed: int = DEFAULT_SEED,
                        paths: Any = None) -> tuple[Recommender, str]:
     """The registered champion when there is one (what the API serves), else a
     ``Recommender`` trained here on ``model_df``. Returns it and where it came from."""

@@ -60,6 +60,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys_utils import DEFAULT_SEED
 from recsys_utils.errors import UnknownFilterError, UnknownItemError
 
 __all__ = [
@@ -173,7 +174,7 @@ class Recommender:
     """
 
     def __init__(self, rating_params: Mapping[str, Any] | None = None,
-                 ranking_params: Mapping[str, Any] | None = None, seed: int = 42,
+                 ranking_params: Mapping[str, Any] | None = None, seed: int = DEFAULT_SEED,
                  rating_model: Any = None) -> None:
         self.rating_params = dict(rating_params) if rating_params is not None else None
         self.ranking_params = _merge_ranking_params(ranking_params)
@@ -662,6 +663,6 @@ class Recommender:
 def train_recommender(model_df: pd.DataFrame, titles: pd.DataFrame,
                       rating_params: Mapping[str, Any] | None = None,
                       ranking_params: Mapping[str, Any] | None = None,
-                      seed: int = 42) -> Recommender:
+                      seed: int = DEFAULT_SEED) -> Recommender:
     """A fitted ``Recommender`` (rating model from ``blend.build_rating_model``)."""
     return Recommender(rating_params, ranking_params, seed=seed).fit(model_df, titles)

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from surprise import Trainset
 
+from recsys_utils import DEFAULT_SEED
 from recsys_utils.rating.adapter import (
     BatchPredictions,
     TrainIndex,
@@ -146,7 +147,7 @@ class BlendedRatingModel(BatchPredictions):
 
     def __init__(self, components: dict[str, dict[str, Any]] | None = None,
                  holdout: float = 0.2, alpha: float = 1.0, meta: bool = True,
-                 seed: int = 42, titles: pd.DataFrame | None = None) -> None:
+                 seed: int = DEFAULT_SEED, titles: pd.DataFrame | None = None) -> None:
         self.components_params = copy.deepcopy(
             DEFAULT_COMPONENTS if components is None else components)
         self.item_features = item_content(titles) if titles is not None else None
@@ -304,7 +305,7 @@ def _fill(out: dict[str, np.ndarray], comp: SurpriseComponent, u: int, inner_ite
         out["pred"][where] = comp._estimate_inner(u, inner_items)
 
 
-def build_rating_model(params: dict[str, Any] | None = None, seed: int = 42,
+def build_rating_model(params: dict[str, Any] | None = None, seed: int = DEFAULT_SEED,
                        titles: pd.DataFrame | None = None) -> BlendedRatingModel:
     """An unfitted ``BlendedRatingModel`` from ``rating_params`` (default: the tuned blend).
 

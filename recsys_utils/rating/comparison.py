@@ -30,6 +30,7 @@ from surprise import (
 )
 from surprise.utils import get_rng
 
+from recsys_utils import DEFAULT_SEED
 from recsys_utils.rating.adapter import rmse_mae, to_dataset
 
 __all__ = [
@@ -76,14 +77,14 @@ def _fold_bounds(n_rows: int, n_folds: int, seed: int) -> tuple[np.ndarray, list
     return indices, bounds
 
 
-def kfold_indices(n_rows: int, n_folds: int = 5, seed: int = 42) -> list[np.ndarray]:
+def kfold_indices(n_rows: int, n_folds: int = 5, seed: int = DEFAULT_SEED) -> list[np.ndarray]:
     """Test-row indices of each fold, identical to ``surprise.model_selection.KFold(
     n_splits=n_folds, random_state=seed)`` on a dataset of ``n_rows`` ratings."""
     indices, b = _fold_bounds(n_rows, n_folds, seed)
     return [indices[b[f]:b[f + 1]] for f in range(n_folds)]
 
 
-def kfold_train_test(n_rows: int, n_folds: int = 5, seed: int = 42
+def kfold_train_test(n_rows: int, n_folds: int = 5, seed: int = DEFAULT_SEED
                      ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(train rows, test rows)`` per fold, in the order surprise's ``KFold`` lists them.
 
@@ -96,7 +97,7 @@ def kfold_train_test(n_rows: int, n_folds: int = 5, seed: int = 42
             for f in range(n_folds)]
 
 
-def kfold_splits(model_df: pd.DataFrame, n_folds: int = 5, seed: int = 42
+def kfold_splits(model_df: pd.DataFrame, n_folds: int = 5, seed: int = DEFAULT_SEED
                  ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """``(train, test)`` frames of each fold (see ``kfold_train_test``)."""
     for train_idx, test_idx in kfold_train_test(len(model_df), n_folds, seed):
@@ -162,7 +163,7 @@ def _parallel(tasks: list[Any], n_jobs: int) -> list[Any]:
 
 
 def cross_validate_model(model_factory: Callable[[], Any], model_df: pd.DataFrame,
-                         n_folds: int = 5, seed: int = 42, max_folds: int | None = None,
+                         n_folds: int = 5, seed: int = DEFAULT_SEED, max_folds: int | None = None,
                          per_component: bool = False, n_jobs: int = 1) -> dict[str, Any]:
     """RMSE/MAE of any rating model over the shared folds (those of ``compare_algorithms``).
 
@@ -206,7 +207,7 @@ SLOW_ALGORITHMS: tuple[str, ...] = ("SVDpp", "SlopeOne", "KNNBaseline_item")
 
 
 def compare_algorithms(model_df: pd.DataFrame, algorithms: list[str] | None = None,
-                       n_folds: int = 5, seed: int = 42, slow_folds: int | None = None,
+                       n_folds: int = 5, seed: int = DEFAULT_SEED, slow_folds: int | None = None,
                        n_jobs: int = 1) -> pd.DataFrame:
     """Cross-validate surprise algorithms on the same folds (``kfold_indices(seed)``).
 

@@ -23,6 +23,7 @@ import pandas as pd
 from surprise import SVD, BaselineOnly, KNNBaseline, SVDpp
 from surprise.model_selection import GridSearchCV, KFold, RandomizedSearchCV
 
+from recsys_utils import DEFAULT_SEED
 from recsys_utils.rating.adapter import to_dataset
 
 __all__ = ["GRIDS", "FAMILIES", "TuningResult", "tune_family", "tune_families",
@@ -85,7 +86,7 @@ class TuningResult(dict):
 
 
 def tune_family(model_df: pd.DataFrame, family: str, grid: str | dict[str, Any] = "small",
-                n_folds: int = 5, seed: int = 42, n_iter: int | None = None, n_jobs: int = 1
+                n_folds: int = 5, seed: int = DEFAULT_SEED, n_iter: int | None = None, n_jobs: int = 1
                 ) -> TuningResult:
     """Grid-search (or, with ``n_iter``, randomized-search) one family on the shared folds.
 
@@ -129,7 +130,7 @@ def tune_family(model_df: pd.DataFrame, family: str, grid: str | dict[str, Any] 
 
 
 def tune_families(model_df: pd.DataFrame, families: list[str], grid: str = "small",
-                  n_folds: int = 5, seed: int = 42, n_iter: int | None = None,
+                  n_folds: int = 5, seed: int = DEFAULT_SEED, n_iter: int | None = None,
                   n_jobs: int = 1) -> pd.DataFrame:
     """``tune_family`` for several families: one summary row each, best RMSE first."""
     rows = []
