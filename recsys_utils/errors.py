@@ -1,16 +1,18 @@
 """User-facing exceptions shared by the whole project.
 
 Why a module of its own: notebooks, CLIs and the API all need to tell a
-*user* mistake (missing file, unknown platform) from a bug. CLIs catch
-``DataError`` and print ``error: ...``; the API maps ``UnknownFilterError``
-to 404/422 and ``UnknownItemError`` to 404.
+*user* mistake (missing file, unknown platform) from a bug. Every command runs
+its body through :func:`run_command`, which prints ``error: ...`` for a
+``DataError`` and exits 2; the API maps ``UnknownFilterError`` to 404/422 and
+``UnknownItemError`` to 404.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable, Mapping
 
-__all__ = ["DataError", "UnknownFilterError", "UnknownItemError"]
+__all__ = ["DataError", "UnknownFilterError", "UnknownItemError", "run_command"]
 
 
 class DataError(Exception):
@@ -47,3 +49,24 @@ class UnknownItemError(KeyError):
 
     def __str__(self) -> str:
         return self.message
+
+
+def run_command(body: Callable[[], int | None],
+                exit_codes: Mapping[type[BaseException], int] | None = None) -> int:
+    """Run a command-line entry point's body; the one place user errors become exit codes.
+
+    ``DataError`` → ``error: <message>`` on stderr and exit 2 (a user's data or state is
+    wrong: the message says what to run). ``exit_codes`` adds command-specific
+    exceptions (e.g. a failed notebook → 1) printed the same way. Anything else is a bug
+    and keeps its traceback. Ctrl-C exits 130 with one line, not a traceback.
+    """
+    codes = {DataError: 2, **(exit_codes or {})}
+    try:
+        return body() or 0
+    except KeyboardInterrupt:
+        print("error: interrupted; run the command again to finish", file=sys.stderr)
+        return 130
+    except tuple(codes) as exc:
+        code = next(code for kind, code in codes.items() if isinstance(exc, kind))
+        print(f"error: {exc}", file=sys.stderr)
+        return code

@@ -31,7 +31,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from recsys_utils.errors import DataError
+from recsys_utils.errors import DataError, run_command
 from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
 
 __all__ = [
@@ -299,16 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="skip the toc/glue pre-flight check and let jupyter-book report")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    try:
+
+    def build() -> None:
         index = build_book(check=not args.no_check)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"book: built in {time.perf_counter() - t0:.1f}s; open file://{index}")
-    return 0
+        print(f"book: built in {time.perf_counter() - t0:.1f}s; open file://{index}")
+
+    return run_command(build, {RuntimeError: 1})
 
 
 if __name__ == "__main__":  # pragma: no cover
