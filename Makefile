@@ -11,7 +11,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help all install pipeline book test unit lint nbval lab serve demo retrain holdback bench bench-load screenshots screenshot docker-lint browser clean
+.PHONY: help all install pipeline book test unit lint nbval lab serve demo retrain holdback bench bench-load screenshots screenshot docker-lint browser package-map clean
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -85,6 +85,9 @@ docker-lint: $(STAMP) ## lint the Dockerfile with hadolint (no Docker engine nee
 
 screenshots: ## headless-Chromium screenshots of the built book (outputs/screenshots/)
 	$(BIN)/python benchmarks/screenshot_book.py
+
+package-map: $(STAMP) ## regenerate the README's package map from the modules' docstrings
+	$(BIN)/python -m recsys_utils.run.package_map --write
 
 clean: ## remove generated data, outputs and the book (keeps .venv)
 	rm -rf _build outputs/notebooks outputs/figures outputs/models outputs/reports outputs/screenshots

@@ -109,15 +109,20 @@ STEP_SPECS: dict[str, StepSpec] = {
     # package, whose version is part of the environment rather than the data folder).
     "01": StepSpec(inputs=("{raw_dir}",), after=()),
     # 02/03 read the processed tables 01 writes (also appended to by `make retrain`).
-    "02": StepSpec(inputs=("data/processed",), after=("01",)),
-    "03": StepSpec(inputs=("data/processed",), after=("01",)),
+    "02": StepSpec(inputs=("{processed}",), after=("01",)),
+    "03": StepSpec(inputs=("{processed}",), after=("01",)),
     # 04/05 also judge the registered champion (03 registers it, `make retrain` may replace it).
-    "04": StepSpec(inputs=("data/processed", CHAMPION_INPUT), after=("01", "03")),
-    "05": StepSpec(inputs=("data/processed", CHAMPION_INPUT), after=("01", "03")),
+    "04": StepSpec(inputs=("{processed}", CHAMPION_INPUT), after=("01", "03")),
+    "05": StepSpec(inputs=("{processed}", CHAMPION_INPUT), after=("01", "03")),
 }
-_DEFAULT_SPEC = StepSpec(inputs=("data/processed", CHAMPION_INPUT), after=None)
-#: Used when a spec names ``{raw_dir}`` but the notebook declares no such parameter.
-_PLACEHOLDER_FALLBACK = {"raw_dir": "data/raw"}
+_DEFAULT_SPEC = StepSpec(inputs=("{processed}", CHAMPION_INPUT), after=None)
+
+
+def _folder_placeholders(root: Path) -> dict[str, str]:
+    """``{name}`` values of a spec that no notebook parameter sets: the project's folders."""
+    paths = project_paths(root)
+    return {"raw_dir": relative_posix(paths.raw, root),
+            "processed": relative_posix(paths.processed, root)}
 
 
 # --------------------------------------------------------------------------- steps
@@ -454,15 +459,17 @@ def input_digest(rel: str, root: Path) -> str:
     return params_digest(identity)
 
 
-def _expand_inputs(step: Step, params: Mapping[str, Any]) -> list[str]:
-    """The step's input paths with ``{name}`` replaced by the effective parameter value."""
+def _expand_inputs(step: Step, params: Mapping[str, Any], root: Path) -> list[str]:
+    """The step's input paths with ``{name}`` replaced by the effective parameter value
+    (or, for a folder no parameter names, by ``paths``' folder)."""
+    folders = _folder_placeholders(root)
 
     def value_of(name: str) -> str:
         if name in params:
             return str(params[name])
         if name in step.declared:
             return str(step.declared[name].default_value())
-        return _PLACEHOLDER_FALLBACK.get(name, "")
+        return folders.get(name, "")
 
     out = []
     for pattern in step.spec.inputs:
@@ -498,7 +505,7 @@ def _fingerprint(
     step: Step, params: Mapping[str, Any], upstream: Sequence[Step], state: Mapping[str, Any],
     root: Path,
 ) -> Fingerprint:
-    inputs = {rel: input_digest(rel, root) for rel in _expand_inputs(step, params)}
+    inputs = {rel: input_digest(rel, root) for rel in _expand_inputs(step, params, root)}
     # Every notebook calls recsys_utils: other code can give other results.
     inputs[CODE_INPUT] = code_fingerprint()
     up = {s.name: state.get(s.name, {}).get("key", "never run") for s in upstream}
