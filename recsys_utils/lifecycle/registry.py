@@ -42,6 +42,7 @@ import pandas as pd
 from recsys_utils.data.store import atomic_write_text, fsync_dir
 from recsys_utils.errors import DataError
 from recsys_utils.fingerprint import code_fingerprint
+from recsys_utils.lifecycle.compat import check_libraries
 from recsys_utils.paths import ProjectPaths, project_paths
 
 __all__ = [
@@ -357,8 +358,13 @@ def _verify(version: str, paths: ProjectPaths | None) -> tuple[Path, dict]:
 
 
 def load_version(version: str, paths: ProjectPaths | None = None) -> tuple[object, dict]:
-    """Load a registered model after verifying its checksums: ``(model, manifest)``."""
+    """Load a registered model after verifying its checksums: ``(model, manifest)``.
+
+    Library versions differing from the recorded ones are refused or warned about
+    (``recsys_utils.lifecycle.compat`` says which and why) before unpickling.
+    """
     folder, manifest = _verify(version, paths)
+    check_libraries(manifest, library_versions())
     with open(folder / MODEL_FILE, "rb") as fh:
         model = pickle.load(fh)  # noqa: S301 - checksum verified against our own manifest
     return model, manifest
