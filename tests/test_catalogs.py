@@ -14,12 +14,14 @@ from recsys_utils.data.catalogs import (
     fix_misplaced_durations,
     normalize_type,
     parse_date_added,
+    platform_prefix,
     platform_prefixes,
     read_catalog,
     read_catalogs,
     split_duration,
 )
 from recsys_utils.data.rawcsv import read_raw_csv
+from recsys_utils.errors import DataError
 
 HEADER = "show_id,type,title,director,cast,country,date_added,release_year,rating,duration"
 
@@ -40,15 +42,40 @@ def test_discover_takes_platform_from_file_name(tiny_raw_dir: Path) -> None:
     assert discover_catalogs(tiny_raw_dir / "missing") == {}
 
 
-def test_prefix_rule_initial_then_shortest_free_prefix() -> None:
+def test_prefix_rule_depends_on_the_platform_name_alone() -> None:
     assert platform_prefixes(["netflix", "hulu", "disney_plus", "amazon_prime"]) == {
         "amazon_prime": "a", "disney_plus": "d", "hulu": "h", "netflix": "n"}
-    # apple_tv sorts after amazon_prime: "a" is taken, so the next free prefix "ap".
+    # A new platform never takes a prefix from, or gives one to, another platform.
     assert platform_prefixes(["apple_tv", "amazon_prime", "netflix"]) == {
-        "amazon_prime": "a", "apple_tv": "ap", "netflix": "n"}
-    got = platform_prefixes(["a", "ab", "abc"])
-    assert got == {"a": "a", "ab": "ab", "abc": "abc"}
-    assert platform_prefixes(["ab", "a_b"])["ab"] != platform_prefixes(["ab", "a_b"])["a_b"]
+        "amazon_prime": "a", "apple_tv": "apple_tv-", "netflix": "n"}
+    for platforms in (["a", "ab", "abc"], ["abc", "ab"], ["ab"]):
+        assert platform_prefixes(platforms)["ab"] == "ab-"
+    # MovieLens' own ids start with "ml": a platform named ml stays apart.
+    assert platform_prefix("ml") == "ml-"
+    assert platform_prefix("Hulu") == "h"
+
+
+def test_platforms_whose_names_give_one_prefix_are_an_error() -> None:
+    with pytest.raises(DataError, match="same id prefix 'apple_tv-'"):
+        platform_prefixes(["apple-tv", "apple_tv"])
+
+
+def test_adding_a_platform_keeps_every_existing_id(tiny_raw_dir: Path) -> None:
+    before, _, _ = read_catalogs(tiny_raw_dir)
+    # A new platform whose name sorts first and shares the others' initials.
+    (tiny_raw_dir / "a_new_titles.csv").write_text(
+        HEADER + "\ns1,Movie,Brand New,,,,2021-01-01,2020,PG,90 min\n"
+        "s2,TV Show,Also New,,,,2021-01-01,2019,TV-PG,1 Season\n")
+    after, _, _ = read_catalogs(tiny_raw_dir)
+    old = after[after["platform"] != "a_new"]
+    assert old["id"].tolist() == before["id"].tolist()
+    assert sorted(after.loc[after["platform"] == "a_new", "id"]) == ["a_new-s1", "a_new-s2"]
+    assert after["id"].is_unique
+    # Removing a platform does not rename the others either.
+    (tiny_raw_dir / "amazon_prime_titles.csv").unlink()
+    fewer, _, _ = read_catalogs(tiny_raw_dir)
+    netflix = before[before["platform"] == "netflix"]
+    assert fewer.loc[fewer["platform"] == "netflix", "id"].tolist() == netflix["id"].tolist()
 
 
 def test_ids_are_prefix_plus_show_id(tiny_raw_dir: Path) -> None:
@@ -202,11 +229,12 @@ def test_latin1_file_is_read(tmp_path: Path) -> None:
 
 
 def test_duplicate_ids_across_platforms_are_duplicates(tmp_path: Path) -> None:
-    # "a" + "ps1" and "ap" + "s1" collide: the second is a duplicate, not lost.
-    _write(tmp_path, "amazon_titles.csv", HEADER + "\nps1,Movie,A,,,,,2020,PG,90 min\n")
+    # Only odd show ids can collide ("a" + "pple-s1" = "apple-" + "s1"): the second
+    # is a duplicate, recorded, not lost.
+    _write(tmp_path, "amazon_prime_titles.csv", HEADER + "\npple-s1,Movie,A,,,,,2020,PG,90 min\n")
     _write(tmp_path, "apple_titles.csv", HEADER + "\ns1,Movie,B,,,,,2020,PG,90 min\n")
     titles, rejected, accounts = read_catalogs(tmp_path)
-    assert titles["id"].tolist() == ["aps1"]
+    assert titles["id"].tolist() == ["apple-s1"]
     assert rejected[["source_file", "reason"]].values.tolist() == [
         ["apple_titles.csv", "duplicate id"]]
     assert [a.duplicates for a in accounts] == [0, 1]

@@ -203,3 +203,15 @@ def test_shared_catalogs(tmp_path: Path) -> None:
     assert result.stats["linked_titles"] >= 1_400
     assert len(result.ratings) >= 25_000
     assert set(result.ratings["item_id"]) <= set(result.titles["item_id"])
+
+
+def test_a_new_platform_keeps_old_rating_logs_matching(tiny_raw_dir: Path, tmp_path: Path) -> None:
+    # Stable ids: the ratings written against the old catalogs still find their titles.
+    before = build_processed(tiny_raw_dir, source="streaming", paths=project_paths(tmp_path / "a"))
+    (tiny_raw_dir / "apple_tv_titles.csv").write_text(
+        "show_id,type,title,director,cast,country,date_added,release_year,rating,duration\n"
+        "s1,Movie,Brand New,,,,2021-01-01,2020,PG,90 min\n")
+    after = build_processed(tiny_raw_dir, source="streaming", paths=project_paths(tmp_path / "b"))
+    assert len(after.ratings) == len(before.ratings) == TINY_GOOD_RATINGS
+    assert after.ratings["item_id"].tolist() == before.ratings["item_id"].tolist()
+    assert "apple_tv-s1" in set(after.titles["id"])

@@ -19,11 +19,12 @@ import pandas as pd
 from recsys_utils.data.accounting import REJECT_COLUMNS, SourceAccount, empty_rejects
 from recsys_utils.data.linking import normalize_titles
 from recsys_utils.data.rawcsv import RawTable, read_raw_csv
+from recsys_utils.errors import DataError
 from recsys_utils.schema import TITLES_COLUMNS, cast_titles
 
 __all__ = ["CATALOG_SUFFIX", "CatalogRead", "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS",
            "clean_catalog", "discover_catalogs", "fill_missing_rating", "fix_misplaced_durations",
-           "normalize_type", "parse_date_added", "platform_prefixes", "read_catalog",
+           "normalize_type", "parse_date_added", "platform_prefix", "platform_prefixes", "read_catalog",
            "read_catalogs", "split_duration"]
 
 CATALOG_SUFFIX = "_titles.csv"
@@ -62,24 +63,38 @@ def discover_catalogs(raw_dir: str | Path) -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
-def platform_prefixes(platforms: Iterable[str]) -> dict[str, str]:
-    """The id prefix of each platform.
+#: Fixed id prefixes of the platforms of the public catalogs: the convention rating logs use
+#: (``ns123`` = Netflix ``s123``). Ids are keys in every rating log: never change an entry.
+KNOWN_PREFIXES = {"amazon_prime": "a", "disney_plus": "d", "hulu": "h", "netflix": "n"}
 
-    Rule (documented in the data dictionary): in sorted platform order, a platform
-    takes its initial; if already taken, the shortest longer prefix of its name
-    (letters and digits only) that is free (``amazon_prime`` → ``a``, ``apple_tv`` →
-    ``ap``). A name whose every prefix is taken gets the full name plus a number.
+
+def platform_prefix(platform: str) -> str:
+    """The id prefix of one platform, from its name alone.
+
+    Rule (documented in the data dictionary): a platform of ``KNOWN_PREFIXES`` takes its
+    letter; any other platform takes its lower-case name (characters other than letters,
+    digits and ``_`` become ``_``) followed by ``-`` (``apple_tv`` → ``apple_tv-s1``). The
+    prefix depends on nothing else, so adding, removing or reordering catalog files never
+    renames a title; the ``-`` keeps these prefixes apart from the one-letter ones and from
+    MovieLens' ``ml``.
     """
-    taken: set[str] = set()
-    out: dict[str, str] = {}
-    for platform in sorted(set(platforms)):
-        name = re.sub(r"[^0-9a-z]", "", platform.lower()) or "p"
-        prefix = next((name[:k] for k in range(1, len(name) + 1) if name[:k] not in taken), None)
-        n = 2
-        while prefix is None or prefix in taken:
-            prefix, n = f"{name}{n}", n + 1
-        taken.add(prefix)
-        out[platform] = prefix
+    name = platform.lower()
+    if name in KNOWN_PREFIXES:
+        return KNOWN_PREFIXES[name]
+    return re.sub(r"[^0-9a-z_]", "_", name) + "-"
+
+
+def platform_prefixes(platforms: Iterable[str]) -> dict[str, str]:
+    """``platform → id prefix`` (:func:`platform_prefix`); two platforms whose names give the
+    same prefix (``apple-tv`` and ``apple_tv``) are an error, not a silent merge."""
+    out = {platform: platform_prefix(platform) for platform in sorted(set(platforms))}
+    by_prefix: dict[str, list[str]] = {}
+    for platform, prefix in out.items():
+        by_prefix.setdefault(prefix, []).append(platform)
+    clashes = [names for names in by_prefix.values() if len(names) > 1]
+    if clashes:
+        raise DataError(f"catalog files {clashes[0]} would give their titles the same id prefix "
+                        f"{platform_prefix(clashes[0][0])!r}; rename one of the files")
     return out
 
 
