@@ -77,6 +77,15 @@ bench: $(STAMP) ## print the benchmark figures (accuracy, ranking, latency, API 
 bench-load: $(STAMP) ## load-test the API on loopback (2,000 requests, 16 concurrent) against the seed's way
 	$(BIN)/python benchmarks/bench_load.py
 
+# Synthetic scale data fitted to the processed tables (labelled SYNTHETIC in OUT).
+RATINGS ?= 1M
+SEED    ?= 42
+OUT     ?= data/synthetic/$(RATINGS)
+.PHONY: generate bench-scale
+generate: $(STAMP) ## synthetic ratings in the raw layout: make generate RATINGS=1M [USERS= TITLES= SEED= OUT=]
+	$(BIN)/recsys-generate --ratings $(RATINGS) --seed $(SEED) --out $(OUT) \
+		$(if $(USERS),--users $(USERS)) $(if $(TITLES),--titles $(TITLES))
+
 screenshot: $(STAMP) ## open the demo once in headless Chromium; PNGs in outputs/reports/
 	$(BIN)/python benchmarks/demo_screenshot.py
 
