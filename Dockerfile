@@ -40,7 +40,7 @@ RUN python -c "import tomllib; extras = tomllib.load(open('pyproject.toml', 'rb'
     && pip install -r requirements-serve.txt
 COPY recsys_utils ./recsys_utils
 RUN pip install --no-deps . \
-    && python -c "import recsys_utils.serving.api, recsys_utils.ranking.recommender, recsys_utils.data.cleaning"
+    && python -c "import recsys_utils.serving.app, recsys_utils.ranking.recommender, recsys_utils.data.cleaning"
 
 # ---------------------------------------------------------------- runtime stage
 FROM ${PYTHON_IMAGE}

@@ -11,7 +11,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help all install pipeline book test unit lint nbval lab serve demo retrain holdback bench bench-load screenshots screenshot docker-lint browser package-map clean
+.PHONY: help all install pipeline book test unit lint nbval lab serve demo retrain holdback bench bench-load screenshots screenshot docker-lint browser package-map openapi-snapshot clean
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -59,6 +59,10 @@ lab: $(STAMP) ## start JupyterLab on the project environment
 
 serve: $(STAMP) ## serve the REST API (HOST=127.0.0.1 PORT=8000)
 	$(BIN)/recsys-serve --host $(HOST) --port $(PORT)
+
+openapi-snapshot: $(STAMP) ## after a deliberate API change: rewrite tests/openapi_snapshot.json
+	$(BIN)/recsys-serve --openapi > tests/openapi_snapshot.json.tmp
+	mv tests/openapi_snapshot.json.tmp tests/openapi_snapshot.json
 
 demo: $(STAMP) ## start the Gradio demo
 	$(BIN)/recsys-demo

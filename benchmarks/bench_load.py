@@ -387,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = {**os.environ, "RECSYS_ROOT": str(paths.root), "PYTHONUNBUFFERED": "1"}
     python = sys.executable
     urls = request_urls(paths, args.requests, args.random_seed)
-    api_cmd = [python, "-m", "recsys_utils.serving.api", "--host", HOST, "--port", "{port}",
+    api_cmd = [python, "-m", "recsys_utils.serving.app", "--host", HOST, "--port", "{port}",
                "--log-level", "warning", "--no-access-log", "--workers", str(args.workers)]
     if args.cache_size is not None:
         api_cmd += ["--cache-size", str(args.cache_size)]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from recsys_utils.errors import DataError
 from recsys_utils.paths import project_paths
-from recsys_utils.serving.api import load_state
 from recsys_utils.serving.demo import TABS, find_chromium, screenshot_demo
+from recsys_utils.serving.state import load_state
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from serving_fixture import KNOWN_USER, PLATFORMS, UNKNOWN_USER, serving_project
 
 from recsys_utils.explore import analytics
 from recsys_utils.serving import demo
-from recsys_utils.serving.api import ServingState, load_state
+from recsys_utils.serving.state import ServingState, load_state
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 and the platform analytics, on the same objects the API serves.
 
 ``recsys-demo`` (``make demo``) loads the processed tables and the champion model
-once with ``recsys_utils.serving.api.load_state`` (same checksum check, same refusal when
+once with ``recsys_utils.serving.state.load_state`` (same checksum check, same refusal when
 artifacts are missing) and serves the page on 127.0.0.1:7860.
 
 Why the callbacks are module-level functions taking a ``ServingState``: they are
@@ -23,7 +23,7 @@ import pandas as pd
 from recsys_utils.errors import DataError, UnknownFilterError
 from recsys_utils.explore import analytics
 from recsys_utils.paths import project_paths
-from recsys_utils.serving.api import ServingState, load_state
+from recsys_utils.serving.state import ServingState, load_state
 
 __all__ = [
     "ALL",

@@ -1,15 +1,15 @@
-"""The REST API through FastAPI's TestClient, on artifacts built from a small fixture.
+"""The endpoints (``serving.routes``) through FastAPI's TestClient, on artifacts built
+from a small fixture.
 
 The fixture project (``serving_fixture``) is cleaned by ``build_processed`` from raw
 CSVs, its Recommender trained with fast settings and registered as champion, so the
-app loads exactly what ``make pipeline`` would give it, in miniature.
+app loads exactly what ``make pipeline`` would give it, in miniature. The last tests
+swap the state with ``app.dependency_overrides[get_state]``.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -23,12 +23,12 @@ from serving_fixture import (
     serving_project,
 )
 
-from recsys_utils.errors import DataError
 from recsys_utils.explore import analytics
 from recsys_utils.lifecycle.registry import champion_version, read_manifest
-from recsys_utils.paths import ProjectPaths, project_paths
-from recsys_utils.serving import api
-from recsys_utils.serving.api import MAX_N, create_app, load_state, main
+from recsys_utils.paths import ProjectPaths
+from recsys_utils.serving.app import create_app
+from recsys_utils.serving.schemas import MAX_N
+from recsys_utils.serving.state import get_state, load_state
 
 VALID_PLATFORMS = sorted(PLATFORMS)
 
@@ -276,32 +276,9 @@ def test_openapi_documents_every_response_field(client: TestClient):
                 assert ref["$ref"].endswith("/ErrorOut"), path
 
 
-# --------------------------------------------------------------------------- refusal
 
 
-def test_refuses_to_start_without_artifacts(tmp_path: Path):
-    empty = project_paths(tmp_path / "empty")
-    with pytest.raises(DataError, match="make pipeline"):
-        with TestClient(create_app(empty)):
-            pass
-
-
-def test_cli_prints_error_and_exits_2_without_artifacts(tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]):
-    assert main(["--root", str(tmp_path / "empty"), "--port", "0"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "make pipeline" in err
-    assert "Traceback" not in err
-
-
-def test_refuses_a_tampered_model(paths: ProjectPaths, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]):
-    copy = project_paths(tmp_path / "copy")
-    shutil.copytree(paths.root, copy.root)
-    model_file = copy.models / champion_version(copy) / "model.pkl"
-    model_file.write_bytes(model_file.read_bytes() + b"tampered")
-    assert main(["--root", str(copy.root)]) == 2
-    assert "checksum" in capsys.readouterr().err
+# --------------------------------------------------------------------------- state through Depends
 
 
 def test_nan_in_manifest_metrics_becomes_null(paths: ProjectPaths):
@@ -313,93 +290,37 @@ def test_nan_in_manifest_metrics_becomes_null(paths: ProjectPaths):
     assert response.json()["metrics"] == {"rmse": None, "mae": 0.7}
 
 
-# --------------------------------------------------------------------------- cache
+
+def test_dependency_override_serves_another_state(paths: ProjectPaths):
+    """Every route reads the state through Depends(get_state): an override reaches all."""
+    original = load_state(paths)
+    other = load_state(paths)
+    other.manifest = {**other.manifest, "version": "v9999"}
+    other.titles_by_id = {RATED_ID: original.titles_by_id[RATED_ID]}
+    app = create_app(paths, state=original)
+    app.dependency_overrides[get_state] = lambda: other
+    with TestClient(app) as test_client:
+        assert test_client.get("/health").json()["model_version"] == "v9999"
+        assert test_client.get("/health").json()["n_titles"] == 1
+        assert test_client.get("/version").json()["version"] == "v9999"
+        recs = test_client.get(f"/users/{KNOWN_USER}/recommendations").json()
+        assert recs["model_version"] == "v9999"
+        assert test_client.get(f"/titles/{RATED_ID}").status_code == 200
+        assert test_client.get(f"/titles/{UNRATED_ID}").status_code == 404  # not in `other`
+        app.dependency_overrides.clear()
+        assert test_client.get(f"/titles/{UNRATED_ID}").status_code == 200
+        assert test_client.get("/version").json()["version"] == original.manifest["version"]
 
 
-def _cache(client: TestClient) -> dict[str, int]:
-    return client.get("/health").json()["recommendation_cache"]
-
-
-def test_cached_lists_equal_fresh_computation(paths: ProjectPaths):
-    state = load_state(paths)
-    queries = [f"/users/{KNOWN_USER}/recommendations?n=7",
-               f"/users/{KNOWN_USER}/recommendations?n=7&platforms=hulu,netflix&type=Movie",
-               f"/users/{UNKNOWN_USER}/recommendations?n=5&platforms=netflix"]
-    with TestClient(create_app(paths, state=state, cache_size=0)) as fresh, \
-            TestClient(create_app(paths, state=state)) as cached:
-        for url in queries:
-            first, second = cached.get(url).json(), cached.get(url).json()
-            assert first == second == fresh.get(url).json()
-        assert _cache(fresh) == {"hits": 0, "misses": 0, "size": 0, "max_size": 0}
-        # one ranked list per user (KNOWN_USER, the cold start) serves every query
-        assert _cache(cached)["misses"] == 2 and _cache(cached)["hits"] == 2 * len(queries) - 2
-
-
-def test_unknown_users_share_one_cache_entry(paths: ProjectPaths):
-    with TestClient(create_app(paths, state=load_state(paths))) as test_client:
-        for user in (UNKNOWN_USER, UNKNOWN_USER + 1, UNKNOWN_USER + 2):
-            body = test_client.get(f"/users/{user}/recommendations").json()
-            assert body["user_id"] == user and body["cold_start"] is True
-        assert _cache(test_client)["misses"] == 1 and _cache(test_client)["hits"] == 2
-
-
-def test_errors_are_not_cached(paths: ProjectPaths):
-    with TestClient(create_app(paths, state=load_state(paths))) as test_client:
-        for _ in range(2):
-            url = f"/users/{KNOWN_USER}/recommendations?platforms=disney"
-            assert test_client.get(url).status_code == 404
-        assert _cache(test_client)["size"] == 0
-
-
-def test_warm_up_precomputes_every_users_ranked_list(paths: ProjectPaths):
-    state = load_state(paths)
-    with TestClient(create_app(paths, state=state, warm_seconds=60)) as test_client:
-        warmed = _cache(test_client)
-        assert warmed["size"] == state.n_users + 1  # every user, plus the cold-start list
-        # any n and filter of a warmed user is a lookup
-        test_client.get(f"/users/{KNOWN_USER}/recommendations?n=3&platforms=hulu&type=Movie")
-        assert _cache(test_client)["hits"] == warmed["hits"] + 1
-        assert _cache(test_client)["misses"] == warmed["misses"]
-
-
-_FILTERS = [None, ["netflix"], ["hulu"], ["amazon_prime"], ["hulu", "netflix"],
-            ["amazon_prime", "hulu", "netflix"]]
-
-
-@pytest.mark.parametrize("depth", [api.RANKED_DEPTH, 6])
-def test_cached_ranked_lists_answer_exactly_like_the_recommender(
-        paths: ProjectPaths, monkeypatch: pytest.MonkeyPatch, depth: int):
-    """Every n and filter served from a user's cached ranked list equals what
-    Recommender.recommend answers for that query (depth 6 forces the fallback)."""
-    monkeypatch.setattr(api, "RANKED_DEPTH", depth)
-    state = load_state(paths)
-    recommender = state.recommender
-    with TestClient(create_app(paths, state=state)) as test_client:
-        for user in (1, 2, 3, 7, 20, UNKNOWN_USER):
-            for n in (1, 4, 10, 100):
-                for platforms in _FILTERS:
-                    for kind in (None, "Movie", "TV Show"):
-                        params = {"n": n, "platforms": platforms, "type": kind}
-                        got = test_client.get(f"/users/{user}/recommendations",
-                                              params={k: v for k, v in params.items() if v})
-                        want = recommender.recommend(user, n=n, platforms=platforms, kind=kind)
-                        items = got.json()["items"]
-                        assert got.json()["cold_start"] == want.cold_start
-                        assert [(i["rank"], i["item_id"], i["platform"], i["type"], i["score"])
-                                for i in items] == [
-                            (int(r.rank), r.item_id, r.platform, r.type, round(r.score, 3))
-                            for r in want.items.itertuples()], (user, n, platforms, kind)
-
-
-def test_clean_makes_any_value_json_safe():
-    import json
-
-    import numpy as np
-
-    from recsys_utils.serving.api import _clean
-
-    raw = {"a": np.float32("nan"), "b": [np.int64(3), pd.NA, pd.NaT, float("inf")],
-           "c": {"d": np.bool_(True), "e": "x"}}
-    cleaned = _clean(raw)
-    assert cleaned == {"a": None, "b": [3, None, None, None], "c": {"d": True, "e": "x"}}
-    json.dumps(cleaned, allow_nan=False)  # would raise on NaN
+def test_overridden_state_never_reads_another_states_cache(paths: ProjectPaths):
+    """The cache keys on the state object: a list cached for one state is not served
+    for another (here: a state whose model knows no user, so every list is cold start)."""
+    real = load_state(paths)
+    app = create_app(paths, state=real)
+    with TestClient(app) as test_client:
+        url = f"/users/{KNOWN_USER}/recommendations?n=3"
+        assert test_client.get(url).json()["cold_start"] is False  # now cached for `real`
+        cold = load_state(paths)
+        cold.recommender.known_user = lambda user: False
+        app.dependency_overrides[get_state] = lambda: cold
+        assert test_client.get(url).json()["cold_start"] is True

@@ -35,7 +35,7 @@ def _free_port() -> int:
 
 def _serve(root: Path, port: int, log: Path) -> subprocess.Popen[str]:
     """Start the server; its output goes to ``log`` (a pipe nobody reads could fill up)."""
-    cmd = [sys.executable, "-m", "recsys_utils.serving.api", "--host", HOST, "--port", str(port),
+    cmd = [sys.executable, "-m", "recsys_utils.serving.app", "--host", HOST, "--port", str(port),
            "--root", str(root), "--log-level", "warning"]
     with open(log, "w", encoding="utf-8") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True,
@@ -158,7 +158,8 @@ def test_serve_extra_covers_what_serving_imports(tmp_path_factory: pytest.TempPa
     code = (
         "import json, sys, importlib.metadata as md\n"
         "import uvicorn\n"
-        "from recsys_utils.serving.api import create_app, load_state\n"
+        "from recsys_utils.serving.app import create_app\n"
+        "from recsys_utils.serving.state import load_state\n"
         "from recsys_utils.paths import project_paths\n"
         f"create_app(state=load_state(project_paths({str(root)!r})))\n"
         "dists = md.packages_distributions()\n"

@@ -1,0 +1,240 @@
+"""The REST API app and its command: ``create_app()`` and ``recsys-serve``.
+
+``create_app()`` builds the FastAPI app from the routers in ``routes``; ``recsys-serve``
+(``make serve``) runs it with uvicorn on 127.0.0.1:8000 by default. The serving
+package: ``schemas`` (the contract: limits, response models), ``state`` (what is
+loaded once, and the caches), ``routes`` (the endpoints), this module (app, error
+handlers, lifespan, command) and ``demo`` (the Gradio page on the same state).
+
+Why it is shaped this way:
+
+* **Refuse to start rather than serve half an app.** Missing artifacts raise
+  ``DataError`` naming the file and the command that creates it (``make pipeline``);
+  ``recsys-serve`` prints ``error: ...`` and exits 2 before binding the port.
+* **Every error answers the same body** (``schemas.ErrorOut``): 422 for a bad
+  parameter (one entry per invalid parameter), 404 for an unknown platform or title
+  (listing the valid values), and a logged 500 that never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from recsys_utils import __version__
+from recsys_utils.errors import DataError, UnknownFilterError, UnknownItemError, run_command
+from recsys_utils.paths import ProjectPaths, project_paths
+from recsys_utils.serving.routes import ROUTERS
+from recsys_utils.serving.schemas import ErrorOut, FieldErrorOut
+from recsys_utils.serving.state import (
+    DEFAULT_CACHE_SIZE,
+    ResponseCache,
+    ServingState,
+    load_state,
+    warm_cache,
+)
+
+__all__ = ["create_app", "main", "openapi_json"]
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- error handlers
+
+
+def _location(loc: Sequence[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [
+        FieldErrorOut(location=_location(err.get("loc", ())), message=str(err.get("msg", "")))
+        for err in exc.errors()
+    ]
+    first = errors[0] if errors else FieldErrorOut(location="request", message="invalid")
+    loc = first.location.split(".")
+    where = f"{loc[0]} parameter '{'.'.join(loc[1:])}'" if len(loc) > 1 else first.location
+    body = ErrorOut(detail=f"{where}: {first.message}", field=loc[-1], errors=errors)
+    return JSONResponse(status_code=422, content=body.model_dump(exclude_none=True))
+
+
+async def _unknown_filter_handler(request: Request, exc: UnknownFilterError) -> JSONResponse:
+    # An unknown platform or rating is an unknown *resource* (404); the valid
+    # values are listed so the client can fix the call.
+    body = ErrorOut(detail=str(exc), field=exc.field, valid=list(exc.valid))
+    return JSONResponse(status_code=404, content=body.model_dump(exclude_none=True))
+
+
+async def _unknown_item_handler(request: Request, exc: UnknownItemError) -> JSONResponse:
+    body = ErrorOut(detail=str(exc), field="id")
+    return JSONResponse(status_code=404, content=body.model_dump(exclude_none=True))
+
+
+async def _http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    body = ErrorOut(detail=str(exc.detail))
+    return JSONResponse(status_code=exc.status_code, content=body.model_dump(exclude_none=True),
+                        headers=getattr(exc, "headers", None))
+
+
+async def _value_error_handler(request: Request, exc: ValueError) -> JSONResponse:
+    # A library function rejected a value the schema let through: still the
+    # client's input, so 422 rather than 500 (logged, as the schema should catch it).
+    log.warning("ValueError on %s: %s", request.url.path, exc)
+    body = ErrorOut(detail=str(exc))
+    return JSONResponse(status_code=422, content=body.model_dump(exclude_none=True))
+
+
+async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse(status_code=500, content={"detail": "internal error (logged)"})
+
+
+# --------------------------------------------------------------------------- app
+
+
+def create_app(paths: ProjectPaths | None = None, *, state: ServingState | None = None,
+               cache_size: int | None = None, warm_seconds: float | None = None) -> FastAPI:
+    """The API app. Tables and model load once, in the lifespan (or pass a loaded ``state``).
+
+    Args:
+        paths: the project tree to serve (default ``project_paths()``, i.e. the
+            repository or ``$RECSYS_ROOT``).
+        state: an already loaded ``ServingState`` (``recsys-serve`` loads it before
+            binding the port so a missing artifact is a clean error, not a traceback).
+        cache_size: users whose ranked list is kept in memory (LRU; 0 disables;
+            default ``$RECSYS_CACHE_SIZE`` or ``DEFAULT_CACHE_SIZE``).
+        warm_seconds: at startup, spend up to this long computing the ranked lists
+            of the most active users into the cache, so their first request is a
+            lookup (default ``$RECSYS_WARM_SECONDS`` or 0).
+    """
+    if cache_size is None:
+        cache_size = int(os.environ.get("RECSYS_CACHE_SIZE", DEFAULT_CACHE_SIZE))
+    if warm_seconds is None:
+        warm_seconds = float(os.environ.get("RECSYS_WARM_SECONDS", 0))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.serving is None:
+            try:
+                app.state.serving = load_state(paths)
+            except DataError as exc:
+                # Under a bare `uvicorn --factory recsys_utils.serving.app:create_app` this
+                # is the line to read above uvicorn's "Application startup failed".
+                log.error("error: %s", exc)
+                raise
+            log.info("loaded model %s in %.2f s", app.state.serving.manifest.get("version"),
+                     app.state.serving.load_seconds)
+        if warm_seconds > 0 and cache_size > 0:
+            warmed = warm_cache(app.state.serving, app.state.cache, warm_seconds)
+            log.info("warmed the recommendation cache with %d users", warmed)
+        yield
+
+    app = FastAPI(
+        title="Streaming recommender API",
+        version=__version__,
+        description=(
+            "Recommendations from the champion model and platform analytics over the "
+            "processed catalog. Errors answer `{detail, field, valid, errors}`."
+        ),
+        lifespan=lifespan,
+        # operationIds are the handler names (get_title, recommendations, ...): stable
+        # names for generated clients and for the OpenAPI links in `routes`.
+        generate_unique_id_function=lambda route: route.name,
+    )
+    # What `state.get_state` and `state.get_cache` hand to the routes.
+    app.state.serving = state
+    app.state.cache = ResponseCache(cache_size)
+
+    app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(UnknownFilterError, _unknown_filter_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(UnknownItemError, _unknown_item_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(ValueError, _value_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_handler)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def openapi_json(app: FastAPI) -> str:
+    """The app's OpenAPI schema as stable, reviewable JSON (the snapshot's format)."""
+    return json.dumps(app.openapi(), indent=2, ensure_ascii=False) + "\n"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``recsys-serve``: load the artifacts, then serve the API with uvicorn."""
+    parser = argparse.ArgumentParser(
+        prog="recsys-serve", description="Serve the recommender REST API (docs at /docs)."
+    )
+    parser.add_argument("--host", default=os.environ.get("RECSYS_HOST", "127.0.0.1"),
+                        help="interface to bind (default 127.0.0.1; 0.0.0.0 in a container)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("RECSYS_PORT", "8000")))
+    parser.add_argument("--root", default=None,
+                        help="project root holding data/processed and outputs/models "
+                             "(default: the repository or $RECSYS_ROOT)")
+    parser.add_argument("--log-level", default="info",
+                        choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                        help="log every request (off for load tests)")
+    parser.add_argument("--cache-size", type=int,
+                        default=int(os.environ.get("RECSYS_CACHE_SIZE", DEFAULT_CACHE_SIZE)),
+                        help="recommendation lists kept in memory per worker "
+                             f"(LRU; 0 disables; default {DEFAULT_CACHE_SIZE})")
+    parser.add_argument("--warm-seconds", type=float,
+                        default=float(os.environ.get("RECSYS_WARM_SECONDS", 30)),
+                        help="at startup, precompute the ranked lists of the most active "
+                             "users for up to this long (default 30; 0 = off)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes, each with its own copy of the model "
+                             "(default 1; up to the number of cores for more throughput)")
+    parser.add_argument("--openapi", action="store_true",
+                        help="print the OpenAPI schema and exit (needs no artifacts; "
+                             "`make openapi-snapshot` pins it in tests/openapi_snapshot.json)")
+    args = parser.parse_args(argv)
+    if args.openapi:
+        sys.stdout.write(openapi_json(create_app()))
+        return 0
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
+    paths = project_paths(args.root)
+
+    def serve() -> None:
+        # Load before binding the port: a missing artifact is one clear line, not
+        # a traceback from inside the server.
+        state = load_state(paths)
+        import uvicorn
+
+        common: dict[str, Any] = {"host": args.host, "port": args.port,
+                                  "log_level": args.log_level, "access_log": args.access_log}
+        if args.workers > 1:
+            # Each worker process imports the app factory and loads its own state in
+            # its lifespan; the root reaches them through the environment.
+            del state
+            os.environ["RECSYS_ROOT"] = str(paths.root)
+            os.environ["RECSYS_CACHE_SIZE"] = str(args.cache_size)
+            os.environ["RECSYS_WARM_SECONDS"] = str(args.warm_seconds)
+            uvicorn.run("recsys_utils.serving.app:create_app", factory=True,
+                        workers=args.workers, **common)
+        else:
+            uvicorn.run(create_app(paths, state=state, cache_size=args.cache_size,
+                                   warm_seconds=args.warm_seconds), **common)
+
+    return run_command(serve)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
