@@ -1,7 +1,7 @@
 """Figures of ``03_modeling``: algorithm comparison, blend vs components, blend weights.
 
-Each function returns a titled, labelled matplotlib ``Figure``; the notebook saves it
-with ``recsys_utils.plots.save_figure``.
+Each function returns a titled, labelled matplotlib ``Figure``; ``rating.modeling`` and
+``lifecycle.champion`` save them with ``recsys_utils.plots.save_figure``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ __all__ = ["plot_algorithm_comparison", "plot_blend_vs_components", "plot_blend_
 def plot_algorithm_comparison(table: pd.DataFrame) -> Figure:
     """RMSE (bars, with the spread over folds) and MAE (dots) per surprise algorithm.
 
-    ``table``: ``models.compare_algorithms`` output. Algorithms run on fewer folds are
+    ``table``: ``comparison.compare_algorithms`` output. Algorithms run on fewer folds are
     marked ``(k folds)``.
     """
     t = table.sort_values("rmse", ascending=False)

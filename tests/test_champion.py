@@ -1,0 +1,58 @@
+"""Registering a modeling run's champion: trained on all ratings, recorded, reused on a rerun."""
+
+from __future__ import annotations
+
+import pytest
+from ranking_fixtures import synthetic_ratings, synthetic_titles
+
+from recsys_utils.fingerprint import data_fingerprint
+from recsys_utils.lifecycle import registry
+from recsys_utils.lifecycle.champion import register_champion
+from recsys_utils.paths import project_paths
+from recsys_utils.rating.modeling import run_modeling
+
+SMALL_BLEND = {"baseline": {}, "svd": {"n_factors": 3, "n_epochs": 10}, "content": {}}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_ratings(), synthetic_titles()
+
+
+@pytest.fixture()
+def paths(tmp_path):
+    return project_paths(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def result(data, tmp_path_factory):
+    model_df, titles = data
+    return run_modeling(model_df, titles, n_folds=3, algorithms=["BaselineOnly", "SVD"],
+                        tune=False, blend_components=SMALL_BLEND, seed=3,
+                        paths=project_paths(tmp_path_factory.mktemp("figures")))
+
+
+def test_champion_is_registered_with_the_runs_record(result, data, paths):
+    model_df, titles = data
+    champion = register_champion(result, model_df, titles, ranking_params={"l2": 60.0},
+                                 paths=paths)
+    assert not champion.reused
+    assert registry.champion_version(paths) == champion.version
+    manifest = registry.read_manifest(champion.version, paths)
+    assert manifest["metrics"]["rmse"] == pytest.approx(result.blend_cv["rmse"])
+    assert manifest["params"]["ranking_params"] == {"l2": 60.0}
+    assert manifest["data_fingerprint"] == data_fingerprint(model_df)
+    rating_model = champion.recommender.rating_model
+    assert set(rating_model.components) == set(SMALL_BLEND)
+    assert rating_model.index.n_users == model_df["user"].nunique()  # all ratings
+    assert champion.summary.startswith(f"registered {champion.version}: rating model ")
+    assert champion.figure_paths["blend_weights"].is_file()
+
+
+def test_a_rerun_reuses_the_version(result, data, paths):
+    model_df, titles = data
+    first = register_champion(result, model_df, titles, paths=paths)
+    again = register_champion(result, model_df, titles, paths=paths)
+    assert again.reused and again.version == first.version
+    assert registry.list_versions(paths) == [first.version]
+    assert again.summary.startswith("reused ")
