@@ -1,0 +1,191 @@
+"""DVC versioning with real DVC in temporary git repositories and a local-folder remote.
+
+track → push → wipe the cache and the workspace copies → pull: the champion verifies
+its checksums and serves the same recommendations; a second clone gets the same
+content through the committed pointer files; retention prunes only what the remote
+holds and restores it from there. No network: the remote is a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from dvc_fixtures import (
+    clone,
+    commit_all,
+    git,
+    init_project,
+    needs_dvc,
+    register,
+    remote_files,
+    store_with_new_quarter,
+)
+from serving_fixture import train_fast
+
+from recsys_utils.data.store import load_store
+from recsys_utils.errors import DataError
+from recsys_utils.lifecycle import registry, versioning
+from recsys_utils.paths import project_paths
+
+pytestmark = needs_dvc
+
+
+@pytest.fixture()
+def no_env_remote(monkeypatch, tmp_path):
+    """No remote from the environment; the default local remote inside this test's tmp."""
+    monkeypatch.delenv(versioning.ENV_REMOTE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
+@pytest.fixture()
+def project(tmp_path, no_env_remote):
+    """A git project with a tiny store and a real (fast) Recommender as champion."""
+    paths = init_project(tmp_path / "a")
+    titles, _, _ = store_with_new_quarter(paths)
+    _, model_df = load_store(paths)
+    model, params = train_fast(model_df, titles)
+    register(paths, model, params)
+    return paths
+
+
+def _recommendations(paths, users=(1, 2, 3)):
+    model, manifest = registry.load_champion(paths)
+    return manifest["version"], {u: model.recommend(u, n=5).items[["item_id", "score"]]
+                                 .to_dict("list") for u in users}
+
+
+def test_push_wipe_pull_restores_a_verified_champion(project, tmp_path):
+    paths = project
+    remote = tmp_path / "team-remote"
+    versioning.set_remote(str(remote), paths)
+    hashes = versioning.push(paths, log=lambda _: None)
+    assert all(h and h.endswith(".dir") for h in hashes.values()), hashes
+    assert remote_files(remote), "nothing reached the remote"
+    # The pointer files and the team remote are what git commits: nothing else changed.
+    changed = git(paths.root, "status", "--porcelain", "--untracked-files=all")
+    assert "data/processed.dvc" in changed and "outputs/models.dvc" in changed
+    assert "parquet" not in changed and "model.pkl" not in changed
+    commit_all(paths, "track the store and the registry")
+    before = _recommendations(paths)
+    table_bytes = (paths.processed / "ratings.parquet").read_bytes()
+
+    # Wipe the local cache and the workspace copies: only the remote has the content.
+    shutil.rmtree(paths.root / ".dvc" / "cache")
+    shutil.rmtree(paths.processed)
+    shutil.rmtree(paths.models)
+    with pytest.raises(DataError):
+        registry.load_champion(paths)
+    versioning.pull(paths, log=lambda _: None)
+
+    assert (paths.processed / "ratings.parquet").read_bytes() == table_bytes
+    assert _recommendations(paths) == before  # load_champion verified the sha256 first
+    assert versioning.status(paths)["workspace"] == {}
+    assert versioning.status(paths)["remote"] == {}
+
+
+def test_a_second_clone_pulls_the_same_champion(project, tmp_path):
+    paths = project
+    versioning.set_remote(str(tmp_path / "team-remote"), paths)
+    versioning.push(paths, log=lambda _: None)
+    commit_all(paths, "track")
+    other = clone(paths, tmp_path / "b")
+    assert not other.models.exists()
+    # The team remote comes with the committed .dvc/config: no environment needed.
+    assert versioning.configured_remote(other) == str((tmp_path / "team-remote").resolve())
+    versioning.pull(other, log=lambda _: None)
+    assert _recommendations(other) == _recommendations(paths)
+
+
+def test_pointers_and_remote_unchanged_when_nothing_changed(project, tmp_path):
+    paths = project
+    versioning.set_remote(str(tmp_path / "r"), paths)
+    first = versioning.push(paths, log=lambda _: None)
+    files = remote_files(tmp_path / "r")
+    assert versioning.push(paths, log=lambda _: None) == first
+    assert remote_files(tmp_path / "r") == files
+    # A lock or temp file inside a tracked folder is not content (.dvcignore).
+    (paths.processed / ".store.lock").write_text("")
+    (paths.models / ".staging-x").mkdir()
+    assert versioning.track(paths, log=lambda _: None) == first
+
+
+def test_default_remote_is_a_local_folder_outside_the_repository(project, tmp_path):
+    url = versioning.ensure_repo(project, log=lambda _: None)
+    assert url == str((tmp_path / "xdg-cache" / "recsys-dvc-remote").resolve())
+    assert not url.startswith(str(project.root))
+    # Chosen for this clone only: the committed config names no remote.
+    assert "remote" not in (project.root / ".dvc" / "config").read_text()
+
+
+def test_environment_remote_overrides_for_this_clone_only(project, tmp_path, monkeypatch):
+    versioning.set_remote(str(tmp_path / "team"), project)
+    monkeypatch.setenv(versioning.ENV_REMOTE, str(tmp_path / "ci"))
+    assert versioning.ensure_repo(project, log=lambda _: None) == str((tmp_path / "ci").resolve())
+    versioning.push(project, log=lambda _: None)
+    assert remote_files(tmp_path / "ci") and not remote_files(tmp_path / "team")
+    assert str(tmp_path / "team") in (project.root / ".dvc" / "config").read_text()
+
+
+def test_pull_without_pointer_files_says_to_push_first(tmp_path, no_env_remote):
+    paths = init_project(tmp_path / "empty")
+    with pytest.raises(DataError, match="make push"):
+        versioning.pull(paths, log=lambda _: None)
+
+
+def test_pull_of_content_missing_from_the_remote_is_a_data_error(project, tmp_path):
+    versioning.set_remote(str(tmp_path / "r"), project)
+    versioning.track(project, log=lambda _: None)  # pointers written, nothing pushed
+    commit_all(project, "pointers without push")
+    other = clone(project, tmp_path / "b")
+    with pytest.raises(DataError, match="dvc pull"):
+        versioning.pull(other, log=lambda _: None)
+
+
+def test_outside_a_git_repository_is_a_data_error(tmp_path, no_env_remote):
+    with pytest.raises(DataError, match="git repository"):
+        versioning.ensure_repo(project_paths(tmp_path), log=lambda _: None)
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def test_retention_prunes_only_pushed_non_champions_and_restores_them(project, tmp_path):
+    paths = project
+    versioning.set_remote(str(tmp_path / "r"), paths)
+    model, _ = registry.load_champion(paths)
+    params = registry.champion_manifest(paths)["params"]
+    for i in range(4):  # v0002..v0005, the last one promoted
+        register(paths, model, params, notes=f"extra {i}")
+    champion = registry.champion_version(paths)
+    previous = json.loads((paths.models / "champion.json").read_text())["previous"]
+    rival = registry.register_model(model, params=params, metrics={}, data_fingerprint="x",
+                                    paths=paths, promote=False, notes="a kept champion's rival")
+
+    # Nothing is in the remote yet: nothing may be pruned.
+    assert versioning.prune_versions(paths, keep=0, log=lambda _: None).pruned == []
+    hashes = versioning.push(paths, log=lambda _: None)
+    newer = registry.register_model(model, params=params, metrics={}, data_fingerprint="y",
+                                    paths=paths, promote=False, notes="after the push")
+
+    result = versioning.prune_versions(paths, keep=0, log=lambda _: None)
+    kept = registry.list_versions(paths)
+    assert kept == sorted({champion, previous, newer})  # newer: not in the remote yet
+    assert result.pruned == sorted({"v0001", "v0002", "v0003", rival} - {champion, previous})
+    assert registry.champion_version(paths) == champion
+    logged = [json.loads(x) for x in (paths.models / versioning.PRUNED_FILE).read_text()
+              .splitlines()]
+    assert {r["version"] for r in logged} == set(result.pruned)
+    assert {r["registry_hash"] for r in logged} == {hashes["outputs/models.dvc"]}
+
+    # Back from the remote, even with an empty local cache, and it still verifies.
+    shutil.rmtree(paths.root / ".dvc" / "cache")
+    target = result.pruned[0]
+    versioning.restore_version(target, paths, log=lambda _: None)
+    restored, manifest = registry.load_version(target, paths)
+    assert manifest["version"] == target
+    assert restored.recommend(1, n=3).items["item_id"].tolist() == \
+        model.recommend(1, n=3).items["item_id"].tolist()
+    with pytest.raises(DataError, match="not in"):
+        versioning.restore_version("v0999", paths, log=lambda _: None)
