@@ -12,7 +12,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Mapping
 
-__all__ = ["DataError", "UnknownFilterError", "UnknownItemError", "run_command"]
+__all__ = ["DataError", "UnknownFilterError", "UnknownItemError", "excerpt", "run_command"]
+
+
+def excerpt(value: object, limit: int = 40) -> str:
+    """A short, printable quote of bad input for a message: at most ``limit`` characters,
+    non-printable characters escaped, ``...`` when cut (never kilobytes of binary)."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return f"'{text[:limit]}...'" if len(text) > limit else f"'{text}'"
 
 
 class DataError(Exception):

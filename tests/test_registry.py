@@ -80,17 +80,87 @@ def test_missing_model_file_is_refused(paths):
         registry.load_champion(paths)
 
 
-def test_rollback_to_a_version_and_back(paths):
-    v1 = _register(paths, 1)
-    v2 = _register(paths, 2)
-    assert registry.load_champion(paths)[0] == {"payload": 2}
-    assert registry.rollback(v1, paths) == v1
-    assert registry.load_champion(paths)[0] == {"payload": 1}
-    # Without a version: undo the last pointer change.
+def test_rollback_walks_back_through_the_champion_history(paths):
+    v1, v2, v3 = (_register(paths, i) for i in (1, 2, 3))
     assert registry.rollback(paths=paths) == v2
-    assert registry.champion_version(paths) == v2
+    # A second rollback goes one further back, not forth to v3 again.
+    assert registry.rollback(paths=paths) == v1
+    assert registry.load_champion(paths)[0] == {"payload": 1}
+    with pytest.raises(DataError, match="nothing to roll back to"):
+        registry.rollback(paths=paths)
     history = (paths.models / "champion_history.jsonl").read_text().splitlines()
-    assert [json.loads(line)["version"] for line in history] == [v1, v2, v1, v2]
+    assert [json.loads(line)["version"] for line in history] == [v1, v2, v3, v2, v1]
+
+
+def test_rollback_to_a_named_version_cuts_the_walk_back_there(paths):
+    v1, v2, v3 = (_register(paths, i) for i in (1, 2, 3))
+    assert registry.rollback(v1, paths) == v1
+    with pytest.raises(DataError, match="nothing to roll back to"):
+        registry.rollback(paths=paths)
+    # Rolling "back" to a version that was never champion remembers where it came from.
+    v4 = _register(paths, 4, promote=False)
+    assert registry.rollback(v4, paths) == v4
+    assert registry.rollback(paths=paths) == v1
+    assert v2 and v3  # registered, not champions any more
+
+
+def test_rollback_skips_versions_no_longer_registered(paths):
+    import shutil
+
+    v1, v2, _ = (_register(paths, i) for i in (1, 2, 3))
+    shutil.rmtree(paths.models / v2)
+    assert registry.rollback(paths=paths) == v1
+
+
+@pytest.mark.parametrize("name", ["../models/v0001", "v0001/../v0001", "/tmp/v0001", "V0001",
+                                  "v1", "champion.json", ""])
+def test_rollback_refuses_anything_but_a_version_name(paths, name):
+    v1 = _register(paths, 1)
+    _register(paths, 2)
+    with pytest.raises(DataError, match="not a version name"):
+        registry.rollback(name, paths)
+    assert registry.champion_version(paths) != v1  # the pointer did not move
+    pointer = json.loads((paths.models / "champion.json").read_text())
+    assert "/" not in pointer["version"]
+
+
+def test_promote_rechecks_the_champion_it_read(paths):
+    v1 = _register(paths, 1)
+    v2 = _register(paths, 2, promote=False)
+    v3 = _register(paths, 3, promote=False)
+    registry.promote(v3, paths)  # another command moved the pointer meanwhile
+    with pytest.raises(DataError, match=f"changed from {v1} to {v3}"):
+        registry.promote(v2, paths, expected=v1)
+    assert registry.champion_version(paths) == v3
+
+
+def test_recover_registry_removes_leftovers_and_logs_a_missed_pointer_change(paths):
+    v1 = _register(paths, 1)
+    (paths.models / ".staging-abc").mkdir()
+    (paths.models / ".staging-abc" / "model.pkl").write_bytes(b"partial")
+    (paths.models / ".champion.json.x1.tmp").write_text("{")
+    # The pointer moved but the crash came before the history line.
+    history = paths.models / "champion_history.jsonl"
+    history.write_text("")
+    done = registry.recover_registry(paths)
+    assert sorted(p.name for p in paths.models.iterdir()) == [
+        "champion.json", "champion_history.jsonl", v1]
+    assert json.loads(history.read_text())["version"] == v1
+    assert any("logged" in d for d in done)
+    assert registry.recover_registry(paths) == []  # nothing left to do
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"{not json", "is not valid JSON"),
+    (b"[1, 2]", "holds a JSON list, not an object"),
+    (b"\x00\xff" * 300, "is not valid JSON"),
+])
+def test_a_damaged_manifest_is_a_data_error(paths, content, message):
+    v1 = _register(paths, 1)
+    (paths.models / v1 / "manifest.json").write_bytes(content)
+    with pytest.raises(DataError, match=message) as err:
+        registry.load_champion(paths)
+    assert "manifest.json" in str(err.value) and len(str(err.value)) < 400
 
 
 def test_rollback_refuses_unknown_and_corrupted_versions(paths):

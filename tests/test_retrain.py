@@ -208,7 +208,7 @@ def test_pending_record_is_recovered(scenario, monkeypatch):
     assert before["decision"] == "promoted"
     assert registry.champion_version(paths) == "v0001"  # the crash hit before the pointer
     record, out = _run(paths, csv)
-    assert "recovered pending decision" in out
+    assert "recovered: pending decision" in out
     assert registry.champion_version(paths) == before["challenger"]["version"]
     assert json.loads(pending.read_text())["status"] == "done (recovered)"
     assert record["decision"] == "skipped"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from recsys_utils.atomic import atomic_write_text
 from recsys_utils.data.accounting import Accounting, empty_rejects
 from recsys_utils.data.catalogs import discover_catalogs, read_catalogs
 from recsys_utils.data.linking import link_movielens
@@ -32,6 +32,15 @@ from recsys_utils.data.movielens import (
     movielens_titles,
 )
 from recsys_utils.data.ratings import discover_ratings, read_ratings_files
+from recsys_utils.data.store import store_lock
+from recsys_utils.data.tables import (
+    ACCOUNTING_FILE,
+    TABLES,
+    ratings_fingerprint,
+    read_table,
+    table_path,
+    write_table,
+)
 from recsys_utils.errors import DataError, UnknownFilterError
 from recsys_utils.paths import ProjectPaths, project_paths
 from recsys_utils.schema import MODEL_COLUMNS, cast_analytics, cast_model, cast_ratings, cast_titles
@@ -41,8 +50,6 @@ __all__ = ["SOURCES", "TABLES", "CleaningResult", "ProcessedData", "build_analyt
 
 #: Accepted values of ``source``; ``auto`` picks the first applicable of the others.
 SOURCES = ("auto", "streaming", "linked", "movielens")
-#: The processed tables, in ``data/processed/<name>.parquet``.
-TABLES = ("titles", "ratings", "analytics", "model")
 _LAYOUT = "`<platform>_titles.csv` files and `ratings/*.csv` (userId,rating,timestamp,movieId)"
 
 
@@ -128,12 +135,20 @@ class CleaningResult:
         }
 
 
-def resolve_source(raw_dir: Path, source: str = "auto") -> str:
-    """The source to use for ``raw_dir``; raises :class:`DataError` when it cannot apply."""
+def resolve_source(raw_dir: Path, source: str = "auto", *, explicit: bool = False) -> str:
+    """The source to use for ``raw_dir``; raises :class:`DataError` when it cannot apply.
+
+    ``explicit``: the user named ``raw_dir`` (not the project's default ``data/raw``). A
+    folder the user named must exist: falling back to the embedded data would silently
+    run on data they did not ask for.
+    """
     if source not in SOURCES:
         raise UnknownFilterError("source", source, SOURCES)
     if source == "movielens":
         return source
+    if explicit and not raw_dir.is_dir():
+        raise DataError(f"raw directory {raw_dir} does not exist; expected {_LAYOUT} there "
+                        f"(or leave raw_dir at its default for the embedded MovieLens data)")
     catalogs = discover_catalogs(raw_dir)
     ratings = discover_ratings(raw_dir)
     if source == "auto":
@@ -220,12 +235,10 @@ def _movielens() -> dict[str, object]:
             "stats": {"enriched_titles": info.n_matched, "with_mpaa_rating": info.n_with_mpaa}}
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> Path:
-    """Write atomically: a failed run never leaves a half-written table behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, engine="pyarrow", index=False)
-    os.replace(tmp, path)
-    return path
+def _write_parquet(df: pd.DataFrame, path: Path, ratings_fp: str | None = None) -> Path:
+    """Write atomically (``recsys_utils.atomic``): a failed run never leaves a half-written
+    table behind; the store tables carry the fingerprint of their ratings."""
+    return write_table(path, df, ratings_fp)
 
 
 def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
@@ -252,7 +265,7 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
     paths = paths or project_paths()
     raw = Path(raw_dir) if raw_dir is not None else paths.raw
     raw = raw if raw.is_absolute() else paths.root / raw
-    chosen = resolve_source(raw, source)
+    chosen = resolve_source(raw, source, explicit=raw.resolve() != paths.raw.resolve())
     parts = _movielens() if chosen == "movielens" else (
         _streaming(raw) if chosen == "streaming" else _linked(raw))
 
@@ -274,16 +287,22 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
     out = Path(output_dir) if output_dir is not None else paths.processed
     out = out if out.is_absolute() else paths.root / out
     out.mkdir(parents=True, exist_ok=True)
-    for name in TABLES:
-        result.written[name] = _write_parquet(getattr(result, name), out / f"{name}.parquet")
-    for kind, df in (("titles", rejected_titles), ("ratings", rejected_ratings)):
-        result.written[f"rejected_{kind}"] = _write_parquet(
-            df, paths.interim / f"rejected_{kind}.parquet")
-    meta = {"source": chosen, "raw_dir": None if result.raw_dir is None else str(result.raw_dir),
-            "match_rate": result.match_rate, "match_label": result.match_label,
-            "stats": result.stats, **json.loads(accounting.to_json())}
-    (out / "accounting.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    result.written["accounting"] = out / "accounting.json"
+    fp = ratings_fingerprint(ratings)
+    # Under the store lock: retraining must not see (or tidy away) a half-rebuilt store.
+    with store_lock(paths):
+        for name in TABLES:
+            result.written[name] = _write_parquet(getattr(result, name),
+                                                  table_path(name, folder=out),
+                                                  None if name == "titles" else fp)
+        for kind, df in (("titles", rejected_titles), ("ratings", rejected_ratings)):
+            result.written[f"rejected_{kind}"] = _write_parquet(
+                df, paths.interim / f"rejected_{kind}.parquet")
+        meta = {"source": chosen,
+                "raw_dir": None if result.raw_dir is None else str(result.raw_dir),
+                "match_rate": result.match_rate, "match_label": result.match_label,
+                "stats": result.stats, **json.loads(accounting.to_json())}
+        result.written["accounting"] = atomic_write_text(out / ACCOUNTING_FILE,
+                                                         json.dumps(meta, indent=2) + "\n")
     if verbose:
         print(f"source: {chosen}" + (f" (raw dir {raw})" if result.raw_dir else ""))
         for line in accounting.summary_lines():
@@ -302,22 +321,15 @@ def _sorted_rejects(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_processed(paths: ProjectPaths | None = None) -> ProcessedData:
-    """Read the four processed tables back, with their documented dtypes.
+    """Read the four processed tables back, checked and cast to their documented dtypes.
 
     Raises:
-        DataError: a table is missing (run ``make pipeline`` / 01_cleaning first).
+        DataError: a table is missing, unreadable (empty, truncated, not parquet) or has
+            wrong columns or types; the message names the file and says to run
+            ``make pipeline`` (``recsys_utils.data.tables.read_table``).
     """
     paths = paths or project_paths()
-    frames = {}
-    for name in TABLES:
-        path = paths.processed / f"{name}.parquet"
-        if not path.is_file():
-            raise DataError(f"{path} not found; run `make pipeline` (01_cleaning) first")
-        frames[name] = pd.read_parquet(path, engine="pyarrow")
-    return ProcessedData(titles=cast_titles(frames["titles"]),
-                         ratings=cast_ratings(frames["ratings"]),
-                         analytics=cast_analytics(frames["analytics"]),
-                         model=cast_model(frames["model"]))
+    return ProcessedData(**{name: read_table(name, paths) for name in TABLES})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

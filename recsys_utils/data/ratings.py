@@ -6,6 +6,7 @@ step and retraining both use it, so a row accepted once is accepted always.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,10 @@ import pandas as pd
 
 from recsys_utils.data.accounting import REJECT_COLUMNS, SourceAccount, empty_rejects
 from recsys_utils.data.rawcsv import read_raw_csv
+from recsys_utils.errors import excerpt
 from recsys_utils.schema import RATINGS_COLUMNS, cast_ratings
 
-__all__ = ["EXPECTED_COLUMNS", "MAX_SCORE", "MIN_SCORE", "RatingsRead", "discover_ratings",
+__all__ = ["CLOCK_SKEW_SECONDS", "EXPECTED_COLUMNS", "MAX_SCORE", "MIN_SCORE", "RatingsRead", "discover_ratings",
            "drop_exact_duplicates", "read_ratings_file", "read_ratings_files", "validate_ratings"]
 
 #: The exact header of a ratings file.
@@ -26,6 +28,10 @@ MIN_SCORE, MAX_SCORE = 0.5, 5.0
 # Unix seconds accepted as a timestamp: 1970-01-01 up to (excluding) 2100-01-01.
 _MAX_TIMESTAMP = 4_102_444_800
 _INT32_MAX = np.iinfo(np.int32).max
+#: How far past the current time a rating may be dated. Why a whole day: an export that
+#: wrote local time as UTC is up to 14 hours ahead; a rating dated later than that is
+#: wrong, and would move every "most recent" cut (hold-back, holdout, drift periods).
+CLOCK_SKEW_SECONDS = 86_400
 
 
 def discover_ratings(raw_dir: str | Path) -> list[Path]:
@@ -46,7 +52,8 @@ def _integers(text: pd.Series) -> pd.Series:
 
 
 def validate_ratings(df: pd.DataFrame, source_file: str, known_items: set[str] | None,
-                     first_line: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     first_line: int = 2, now: float | None = None,
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split raw rating rows into kept (ratings schema) and rejected rows.
 
     Args:
@@ -59,13 +66,15 @@ def validate_ratings(df: pd.DataFrame, source_file: str, known_items: set[str] |
             accepts any id.
         first_line: line of the first row when ``df`` has no ``line`` column
             (2 = the row after a header).
+        now: the current time in Unix seconds (default: the clock); a timestamp later
+            than ``now`` + :data:`CLOCK_SKEW_SECONDS` is rejected.
 
     Returns ``(kept, rejected)``. ``kept`` has the ratings columns (``movieId``
     becomes ``item_id``) in input order; ``rejected`` has ``source_file, line,
     reason, raw``. Each row gets the first failing reason of: ``missing value``,
     ``non-numeric userId``, ``userId out of range``, ``non-numeric rating``,
     ``score outside 0.5-5``, ``score not a multiple of 0.5``, ``unparseable
-    timestamp``, ``unknown movieId``. Exact duplicates are *not* handled here
+    timestamp``, ``timestamp in the future``, ``unknown movieId``. Exact duplicates are *not* handled here
     (see :func:`drop_exact_duplicates`).
     """
     missing_cols = [c for c in EXPECTED_COLUMNS if c not in df.columns]
@@ -94,6 +103,8 @@ def validate_ratings(df: pd.DataFrame, source_file: str, known_items: set[str] |
         (~score.between(MIN_SCORE, MAX_SCORE), "score outside 0.5-5"),
         ((score * 2) % 1 != 0, "score not a multiple of 0.5"),
         (stamp.isna() | ~stamp.between(0, _MAX_TIMESTAMP - 1), "unparseable timestamp"),
+        (stamp > (time.time() if now is None else now) + CLOCK_SKEW_SECONDS,
+         "timestamp in the future"),
     ]
     if known_items is not None:
         checks.append((~item.isin(list(known_items)), "unknown movieId"))
@@ -166,7 +177,7 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
     if not table.header:
         account.note = "empty file"
     elif tuple(table.header) != EXPECTED_COLUMNS:
-        account.note = (f"{source_file}: wrong header {','.join(table.header)!r}; "
+        account.note = (f"{source_file}: wrong header {excerpt(','.join(table.header))}; "
                         f"expected {','.join(EXPECTED_COLUMNS)} — whole file rejected")
         parts.append(pd.DataFrame({"source_file": source_file,
                                    "line": [r.line for r in table.records],

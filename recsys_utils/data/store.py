@@ -1,24 +1,26 @@
-"""The ratings store: crash-safe writes and idempotent appends.
+"""The ratings store: idempotent appends, and the recovery that keeps it consistent.
 
-The store is the pair of processed tables that hold ratings
-(``data/processed/ratings.parquet`` and ``data/processed/model.parquet``, see
-``book/data_dictionary.md``) plus ``analytics.parquet``, whose ``mean_score`` and
-``n_ratings`` columns are derived from the ratings and are recomputed on every
-append so the three tables never disagree.
+The store is the ratings table (``data/processed/ratings.parquet``, the source of
+truth) plus the two tables derived from it, ``model.parquet`` (one row per user and
+title, the latest rating) and ``analytics.parquet`` (titles with ``mean_score`` and
+``n_ratings``); see ``book/data_dictionary.md``.
 
-Why atomic writes: a retrain can be interrupted (CI runner cancelled, disk
-full, Ctrl-C). Every file is written to a temporary file in the *same*
-directory, flushed and fsync-ed, then moved over the old one with
-``os.replace`` (an atomic rename on POSIX and Windows). A reader therefore
-sees either the old file or the new one, never half of one.
+The invariant: the store is *consistent* when ``model`` and ``analytics`` were built
+from exactly the ratings in ``ratings.parquet``: each of the three tables carries the
+ratings fingerprint in its parquet metadata (``recsys_utils.data.tables``) and the three
+agree. Every table is replaced atomically (``recsys_utils.atomic``), ratings first; a
+crash between two replacements leaves complete, readable files whose stamps disagree,
+and :func:`recover_store` — run first by every command that changes the store — rebuilds
+the derived tables from the ratings. Writers serialise on :func:`store_lock`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
-from collections.abc import Callable, Iterator
+import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,75 +28,35 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys_utils.errors import DataError
-from recsys_utils.fingerprint import data_fingerprint
-from recsys_utils.paths import ProjectPaths, project_paths
-from recsys_utils.schema import (
-    RATINGS_COLUMNS,
-    TITLES_COLUMNS,
-    cast_ratings,
-    cast_titles,
+from recsys_utils.atomic import remove_temp_files
+from recsys_utils.data.tables import (
+    ANALYTICS_FILE,
+    MODEL_FILE,
+    RATINGS_FILE,
+    TITLES_FILE,
+    ratings_fingerprint,
+    read_stamp,
+    read_table,
+    write_table,
 )
+from recsys_utils.errors import DataError
+from recsys_utils.paths import ProjectPaths, project_paths
+from recsys_utils.schema import RATINGS_COLUMNS, TITLES_COLUMNS, cast_ratings, cast_titles
 
 __all__ = [
     "RATING_KEY",
     "AppendResult",
     "append_ratings",
-    "atomic_write",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "derive_analytics",
     "derive_model",
-    "fsync_dir",
     "load_store",
     "rating_keys",
+    "recover_store",
     "remove_ratings",
+    "store_is_consistent",
     "store_lock",
     "write_store",
 ]
-
-
-def fsync_dir(folder: Path) -> None:
-    """Flush a directory entry so a rename survives a power loss (no-op where unsupported)."""
-    with contextlib.suppress(OSError):  # Windows cannot open a directory
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Write ``path`` atomically: ``write(tmp)`` fills a temp file, which then replaces ``path``.
-
-    The temporary file lives next to ``path`` (same filesystem, so the rename is
-    atomic) and is removed if anything fails; ``path`` is then untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:  # the writer may have closed its handle without fsync
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Atomically replace ``path`` with ``data``."""
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Atomically replace ``path`` with UTF-8 ``text``."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------- the ratings store
@@ -103,12 +65,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 #: title at the same second is the same event, whichever file it came from.
 RATING_KEY = ("user_id", "item_id", "timestamp", "score")
 
-RATINGS_FILE = "ratings.parquet"
-MODEL_FILE = "model.parquet"
-ANALYTICS_FILE = "analytics.parquet"
-TITLES_FILE = "titles.parquet"
 _LOCK_FILE = ".store.lock"
-_PIPELINE_HINT = "run `make pipeline` (01_cleaning builds the processed tables) first"
 
 
 @dataclass(frozen=True)
@@ -117,8 +74,8 @@ class AppendResult:
 
     ``received = duplicates_in_batch + already_present + added``; ``added_rows`` are the
     rows actually appended (ratings schema). ``repaired`` is true when the derived tables
-    (model, analytics) disagreed with the ratings table and were rewritten although no
-    rating was added (recovery from a crash between two file replacements).
+    (model, analytics) disagreed with the ratings table and were rebuilt first
+    (:func:`recover_store`: recovery from a crash between two file replacements).
     """
 
     received: int
@@ -148,13 +105,19 @@ class AppendResult:
 _HELD: dict[Path, int] = {}
 
 
+def _holder() -> str:
+    return (f"pid {os.getpid()}: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])[:120]} "
+            f"(since {time.strftime('%H:%M:%S')})")
+
+
 @contextlib.contextmanager
 def store_lock(paths: ProjectPaths | None = None) -> Iterator[None]:
-    """Serialise writers of the store across processes (advisory ``flock``).
+    """Serialise the commands that change the store or the champion pointer (``flock``).
 
-    Re-entrant within a process (a retrain holds it while it trains, then appends):
-    ``flock`` on a second file descriptor of the same file would deadlock. A no-op where
-    ``fcntl`` is unavailable (Windows).
+    A command that has to wait prints what it waits for (the holder writes its pid and
+    command line into the lock file). Re-entrant within a process (a retrain holds it
+    while it trains, then appends): ``flock`` on a second file descriptor of the same
+    file would deadlock. A no-op where ``fcntl`` is unavailable (Windows).
     """
     folder = (paths or project_paths()).processed
     folder.mkdir(parents=True, exist_ok=True)
@@ -171,23 +134,26 @@ def store_lock(paths: ProjectPaths | None = None) -> Iterator[None]:
     except ImportError:  # pragma: no cover - Windows
         yield
         return
-    with open(lock_path, "w") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip() or "another command"
+            print(f"waiting for the store lock ({lock_path.name} in {folder}), held by {holder} ...",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, _holder().encode(), 0)
         _HELD[lock_path] = 1
         try:
             yield
         finally:
             _HELD.pop(lock_path, None)
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"the ratings store is incomplete: {path} does not exist; {_PIPELINE_HINT}")
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise DataError(f"{path} is not a readable parquet file ({exc}); {_PIPELINE_HINT}") from exc
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _key_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -226,14 +192,17 @@ def derive_analytics(titles: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFram
 
 
 def _titles_of(paths: ProjectPaths) -> pd.DataFrame:
-    titles_path = paths.processed / TITLES_FILE
-    if titles_path.is_file():
-        return _read_table(titles_path)
-    return _read_table(paths.processed / ANALYTICS_FILE)[TITLES_COLUMNS]
+    if (paths.processed / TITLES_FILE).is_file():
+        return read_table("titles", paths)
+    return read_table("analytics", paths)[TITLES_COLUMNS]
 
 
-def _write_parquet(path: Path, df: pd.DataFrame) -> None:
-    atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
+def _write_derived(ratings: pd.DataFrame, fp: str, paths: ProjectPaths,
+                   titles: pd.DataFrame | None = None) -> tuple[str, ...]:
+    titles = titles if titles is not None else _titles_of(paths)
+    write_table(paths.processed / MODEL_FILE, derive_model(ratings), fp)
+    write_table(paths.processed / ANALYTICS_FILE, derive_analytics(titles, ratings), fp)
+    return (MODEL_FILE, ANALYTICS_FILE)
 
 
 def write_store(ratings: pd.DataFrame, paths: ProjectPaths | None = None,
@@ -242,32 +211,49 @@ def write_store(ratings: pd.DataFrame, paths: ProjectPaths | None = None,
 
     Why ratings first: it is the source of truth; model and analytics are derived from it.
     If the process dies between two replacements, every file is still a complete, readable
-    table, and the next :func:`append_ratings` notices the derived tables are stale and
-    rewrites them (``repaired``).
+    table, its stamp tells which ratings it was built from, and :func:`recover_store`
+    rebuilds the stale ones.
     """
     paths = paths or project_paths()
     titles = titles if titles is not None else _titles_of(paths)
     ratings = cast_ratings(ratings)
-    tables = [
-        (RATINGS_FILE, ratings),
-        (MODEL_FILE, derive_model(ratings)),
-        (ANALYTICS_FILE, derive_analytics(titles, ratings)),
-    ]
-    for name, table in tables:
-        _write_parquet(paths.processed / name, table)
-    return tuple(name for name, _ in tables)
+    fp = ratings_fingerprint(ratings)
+    write_table(paths.processed / RATINGS_FILE, ratings, fp)
+    return (RATINGS_FILE, *_write_derived(ratings, fp, paths, titles))
 
 
-def _derived_stale(paths: ProjectPaths, ratings: pd.DataFrame) -> bool:
-    """Whether model.parquet no longer equals the model table derived from the ratings."""
-    model_path = paths.processed / MODEL_FILE
-    if not model_path.is_file():
-        return True
-    on_disk = pd.read_parquet(model_path)
-    derived = derive_model(ratings)
-    if len(on_disk) != len(derived):
-        return True
-    return data_fingerprint(on_disk) != data_fingerprint(derived)
+def _stamps(paths: ProjectPaths) -> tuple[str | None, str | None, str | None]:
+    folder = paths.processed
+    return tuple(read_stamp(folder / name) for name in (RATINGS_FILE, MODEL_FILE, ANALYTICS_FILE))
+
+
+def store_is_consistent(paths: ProjectPaths | None = None) -> bool:
+    """Whether ratings, model and analytics carry the same ratings fingerprint (the invariant)."""
+    stamps = _stamps(paths or project_paths())
+    return stamps[0] is not None and len(set(stamps)) == 1
+
+
+def recover_store(paths: ProjectPaths | None = None) -> tuple[str, ...]:
+    """Bring the store back to its invariant after a crash; returns the tables rewritten.
+
+    Removes temporary files left by interrupted writes, then, when the stamps of
+    ``model`` / ``analytics`` differ from that of ``ratings`` (a crash between two
+    replacements, or tables written before stamps existed), rebuilds them from the
+    ratings. Nothing to do (and nothing read but the parquet footers) when consistent.
+    """
+    paths = paths or project_paths()
+    if not (paths.processed / RATINGS_FILE).is_file():
+        return ()  # no store yet: the command itself will say to run the pipeline
+    with store_lock(paths):
+        remove_temp_files(paths.processed)
+        fp, model_fp, analytics_fp = _stamps(paths)
+        if fp is not None and fp == model_fp == analytics_fp:
+            return ()
+        ratings = read_table("ratings", paths)
+        fp = fp or ratings_fingerprint(ratings)  # unstamped ratings: written by older code
+        if fp == model_fp == analytics_fp:
+            return ()
+        return _write_derived(ratings, fp, paths)
 
 
 def append_ratings(new_kept: pd.DataFrame, paths: ProjectPaths | None = None) -> AppendResult:
@@ -283,17 +269,19 @@ def append_ratings(new_kept: pd.DataFrame, paths: ProjectPaths | None = None) ->
     the second time. The ratings, model and analytics tables are rewritten atomically
     (temp file in the same folder, fsync, ``os.replace``); if anything fails before a
     replacement, that file is untouched. Nothing is written when nothing is added
-    (unless the derived tables are stale, see :class:`AppendResult`).
+    (unless the store had to be recovered first, see :class:`AppendResult`).
 
     Raises:
-        DataError: the store (``data/processed``) does not exist, or a column is missing.
+        DataError: the store (``data/processed``) does not exist or is unreadable, or a
+            column is missing.
     """
     paths = paths or project_paths()
     missing = set(RATINGS_COLUMNS) - set(new_kept.columns)
     if missing:
         raise DataError(f"new ratings lack the columns {sorted(missing)} of ratings.parquet")
     with store_lock(paths):
-        current = _read_table(paths.processed / RATINGS_FILE)
+        repaired = recover_store(paths)
+        current = read_table("ratings", paths)
         batch = cast_ratings(new_kept)
         batch_keys = rating_keys(batch)
         in_batch_dup = batch_keys.duplicated(keep="first")
@@ -307,14 +295,11 @@ def append_ratings(new_kept: pd.DataFrame, paths: ProjectPaths | None = None) ->
             "added": len(added),
             "total_before": len(current),
             "added_rows": added,
+            "repaired": bool(repaired),
         }
         if added.empty:
-            if _derived_stale(paths, current):
-                written = write_store(current, paths)
-                return AppendResult(total_after=len(current), written=written, repaired=True,
-                                    **result_kwargs)
-            return AppendResult(total_after=len(current), **result_kwargs)
-        merged = pd.concat([cast_ratings(current), added], ignore_index=True)
+            return AppendResult(total_after=len(current), written=repaired, **result_kwargs)
+        merged = pd.concat([current, added], ignore_index=True)
         written = write_store(merged, paths)
         return AppendResult(total_after=len(merged), written=written, **result_kwargs)
 
@@ -327,7 +312,8 @@ def remove_ratings(keys: pd.DataFrame, paths: ProjectPaths | None = None) -> int
     """
     paths = paths or project_paths()
     with store_lock(paths):
-        current = _read_table(paths.processed / RATINGS_FILE)
+        recover_store(paths)
+        current = read_table("ratings", paths)
         drop = rating_keys(current).isin(rating_keys(keys))
         if drop.any():
             write_store(current[~drop], paths)
@@ -335,7 +321,6 @@ def remove_ratings(keys: pd.DataFrame, paths: ProjectPaths | None = None) -> int
 
 
 def load_store(paths: ProjectPaths | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ratings and model tables as stored (``DataError`` naming a missing file)."""
+    """The ratings and model tables as stored (``DataError`` naming a missing or bad file)."""
     paths = paths or project_paths()
-    return (_read_table(paths.processed / RATINGS_FILE),
-            _read_table(paths.processed / MODEL_FILE))
+    return read_table("ratings", paths), read_table("model", paths)

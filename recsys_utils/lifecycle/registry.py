@@ -10,12 +10,18 @@ Layout under ``outputs/models/`` (``ProjectPaths.models``)::
 
 Why this design:
 
-* A version folder is built under a temporary name and renamed into place, so a
-  half-written version never exists under its real name.
-* The champion pointer is a small JSON file replaced with ``os.replace``:
+* A version folder is built under a temporary name (``.staging-*``) and renamed into
+  place, so a half-written version never exists under its real name; the next command
+  removes staging leftovers (:func:`recover_registry`).
+* The champion pointer is a small JSON file replaced atomically (``recsys_utils.atomic``):
   readers (the API, ``load_champion``) see the old champion or the new one,
   never a torn pointer. A JSON file rather than a symlink because it also works
-  on Windows and in CI artifact uploads.
+  on Windows and in CI artifact uploads. It also holds ``earlier``, the champions a
+  rollback walks back through (newest last), so rolling back twice goes back two
+  champions instead of flipping between the last two.
+* Every change of the pointer takes the store lock (``recsys_utils.data.store.store_lock``)
+  and re-checks, under it, what it read (:func:`promote`'s ``expected``).
+* Version names are validated (``v0001``): a path such as ``../models/v0001`` is refused.
 * Every file's sha256 is stored in the manifest and verified before
   unpickling: a truncated or tampered ``model.pkl`` is refused with a
   ``DataError`` instead of loading garbage (or running arbitrary pickle code
@@ -29,6 +35,7 @@ import json
 import os
 import pickle
 import platform
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -39,8 +46,10 @@ from typing import Any
 
 import pandas as pd
 
-from recsys_utils.data.store import atomic_write_text, fsync_dir
-from recsys_utils.errors import DataError
+from recsys_utils.atomic import append_line, atomic_rename, atomic_write_text, fsync_dir
+from recsys_utils.data.store import store_lock
+from recsys_utils.data.tables import read_json_object
+from recsys_utils.errors import DataError, excerpt
 from recsys_utils.fingerprint import code_fingerprint
 from recsys_utils.lifecycle.compat import check_libraries
 from recsys_utils.paths import ProjectPaths, project_paths
@@ -60,6 +69,9 @@ __all__ = [
     "rollback",
     "library_versions",
     "sha256_file",
+    "check_version_name",
+    "recover_registry",
+    "remove_version",
 ]
 
 MODEL_FILE = "model.pkl"
@@ -67,6 +79,8 @@ MANIFEST_FILE = "manifest.json"
 CHAMPION_FILE = "champion.json"
 HISTORY_FILE = "champion_history.jsonl"
 _PIPELINE_HINT = "run `make pipeline` (03_modeling registers the first model)"
+_VERSION_NAME = re.compile(r"v\d{4,}")
+STAGING_PREFIX = ".staging-"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -118,7 +132,16 @@ def _jsonable(value: Any) -> Any:
 
 
 def _is_version_dir(folder: Path) -> bool:
-    return folder.is_dir() and folder.name.startswith("v") and (folder / MANIFEST_FILE).is_file()
+    return (folder.is_dir() and _VERSION_NAME.fullmatch(folder.name) is not None
+            and (folder / MANIFEST_FILE).is_file())
+
+
+def check_version_name(version: str) -> str:
+    """``version`` if it is a registry version name (``v0001``); ``DataError`` otherwise."""
+    if not isinstance(version, str) or _VERSION_NAME.fullmatch(version) is None:
+        raise DataError(f"{excerpt(version)} is not a version name: expected v0001, v0002, ... "
+                        "(see `recsys-retrain --list`)")
+    return version
 
 
 def _next_version_number(models: Path) -> int:
@@ -130,32 +153,93 @@ def _next_version_number(models: Path) -> int:
     return max(numbers) + 1
 
 
-def _write_pointer(models: Path, version: str, reason: str) -> None:
-    """Move the champion pointer atomically and append the change to the history log."""
+def _earlier(record: dict | None) -> list[str]:
+    """The champions a rollback walks back through, newest last (older pointers: ``previous``)."""
+    if record is None:
+        return []
+    if isinstance(record.get("earlier"), list):
+        return [str(v) for v in record["earlier"]]
+    return [record["previous"]] if record.get("previous") else []
+
+
+def _write_pointer(models: Path, version: str, reason: str, earlier: list[str]) -> None:
+    """Move the champion pointer atomically, then append the change to the history log.
+
+    The pointer is the source of truth; the log is its audit trail (a crash between the
+    two is repaired by :func:`recover_registry`).
+    """
     previous = _read_pointer(models)
     record = {
         "version": version,
         "previous": previous["version"] if previous else None,
         "updated_at": _utc_now(),
         "reason": reason,
+        "earlier": earlier,
     }
     atomic_write_text(models / CHAMPION_FILE, json.dumps(record, indent=2) + "\n")
-    # The log is an audit trail, not the source of truth: appending is enough.
-    with open(models / HISTORY_FILE, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
+    append_line(models / HISTORY_FILE, json.dumps(record))
 
 
 def _read_pointer(models: Path) -> dict | None:
     pointer = models / CHAMPION_FILE
     if not pointer.is_file():
         return None
-    try:
-        record = json.loads(pointer.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{pointer} is not valid JSON ({exc}); {_PIPELINE_HINT}") from exc
-    if not isinstance(record, dict) or not isinstance(record.get("version"), str):
+    record = read_json_object(pointer, _PIPELINE_HINT)
+    if not isinstance(record.get("version"), str):
         raise DataError(f"{pointer} has no 'version' string; {_PIPELINE_HINT}")
     return record
+
+
+def _last_history_record(models: Path) -> dict | None:
+    path = models / HISTORY_FILE
+    if not path.is_file():
+        return None
+    for line in reversed(path.read_text(encoding="utf-8").splitlines()):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:  # a line torn by a crash: ignore it
+            continue
+    return None
+
+
+def remove_version(version: str, paths: ProjectPaths | None = None) -> None:
+    """Delete a version folder: renamed to a staging name first, so a crash midway leaves
+    only a staging leftover (removed by :func:`recover_registry`), never half a version."""
+    models = _paths(paths).models
+    folder = models / check_version_name(version)
+    if not folder.is_dir():
+        return
+    trash = models / f"{STAGING_PREFIX}removed-{version}"
+    shutil.rmtree(trash, ignore_errors=True)
+    os.rename(folder, trash)
+    fsync_dir(models)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def recover_registry(paths: ProjectPaths | None = None) -> list[str]:
+    """Tidy what a crash left in the registry; returns what was done.
+
+    Removes staging folders (``.staging-*``: a model being pickled or a version being
+    removed) and temporary files, and appends the pointer's record to the history log
+    when a crash came between moving the pointer and logging it. Call under the store lock.
+    """
+    models = _paths(paths).models
+    done: list[str] = []
+    if not models.is_dir():
+        return done
+    for leftover in sorted(models.glob(f"{STAGING_PREFIX}*")):
+        shutil.rmtree(leftover, ignore_errors=True)
+        done.append(f"removed {leftover.name}")
+    for tmp in sorted(models.glob(".*.tmp")):
+        tmp.unlink(missing_ok=True)
+        done.append(f"removed {tmp.name}")
+    pointer = _read_pointer(models)
+    last = _last_history_record(models)
+    if pointer is not None and (last is None or (last.get("version"), last.get("updated_at"))
+                                != (pointer["version"], pointer.get("updated_at"))):
+        append_line(models / HISTORY_FILE, json.dumps(pointer))
+        done.append(f"logged the pointer change to {pointer['version']}")
+    return done
 
 
 # --------------------------------------------------------------------------- public API
@@ -193,9 +277,17 @@ def register_model(
     params, metrics, libraries (python, numpy, pandas, scipy, scikit-surprise,
     recsys_utils), files (sha256 and size of ``model.pkl``), notes.
     """
+    with store_lock(paths):  # recovery removes staging folders: not while we fill one
+        return _register(model, params=params, metrics=metrics,
+                         data_fingerprint=data_fingerprint, paths=paths, promote=promote,
+                         notes=notes, extra=extra)
+
+
+def _register(model: object, *, params: dict, metrics: dict, data_fingerprint: str,
+              paths: ProjectPaths | None, promote: bool, notes: str, extra: dict | None) -> str:
     models = _paths(paths).models
     models.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=models))
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=models))
     try:
         model_path = staging / MODEL_FILE
         with open(model_path, "wb") as fh:
@@ -223,7 +315,7 @@ def register_model(
             manifest["version"] = version
             atomic_write_text(staging / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
             try:
-                os.rename(staging, models / version)
+                atomic_rename(staging, models / version)
             except OSError:
                 if (models / version).exists():
                     continue
@@ -231,26 +323,27 @@ def register_model(
             break
         else:  # pragma: no cover - a thousand concurrent registrations
             raise RuntimeError("could not reserve a registry version name")
-        fsync_dir(models)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if promote:
-        _write_pointer(models, version, reason=notes or "registered")
+        _promote(version, paths, reason=notes or "registered", expected=None)
     return version
 
 
 def read_manifest(version: str, paths: ProjectPaths | None = None) -> dict:
-    """The manifest of ``version``; ``DataError`` if the version does not exist."""
+    """The manifest of ``version``; ``DataError`` if the name is not a version name, the
+    version does not exist or its manifest is not a JSON object."""
     models = _paths(paths).models
-    manifest_path = models / version / MANIFEST_FILE
+    manifest_path = models / check_version_name(version) / MANIFEST_FILE
     if not manifest_path.is_file():
         known = ", ".join(list_versions(paths)) or "none"
         raise DataError(
             f"no model version {version!r} in {models} (expected {manifest_path}); "
             f"known versions: {known}"
         )
-    return json.loads(manifest_path.read_text(encoding="utf-8"))
+    return read_json_object(manifest_path, f"roll back (`recsys-retrain --rollback`) or "
+                                           f"{_PIPELINE_HINT}")
 
 
 def list_versions(paths: ProjectPaths | None = None) -> list[str]:
@@ -395,29 +488,66 @@ def load_champion(paths: ProjectPaths | None = None) -> tuple[object, dict]:
     return load_version(_champion_or_raise(paths), paths)
 
 
-def promote(version: str, paths: ProjectPaths | None = None, reason: str = "promoted") -> str:
-    """Make ``version`` the champion (checksums verified first); returns the previous champion."""
+def promote(version: str, paths: ProjectPaths | None = None, reason: str = "promoted",
+            expected: str | None = None) -> str:
+    """Make ``version`` the champion (checksums verified first); returns the previous champion.
+
+    Takes the store lock; with ``expected``, refuses (``DataError``) when the champion is
+    no longer the one the caller read (another command moved the pointer meanwhile).
+    """
+    with store_lock(paths):
+        return _promote(version, paths, reason, expected)
+
+
+def _promote(version: str, paths: ProjectPaths | None, reason: str,
+             expected: str | None) -> str:
     _verify(version, paths)
     models = _paths(paths).models
-    previous = champion_version(paths)
-    _write_pointer(models, version, reason=reason)
+    current = _read_pointer(models)
+    previous = current["version"] if current else None
+    if expected is not None and previous != expected:
+        raise DataError(f"the champion changed from {expected} to {previous} while this "
+                        f"command ran; {version} was not promoted (run the command again)")
+    if previous == version:
+        return previous
+    earlier = _earlier(current) + ([previous] if previous else [])
+    _write_pointer(models, version, reason, earlier)
     return previous or ""
 
 
 def rollback(version: str | None = None, paths: ProjectPaths | None = None) -> str:
     """Point the champion back at ``version`` (default: the champion before the current one).
 
-    The target's checksums are verified before the pointer moves, so a rollback
-    never installs a corrupted model. Returns the new champion version.
+    Without a version, each rollback goes one champion further back through the pointer's
+    ``earlier`` list (skipping versions no longer registered), never forth again. With a
+    version (a validated registry name), the pointer moves there and the walk-back list is
+    cut at that version. The target's checksums are verified before the pointer moves,
+    under the store lock. Returns the new champion version.
     """
     models = _paths(paths).models
-    if version is None:
+    if version is not None:
+        check_version_name(version)
+    with store_lock(paths):
         current = _read_pointer(models)
-        if current is None or not current.get("previous"):
-            raise DataError(
-                f"nothing to roll back to: {models / CHAMPION_FILE} names no previous champion; "
-                "pass a version (see `recsys-retrain --list`)"
-            )
-        version = current["previous"]
-    promote(version, paths, reason=f"rollback to {version}")
+        if current is None:
+            raise DataError(f"nothing to roll back: {models / CHAMPION_FILE} does not exist; "
+                            f"{_PIPELINE_HINT}")
+        earlier = _earlier(current)
+        if version is None:
+            known = set(list_versions(paths))
+            while earlier and earlier[-1] not in known:
+                earlier.pop()
+            if not earlier:
+                raise DataError(
+                    f"nothing to roll back to: {current['version']} has no earlier champion "
+                    "in the registry; pass a version (see `recsys-retrain --list`)")
+            version = earlier.pop()
+        elif version in earlier:
+            earlier = earlier[:len(earlier) - 1 - earlier[::-1].index(version)]
+        elif version != current["version"]:
+            earlier.append(current["version"])
+        if version == current["version"]:
+            return version
+        _verify(version, paths)
+        _write_pointer(models, version, f"rollback to {version}", earlier)
     return version

@@ -34,10 +34,25 @@
    pointer moves (if promoted), then the decision record is written to
    ``outputs/reports/decisions/<stamp>.json`` and printed.
 
-Crash safety: before step 8 a ``pending`` record is written. Each run first finishes
-pending records: if the store already holds the appended data the promotion is
-applied, otherwise the record is marked ``abandoned`` (the store is untouched, so this
-run re-adds the ratings).
+Crash safety — the invariant. The store and the registry are *consistent* when
+
+* ``ratings``, ``model`` and ``analytics`` agree on the same ratings fingerprint (the
+  stamp each table carries, ``recsys_utils.data.store``), and
+* the champion pointer names a registered version whose files verify against its
+  manifest: the version whose manifest fingerprint matches the store (just promoted),
+  or the champion before the last transaction (kept, rolled back), and
+* no transaction is half done: no ``pending`` decision record, no ``.staging-*`` folder
+  or ``.*.tmp`` file, no version registered by a transaction that did not commit.
+
+Every command that changes the store or the pointer (a retrain, a hold-back, a
+rollback, a promotion) takes the store lock and first runs :func:`recover`, which
+restores the invariant after a crash at *any* durable write: a retrain or hold-back
+writes a ``pending`` record (the expected ratings fingerprints before and after, the
+version to promote, the files it creates) before it changes the store; recovery rolls
+the transaction forward when the store already holds the new ratings (rebuilding stale
+derived tables, then moving the pointer) and back otherwise (removing its unpromoted
+version and files). Either way the state equals that of the old state or of an
+uninterrupted run (``tests/test_crash.py`` kills the command at every durable write).
 """
 
 from __future__ import annotations
@@ -56,15 +71,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys_utils.atomic import atomic_write, atomic_write_text, remove_temp_files
 from recsys_utils.data.store import (
     append_ratings,
-    atomic_write,
-    atomic_write_text,
     derive_model,
     load_store,
     rating_keys,
-    remove_ratings,
+    recover_store,
     store_lock,
+    write_store,
+)
+from recsys_utils.data.tables import (
+    RATINGS_FILE,
+    ratings_fingerprint,
+    read_json_object,
+    read_stamp,
+    read_table,
 )
 from recsys_utils.errors import DataError
 from recsys_utils.fingerprint import data_fingerprint
@@ -80,6 +102,7 @@ __all__ = [
     "evaluate_on_holdout",
     "run_retrain",
     "hold_back",
+    "recover",
     "main",
 ]
 
@@ -264,6 +287,11 @@ def _decisions_dir(paths: ProjectPaths) -> Path:
     return paths.reports / "decisions"
 
 
+def _record_name(paths: ProjectPaths, stamp: str) -> str:
+    """The decision record of a run, relative to the project (named in its version's manifest)."""
+    return relative_posix(_decisions_dir(paths) / f"{stamp}.json", paths.root)
+
+
 def _write_record(paths: ProjectPaths, record: dict) -> Path:
     path = _decisions_dir(paths) / f"{record['stamp']}.json"
     atomic_write_text(path, json.dumps(record, indent=2, default=str) + "\n")
@@ -271,12 +299,7 @@ def _write_record(paths: ProjectPaths, record: dict) -> Path:
 
 
 def _titles(paths: ProjectPaths) -> pd.DataFrame:
-    from recsys_utils.schema import cast_titles
-
-    path = paths.processed / "titles.parquet"
-    if not path.is_file():
-        raise DataError(f"{path} not found; run `make pipeline` (01_cleaning) first")
-    return cast_titles(pd.read_parquet(path))
+    return read_table("titles", paths)
 
 
 def _model_view(ratings: pd.DataFrame) -> pd.DataFrame:
@@ -289,29 +312,81 @@ def _model_view(ratings: pd.DataFrame) -> pd.DataFrame:
     }, index=ratings.index)
 
 
-def recover_pending(paths: ProjectPaths, log: Callable[[str], None] = print) -> list[str]:
-    """Finish the decision records a crashed run left ``pending`` (see module docstring)."""
-    folder = _decisions_dir(paths)
-    done = []
-    if not folder.is_dir():
-        return done
-    for path in sorted(folder.glob("*.json")):
-        record = json.loads(path.read_text(encoding="utf-8"))
-        if record.get("status") != "pending":
+def _store_fingerprint(paths: ProjectPaths) -> str:
+    """The fingerprint of the ratings in the store (its stamp; computed for unstamped tables)."""
+    return read_stamp(paths.processed / RATINGS_FILE) or ratings_fingerprint(
+        read_table("ratings", paths))
+
+
+def _finish_pending(paths: ProjectPaths, record: dict) -> str:
+    """Roll a crashed transaction forward (the store holds its ratings) or back; its status."""
+    tx = record.get("transaction") or {}
+    version = tx.get("version")
+    if _store_fingerprint(paths) == tx.get("ratings_after"):
+        status = "done (recovered)"
+        promote = tx.get("promote")
+        if promote and registry.champion_version(paths) != promote:
+            try:
+                registry.promote(promote, paths, reason=f"recovered {record['stamp']}",
+                                 expected=tx.get("champion_before"))
+            except DataError as exc:
+                status = f"done (recovered; not promoted: {exc})"
+        record["champion_after"] = registry.champion_version(paths)
+        return status
+    # The store never saw this transaction's ratings: undo what it created.
+    if version and version != registry.champion_version(paths):
+        registry.remove_version(version, paths)
+    for name in tx.get("creates", []):
+        (paths.root / name).unlink(missing_ok=True)
+    record["decision"] = "abandoned"
+    return "abandoned (crashed before the store changed; nothing of it kept)"
+
+
+def _orphan_versions(paths: ProjectPaths, records: dict[str, dict]) -> list[str]:
+    """Versions registered by a transaction that never wrote its record, or abandoned it."""
+    pointer = registry.champion_version(paths)
+    orphans = []
+    for version in registry.list_versions(paths):
+        manifest = registry.read_manifest(version, paths)
+        link = manifest.get("decision_record")
+        if not link or version == pointer:
             continue
-        _, model = load_store(paths)
-        if data_fingerprint(model) == record.get("store", {}).get("fingerprint_after"):
-            if record.get("decision") == "promoted":
-                registry.promote(record["challenger"]["version"], paths,
-                                 reason=f"recovered decision {record['stamp']}")
-                record["champion_after"] = record["challenger"]["version"]
-            record["status"] = "done (recovered)"
-        else:
-            record["status"] = "abandoned (crashed before the store changed)"
-            record["decision"] = "abandoned"
-        _write_record(paths, record)
-        log(f"recovered pending decision {path.name}: {record['status']}")
-        done.append(record["stamp"])
+        record = records.get(Path(link).stem)
+        if record is None or record.get("decision") == "abandoned":
+            orphans.append(version)
+    return orphans
+
+
+def recover(paths: ProjectPaths | None = None, log: Callable[[str], None] = print) -> list[str]:
+    """Restore the invariant (module docstring) after a crash; returns what was done.
+
+    Run first, under the store lock, by every command that changes the store or the
+    pointer. Rebuilds stale derived tables, removes temporary files and staging folders,
+    finishes ``pending`` records (forward or back), removes orphan versions, and logs a
+    pointer change the history missed. Does nothing when the state is consistent.
+    """
+    paths = paths or project_paths()
+    done: list[str] = []
+    with store_lock(paths):
+        done += [f"rebuilt {name} from the ratings" for name in recover_store(paths)]
+        done += registry.recover_registry(paths)
+        for folder in (_decisions_dir(paths), paths.interim, paths.raw):
+            if folder.is_dir():
+                done += [f"removed {name}" for name in remove_temp_files(folder)]
+        folder = _decisions_dir(paths)
+        records = {}
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            record = read_json_object(path, "delete or fix that decision record")
+            if record.get("status") == "pending":
+                record["status"] = _finish_pending(paths, record)
+                _write_record(paths, record)
+                done.append(f"pending decision {path.name}: {record['status']}")
+            records[path.stem] = record
+        for version in _orphan_versions(paths, records):
+            registry.remove_version(version, paths)
+            done.append(f"removed {version} (registered by a transaction that did not commit)")
+    for line in done:
+        log(f"recovered: {line}")
     return done
 
 
@@ -374,8 +449,8 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
                         "rejected_file": rejected_file},
     }
 
-    with store_lock(paths):  # re-entrant: append_ratings below takes it again
-        recover_pending(paths, log)  # may move the pointer: load the champion after it
+    with store_lock(paths):  # held to the end: nobody moves the pointer while we judge
+        recover(paths, log)  # may move the pointer: load the champion after it
         champion_model, champion_manifest = registry.load_champion(paths)
         params = _check_params(champion_manifest)
         record["champion_before"] = champion_manifest["version"]
@@ -412,7 +487,7 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
                           reasons=[f"holdout has {len(holdout)} ratings < min_holdout "
                                    f"{min_holdout}; ratings appended, no challenger trained"],
                           champion_after=champion_manifest["version"])
-            return _commit(paths, record, fresh, None, log)
+            return _commit(paths, record, store_ratings, fresh, None, None, log)
 
         all_ratings = pd.concat([store_ratings, fresh], ignore_index=True)
         judge_ratings = all_ratings[~rating_keys(all_ratings).isin(rating_keys(fresh[mask]))]
@@ -441,7 +516,7 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
         version = registry.register_model(
             final, params=params, metrics=metrics, data_fingerprint=fp_after, paths=paths,
             promote=False, notes=f"challenger from retrain {stamp} ({source})",
-            extra={"decision_record": f"outputs/reports/decisions/{stamp}.json"})
+            extra={"decision_record": _record_name(paths, stamp)})
         record.update(
             decision="promoted" if decision.promote else "kept champion",
             status="pending",
@@ -456,21 +531,37 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
                         "params": params, "metrics": m_challenger},
         )
         record["store"]["fingerprint_after"] = fp_after
-        return _commit(paths, record, fresh, version if decision.promote else None, log)
+        return _commit(paths, record, store_ratings, fresh, version,
+                       version if decision.promote else None, log)
 
 
-def _commit(paths: ProjectPaths, record: dict, fresh: pd.DataFrame, promote_version: str | None,
-            log: Callable[[str], None]) -> dict:
-    """Write-ahead record, append to the store, move the pointer, finish the record."""
-    if "fingerprint_after" not in record["store"]:
-        ratings, _ = load_store(paths)
-        record["store"]["fingerprint_after"] = data_fingerprint(
-            derive_model(pd.concat([ratings, fresh], ignore_index=True)))
+def _transaction(record: dict, before: pd.DataFrame, after: pd.DataFrame, version: str | None,
+                 promote: str | None, creates: Sequence[str] = ()) -> dict:
+    """What recovery needs to finish or undo a crashed transaction (see the invariant)."""
+    return {"ratings_before": ratings_fingerprint(before), "ratings_after": ratings_fingerprint(after),
+            "version": version, "promote": promote,
+            "champion_before": record["champion_before"], "creates": list(creates)}
+
+
+def _move_pointer(paths: ProjectPaths, record: dict, promote: str) -> None:
+    """Promote, re-checking under the lock that the champion is still the one judged."""
+    try:
+        registry.promote(promote, paths, reason=f"{record['decision']} {record['stamp']}",
+                         expected=record["champion_before"])
+    except DataError as exc:
+        record["reasons"] = [*record.get("reasons", []), f"not promoted: {exc}"]
+
+
+def _commit(paths: ProjectPaths, record: dict, store_ratings: pd.DataFrame, fresh: pd.DataFrame,
+            version: str | None, promote: str | None, log: Callable[[str], None]) -> dict:
+    """The transaction: pending record, append to the store, move the pointer, done record."""
+    merged = pd.concat([store_ratings, fresh], ignore_index=True)
+    record["transaction"] = _transaction(record, store_ratings, merged, version, promote)
     _write_record(paths, record)  # status: pending
     result = append_ratings(fresh, paths)
     record["store"].update(result.summary())
-    if promote_version is not None:
-        registry.promote(promote_version, paths, reason=f"retrain {record['stamp']}")
+    if promote is not None:
+        _move_pointer(paths, record, promote)
     record["champion_after"] = registry.champion_version(paths)
     record["status"] = "done"
     return _finish(paths, record, log)
@@ -499,44 +590,67 @@ def hold_back(paths: ProjectPaths | None = None, quarter: str | None = None,
     the last ``days`` days — and, with ``retrain_champion``, registers a champion trained
     with the champion's parameters on the reduced store, so that no model has seen the
     held-back ratings. ``recsys-retrain --new-ratings <file>`` then replays their arrival.
+    One transaction (see the invariant): the champion is trained and registered first,
+    then a pending record, the file, the store and the pointer change.
     """
     paths = paths or project_paths()
-    ratings, _ = load_store(paths)
-    ts = pd.to_datetime(ratings["timestamp"])
-    if quarter is not None:
-        cutoff = pd.Period(quarter, freq="Q").start_time
-    else:
-        cutoff = ts.max() - pd.Timedelta(days=days)
-    back = ratings[ts >= cutoff]
-    if back.empty or len(back) == len(ratings):
-        raise DataError(f"holding back ratings from {cutoff} on would leave "
-                        f"{'nothing to hold back' if back.empty else 'an empty store'}")
-    start, end = ts[ts >= cutoff].min(), ts.max()
-    out = paths.raw / f"new_ratings_{start:%Y%m%d}_{end:%Y%m%d}.csv"
-    raw = pd.DataFrame({
-        "userId": back["user_id"].astype("int64").to_numpy(),
-        "rating": back["score"].astype("float64").map(lambda s: f"{s:g}").to_numpy(),
-        "timestamp": pd.to_datetime(back["timestamp"]).astype("datetime64[s]")
-        .astype("int64").to_numpy(),
-        "movieId": back["item_id"].astype(str).to_numpy(),
-    }).sort_values(["timestamp", "userId", "movieId"], kind="stable")
-    atomic_write(out, lambda tmp: raw.to_csv(tmp, index=False))
-    removed = remove_ratings(back, paths)
-    summary: dict[str, Any] = {"file": relative_posix(out, paths.root), "held_back": removed,
-                               "from": str(start), "to": str(end),
-                               "remaining": len(ratings) - removed}
-    log(f"held back {removed:,} ratings ({start} .. {end}) -> {summary['file']}; "
-        f"{summary['remaining']:,} remain in the store")
-    if retrain_champion:
-        params = _check_params(registry.champion_manifest(paths))
-        _, model_df = load_store(paths)
-        model = (trainer or default_trainer)(model_df, _titles(paths), params)
-        version = registry.register_model(
-            model, params=params, metrics={}, data_fingerprint=data_fingerprint(model_df),
-            paths=paths, promote=True,
-            notes=f"champion for the hold-back scenario: trained without the ratings "
-                  f"from {start} on ({summary['file']}); not evaluated")
-        summary["champion"] = version
+    with store_lock(paths):
+        recover(paths, log)
+        ratings, _ = load_store(paths)
+        ts = pd.to_datetime(ratings["timestamp"])
+        if quarter is not None:
+            cutoff = pd.Period(quarter, freq="Q").start_time
+        else:
+            cutoff = ts.max() - pd.Timedelta(days=days)
+        held = (ts >= cutoff).to_numpy()
+        back, remaining = ratings[held], ratings[~held].reset_index(drop=True)
+        if back.empty or remaining.empty:
+            raise DataError(f"holding back ratings from {cutoff} on would leave "
+                            f"{'nothing to hold back' if back.empty else 'an empty store'}")
+        start, end = ts[held].min(), ts.max()
+        out = paths.raw / f"new_ratings_{start:%Y%m%d}_{end:%Y%m%d}.csv"
+        raw = pd.DataFrame({
+            "userId": back["user_id"].astype("int64").to_numpy(),
+            "rating": back["score"].astype("float64").map(lambda s: f"{s:g}").to_numpy(),
+            "timestamp": pd.to_datetime(back["timestamp"]).astype("datetime64[s]")
+            .astype("int64").to_numpy(),
+            "movieId": back["item_id"].astype(str).to_numpy(),
+        }).sort_values(["timestamp", "userId", "movieId"], kind="stable")
+        stamp = _stamp()
+        file = relative_posix(out, paths.root)
+        record: dict[str, Any] = {
+            "stamp": stamp, "decision": "held back", "status": "pending",
+            "champion_before": registry.champion_version(paths),
+            "held_back": {"file": file, "ratings": len(back), "from": str(start),
+                          "to": str(end), "remaining": len(remaining)},
+        }
+        version = None
+        if retrain_champion:
+            params = _check_params(registry.champion_manifest(paths))
+            model_df = derive_model(remaining)
+            model = (trainer or default_trainer)(model_df, _titles(paths), params)
+            version = registry.register_model(
+                model, params=params, metrics={}, data_fingerprint=data_fingerprint(model_df),
+                paths=paths, promote=False,
+                notes=f"champion for the hold-back scenario: trained without the ratings "
+                      f"from {start} on ({file}); not evaluated",
+                extra={"decision_record": _record_name(paths, stamp)})
+        record["transaction"] = _transaction(record, ratings, remaining, version, version,
+                                             creates=[file])
+        _write_record(paths, record)  # status: pending
+        atomic_write(out, lambda tmp: raw.to_csv(tmp, index=False))
+        write_store(remaining, paths)
+        if version is not None:
+            _move_pointer(paths, record, version)
+        record["champion_after"] = registry.champion_version(paths)
+        record["status"] = "done"
+        _write_record(paths, record)
+    summary: dict[str, Any] = {"file": file, "held_back": len(back), "from": str(start),
+                               "to": str(end), "remaining": len(remaining)}
+    log(f"held back {len(back):,} ratings ({start} .. {end}) -> {file}; "
+        f"{len(remaining):,} remain in the store")
+    if version is not None:
+        summary["champion"] = record["champion_after"]
         log(f"registered and promoted {version}, trained on the reduced store")
     return summary
 
@@ -586,7 +700,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             table["notes"] = table["notes"].astype(str).str.slice(0, 60)
             print(table.to_string(index=False) if len(table) else "no registered model")
         elif args.rollback is not None:
-            version = registry.rollback(args.rollback or None, paths)
+            with store_lock(paths):
+                recover(paths)
+                version = registry.rollback(args.rollback or None, paths)
             print(f"champion is now {version}")
         elif args.hold_back is not None:
             hold_back(paths, quarter=args.hold_back or None)

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from recsys_utils.data.store import atomic_write_text
+from recsys_utils.atomic import atomic_write_text
 from recsys_utils.errors import DataError, run_command
 from recsys_utils.paths import PROJECT_ROOT
 

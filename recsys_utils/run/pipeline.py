@@ -31,7 +31,6 @@ import ast
 import hashlib
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -44,6 +43,7 @@ from typing import Any
 import nbformat
 import yaml
 
+from recsys_utils.atomic import atomic_write_text
 from recsys_utils.errors import DataError
 from recsys_utils.fingerprint import code_fingerprint
 from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
@@ -545,14 +545,9 @@ def _read_state(path: Path) -> dict[str, Any]:
 
 
 def _write_state(path: Path, steps: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(
-        json.dumps({"version": _STATE_VERSION, "steps": steps}, indent=2, sort_keys=True,
-                   default=repr),
-        encoding="utf-8",
-    )
-    os.replace(tmp, path)  # a crash never leaves a torn state file
+    # Atomic (recsys_utils.atomic): a crash never leaves a torn state file.
+    atomic_write_text(path, json.dumps({"version": _STATE_VERSION, "steps": steps}, indent=2,
+                                       sort_keys=True, default=repr))
 
 
 # --------------------------------------------------------------------------- running
