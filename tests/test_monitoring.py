@@ -339,6 +339,10 @@ def test_monitor_timeline_records_a_set_start_and_its_parameters():
     assert "set by the start_period parameter" in result.overview()
     assert result.settings["psi_threshold"] == 0.5
     assert result.key_numbers()["psi_threshold"] == 0.5
+    # The two thresholds not given are derived next to the given one.
+    assert result.settings["thresholds_derived"] == ["error_increase", "new_user_threshold"]
+    assert "error_increase, new_user_threshold derived" in result.overview()
+    assert (result.sweep["psi_threshold"] == 0.5).any()  # the given value is swept too
     assert sorted(result.sweep["error_increase"].unique()) == [0.1, np.inf]
     assert result.settings["last_year_periods"] == 4
 
@@ -365,3 +369,50 @@ def test_one_replayed_period_has_no_gain_share_instead_of_dividing_by_zero():
     assert numbers["n_periods"] == 1 and numbers["every_retrains"] == 0
     assert math.isnan(numbers["policy_gain_share"])
     assert result.policies["gain_share"].isna().all()
+
+
+# --------------------------------------------------------------------------- derived thresholds
+def _sweep(rows):
+    out = pd.DataFrame(rows, columns=["psi_threshold", "error_increase", "new_user_threshold",
+                                      "retrains", "rmse", "gain_share"])
+    return out
+
+
+def test_derived_thresholds_are_the_cheapest_policy_keeping_the_target_share():
+    inf = np.inf
+    sweep = _sweep([
+        (inf, inf, inf, 0, 1.00, 0.0),
+        (1.0, inf, inf, 2, 0.97, 0.6),
+        (inf, 0.2, inf, 3, 0.98, 0.4),   # dominated by the row above
+        (1.0, 0.2, inf, 5, 0.95, 0.92),  # first on the front with >= 0.9
+        (0.5, 0.2, inf, 5, 0.95, 0.92),  # the same policy again: not a new front point
+        (0.5, 0.1, 0.8, 9, 0.94, 1.0),
+    ])
+    assert mon.derived_thresholds(sweep, 0.9) == {
+        "psi_threshold": 1.0, "error_increase": 0.2, "new_user_threshold": inf}
+    assert mon.derived_thresholds(sweep, 0.5)["psi_threshold"] == 1.0
+    assert mon.derived_thresholds(sweep, 0.5)["error_increase"] == inf
+    # Given a threshold, only the policies that agree with it compete.
+    assert mon.derived_thresholds(sweep, 0.9, fixed={"psi_threshold": 0.5}) == {
+        "psi_threshold": 0.5, "error_increase": 0.2, "new_user_threshold": inf}
+    # Out of reach: the most accurate policy.
+    assert mon.derived_thresholds(sweep, 1.5)["new_user_threshold"] == 0.8
+    # Retraining gains nothing (NaN shares): the most accurate, then the cheapest.
+    flat = sweep.assign(rmse=1.0, gain_share=np.nan)
+    assert mon.derived_thresholds(flat, 0.9) == {
+        "psi_threshold": inf, "error_increase": inf, "new_user_threshold": inf}
+
+
+def test_monitor_timeline_derives_the_policy_from_its_own_sweep(shifting):
+    # Only the error signal sees the reversal; with a grid that allows it, it is chosen.
+    result = mon.monitor_timeline(shifting, start_period="2020Q2", psi_grid=[np.inf],
+                                  error_grid=[0.5, np.inf], new_user_grid=[np.inf])
+    assert result.settings["thresholds_derived"] == list(mon.THRESHOLDS)
+    assert result.settings["error_increase"] == 0.5
+    assert result.policy.log["retrain"].tolist() == [False, True, False]
+    assert "derived: the cheapest swept policy keeping 90%" in result.overview()
+    # All three given: used as they are.
+    given = mon.monitor_timeline(shifting, start_period="2020Q2", psi_threshold=np.inf,
+                                 error_increase=np.inf, new_user_threshold=np.inf)
+    assert given.settings["thresholds_derived"] == [] and given.policy.n_retrains == 0
+    assert "(set)" in given.overview()

@@ -18,6 +18,12 @@ Three questions, answered on the ratings' own timeline (the model table's ``time
    the relative error increase crosses a threshold; it reports the error reached and the
    number of retrains, next to "never" and "every period".
 
+:func:`monitor_timeline` is the notebook's one call: it answers the three questions and
+returns a :class:`MonitoringResult` with the tables, the figures
+(:mod:`recsys_utils.lifecycle.figures`) and the key numbers glued into the book. The
+start period, unless given, comes from the data (:func:`derived_start_period`: the
+period of the median rating), so any calendar works; the result records which.
+
 PSI (Siddiqi 2006): with reference proportions ``e_i`` and current proportions ``a_i``
 over the same bins, ``PSI = sum_i (a_i - e_i) * ln(a_i / e_i)``. Empty bins would make
 the log infinite, so proportions below ``eps`` (default ``1e-4``) are raised to ``eps``
@@ -57,6 +63,7 @@ __all__ = [
     "compare_policies",
     "sweep_trigger_policies",
     "derived_start_period",
+    "derived_thresholds",
     "MonitoringResult",
     "monitor_timeline",
 ]
@@ -570,6 +577,34 @@ def sweep_trigger_policies(replay: Replay, psi_thresholds: Sequence[float],
     return out
 
 
+#: The trigger thresholds, named as in :func:`simulate_trigger_policy` and the sweep.
+THRESHOLDS = ("psi_threshold", "error_increase", "new_user_threshold")
+
+
+def derived_thresholds(sweep: pd.DataFrame, target_gain_share: float = 0.9,
+                       fixed: dict[str, float] | None = None) -> dict[str, float]:
+    """The cheapest swept policy that keeps ``target_gain_share`` of the every-period gain.
+
+    Among the Pareto policies of ``sweep`` (:func:`sweep_trigger_policies`) that agree
+    with the ``fixed`` thresholds, the one with the fewest retrains whose ``gain_share``
+    reaches the target; when none does (or retraining gains nothing, NaN shares), the
+    most accurate one. On the default data (target 0.9) this is PSI 1.0, error increase
+    0.2, new users 0.8. The choice is made on the timeline it is then evaluated on, so
+    its kept share is optimistic.
+    """
+    rows = sweep
+    for name, value in (fixed or {}).items():
+        rows = rows[rows[name] == value]
+    if rows.empty:
+        raise ValueError(f"no swept policy has the thresholds {fixed}")
+    front = rows.sort_values(["retrains", "rmse"], kind="stable")
+    front = front[front["rmse"] < np.concatenate(
+        [[np.inf], np.minimum.accumulate(front["rmse"].to_numpy())[:-1]])]
+    enough = front[front["gain_share"] >= target_gain_share]
+    pick = enough.iloc[0] if len(enough) else front.loc[front["rmse"].idxmin()]
+    return {name: float(pick[name]) for name in THRESHOLDS}
+
+
 # --------------------------------------------------------------------------- the step
 
 #: Drift columns shown in the notebook (the rest are in ``MonitoringResult.drift``).
@@ -644,10 +679,18 @@ class MonitoringResult:
         """The timeline, its split into reference window and replay, and where the start came from."""
         how = ("derived from the data: the period of the median rating"
                if self.start_period_source == "derived" else "set by the start_period parameter")
+        s = self.settings
+        derived = s["thresholds_derived"]
+        rule = (f"the cheapest swept policy keeping {s['target_gain_share']:.0%} of the "
+                f"every-period gain")
+        rule = ("set" if not derived else f"derived: {rule}" if len(derived) == len(THRESHOLDS)
+                else f"{', '.join(derived)} derived: {rule}")
         return (f"{self.n_ratings:,} ratings from {self.first_rating:%Y-%m-%d} to "
                 f"{self.last_rating:%Y-%m-%d}; {self.n_reference:,} in the reference window "
                 f"(before {self.start_period}), {self.n_ratings - self.n_reference:,} replayed\n"
-                f"start period {self.start_period} ({how})")
+                f"start period {self.start_period} ({how})\n"
+                f"trigger thresholds: PSI {s['psi_threshold']:g}, error increase "
+                f"{s['error_increase']:g}, new users {s['new_user_threshold']:g} ({rule})")
 
     def drift_recent(self, n: int = 8) -> pd.DataFrame:
         """The main drift columns of the last ``n`` periods."""
@@ -740,9 +783,10 @@ def monitor_timeline(
     period: str = "Q",
     start_period: str | pd.Period | None = None,
     replay_model: str = "baseline",
-    psi_threshold: float = 1.0,
-    error_increase: float = 0.2,
-    new_user_threshold: float = 0.8,
+    psi_threshold: float | None = None,
+    error_increase: float | None = None,
+    new_user_threshold: float | None = None,
+    target_gain_share: float = 0.9,
     psi_eps: float = PSI_EPS,
     psi_grid: Sequence[float] = (0.25, 0.5, 1.0, np.inf),
     error_grid: Sequence[float] = (0.05, 0.1, 0.2, np.inf),
@@ -760,8 +804,10 @@ def monitor_timeline(
             window. ``None``: :func:`derived_start_period` (the period of the median rating).
         replay_model: the rating model retrained in the replay (see :func:`replay_timeline`).
         psi_threshold, error_increase, new_user_threshold: the chosen trigger policy
-            (:func:`simulate_trigger_policy`). They are ratios and shares, not calendar or
-            size dependent, so they have fixed defaults.
+            (:func:`simulate_trigger_policy`). ``None``: derived from the sweep
+            (:func:`derived_thresholds`), keeping the thresholds that are given.
+        target_gain_share: share of the "retrain every period" gain the derived policy
+            keeps at least.
         psi_eps: floor of a bin's proportion in the PSI.
         psi_grid, error_grid, new_user_grid: thresholds swept to draw the policy frontier.
         seed: seed of the replay model (only the SVD model draws random numbers).
@@ -774,26 +820,31 @@ def monitor_timeline(
     _check_model_table(model_df)
     periods = assign_periods(model_df["timestamp"], period)
     start_p, _ = _period_list(periods, start_period, period)
-    settings: dict[str, Any] = {
-        "period": period, "start_period": str(start_p), "replay_model": replay_model,
-        "psi_threshold": psi_threshold, "error_increase": error_increase,
-        "new_user_threshold": new_user_threshold, "psi_eps": psi_eps,
-        "psi_grid": list(psi_grid), "error_grid": list(error_grid),
-        "new_user_grid": list(new_user_grid), "seed": seed,
-        "last_year_periods": periods_per_year(period),
-    }
+    given = {name: value for name, value in zip(
+        THRESHOLDS, (psi_threshold, error_increase, new_user_threshold), strict=True)
+        if value is not None}
+    # A given threshold is swept too, so the derived ones are chosen next to it.
+    grids = [sorted({*grid, given[name]}) if name in given else list(grid) for name, grid
+             in zip(THRESHOLDS, (psi_grid, error_grid, new_user_grid), strict=True)]
     drift = drift_summary(model_df, titles, period=period, start=start_p, eps=psi_eps)
     replay = replay_timeline(model_df, period=period, start=start_p, model=replay_model,
                              seed=seed)
-    policy = simulate_trigger_policy(replay, psi_threshold=psi_threshold,
-                                     error_increase=error_increase,
-                                     new_user_threshold=new_user_threshold, eps=psi_eps)
+    sweep = sweep_trigger_policies(replay, *grids, eps=psi_eps)
+    thresholds = given if len(given) == len(THRESHOLDS) else derived_thresholds(
+        sweep, target_gain_share, fixed=given)
+    policy = simulate_trigger_policy(replay, **thresholds, eps=psi_eps)
     policies = compare_policies(replay, policy)
     k = len(replay.periods)
     frozen, every = replay.overall([0] * k), replay.overall(list(range(k)))
     policies["gain_share"] = (frozen - policies["rmse"]) / (frozen - every) if frozen != every \
         else np.nan
-    sweep = sweep_trigger_policies(replay, psi_grid, error_grid, new_user_grid, eps=psi_eps)
+    settings: dict[str, Any] = {
+        "period": period, "start_period": str(start_p), "replay_model": replay_model,
+        **thresholds, "thresholds_derived": [n for n in THRESHOLDS if n not in given],
+        "target_gain_share": target_gain_share, "psi_eps": psi_eps,
+        "psi_grid": grids[0], "error_grid": grids[1], "new_user_grid": grids[2], "seed": seed,
+        "last_year_periods": periods_per_year(period),
+    }
     half = pd.DataFrame({"year": model_df["timestamp"].dt.year,
                          "half_star": model_df["score"] % 1 != 0})
     result = MonitoringResult(
