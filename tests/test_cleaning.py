@@ -215,3 +215,10 @@ def test_a_new_platform_keeps_old_rating_logs_matching(tiny_raw_dir: Path, tmp_p
     assert len(after.ratings) == len(before.ratings) == TINY_GOOD_RATINGS
     assert after.ratings["item_id"].tolist() == before.ratings["item_id"].tolist()
     assert "apple_tv-s1" in set(after.titles["id"])
+
+
+def test_an_explicit_raw_dir_that_does_not_exist_is_an_error(project: ProjectPaths) -> None:
+    # `--set raw_dir=/no/such/dir` must not silently run on the embedded MovieLens.
+    with pytest.raises(DataError, match="raw directory .*no-such-dir does not exist"):
+        build_processed(project.root / "no-such-dir", source="auto", paths=project)
+    assert resolve_source(project.root / "no-such-dir", "auto") == "movielens"  # not named
