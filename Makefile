@@ -73,6 +73,20 @@ retrain: $(STAMP) ## retrain with new ratings and promote if not worse: make ret
 holdback: $(STAMP) ## move the last 91 days of ratings into data/raw/new_ratings_*.csv (retrain demo)
 	$(BIN)/recsys-retrain --hold-back $(QUARTER)
 
+# Data and model versions on the DVC remote (recsys_utils/lifecycle/versioning.py).
+.PHONY: pull push ct remote
+pull: $(STAMP) ## fetch the store and the registry the *.dvc files name from the DVC remote
+	$(BIN)/recsys-ct pull
+
+push: $(STAMP) ## version the store and the registry with DVC, upload them; commit the *.dvc files
+	$(BIN)/recsys-ct push
+
+ct: $(STAMP) ## continuous training: pull, retrain with NEW, push if changed: make ct NEW=path.csv
+	$(BIN)/recsys-ct run --new-ratings $(NEW)
+
+remote: $(STAMP) ## show the DVC remote, or set the team's: make remote URL=gs://bucket/path
+	$(BIN)/recsys-ct remote $(URL)
+
 bench: $(STAMP) ## print the benchmark figures (accuracy, ranking, latency, API load)
 	$(BIN)/python benchmarks/bench_accuracy.py
 	$(BIN)/python benchmarks/bench_ranking.py
