@@ -104,6 +104,10 @@ generate: $(STAMP) ## synthetic ratings in the raw layout: make generate RATINGS
 	$(BIN)/recsys-generate --ratings $(RATINGS) --seed $(SEED) --out $(OUT) \
 		$(if $(USERS),--users $(USERS)) $(if $(TITLES),--titles $(TITLES))
 
+SIZES ?= 0.1M,1M
+bench-scale: $(STAMP) ## cost of every stage vs data size on synthetic data: make bench-scale SIZES=0.1M,1M [PRESET=]
+	$(BIN)/python benchmarks/bench_scale.py --sizes $(SIZES) $(if $(PRESET),--preset $(PRESET))
+
 screenshot: $(STAMP) ## open the demo once in headless Chromium; PNGs in outputs/reports/
 	$(BIN)/python benchmarks/demo_screenshot.py
 

@@ -271,6 +271,11 @@ def build_book(paths: ProjectPaths | None = None, *, check: bool = True) -> Path
     """Build the HTML book from a clean ``_build/``; return ``_build/html/index.html``."""
     paths = paths or project_paths()
     root = paths.root
+    # The Scaling chapter includes a fragment rendered from outputs/reports/scale.json (or
+    # a "benchmark not run" note), written before every build so the include resolves.
+    from recsys_utils.run.scaling import write_scaling_fragment
+
+    write_scaling_fragment(paths)
     if check:
         preflight(root)
     build_dir = root / "_build"
