@@ -36,8 +36,13 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 # The serving dependencies are the `serve` extra of pyproject.toml (one list, kept
 # with the others); the package itself is installed without its notebook stack.
+# SERVE_PINS (e.g. "numpy==2.1.0 scikit-surprise==1.1.4"): the library versions the
+# champion was saved with, so the image loads it (the CD workflow passes them:
+# recsys_utils.lifecycle.compat.pip_pins); empty = the newest versions in range.
+ARG SERVE_PINS=""
+# hadolint ignore=SC2086
 RUN python -c "import tomllib; extras = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; print('\n'.join(extras['serve']))" > requirements-serve.txt \
-    && pip install -r requirements-serve.txt
+    && pip install -r requirements-serve.txt ${SERVE_PINS}
 COPY recsys_utils ./recsys_utils
 RUN pip install --no-deps . \
     && python -c "import recsys_utils.serving.app, recsys_utils.ranking.recommender, recsys_utils.data.cleaning"

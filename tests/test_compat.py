@@ -81,3 +81,8 @@ def test_load_warns_loudly_for_an_older_patch_release(tmp_path):
     assert bool(found) == expect_warning
     if found:
         assert f"numpy {major}.0.0 when saved, {installed} installed" in str(found[0].message)
+
+
+def test_pip_pins_are_the_recorded_versions():
+    pins = compat.pip_pins({"libraries": {**SAVED, "scipy": "not installed"}})
+    assert pins == ["scikit-surprise==1.1.4", "numpy==2.1.0", "pandas==2.2.3"]

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 
 from recsys_utils.errors import DataError
 
-__all__ = ["LibraryWarning", "compare_libraries", "check_libraries"]
+__all__ = ["LibraryWarning", "compare_libraries", "check_libraries", "pip_pins"]
 
 _EXACT = ("scikit-surprise",)
 _SAME_MAJOR_NOT_OLDER = ("numpy", "scipy", "pandas")
@@ -90,3 +90,14 @@ def check_libraries(manifest: Mapping, installed: Mapping[str, str]) -> list[str
     for note in notes:
         warnings.warn(f"model {version}: {note}", LibraryWarning, stacklevel=3)
     return notes
+
+
+def pip_pins(manifest: Mapping) -> list[str]:
+    """``["numpy==2.1.0", ...]``: the recorded versions of the libraries the rule compares.
+
+    The CD workflow installs exactly these in the serving image (Dockerfile ``SERVE_PINS``),
+    so the image loads the champion without a refusal or a warning.
+    """
+    recorded = manifest.get("libraries") or {}
+    return [f"{name}=={recorded[name]}" for name in (*_EXACT, *_SAME_MAJOR_NOT_OLDER)
+            if recorded.get(name) and recorded[name] != "not installed"]
