@@ -277,6 +277,7 @@ def test_replay_and_drift_default_to_the_derived_start(shifting):
     assert mon.drift_summary(shifting)["period"].iloc[0] == "2020Q2"
 
 
+@pytest.mark.slow
 def test_start_period_is_derived_on_the_default_data():
     """On the embedded MovieLens model table the median rating's quarter is 2005Q1.
 
