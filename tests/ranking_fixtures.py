@@ -11,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recsys_utils.ranking.recommender import Recommender
+from recsys_utils.rating.predictors import make_component
+
 N_ITEMS = 40
 N_USERS = 60
 
@@ -61,3 +64,11 @@ def movielens_titles(model_df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"id": items, "item_id": items, "platform": "movielens",
                          "type": "Movie", "title": items, "genres": "Drama",
                          "release_year": 2000})
+
+
+def svd_recommender(ratings: pd.DataFrame | None = None, seed: int = 0, **ranking) -> Recommender:
+    """A ``Recommender`` on the synthetic titles with a small seeded SVD as rating model."""
+    ratings = synthetic_ratings(seed) if ratings is None else ratings
+    svd = make_component("svd", {"n_factors": 5, "n_epochs": 10, "keep_algo": True}, seed=seed)
+    return Recommender(ranking_params=ranking, seed=seed, rating_model=svd).fit(
+        ratings, synthetic_titles())

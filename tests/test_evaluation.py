@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from ranking_fixtures import synthetic_ratings, synthetic_titles
+from ranking_fixtures import svd_recommender, synthetic_ratings, synthetic_titles
 
+from recsys_utils.errors import DataError
 from recsys_utils.ranking.evaluation import (
     error_by_activity,
     evaluate_ranking,
@@ -57,6 +58,8 @@ def test_time_split_drops_later_ratings_of_new_users():
     assert split.info["later_ratings_of_new_users"] == 2
     with pytest.raises(ValueError):
         time_split(df, 1.0)
+    with pytest.raises(DataError, match="timestamp"):
+        time_split(df.drop(columns="timestamp"), 0.6)
 
 
 def test_last_fraction_split_holds_out_each_users_latest_ratings(ratings: pd.DataFrame):
@@ -154,6 +157,20 @@ def test_evaluate_ranking_reports_model_and_baselines_on_the_same_run(ratings: p
     assert sorted(by["platform"].unique()) == ["alpha", "beta"] and len(by) == 6
     assert (by["coverage"] <= 1).all()
     assert "by_platform" in res.to_dict()
+
+
+def test_same_seed_same_metrics_and_other_seed_other_random_baseline():
+    ratings = synthetic_ratings(1)
+    split = time_split(ratings, 0.7)
+
+    def run(seed):
+        return evaluate_ranking(lambda tr: svd_recommender(tr, seed=seed), split.train,
+                                split.test, k=5, seed=seed).metrics
+
+    first, second = run(3), run(3)
+    assert first == second
+    assert first["model"]["ndcg"] > first["random"]["ndcg"]
+    assert run(4)["random"] != first["random"]
 
 
 def test_tune_ranking_honours_the_coverage_constraint(ratings: pd.DataFrame):

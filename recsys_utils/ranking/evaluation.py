@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_utils import DEFAULT_SEED
+from recsys_utils.data.tables import check_columns
 from recsys_utils.ranking.metrics import per_user_ndcg, ranking_report
 from recsys_utils.ranking.recommender import Recommender
 from recsys_utils.rating.adapter import predict_pairs, rmse_mae
@@ -50,14 +51,10 @@ __all__ = [
     "item_popularity",
     "jsonable",
     "last_n_split",
-    "median_activity_user",
-    "plot_error_by_activity",
-    "plot_ranking_comparison",
     "random_folds",
     "rating_params_for",
     "rating_table",
     "relevant_items",
-    "served_recommender",
     "time_split",
     "tune_ranking",
 ]
@@ -95,10 +92,9 @@ class Split:
 
 
 def _check_model_table(df: pd.DataFrame, need_time: bool = True) -> None:
-    need = {"user", "item", "score"} | ({"timestamp"} if need_time else set())
-    missing = need - set(df.columns)
-    if missing:
-        raise ValueError(f"model table lacks columns {sorted(missing)}")
+    columns = ["user", "item", "score"] + (["timestamp"] if need_time else [])
+    check_columns(df, columns, "the ratings to evaluate",
+                  hint="evaluation needs the model table's columns (data.tables)")
 
 
 def time_split(model_df: pd.DataFrame, quantile: float = 0.8) -> Split:
@@ -503,33 +499,6 @@ def rating_params_for(choice: str) -> dict[str, Any] | None:
     return {"components": {name: DEFAULT_COMPONENTS[name] for name in ("baseline", "svd")}}
 
 
-
-def served_recommender(model_df: pd.DataFrame, titles: pd.DataFrame,
-                       rating_params: Mapping[str, Any] | None = None,
-                       ranking_params: Mapping[str, Any] | None = None, seed: int = DEFAULT_SEED,
-                       paths: Any = None) -> tuple[Recommender, str]:
-    """The registered champion when there is one (what the API serves), else a
-    ``Recommender`` trained here on ``model_df``. Returns it and where it came from."""
-    from recsys_utils.errors import DataError
-    from recsys_utils.lifecycle.registry import load_champion
-
-    try:
-        model, manifest = load_champion(paths)
-    except DataError:
-        model, manifest = None, {}
-    if isinstance(model, Recommender):
-        return model, f"registered champion {manifest.get('version', '?')}"
-    rec = Recommender(rating_params, ranking_params, seed=seed).fit(model_df, titles)
-    return rec, "trained in this notebook (no champion registered)"
-
-
-def median_activity_user(model_df: pd.DataFrame) -> int:
-    """The user whose number of ratings is closest to the median (smallest id on ties)."""
-    counts = model_df.groupby("user").size().sort_index()
-    gap = (counts - counts.median()).abs().to_numpy()
-    return int(counts.index[int(np.argmin(gap))])
-
-
 def jsonable(value: Any) -> Any:
     """Nested dicts/lists/DataFrames/numpy values as plain JSON types (NaN -> None)."""
     if isinstance(value, pd.DataFrame):
@@ -543,54 +512,3 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
-
-
-_STRATEGY_LABELS = {"model": "recommender", "popularity": "popularity", "random": "random",
-                    "rating": "predicted rating", "bayes": "Bayesian average"}
-
-
-def plot_ranking_comparison(results: Mapping[str, RankingResult]) -> Any:
-    """NDCG@k (with one standard error) and catalog coverage per strategy, one group per split."""
-    import matplotlib.pyplot as plt
-
-    fig, (ax_ndcg, ax_cov) = plt.subplots(1, 2, figsize=(11, 4.2))
-    splits = list(results)
-    strategies = list(next(iter(results.values())).metrics)
-    width = 0.8 / len(strategies)
-    x = np.arange(len(splits))
-    for j, strategy in enumerate(strategies):
-        ndcg = [results[s].metrics[strategy]["ndcg"] for s in splits]
-        se = [results[s].metrics[strategy]["ndcg_se"] for s in splits]
-        cov = [results[s].metrics[strategy]["coverage"] for s in splits]
-        label = _STRATEGY_LABELS.get(strategy, strategy)
-        ax_ndcg.bar(x + j * width, ndcg, width, yerr=se, capsize=3, label=label)
-        ax_cov.bar(x + j * width, cov, width, label=label)
-    k = next(iter(results.values())).k
-    for ax, title, ylabel in ((ax_ndcg, f"NDCG@{k} (error bar: 1 s.e. over users)", f"NDCG@{k}"),
-                              (ax_cov, f"Catalog coverage of the top-{k} lists",
-                               "share of the catalog (log scale)")):
-        ax.set_xticks(x + width * (len(strategies) - 1) / 2, splits)
-        ax.set_xlabel("split")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-    ax_cov.set_yscale("log")
-    handles, labels = ax_ndcg.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(strategies), frameon=False)
-    fig.suptitle("Top-N quality: recommender vs baselines on the same candidates")
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    return fig
-
-
-def plot_error_by_activity(frames: Mapping[str, pd.DataFrame]) -> Any:
-    """RMSE per user-activity bucket, one line per split (bucket sizes in the labels)."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    for name, frame in frames.items():  # empty buckets have NaN RMSE: a gap in the line
-        ax.plot(frame["activity"], frame["rmse"], marker="o", label=name)
-    ax.set_xlabel("training ratings of the user")
-    ax.set_ylabel("RMSE on held-out ratings")
-    ax.set_title("Rating error by user activity")
-    ax.legend(title="split")
-    fig.tight_layout()
-    return fig

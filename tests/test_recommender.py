@@ -1,4 +1,6 @@
-"""The Recommender: candidates, filters, cold start, similar titles, vectorized scores."""
+"""The Recommender: candidates, filters, cold start, similar titles, vectorized scores.
+
+Its evaluation (splits, metrics against baselines, seeding) is tested in test_evaluation.py."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from ranking_fixtures import (
     N_ITEMS,
     item_id,
     movielens_titles,
+    svd_recommender,
     synthetic_ratings,
     synthetic_titles,
 )
@@ -21,16 +24,6 @@ from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, Recommender
 from recsys_utils.rating.predictors import make_component
 
 
-def _svd(seed: int = 0):
-    return make_component("svd", {"n_factors": 5, "n_epochs": 10, "keep_algo": True}, seed=seed)
-
-
-def _fit(ratings: pd.DataFrame | None = None, seed: int = 0, **ranking) -> Recommender:
-    ratings = synthetic_ratings(seed) if ratings is None else ratings
-    return Recommender(ranking_params=ranking, seed=seed, rating_model=_svd(seed)).fit(
-        ratings, synthetic_titles())
-
-
 @pytest.fixture(scope="module")
 def ratings() -> pd.DataFrame:
     return synthetic_ratings(0)
@@ -38,7 +31,7 @@ def ratings() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def rec(ratings: pd.DataFrame) -> Recommender:
-    return _fit(ratings)
+    return svd_recommender(ratings)
 
 
 def _rated(ratings: pd.DataFrame, user: int) -> set[str]:
@@ -222,20 +215,6 @@ def test_pickle_round_trip_gives_the_same_answers(rec: Recommender):
     pd.testing.assert_frame_equal(clone.recommend(3).items, rec.recommend(3).items)
     pd.testing.assert_frame_equal(clone.similar("i30"), rec.similar("i30"))
     assert clone.recommend_all(5) == rec.recommend_all(5)
-
-
-def test_same_seed_same_metrics_and_other_seed_other_random_baseline():
-    ratings = synthetic_ratings(1)
-    split = time_split(ratings, 0.7)
-
-    def run(seed):
-        return evaluate_ranking(lambda tr: _fit(tr, seed=seed), split.train, split.test, k=5,
-                                seed=seed).metrics
-
-    first, second = run(3), run(3)
-    assert first == second
-    assert first["model"]["ndcg"] > first["random"]["ndcg"]
-    assert run(4)["random"] != first["random"]
 
 
 def test_parameters_are_validated():

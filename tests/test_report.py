@@ -1,0 +1,179 @@
+"""evaluate_recommender: one call runs the protocol; its result knows its tables, figures,
+key numbers and report (on the small synthetic catalog of ranking_fixtures)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+from ranking_fixtures import N_USERS, svd_recommender, synthetic_ratings, synthetic_titles
+
+from recsys_utils.paths import PROJECT_ROOT, ProjectPaths
+from recsys_utils.plots import missing_labels
+from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS
+from recsys_utils.ranking.report import (
+    CHECKED_NUMBERS,
+    REPORT_FILE,
+    EvaluationResult,
+    evaluate_recommender,
+    median_activity_user,
+    served_recommender,
+)
+
+GRID = {"l2": [10.0, 50.0], "pop_weight": [0.0, -0.5]}
+K = 5
+
+
+@pytest.fixture(scope="module")
+def ratings() -> pd.DataFrame:
+    return synthetic_ratings(0)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> ProjectPaths:
+    """An empty project: no registered champion, reports and figures written here."""
+    return ProjectPaths(tmp_path_factory.mktemp("project")).ensure()
+
+
+@pytest.fixture(scope="module")
+def result(ratings: pd.DataFrame, project: ProjectPaths) -> EvaluationResult:
+    return evaluate_recommender(ratings, synthetic_titles(), k=K, time_quantile=0.7,
+                                holdout_fraction=0.25, grid=GRID, min_coverage_ratio=2.0,
+                                seed=3, paths=project)
+
+
+def test_splits_and_their_table(result: EvaluationResult, ratings: pd.DataFrame):
+    assert list(result.splits) == ["time", "last_n", "random"]
+    table = result.split_table
+    assert list(table.index) == ["time", "last_n", "fold1"]  # the random split is fold 1
+    # per-user and random splits keep every rating; the time split drops new users' later ones
+    for name in ("last_n", "fold1"):
+        assert table.loc[name, "train_ratings"] + table.loc[name, "test_ratings"] == len(ratings)
+    time = result.splits["time"]
+    assert time.train["timestamp"].max() < time.test["timestamp"].min()
+    assert table.loc["last_n", "test_users"] == N_USERS
+
+
+def test_each_split_is_evaluated_with_its_tuned_parameters(result: EvaluationResult):
+    assert set(result.tuning) == {"time", "last_n"}
+    for name, tuning in result.tuning.items():
+        assert len(tuning.table) == 4  # the whole grid was scored on validation data
+        used = result.evaluations[name].recommender.ranking_params
+        assert {p: used[p] for p in GRID} == {p: tuning.best_params[p] for p in GRID}
+    assert (result.evaluations["random"].recommender.ranking_params
+            == result.evaluations["last_n"].recommender.ranking_params)
+    captions = list(result.tuning_tables())
+    assert captions[0].startswith("time: chosen {") and f"NDCG@{K}" in captions[0]
+    for table in result.tuning_tables().values():
+        assert table["ndcg"].is_monotonic_decreasing
+
+
+def test_tables_hold_every_split_and_strategy(result: EvaluationResult):
+    ranking = result.ranking_table
+    assert set(ranking.index.get_level_values("split")) == {"time", "last_n", "random"}
+    assert list(ranking.loc["time"].index) == ["model", "popularity", "bayes", "random"]
+    assert set(result.rating_table.loc["time"].index) == {"model", "item_mean", "global_mean",
+                                                          "random"}
+    summary = result.summary
+    assert summary.loc["time", "NDCG ratio vs popularity"] == pytest.approx(
+        ranking.loc[("time", "model"), "ndcg"] / ranking.loc[("time", "popularity"), "ndcg"])
+    assert result.platforms == ["alpha", "beta"]
+    by_platform = result.platform_table
+    assert by_platform is not None
+    assert set(by_platform.index.get_level_values("platform")) == {"alpha", "beta"}
+    assert result.activity_table.loc["time", "n_ratings"].sum() == len(result.splits["time"].test)
+
+
+def test_key_numbers_come_from_the_tables(result: EvaluationResult):
+    key = result.key_numbers
+    ranking, rating = result.ranking_table, result.rating_table
+    assert key["k"] == K and key["time_quantile"] == 0.7
+    assert key["ndcg"] == pytest.approx(ranking.loc[("time", "model"), "ndcg"])
+    assert key["pop_ndcg"] == pytest.approx(ranking.loc[("time", "popularity"), "ndcg"])
+    assert key["ndcg_ratio"] == pytest.approx(key["ndcg"] / key["pop_ndcg"])
+    assert key["lastn_ndcg"] == pytest.approx(ranking.loc[("last_n", "model"), "ndcg"])
+    assert key["rmse"] == pytest.approx(rating.loc[("time", "model"), "rmse"])
+    assert key["random_fold_rmse"] == pytest.approx(rating.loc[("random", "model"), "rmse"])
+    assert key["n_test_ratings"] == len(result.splits["time"].test)
+    assert key["l2"] in GRID["l2"] and key["pop_weight"] in GRID["pop_weight"]
+    json.dumps(key, allow_nan=False)  # plain Python values only: the book formats them
+    checked = result.checked_numbers()
+    assert tuple(checked) == CHECKED_NUMBERS
+    assert checked["ndcg"] == round(key["ndcg"], 4) and checked["l2"] == key["l2"]
+
+
+def test_every_number_the_book_glues_is_a_key_number(result: EvaluationResult):
+    glued = set()
+    for chapter in (PROJECT_ROOT / "book").glob("*.md"):
+        glued |= set(re.findall(r"04_evaluation\.ipynb::eval_(\w+?)(?::|`)",
+                                chapter.read_text(encoding="utf-8")))
+    assert glued, "the book glues numbers of 04_evaluation"
+    assert glued <= set(result.key_numbers)
+
+
+def test_report_and_figures_are_written(result: EvaluationResult, project: ProjectPaths):
+    report = json.loads((project.reports / REPORT_FILE).read_text(encoding="utf-8"))
+    assert report["key"] == result.key_numbers
+    assert report["protocol"]["k"] == K and set(report["protocol"]["splits"]) == set(result.splits)
+    assert set(report["results"]) == set(result.splits)
+    assert len(report["tuning"]["time"]["table"]) == 4
+    assert not [p for p in project.reports.iterdir() if p.name.endswith(".tmp")]
+    for name, fig in result.figures.items():
+        assert (project.figures / f"{name}.png").stat().st_size > 0
+        assert missing_labels(fig) == []
+        assert fig.number not in plt.get_fignums()  # closed: Jupyter shows it only on request
+
+
+def test_write_report_replaces_the_file(result: EvaluationResult, tmp_path):
+    path = tmp_path / "nested" / "evaluation.json"
+    path.parent.mkdir()
+    path.write_text("stale", encoding="utf-8")
+    assert result.write_report(path) == path
+    assert json.loads(path.read_text(encoding="utf-8")) == result.report()
+    assert [p.name for p in path.parent.iterdir()] == ["evaluation.json"]
+
+
+def test_served_examples_without_a_champion(result: EvaluationResult, ratings: pd.DataFrame):
+    served = result.served
+    assert served.source.startswith("trained in this notebook")
+    assert served.user == 1  # every user has as many ratings: the smallest id
+    tables = list(served.examples.values())
+    favourites, top, filtered, cold, similar = tables
+    rated = set(ratings.loc[ratings["user"] == 1, "item"])
+    assert len(favourites) == 5 and favourites["score"].is_monotonic_decreasing
+    assert len(top) == K and not set(top["item_id"]) & rated
+    assert set(filtered["platform"]) == {"beta"} and set(filtered["type"]) == {"TV Show"}
+    assert "cold_start=True" in list(served.examples)[3] and len(cold) == 5
+    most_rated = ratings["item"].value_counts().index[0]
+    assert most_rated not in set(similar["item_id"]) and len(similar) == K
+
+
+def test_without_tuning_or_random_fold_the_defaults_are_evaluated(ratings: pd.DataFrame,
+                                                                  tmp_path):
+    res = evaluate_recommender(ratings, synthetic_titles(), k=K, time_quantile=0.7,
+                               tune=False, random_fold=False, seed=3,
+                               paths=ProjectPaths(tmp_path))
+    assert res.tuning == {} and list(res.splits) == ["time", "last_n"]
+    params = res.evaluations["time"].recommender.ranking_params
+    assert {p: params[p] for p in GRID} == {p: DEFAULT_RANKING_PARAMS[p] for p in GRID}
+    assert "random_fold_rmse" not in res.key_numbers
+    assert res.tuning_tables() == {}
+
+
+def test_the_registered_champion_is_what_is_served(ratings: pd.DataFrame):
+    champion = svd_recommender(ratings)
+    served, source = served_recommender(ratings, synthetic_titles(),
+                                        (champion, {"version": "v0007"}))
+    assert served is champion and source == "registered champion v0007"
+    # a registered object that is not a Recommender cannot answer: one is trained here
+    trained, source = served_recommender(ratings, synthetic_titles(), (object(), {}), seed=0)
+    assert trained is not champion and source.startswith("trained in this notebook")
+    assert trained.recommend(2, n=3).items["item_id"].tolist()
+
+
+def test_median_activity_user_prefers_the_smallest_id_on_ties():
+    df = pd.DataFrame({"user": [5, 5, 5, 2, 2, 9, 7, 7], "item": list("abcdefgh")})
+    assert median_activity_user(df) == 2  # counts 3, 2, 1, 2: median 2, users 2 and 7
