@@ -42,6 +42,7 @@ __all__ = [
     "durable_writes",
     "fsync_dir",
     "remove_temp_files",
+    "reset_durable_writes",
 ]
 
 #: Environment variable: die at this (1-based) durable write.
@@ -57,6 +58,12 @@ _writes = 0
 def durable_writes() -> int:
     """How many durable writes this process has made so far."""
     return _writes
+
+
+def reset_durable_writes() -> None:
+    """Count from zero again (a crash-injection harness, in a freshly forked process)."""
+    global _writes
+    _writes = 0
 
 
 def durable_point(target: str | Path) -> None:

@@ -190,16 +190,21 @@ def _read_pointer(models: Path) -> dict | None:
     return record
 
 
-def _last_history_record(models: Path) -> dict | None:
+def _history(models: Path) -> list[dict]:
+    """The pointer changes logged so far, oldest first (a line torn by a crash is skipped)."""
     path = models / HISTORY_FILE
-    if not path.is_file():
-        return None
-    for line in reversed(path.read_text(encoding="utf-8").splitlines()):
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
         try:
-            return json.loads(line)
-        except json.JSONDecodeError:  # a line torn by a crash: ignore it
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
             continue
-    return None
+    return records
+
+
+def _last_history_record(models: Path) -> dict | None:
+    history = _history(models)
+    return history[-1] if history else None
 
 
 def remove_version(version: str, paths: ProjectPaths | None = None) -> None:
@@ -239,6 +244,13 @@ def recover_registry(paths: ProjectPaths | None = None) -> list[str]:
                                 != (pointer["version"], pointer.get("updated_at"))):
         append_line(models / HISTORY_FILE, json.dumps(pointer))
         done.append(f"logged the pointer change to {pointer['version']}")
+    # A version registered to be promoted that the pointer never named: the crash came
+    # between the rename and the pointer; finish the registration.
+    ever = {r.get("version") for r in _history(models)}
+    for version in list_versions(paths):
+        if version not in ever and read_manifest(version, paths).get("promote_on_register"):
+            _promote(version, paths, reason="registered (recovered)", expected=None)
+            done.append(f"promoted {version} (its registration was cut short)")
     return done
 
 
@@ -306,6 +318,8 @@ def _register(model: object, *, params: dict, metrics: dict, data_fingerprint: s
             "files": files,
             "notes": notes,
         }
+        if promote:  # the intent, so recovery can finish a registration cut short
+            manifest["promote_on_register"] = True
         if extra:
             manifest.update(_jsonable(extra))
         # Reserve the next free name by renaming the staging folder onto it;
