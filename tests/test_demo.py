@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from serving_fixture import KNOWN_USER, PLATFORMS, UNKNOWN_USER, serving_project
+from serving_fixture import (
+    KNOWN_USER,
+    PLATFORMS,
+    RATED_ID,
+    UNKNOWN_USER,
+    UNRATED_ID,
+    serving_project,
+)
 
 from recsys_utils.explore import analytics
 from recsys_utils.serving import demo
@@ -71,6 +78,46 @@ def test_new_user_without_ratings_gets_a_hint(state: ServingState):
     assert table.empty and "Rate at least one" in status
 
 
+@pytest.mark.parametrize("user", [1, 2, 3, 4, 5, UNKNOWN_USER])
+def test_recommendations_are_in_rank_order_and_say_why_ratings_are_not(state: ServingState,
+                                                                        user: int):
+    """Rows follow the model's ranking; when the predicted ratings do not fall down the
+    list, the status says why (two models answer two questions)."""
+    table, status = demo.user_recommendations(state, user, [], demo.ALL, 10)
+    assert list(table["rank"]) == list(range(1, len(table) + 1))
+    assert list(table["id"]) == list(state.recommender.recommend(user, n=10).items["item_id"])
+    monotone = table["predicted rating"].is_monotonic_decreasing
+    assert (demo.RANK_NOTE in status) is (not monotone)
+
+
+def test_similar_titles_match_the_model(state: ServingState):
+    table, status = demo.similar_titles(state, RATED_ID, 5)
+    want = state.recommender.similar(RATED_ID, n=5)
+    assert list(table.columns) == demo.SIMILAR_COLUMNS
+    assert list(table["id"]) == list(want["item_id"]) and list(table["rank"]) == [1, 2, 3, 4, 5]
+    assert table["similarity"].is_monotonic_decreasing
+    assert state.titles_by_id[RATED_ID].title in status
+
+
+@pytest.mark.parametrize(("item", "says"), [
+    (UNRATED_ID, "no neighbours"),  # in the catalog, but nobody rated it
+    ("zz999", "not a title the model knows"),
+    (None, "Pick a title"),
+])
+def test_similar_titles_without_an_answer_say_why(state: ServingState, item, says: str):
+    table, status = demo.similar_titles(state, item, 5)
+    assert table.empty and list(table.columns) == demo.SIMILAR_COLUMNS
+    assert says in status
+
+
+def test_bad_input_is_quoted_as_a_short_excerpt(state: ServingState):
+    garbage = "\x00\x01" * 300
+    _, status = demo.user_recommendations(state, garbage, [], demo.ALL, 5)
+    assert status.isprintable() and len(status) < 150
+    _, status = demo.similar_titles(state, garbage, 5)
+    assert status.isprintable() and len(status) < 150
+
+
 def test_analytics_answers_match_the_library(state: ServingState):
     table = demo.analytics_answers(state, "netflix", 2001, 3.0, demo.ALL, "min", demo.ALL)
     assert list(table.columns) == ["question", "answer"] and len(table) == 4
@@ -94,12 +141,15 @@ def test_count_tables(state: ServingState):
     assert set(per_rating.columns) == {"rating", "n_titles"}
 
 
-def test_build_demo_has_both_tabs_filled_at_build_time(state: ServingState):
+def test_build_demo_has_every_tab_filled_at_build_time(state: ServingState):
     blocks = demo.build_demo(state, selected_tab="analytics")
     labels = {getattr(b, "label", None) for b in blocks.blocks.values()}
-    assert {"Recommendations", "Platform analytics", "Answers"} <= labels
-    tables = [b for b in blocks.blocks.values() if getattr(b, "label", None) == "Answers"]
-    assert tables[0].value["data"], "the answers table is filled before any event"
+    assert {"Recommendations", "Similar titles", "Platform analytics", "Answers"} <= labels
+    for label in ("Answers", "Similar titles"):
+        tables = [b for b in blocks.blocks.values()
+                  if getattr(b, "label", None) == label and hasattr(b, "value")
+                  and isinstance(b.value, dict) and "data" in b.value]
+        assert tables and tables[0].value["data"], f"{label} is filled before any event"
     with pytest.raises(ValueError, match="selected_tab"):
         demo.build_demo(state, selected_tab="nope")
 
@@ -117,6 +167,8 @@ def test_demo_page_renders_in_headless_chromium(state: ServingState, tmp_path: P
         user = state.active_users[0]
         first = state.recommender.recommend(user, n=10).items["title"].iloc[0]
         assert f"Personal recommendations for user {user}" in page
+    elif tab == "similar":
+        first = state.recommender.similar(demo.rateable_titles(state)[0][1], n=10)["title"].iloc[0]
     else:
         first = analytics.longest_title(state.analytics, *analytics.default_query(
             state.analytics)).title

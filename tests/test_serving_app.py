@@ -1,14 +1,16 @@
 """The app (``serving.app``): it refuses bad state with one line, never a traceback,
-and ``recsys-serve`` exits 2 before binding the port."""
+and ``recsys-serve`` exits 2 before binding the port; HEAD answers like GET; the
+docs pages work without internet."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from serving_fixture import serving_project
+from serving_fixture import KNOWN_USER, RATED_ID, serving_project
 
 from recsys_utils.errors import DataError
 from recsys_utils.lifecycle.registry import champion_version
@@ -45,3 +47,56 @@ def test_refuses_a_tampered_model(paths: ProjectPaths, tmp_path: Path,
     assert main(["--root", str(copy.root)]) == 2
     assert "checksum" in capsys.readouterr().err
 
+
+
+# --------------------------------------------------------------------------- HEAD and docs
+
+
+@pytest.fixture(scope="module")
+def client(paths: ProjectPaths):
+    with TestClient(create_app(paths)) as test_client:
+        yield test_client
+
+
+def _example_urls(client: TestClient) -> list[str]:
+    """One URL per GET operation of the schema, with real ids in the path."""
+    spec = client.get("/openapi.json").json()
+    urls = [path.replace("{title_id}", RATED_ID).replace("{user_id}", str(KNOWN_USER))
+            for path, operations in spec["paths"].items() if "get" in operations]
+    assert len(urls) == len(spec["paths"])
+    return [*urls, "/openapi.json", "/docs", "/redoc"]
+
+
+def test_head_answers_like_get_on_every_get_route(client: TestClient):
+    for url in _example_urls(client):
+        got, head = client.get(url), client.head(url)
+        assert head.status_code == got.status_code == 200, url
+        assert head.content == b"", url
+        assert head.headers["content-type"] == got.headers["content-type"], url
+        if url != "/health":  # its uptime and cache counters change between calls
+            assert head.headers["content-length"] == str(len(got.content)), url
+
+
+def test_head_of_an_error_is_the_same_error_without_body(client: TestClient):
+    head = client.head("/titles/zz999")
+    assert head.status_code == 404 and head.content == b""
+    assert client.head("/users/abc/recommendations").status_code == 422
+
+
+def test_other_methods_are_still_405(client: TestClient):
+    response = client.post("/health")
+    assert response.status_code == 405
+    assert "GET" in response.headers["allow"]
+
+
+def test_docs_need_no_internet(client: TestClient):
+    """/docs and /redoc load their scripts and styles from this server, not a CDN."""
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assert "//" not in html.replace("://", ""), page  # no protocol-relative URL
+        assert not re.search(r"https?://", html), f"{page} refers to another host"
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert assets, page
+        for asset in assets:
+            response = client.get(asset)
+            assert response.status_code == 200 and len(response.content) > 1000, asset

@@ -10,6 +10,7 @@ swap the state with ``app.dependency_overrides[get_state]``.
 from __future__ import annotations
 
 import math
+from urllib.parse import quote
 
 import pandas as pd
 import pytest
@@ -324,3 +325,67 @@ def test_overridden_state_never_reads_another_states_cache(paths: ProjectPaths):
         cold.recommender.known_user = lambda user: False
         app.dependency_overrides[get_state] = lambda: cold
         assert test_client.get(url).json()["cold_start"] is True
+
+
+# --------------------------------------------------------------------------- one rule for filter values
+
+
+@pytest.mark.parametrize("spelling", ["netflix", "NETFLIX", "Netflix", " netflix "])
+def test_platform_case_is_one_rule_for_analytics_and_recommendations(client: TestClient,
+                                                                      spelling: str):
+    """`?platform=` on /analytics/* and `?platforms=` on recommendations match the same
+    way (case and blanks do not matter) and answer with the canonical name."""
+    analytics_answer = client.get("/analytics/top-actor", params={"platform": spelling})
+    recs = client.get(f"/users/{KNOWN_USER}/recommendations",
+                      params={"platforms": spelling, "n": 3})
+    assert analytics_answer.status_code == recs.status_code == 200
+    assert analytics_answer.json()["platform"] == "netflix"
+    assert recs.json()["platforms"] == ["netflix"]
+    assert {i["platform"] for i in recs.json()["items"]} == {"netflix"}
+
+
+def test_platform_spellings_of_one_platform_are_one_filter(client: TestClient):
+    body = client.get(f"/users/{KNOWN_USER}/recommendations?platforms=Hulu,HULU&n=3").json()
+    assert body["platforms"] == ["hulu"]
+    mixed = client.get(f"/users/{KNOWN_USER}/recommendations?platforms=Amazon Prime&n=3")
+    assert mixed.json()["platforms"] == ["amazon_prime"]  # the analytics rule: blanks = _
+
+
+@pytest.mark.parametrize("url", ["/analytics/top-actor?platform=Disney",
+                                 f"/users/{KNOWN_USER}/recommendations?platforms=Disney"])
+def test_unknown_platform_in_any_case_is_the_same_404(client: TestClient, url: str):
+    response = client.get(url)
+    assert response.status_code == 404
+    assert response.json()["field"] == "platform"
+    assert response.json()["valid"] == VALID_PLATFORMS
+
+
+# --------------------------------------------------------------------------- bad input, short answers
+
+
+def test_empty_platforms_names_the_parameter_not_an_index(client: TestClient):
+    response = client.get(f"/users/{KNOWN_USER}/recommendations?platforms=")
+    assert response.status_code == 422
+    body = response.json()
+    assert body["field"] == "platforms"
+    assert body["detail"].startswith("query parameter 'platforms'")
+    assert body["errors"][0]["location"] == "query.platforms.0"  # the precise place stays
+
+
+def test_garbage_platform_is_echoed_as_a_short_printable_excerpt(client: TestClient):
+    garbage = "".join(chr(c) for c in range(1, 32)) * 16  # 496 control characters
+    response = client.get(f"/users/{KNOWN_USER}/recommendations", params={"platforms": garbage})
+    assert response.status_code == 404
+    detail = response.json()["detail"]
+    assert detail.isprintable() and "..." in detail
+    quoted = detail.split("unknown platform ", 1)[1].split("; valid values", 1)[0]
+    assert len(quoted) <= 48, quoted  # an excerpt, not the 496 characters
+    assert response.json()["valid"] == VALID_PLATFORMS
+
+
+def test_garbage_title_id_is_echoed_as_a_short_printable_excerpt(client: TestClient):
+    garbage = "\x00\x7f\x1b" * 21  # 63 characters, none printable
+    response = client.get(f"/titles/{quote(garbage, safe='')}")
+    assert response.status_code == 404
+    detail = response.json()["detail"]
+    assert detail.isprintable() and len(detail) < 120

@@ -92,6 +92,32 @@ def test_server_answers_over_http(server: str):
         assert client.get("/version").json()["version"] == health.json()["model_version"]
 
 
+def test_server_answers_head_like_get(server: str):
+    """Under uvicorn too: HEAD is GET's status and headers, without a body."""
+    url = f"/users/{KNOWN_USER}/recommendations?n=3"
+    with httpx.Client(base_url=server, timeout=10) as client:
+        got, head = client.get(url), client.head(url)
+        assert head.status_code == got.status_code == 200
+        assert head.content == b""
+        assert head.headers["content-length"] == str(len(got.content))
+        assert client.head("/docs").status_code == 200
+
+
+def test_docs_render_in_a_browser_from_local_assets(server: str, tmp_path: Path):
+    """Swagger UI draws every operation from files this server serves (the test machines
+    have no route to a CDN, so a page that needed one would render no operation)."""
+    from recsys_utils.serving.demo import CHROMIUM_FLAGS, find_chromium
+
+    browser = find_chromium()
+    if browser is None:
+        pytest.skip("chromium not installed (CI: `apt-get install -y chromium`)")
+    page = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path}",
+                           "--virtual-time-budget=15000", "--dump-dom", f"{server}/docs"],
+                          capture_output=True, text=True, timeout=120, check=False).stdout
+    drawn = set(re.findall(r'class="opblock-summary-path" data-path="([^"]+)"', page))
+    assert drawn == set(httpx.get(f"{server}/openapi.json").json()["paths"])
+
+
 def test_server_handles_concurrent_requests(server: str):
     """A burst of parallel requests all succeed (the load benchmark does this at scale)."""
     import asyncio

@@ -41,6 +41,7 @@ __all__ = [
     "answer_seed_questions",
     "count_titles_above_score",
     "longest_title",
+    "match_filter",
     "productions_per_country",
     "split_list",
     "titles_per_maturity_rating",
@@ -174,8 +175,12 @@ def _norm(value: str) -> str:
     return re.sub(r"[\s\-_]+", "_", str(value).strip().lower())
 
 
-def _match(field_name: str, value: str | None, valid: Iterable[Any]) -> str | None:
-    """Return the canonical spelling of ``value`` among ``valid`` or raise UnknownFilterError."""
+def match_filter(field_name: str, value: str | None, valid: Iterable[Any]) -> str | None:
+    """Return the canonical spelling of ``value`` among ``valid`` or raise UnknownFilterError.
+
+    The one rule for filter values, used by these functions and by the API's
+    ``platforms`` filter on recommendations alike.
+    """
     if value is None:
         return None
     choices = sorted({str(v) for v in valid if not pd.isna(v)})
@@ -189,11 +194,11 @@ def _match(field_name: str, value: str | None, valid: Iterable[Any]) -> str | No
 
 
 def _platform(df: pd.DataFrame, platform: str | None) -> str | None:
-    return _match("platform", platform, df["platform"].dropna().unique())
+    return match_filter("platform", platform, df["platform"].dropna().unique())
 
 
 def _kind(kind: str | None) -> str | None:
-    return _match("kind", kind, KINDS)
+    return match_filter("kind", kind, KINDS)
 
 
 def _year(year: int | None) -> int | None:
@@ -269,7 +274,7 @@ def longest_title(
     """
     _require(df, ["platform", "release_year", "type", "duration_int", "duration_type", "title"])
     platform_c = _platform(df, platform)
-    dtype_c = _match("duration_type", duration_type, DURATION_TYPES)
+    dtype_c = match_filter("duration_type", duration_type, DURATION_TYPES)
     kind_c, year_c = _kind(kind), _year(year)
     rows = _slice(df, platform_c, year_c, kind_c)
     rows = rows[(rows["duration_type"] == dtype_c).fillna(False).astype(bool)]
@@ -453,7 +458,7 @@ def titles_per_maturity_rating(
     :class:`CountTable` with ``by="rating"``.
     """
     _require(df, ["platform", "rating"])
-    rating_c = _match("rating", rating, df["rating"].dropna().unique())
+    rating_c = match_filter("rating", rating, df["rating"].dropna().unique())
     platform_c = _platform(df, platform)
     rows = _slice(df, platform_c)
     counts = _ordered_counts(rows["rating"].dropna().astype(str).value_counts())

@@ -25,15 +25,25 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys_utils import __version__
-from recsys_utils.errors import DataError, UnknownFilterError, UnknownItemError, run_command
+from recsys_utils.errors import (
+    DataError,
+    UnknownFilterError,
+    UnknownItemError,
+    excerpt,
+    run_command,
+)
 from recsys_utils.paths import ProjectPaths, project_paths
 from recsys_utils.serving.routes import ROUTERS
 from recsys_utils.serving.schemas import ErrorOut, FieldErrorOut
@@ -57,22 +67,40 @@ def _location(loc: Sequence[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def _parameter(loc: Sequence[Any]) -> tuple[str, str]:
+    """``(field, where)`` for a pydantic error location. The field is the parameter's
+    name, never a list index: ``("query", "platforms", 0)`` (an empty ``platforms=``)
+    is field ``platforms``, "query parameter 'platforms' (value 1)"."""
+    if len(loc) < 2:
+        name = str(loc[0]) if loc else "request"
+        return name, name
+    names = [str(part) for part in loc[1:] if not isinstance(part, int)]
+    items = [part for part in loc[1:] if isinstance(part, int)]
+    field = names[-1] if names else str(loc[0])
+    where = f"{loc[0]} parameter '{'.'.join(names) or field}'"
+    return field, where + (f" (value {items[0] + 1})" if items else "")
+
+
 async def _validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    raw = exc.errors()
     errors = [
         FieldErrorOut(location=_location(err.get("loc", ())), message=str(err.get("msg", "")))
-        for err in exc.errors()
+        for err in raw
     ]
-    first = errors[0] if errors else FieldErrorOut(location="request", message="invalid")
-    loc = first.location.split(".")
-    where = f"{loc[0]} parameter '{'.'.join(loc[1:])}'" if len(loc) > 1 else first.location
-    body = ErrorOut(detail=f"{where}: {first.message}", field=loc[-1], errors=errors)
+    field, where = _parameter(raw[0].get("loc", ()) if raw else ())
+    message = errors[0].message if errors else "invalid"
+    body = ErrorOut(detail=f"{where}: {message}", field=field, errors=errors)
     return JSONResponse(status_code=422, content=body.model_dump(exclude_none=True))
 
 
 async def _unknown_filter_handler(request: Request, exc: UnknownFilterError) -> JSONResponse:
     # An unknown platform or rating is an unknown *resource* (404); the valid
     # values are listed so the client can fix the call.
-    body = ErrorOut(detail=str(exc), field=exc.field, valid=list(exc.valid))
+    # Quote only a short, printable excerpt of the value (a garbage value can be
+    # 512 bytes of control characters); `valid` lists the accepted values.
+    listed = ", ".join(repr(v) for v in exc.valid) or "(none)"
+    detail = f"unknown {exc.field} {excerpt(exc.value)}; valid values: {listed}"
+    body = ErrorOut(detail=detail, field=exc.field, valid=list(exc.valid))
     return JSONResponse(status_code=404, content=body.model_dump(exclude_none=True))
 
 
@@ -98,6 +126,70 @@ async def _value_error_handler(request: Request, exc: ValueError) -> JSONRespons
 async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return JSONResponse(status_code=500, content={"detail": "internal error (logged)"})
+
+
+# --------------------------------------------------------------------------- HEAD, docs
+
+
+class HeadAsGet:
+    """ASGI middleware: ``HEAD`` answers exactly like ``GET`` (status, headers, including
+    ``Content-Length``), without the body (RFC 9110 9.3.2).
+
+    Why a middleware: FastAPI registers ``@router.get`` for GET only, so HEAD was a 405
+    on every route; declaring HEAD on each route would add ``head`` operations (with
+    duplicate operation ids) to the OpenAPI schema. Every route of this API is a GET.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+
+
+#: Where the Swagger UI and ReDoc files are served from (no CDN: /docs works offline).
+DOCS_ASSETS = "/docs-assets"
+
+
+def _docs_assets_dir() -> str:
+    """The Swagger UI and ReDoc bundles shipped by the ``fastapi-offline`` package (we use
+    its files only; the pages are FastAPI's own)."""
+    import fastapi_offline
+
+    return str(Path(fastapi_offline.__file__).parent / "static")
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from local files; neither is in the schema."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=_docs_assets_dir()), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            # no badge that asks validator.swagger.io about the schema
+            swagger_ui_parameters={"validatorUrl": None})
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
 
 
 # --------------------------------------------------------------------------- app
@@ -151,6 +243,7 @@ def create_app(paths: ProjectPaths | None = None, *, state: ServingState | None 
         # operationIds are the handler names (get_title, recommendations, ...): stable
         # names for generated clients and for the OpenAPI links in `routes`.
         generate_unique_id_function=lambda route: route.name,
+        docs_url=None, redoc_url=None,  # served from local files below (offline)
     )
     # What `state.get_state` and `state.get_cache` hand to the routes.
     app.state.serving = state
@@ -164,6 +257,8 @@ def create_app(paths: ProjectPaths | None = None, *, state: ServingState | None 
     app.add_exception_handler(Exception, _unexpected_handler)
     for router in ROUTERS:
         app.include_router(router)
+    _add_offline_docs(app)
+    app.add_middleware(HeadAsGet)
     return app
 
 

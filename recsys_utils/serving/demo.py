@@ -1,5 +1,5 @@
-"""The Gradio demo: recommendations for a user (or a new user who rates a few titles)
-and the platform analytics, on the same objects the API serves.
+"""The Gradio demo: recommendations for a user (or a new user who rates a few titles),
+titles similar to a title, and the platform analytics, on the same objects the API serves.
 
 ``recsys-demo`` (``make demo``) loads the processed tables and the champion model
 once with ``recsys_utils.serving.state.load_state`` (same checksum check, same refusal when
@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from recsys_utils.errors import DataError, UnknownFilterError
+from recsys_utils.errors import DataError, UnknownFilterError, excerpt
 from recsys_utils.explore import analytics
 from recsys_utils.paths import project_paths
 from recsys_utils.serving.state import ServingState, load_state
@@ -34,6 +34,7 @@ __all__ = [
     "main",
     "new_user_recommendations",
     "rateable_titles",
+    "similar_titles",
     "user_recommendations",
 ]
 
@@ -44,6 +45,12 @@ RATE_SLOTS = 5
 #: Columns of the recommendation table shown to the user.
 REC_COLUMNS = ["rank", "title", "platform", "type", "predicted rating", "id"]
 REC_WIDTHS = ["7%", "47%", "13%", "9%", "13%", "11%"]
+#: Why "predicted rating" need not fall down the list: two models, two questions.
+RANK_NOTE = ("The list is in rank order: ranked by what you are likely to watch and enjoy "
+             "(the ranking model, EASE). *Predicted rating* is a second model's estimate of "
+             "the score you would give, so it need not decrease down the list.")
+#: Columns of the similar-titles table.
+SIMILAR_COLUMNS = ["rank", "title", "platform", "similarity", "id"]
 MAX_N = 50
 
 
@@ -83,6 +90,12 @@ def _empty_recs() -> pd.DataFrame:
     return pd.DataFrame(columns=REC_COLUMNS)
 
 
+def _order_note(table: pd.DataFrame) -> str:
+    """``RANK_NOTE`` when the predicted ratings do not decrease down the ranked list."""
+    scores = table["predicted rating"].dropna()
+    return "" if scores.is_monotonic_decreasing else " " + RANK_NOTE
+
+
 def platform_choices(state: ServingState) -> list[str]:
     """Platforms a user can filter on."""
     return list(state.platforms)
@@ -113,7 +126,7 @@ def user_recommendations(state: ServingState, user_id: Any, platforms: Sequence[
     try:
         user = int(user_id)
     except (TypeError, ValueError):
-        return _empty_recs(), f"**{user_id!r} is not a user id**: enter a whole number."
+        return _empty_recs(), f"**{excerpt(user_id)} is not a user id**: enter a whole number."
     if not 0 <= user < 2**31:
         return _empty_recs(), f"**{user} is out of range**: user ids are 0 to {2**31 - 1}."
     try:
@@ -129,7 +142,8 @@ def user_recommendations(state: ServingState, user_id: Any, platforms: Sequence[
         status = f"Personal recommendations for user {user} (model {version})."
     if recs.items.empty:
         status += " No title matches these filters."
-    return _rec_table(recs.items), status
+    table = _rec_table(recs.items)
+    return table, status + _order_note(table)
 
 
 def ratings_from_inputs(titles: Sequence[str | None], scores: Sequence[Any]
@@ -171,7 +185,38 @@ def new_user_recommendations(state: ServingState, ratings: dict[str, float],
                   "**cold-start** list.")
     if recs.items.empty:
         status += " No title matches these filters."
-    return _rec_table(recs.items), status
+    table = _rec_table(recs.items)
+    return table, status + _order_note(table)
+
+
+def similar_titles(state: ServingState, item_id: Any, n: Any = 10) -> tuple[pd.DataFrame, str]:
+    """Titles closest to ``item_id`` in the model's item space (``GET /titles/{id}/similar``):
+    the table and a one-line status."""
+    empty = pd.DataFrame(columns=SIMILAR_COLUMNS)
+    if not item_id:
+        return empty, "Pick a title to see the titles most similar to it."
+    try:
+        frame = state.recommender.similar(str(item_id), n=_n(n))
+    except KeyError:  # UnknownItemError: not a title of the model
+        return empty, f"**{excerpt(item_id)} is not a title the model knows.**"
+    name = _title_name(state, str(item_id))
+    if frame.empty:
+        return empty, (f"Nobody rated *{name}* often enough for the model to place it, "
+                       "so it has no neighbours yet.")
+    table = pd.DataFrame({
+        "rank": range(1, len(frame) + 1),
+        "title": frame["title"].astype(str).to_numpy(),
+        "platform": frame["platform"].astype(str).to_numpy(),
+        "similarity": frame["similarity"].astype(float).round(3).to_numpy(),
+        "id": frame["item_id"].astype(str).to_numpy(),
+    }, columns=SIMILAR_COLUMNS)
+    return table, (f"Titles most similar to *{name}* (cosine similarity of the model's "
+                   "item factors: viewers who liked one liked the other).")
+
+
+def _title_name(state: ServingState, item_id: str) -> str:
+    rows = state.analytics.loc[state.analytics["item_id"].astype(str) == item_id, "title"]
+    return str(rows.iloc[0]) if len(rows) else item_id
 
 
 def _year(year: Any) -> int | None:
@@ -240,8 +285,8 @@ def rating_choices(state: ServingState) -> list[str]:
 # --------------------------------------------------------------------------- layout
 
 
-#: Ids of the two top-level tabs (``build_demo(selected_tab=...)``).
-TABS = ("recommendations", "analytics")
+#: Ids of the top-level tabs (``build_demo(selected_tab=...)``).
+TABS = ("recommendations", "similar", "analytics")
 
 
 def build_demo(state: ServingState, selected_tab: str = "recommendations") -> Any:
@@ -262,6 +307,8 @@ def build_demo(state: ServingState, selected_tab: str = "recommendations") -> An
     d_platform, d_year = analytics.default_query(state.analytics)
     first_answers = analytics_answers(state, d_platform, d_year)
     first_counts = count_tables(state, None, d_year)
+    first_title = titles[0][1] if titles else None  # the most rated title
+    first_similar, first_similar_status = similar_titles(state, first_title, 10)
 
     with gr.Blocks(title="Streaming recommender", analytics_enabled=False) as demo:
         gr.Markdown(f"# Streaming recommender\nModel **{version}**, trained "
@@ -306,6 +353,17 @@ def build_demo(state: ServingState, selected_tab: str = "recommendations") -> An
 
                 new_btn.click(_new, inputs=[platform_in, kind_in, n_in, *title_ins, *score_ins],
                               outputs=[new_out, new_status])
+
+            with gr.Tab("Similar titles", id="similar"):
+                with gr.Row():
+                    s_title = gr.Dropdown(titles, value=first_title, label="Title",
+                                          filterable=True, scale=4)
+                    s_n = gr.Slider(1, MAX_N, value=10, step=1, label="How many", scale=1)
+                    s_btn = gr.Button("Find similar", variant="primary", scale=1)
+                s_status = gr.Markdown(first_similar_status)
+                s_out = gr.Dataframe(first_similar, label="Similar titles", interactive=False)
+                s_btn.click(lambda t, n: similar_titles(state, t, n), inputs=[s_title, s_n],
+                            outputs=[s_out, s_status])
 
             with gr.Tab("Platform analytics", id="analytics"):
                 with gr.Row():

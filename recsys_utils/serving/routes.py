@@ -30,7 +30,8 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import StringConstraints
 
 from recsys_utils import __version__
-from recsys_utils.errors import UnknownFilterError, UnknownItemError
+from recsys_utils.errors import UnknownItemError, excerpt
+from recsys_utils.explore.analytics import match_filter
 from recsys_utils.serving.schemas import (
     INT32_MAX,
     MAX_ID_LEN,
@@ -161,7 +162,7 @@ async def get_title(state: State, title_id: TitleId) -> TitleOut:
     """One title with its audience (mean score, number of ratings)."""
     record = state.titles_by_id.get(title_id)
     if record is None:
-        raise UnknownItemError(title_id, f"unknown title id {title_id!r}")
+        raise UnknownItemError(title_id, f"unknown title id {excerpt(title_id)}")
     return record
 
 
@@ -172,7 +173,7 @@ async def similar_titles(state: State, title_id: TitleId, n: N = 10) -> SimilarO
     """Titles most similar to this one in the model's item space."""
     record = state.titles_by_id.get(title_id)
     if record is None:
-        raise UnknownItemError(title_id, f"unknown title id {title_id!r}")
+        raise UnknownItemError(title_id, f"unknown title id {excerpt(title_id)}")
     try:
         frame = state.recommender.similar(record.item_id, n=n)
     except KeyError as exc:  # UnknownItemError: the title has no ratings in the model
@@ -222,11 +223,12 @@ async def recommendations(
 ) -> RecommendationsOut:
     """Top-n titles the user has not rated; an unknown user gets the cold-start list."""
     names = split_platforms(platforms)
+    if names:
+        # The analytics routes' rule: case and separators do not matter, the answer
+        # names the canonical platform (`NETFLIX` -> `netflix`).
+        valid = state.recommender.platforms
+        names = list(dict.fromkeys(match_filter("platform", name, valid) for name in names))
     kind_value = kind.value if kind is not None else None
-    valid = state.recommender.platforms
-    for name in names or ():
-        if name not in valid:
-            raise UnknownFilterError("platform", name, valid)
     cold_start, items = cache.recommend(state, user_id, n, names, kind_value)
     return RecommendationsOut(
         user_id=user_id, cold_start=cold_start, platforms=names, type=kind_value,
