@@ -1,0 +1,268 @@
+"""Matrix factorization on Spark: ``pyspark.ml`` ALS, top-N for every user, similar titles.
+
+* **Two ALS models.** Explicit ALS fits the scores (its RMSE is comparable with the
+  rating models of ``03_modeling``); implicit ALS (Hu, Koren & Volinsky 2008) treats a
+  rating as an interaction with confidence ``1 + alpha * score`` and ranks better.
+  Rank, regularisation and alpha are chosen on a validation split carved from the
+  training part (``evaluation.last_n_split`` again: the test never informs the choice):
+  RMSE for the explicit model, NDCG@k for the implicit one.
+* **Items** get integer ids in sorted ``item_id`` order (ALS needs integers); a tie in
+  scores is then broken by the item id, the rule of ``ranking.metrics.top_k``.
+* **Top-N for every user** on the executors: user factors stay partitioned, the item
+  factors (catalog-sized) travel with the task; each user's rated titles and the
+  titles outside the platform/type filter are excluded before ranking. Cost: linear
+  in users, times the catalog.
+* **Similar titles**: cosine similarity of item factors, the same way on item partitions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys_utils import DEFAULT_SEED
+from recsys_utils.errors import UnknownFilterError
+from recsys_utils.ranking.recommender import KINDS
+from recsys_utils.scale_out import evaluation as sev
+from recsys_utils.scale_out.cleaning import write_parquet_dir
+
+__all__ = ["AlsChoice", "AlsParams", "Catalog", "als_rmse", "fit_als", "similar_titles",
+           "top_n", "tune_als", "write_top_n"]
+
+
+@dataclass(frozen=True)
+class AlsParams:
+    """One ALS setting (``alpha`` is used by the implicit model only)."""
+
+    rank: int = 10
+    reg: float = 0.1
+    alpha: float = 1.0
+    max_iter: int = 10
+
+
+@dataclass
+class Catalog:
+    """The items ALS knows about: ``item_id`` ↔ integer index, with the filter columns.
+
+    ``items``: one row per ``item_id`` (sorted; ``idx`` is its position), its ``type``
+    (first platform row, like the recommender) and the set of platforms it is on.
+    """
+
+    items: pd.DataFrame
+    platforms: list[str]
+
+    @classmethod
+    def from_titles(cls, titles: pd.DataFrame) -> Catalog:
+        t = titles[["item_id", "platform", "type"]].astype(str)
+        t = t.sort_values(["item_id", "platform"], kind="mergesort")
+        first = t.drop_duplicates("item_id").reset_index(drop=True)
+        on = t.groupby("item_id")["platform"].agg(frozenset)
+        items = pd.DataFrame({"item_id": first["item_id"], "idx": np.arange(len(first)),
+                              "type": first["type"],
+                              "platforms": first["item_id"].map(on).to_numpy()})
+        return cls(items, sorted(t["platform"].unique().tolist()))
+
+    def index_frame(self, spark: Any) -> Any:
+        return spark.createDataFrame(self.items[["item_id", "idx"]].rename(
+            columns={"item_id": "item"}), "item string, idx int")
+
+    def candidate_mask(self, platforms: Sequence[str] | None = None,
+                       kind: str | None = None) -> np.ndarray:
+        """Titles on any of ``platforms`` and of ``kind`` (the recommender's filter rule)."""
+        mask = np.ones(len(self.items), dtype=bool)
+        for name in platforms or ():
+            if name not in self.platforms:
+                raise UnknownFilterError("platform", name, self.platforms)
+        if platforms:
+            wanted = set(platforms)
+            mask &= self.items["platforms"].map(lambda on: bool(on & wanted)).to_numpy()
+        if kind is not None:
+            if kind not in KINDS:
+                raise UnknownFilterError("kind", kind, KINDS)
+            mask &= (self.items["type"] == kind).to_numpy()
+        return mask
+
+
+def _indexed(model: Any, catalog_frame: Any) -> Any:
+    """The model table with the integer item index ALS needs."""
+    return model.join(catalog_frame, "item").select("user", "item", "idx", "score", "timestamp")
+
+
+def fit_als(train: Any, catalog_frame: Any, params: AlsParams, implicit: bool,
+            seed: int = DEFAULT_SEED) -> Any:
+    """A fitted ``pyspark.ml`` ALSModel (users: ``user``; items: ``idx``)."""
+    from pyspark.ml.recommendation import ALS
+
+    als = ALS(rank=params.rank, regParam=params.reg, alpha=params.alpha,
+              maxIter=params.max_iter, implicitPrefs=implicit, seed=seed,
+              userCol="user", itemCol="idx", ratingCol="score", coldStartStrategy="nan",
+              nonnegative=implicit)
+    return als.fit(_indexed(train, catalog_frame))
+
+
+def als_rmse(fitted: Any, train: Any, test: Any, catalog_frame: Any) -> dict[str, float]:
+    """RMSE/MAE of explicit ALS on ``test``; users or titles it never saw get the
+    training mean (as the rating models fall back to a baseline), estimates clipped to
+    the 0.5-5 scale."""
+    from pyspark.sql import functions as F
+
+    mean = train.agg(F.avg("score")).collect()[0][0]
+    pred = fitted.transform(_indexed(test, catalog_frame).select("user", "idx", "score"))
+    est = F.least(F.lit(5.0), F.greatest(F.lit(0.5), F.coalesce(
+        F.when(F.isnan("prediction"), None).otherwise(F.col("prediction")), F.lit(mean))))
+    return sev.rating_errors(pred.withColumn("prediction", est))
+
+
+def top_n(fitted: Any, train: Any, catalog: Catalog, catalog_frame: Any, n: int = 10,
+          platforms: Sequence[str] | None = None, kind: str | None = None) -> Any:
+    """Top-``n`` unrated titles within the filters for every training user, as a Spark
+    frame ``(user, rank, item, score)`` (rank 1 = best; ties: smaller item id first)."""
+    from pyspark.sql import functions as F
+
+    valid = catalog.candidate_mask(platforms, kind)
+    factors = fitted.itemFactors.toPandas()
+    n_items, rank = len(catalog.items), fitted.rank
+    item_factors = np.zeros((n_items, rank), dtype=np.float64)
+    known = np.zeros(n_items, dtype=bool)
+    if len(factors):
+        ids = factors["id"].to_numpy()
+        item_factors[ids] = np.vstack(factors["features"].to_numpy())
+        known[ids] = True
+    valid = valid & known  # a title nobody rated in train has no factors: not ranked
+    item_ids = catalog.items["item_id"].to_numpy(dtype=object)
+    rated = _indexed(train, catalog_frame).groupBy("user").agg(F.collect_list("idx").alias("rated"))
+    users = fitted.userFactors.withColumnRenamed("id", "user").join(rated, "user")
+
+    def rank_users(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            if batch.empty:
+                continue
+            scores = np.vstack(batch["features"].to_numpy()).astype(np.float64) @ item_factors.T
+            scores[:, ~valid] = -np.inf
+            for row, seen in enumerate(batch["rated"]):
+                scores[row, np.asarray(seen, dtype=np.int64)] = -np.inf
+            m = min(n, int(valid.sum()))
+            # stable sort on -score over items in id order: ties go to the smaller id
+            order = np.argsort(-scores, axis=1, kind="stable")[:, :m]
+            top = np.take_along_axis(scores, order, axis=1)
+            keep = np.isfinite(top)
+            rows, cols = np.nonzero(keep)
+            yield pd.DataFrame({"user": batch["user"].to_numpy()[rows].astype(np.int64),
+                                "rank": (cols + 1).astype(np.int32),
+                                "item": item_ids[order[rows, cols]].astype(str),
+                                "score": top[rows, cols]})
+
+    return users.mapInPandas(rank_users, "user long, rank int, item string, score double")
+
+
+def write_top_n(fitted: Any, train: Any, catalog: Catalog, catalog_frame: Any, out: Path,
+                n: int = 10) -> Path:
+    """Every user's top-``n`` overall and per platform, as parquet partitioned by
+    ``platform`` (``platform=all`` is the unfiltered list): what a server looks up."""
+    from pyspark.sql import functions as F
+
+    parts = [top_n(fitted, train, catalog, catalog_frame, n).withColumn("platform", F.lit("all"))]
+    if len(catalog.platforms) > 1:
+        parts += [top_n(fitted, train, catalog, catalog_frame, n, platforms=[p])
+                  .withColumn("platform", F.lit(p)) for p in catalog.platforms]
+    frame = parts[0]
+    for part in parts[1:]:
+        frame = frame.unionByName(part)
+    return write_parquet_dir(frame, out, partition_by=["platform"])
+
+
+def similar_titles(fitted: Any, catalog: Catalog, n: int = 10) -> Any:
+    """For every title with factors, the ``n`` closest titles by cosine similarity of
+    item factors: a Spark frame ``(item, rank, similar, similarity)``."""
+    factors = fitted.itemFactors.toPandas()
+    ids = factors["id"].to_numpy()
+    mat = np.vstack(factors["features"].to_numpy()).astype(np.float64) if len(factors) \
+        else np.zeros((0, fitted.rank))
+    norms = np.linalg.norm(mat, axis=1)
+    unit = mat / np.where(norms > 0, norms, 1.0)[:, None]
+    order_ids = np.argsort(ids, kind="stable")  # rows in item-id order: ties to smaller ids
+    unit, ids = unit[order_ids], ids[order_ids]
+    item_ids = catalog.items["item_id"].to_numpy(dtype=object)
+
+    def neighbours(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            if batch.empty:
+                continue
+            q = np.vstack(batch["features"].to_numpy()).astype(np.float64)
+            q = q / np.where(np.linalg.norm(q, axis=1) > 0, np.linalg.norm(q, axis=1), 1.0)[:, None]
+            sims = q @ unit.T
+            own = np.searchsorted(ids, batch["id"].to_numpy())
+            sims[np.arange(len(batch)), own] = -np.inf
+            m = min(n, max(len(ids) - 1, 0))
+            order = np.argsort(-sims, axis=1, kind="stable")[:, :m]
+            rows = np.repeat(np.arange(len(batch)), m)
+            cols = order.ravel()
+            yield pd.DataFrame({"item": item_ids[batch["id"].to_numpy()[rows]].astype(str),
+                                "rank": np.tile(np.arange(1, m + 1), len(batch)).astype(np.int32),
+                                "similar": item_ids[ids[cols]].astype(str),
+                                "similarity": sims[rows, cols]})
+
+    return fitted.itemFactors.mapInPandas(
+        neighbours, "item string, rank int, similar string, similarity double")
+
+
+# --------------------------------------------------------------------------- tuning
+
+
+@dataclass
+class AlsChoice:
+    """The validation table of one ALS variant and the setting chosen from it."""
+
+    implicit: bool
+    table: pd.DataFrame
+    best: AlsParams
+    criterion: str
+    seconds: float = 0.0
+    split: dict[str, Any] = field(default_factory=dict)
+
+
+def tune_als(train: Any, catalog: Catalog, catalog_frame: Any, *, implicit: bool,
+             ranks: Sequence[int], regs: Sequence[float], alphas: Sequence[float] = (1.0,),
+             max_iter: int = 10, k: int = 10, fraction: float = 0.2,
+             threshold: float = 4.0, seed: int = DEFAULT_SEED) -> AlsChoice:
+    """Choose rank / regularisation (/ alpha) on ``evaluation.last_n_split(train)``:
+    lowest RMSE (explicit) or highest NDCG@k (implicit); ties: the first in grid order."""
+    t0 = time.perf_counter()
+    fit_part, valid_part = sev.last_n_split(train, fraction=fraction)
+    fit_part, valid_part = fit_part.cache(), valid_part.cache()
+    popularity = sev.item_popularity(fit_part) if implicit else {}
+    rows = []
+    for rank_, reg, alpha in itertools.product(ranks, regs, alphas if implicit else [1.0]):
+        params = AlsParams(int(rank_), float(reg), float(alpha), int(max_iter))
+        fitted = fit_als(fit_part, catalog_frame, params, implicit, seed)
+        row = {"rank": params.rank, "reg": params.reg}
+        if implicit:
+            lists = top_n(fitted, fit_part, catalog, catalog_frame, k)
+            rep = sev.ranking_report(lists, valid_part, k, popularity, len(catalog.items),
+                                     threshold)
+            row.update(alpha=params.alpha, ndcg=rep["ndcg"], coverage=rep["coverage"])
+        else:
+            row["rmse"] = als_rmse(fitted, fit_part, valid_part, catalog_frame)["rmse"]
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    criterion = "ndcg" if implicit else "rmse"
+    pos = int(table[criterion].idxmax() if implicit else table[criterion].idxmin())
+    best = table.loc[pos]
+    chosen = AlsParams(int(best["rank"]), float(best["reg"]),
+                       float(best["alpha"]) if implicit else 1.0, int(max_iter))
+    fit_part.unpersist()
+    valid_part.unpersist()
+    return AlsChoice(implicit, table, chosen, criterion, time.perf_counter() - t0,
+                     {"validation": f"last {fraction:.0%} of each user's training ratings"})
+
+
+def params_dict(params: AlsParams) -> Mapping[str, Any]:
+    return {"rank": params.rank, "reg": params.reg, "alpha": params.alpha,
+            "max_iter": params.max_iter}
