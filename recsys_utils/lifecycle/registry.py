@@ -457,8 +457,8 @@ def _verify(version: str, paths: ProjectPaths | None) -> tuple[Path, dict]:
         actual = sha256_file(path)
         if actual != info.get("sha256"):
             raise DataError(
-                f"checksum mismatch for {path}: manifest says {info.get('sha256')}, "
-                f"file has {actual}; refusing to unpickle it. Roll back "
+                f"checksum mismatch for {path}: sha256 {actual[:12]}..., the manifest says "
+                f"{str(info.get('sha256'))[:12]}...; refusing to unpickle it. Roll back "
                 f"(`recsys-retrain --rollback VERSION`) or {_PIPELINE_HINT}"
             )
     return folder, manifest
