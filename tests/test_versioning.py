@@ -112,7 +112,10 @@ def test_pointers_and_remote_unchanged_when_nothing_changed(project, tmp_path):
 
 
 def test_default_remote_is_a_local_folder_outside_the_repository(project, tmp_path):
+    (project.root / ".dvcignore").unlink()  # a repository without it gets it
     url = versioning.ensure_repo(project, log=lambda _: None)
+    ignored = (project.root / ".dvcignore").read_text().splitlines()
+    assert "data/processed/.*" in ignored and "outputs/models/.*" in ignored
     assert url == str((tmp_path / "xdg-cache" / "recsys-dvc-remote").resolve())
     assert not url.startswith(str(project.root))
     # Chosen for this clone only: the committed config names no remote.

@@ -85,9 +85,7 @@ REMOTE_NAME = "storage"
 #: non-champion versions kept in the workspace by the retention rule (all stay in the remote)
 DEFAULT_KEEP = 3
 PRUNED_FILE = "pruned.jsonl"
-#: transient files inside tracked folders (temp files, locks, staging folders): never versioned
-_DVCIGNORE = ("# transient files inside the DVC-tracked folders (temp files, locks, staging)\n"
-              "data/processed/.*\noutputs/models/.*\n")
+
 
 
 def tracked_paths(paths: ProjectPaths) -> list[Path]:
@@ -172,11 +170,7 @@ def ensure_repo(paths: ProjectPaths | None = None, remote: str | None = None,
             raise DataError(_NOT_INSTALLED) from exc
         Repo.init(str(paths.root)).close()
         log(f"initialised DVC in {paths.root} (commit .dvc/ and .dvcignore)")
-    dvcignore = paths.root / ".dvcignore"
-    old = dvcignore.read_text(encoding="utf-8") if dvcignore.is_file() else ""
-    if "outputs/models/.*" not in old:
-        atomic_write_text(dvcignore, old + ("\n" if old and not old.endswith("\n") else "")
-                          + _DVCIGNORE)
+    _ensure_dvcignore(paths)
     wanted = remote or os.environ.get(ENV_REMOTE) or None
     current = configured_remote(paths)
     if wanted is None and current is not None:
@@ -186,6 +180,19 @@ def ensure_repo(paths: ProjectPaths | None = None, remote: str | None = None,
         _write_remote(paths, url, "local")
         log(f"DVC remote for this clone: {url}")
     return url
+
+
+def _ensure_dvcignore(paths: ProjectPaths) -> None:
+    """Transient files inside the tracked folders (temp files, locks, staging folders; all
+    dot-files) are never versioned: list them in ``.dvcignore`` if it does not yet."""
+    dvcignore = paths.root / ".dvcignore"
+    old = dvcignore.read_text(encoding="utf-8") if dvcignore.is_file() else ""
+    wanted = [f"{folder.relative_to(paths.root).as_posix()}/.*" for folder in tracked_paths(paths)]
+    missing = [line for line in wanted if line not in old.splitlines()]
+    if missing:
+        atomic_write_text(dvcignore, old + ("\n" if old and not old.endswith("\n") else "")
+                          + "# transient files in DVC-tracked folders\n" + "\n".join(missing)
+                          + "\n")
 
 
 def _normalise(url: str) -> str:
