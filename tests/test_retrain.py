@@ -311,3 +311,111 @@ def test_failure_while_training_changes_nothing(scenario):
     # ... and the next run does the whole job.
     record, _ = _run(paths, csv)
     assert record["store"]["added"] > 0
+
+
+# --------------------------------------------------------------------------- issue 11
+def test_future_timestamps_are_rejected_with_a_reason(scenario):
+    from recsys_utils.data.ratings import CLOCK_SKEW_SECONDS, validate_ratings
+
+    paths, csv, _, n_new = scenario
+    with open(csv, "a", encoding="utf-8") as fh:
+        fh.write("1,4.0,3999999999,ml1\n")  # 2096
+    record, _ = _run(paths, csv)
+    rejected = pd.read_parquet(paths.root / record["new_ratings"]["rejected_file"])
+    assert rejected["reason"].tolist() == ["timestamp in the future"]
+    assert record["store"]["added"] == n_new
+    now = 1_700_000_000
+    raw = pd.DataFrame({"userId": [1, 1], "rating": [4, 4], "movieId": ["ml1", "ml2"],
+                        "timestamp": [now + CLOCK_SKEW_SECONDS, now + CLOCK_SKEW_SECONDS + 1]})
+    kept, rejected = validate_ratings(raw, "f.csv", None, now=now)
+    assert kept["item_id"].tolist() == ["ml1"]  # within the clock-skew allowance
+    assert rejected["reason"].tolist() == ["timestamp in the future"]
+
+
+def test_a_garbage_file_is_quoted_briefly(scenario, monkeypatch, capsys):
+    import os
+
+    paths, _, _, _ = scenario
+    garbage = paths.raw / "garbage.csv"
+    garbage.write_bytes(os.urandom(3000))
+    monkeypatch.setenv("RECSYS_ROOT", str(paths.root))
+    assert retrain.main(["--new-ratings", str(garbage)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "wrong header" in err
+    assert len(err) < 400 and all(c.isprintable() for c in err.rstrip("\n"))
+
+
+def test_cli_rollback_refuses_a_path_and_walks_back(scenario, monkeypatch, capsys):
+    paths, _, _, _ = scenario
+    monkeypatch.setenv("RECSYS_ROOT", str(paths.root))
+    for payload in (2, 3):
+        registry.register_model({"x": payload}, params=PARAMS, metrics={},
+                                data_fingerprint="f", paths=paths)
+    assert retrain.main(["--rollback", "../models/v0001"]) == 2
+    assert "not a version name" in capsys.readouterr().err
+    assert registry.champion_version(paths) == "v0003"
+    assert retrain.main(["--rollback"]) == 0
+    assert retrain.main(["--rollback"]) == 0
+    assert "champion is now v0001" in capsys.readouterr().out
+    assert retrain.main(["--rollback"]) == 2  # nothing further back
+
+
+def test_a_rollback_during_a_retrain_waits_and_is_not_overwritten(scenario):
+    """The rollback starts while the retrain trains: it says it waits, runs after the
+    promotion, and its pointer stays."""
+    import os
+    import subprocess
+    import sys
+
+    paths, csv, _, _ = scenario
+    registry.register_model({"x": 0}, params=PARAMS, metrics={}, data_fingerprint="f",
+                            paths=paths, promote=False)  # v0002, rolled back to below
+    rollback = []
+
+    def trainer_that_meets_a_rollback(model_df, titles, params):
+        if not rollback:
+            env = {**os.environ, "RECSYS_ROOT": str(paths.root)}
+            rollback.append(subprocess.Popen(
+                [sys.executable, "-m", "recsys_utils.lifecycle.retrain", "--rollback", "v0002"],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            assert "waiting for the store lock" in rollback[0].stderr.readline()
+        return fake_trainer()(model_df, titles, params)
+
+    record, _ = _run(paths, csv, trainer=trainer_that_meets_a_rollback, tolerance=10.0)
+    assert record["decision"] == "promoted" and record["champion_after"] == "v0003"
+    out, _ = rollback[0].communicate(timeout=120)
+    assert rollback[0].returncode == 0 and "champion is now v0002" in out
+    assert registry.champion_version(paths) == "v0002"
+
+
+def test_a_pointer_moved_during_the_retrain_is_not_overwritten(scenario):
+    paths, csv, _, _ = scenario
+    other = registry.register_model({"x": 0}, params=PARAMS, metrics={}, data_fingerprint="f",
+                                     paths=paths, promote=False)
+
+    def trainer_while_the_pointer_moves(model_df, titles, params):
+        registry.promote(other, paths)  # e.g. an operator's promotion by hand
+        return fake_trainer()(model_df, titles, params)
+
+    record, _ = _run(paths, csv, trainer=trainer_while_the_pointer_moves, tolerance=10.0)
+    assert registry.champion_version(paths) == other
+    assert any("not promoted: the champion changed from v0001" in r for r in record["reasons"])
+
+
+def test_recovery_removes_crash_leftovers(scenario):
+    paths, _, _, _ = scenario
+    staging = paths.models / ".staging-abcd"
+    staging.mkdir()
+    (staging / "model.pkl").write_bytes(b"\0" * 1000)
+    (paths.processed / ".ratings.parquet.1234.tmp").write_bytes(b"partial")
+    orphan = registry.register_model(
+        {"x": 1}, params=PARAMS, metrics={}, data_fingerprint="f", paths=paths, promote=False,
+        extra={"decision_record": "outputs/reports/decisions/20990101T000000000Z.json"})
+    kept = registry.register_model({"x": 2}, params=PARAMS, metrics={}, data_fingerprint="f",
+                                   paths=paths, promote=False)
+    done = retrain.recover(paths, log=lambda s: None)
+    assert not staging.exists()
+    assert not list(paths.processed.glob(".*.tmp"))
+    assert registry.list_versions(paths) == ["v0001", kept]  # the orphan went, not the other
+    assert any(orphan in line for line in done)
+    assert retrain.recover(paths, log=lambda s: None) == []

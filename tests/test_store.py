@@ -191,3 +191,89 @@ def test_appending_equals_rebuilding_from_all_ratings(paths, split):
     store.append_ratings(new, paths)
     rebuilt = build_model_table(pd.concat([old, new], ignore_index=True))
     assert data_fingerprint(_read(paths, "model.parquet")) == data_fingerprint(rebuilt)
+
+
+# --------------------------------------------------------------------------- stamps and recovery
+def test_the_three_tables_carry_the_same_ratings_stamp(paths, split):
+    from recsys_utils.data.tables import ratings_fingerprint, read_stamp
+
+    old, new = split
+    build_store(paths, old)
+    assert store.store_is_consistent(paths)
+    store.append_ratings(new, paths)
+    stamps = {read_stamp(paths.processed / n) for n in
+              ("ratings.parquet", "model.parquet", "analytics.parquet")}
+    assert stamps == {ratings_fingerprint(_read(paths, "ratings.parquet"))}
+
+
+def test_recover_store_rebuilds_stale_tables_and_removes_temporaries(paths, split, monkeypatch):
+    old, new = split
+    build_store(paths, old)
+    real_replace = store.os.replace
+    calls = []
+
+    def replace_then_crash(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:  # ratings and model replaced, crash before analytics
+            raise OSError("simulated crash")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(store.os, "replace", replace_then_crash)
+    with pytest.raises(OSError):
+        store.append_ratings(new, paths)
+    monkeypatch.undo()
+    (paths.processed / ".model.parquet.x1y2.tmp").write_bytes(b"partial")
+    assert not store.store_is_consistent(paths)  # analytics still counts 40 ratings
+    assert store.recover_store(paths) == ("model.parquet", "analytics.parquet")
+    assert store.store_is_consistent(paths)
+    assert _read(paths, "analytics.parquet")["n_ratings"].sum() == 48
+    assert not list(paths.processed.glob("*.tmp")) and not list(paths.processed.glob(".*.tmp"))
+    assert store.recover_store(paths) == ()  # consistent: nothing to do
+
+
+def test_tables_from_before_stamps_are_stamped_once(paths, split):
+    old, _ = split
+    build_store(paths, old)
+    for name in ("ratings.parquet", "model.parquet", "analytics.parquet"):
+        _read(paths, name).to_parquet(paths.processed / name, index=False)  # no stamp
+    before = _read(paths, "model.parquet")
+    assert not store.store_is_consistent(paths)
+    assert store.recover_store(paths) == ("model.parquet", "analytics.parquet")
+    pd.testing.assert_frame_equal(_read(paths, "model.parquet"), before)
+    assert store.recover_store(paths) == ()
+
+
+def test_a_waiting_command_says_what_it_waits_for(paths, monkeypatch):
+    """A second process holds the lock until this one has printed that it waits."""
+    import subprocess
+    import sys
+
+    release = paths.root / "release"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time, pathlib\n"
+         "from recsys_utils.data.store import store_lock\n"
+         "from recsys_utils.paths import project_paths\n"
+         f"with store_lock(project_paths({str(paths.root)!r})):\n"
+         "    print('held', flush=True)\n"
+         f"    while not pathlib.Path({str(release)!r}).exists():\n"
+         "        time.sleep(0.05)\n"],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    said = []
+
+    class Stderr:
+        def write(self, text):
+            said.append(text)
+            release.touch()  # the holder lets go only once we said that we wait
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr("sys.stderr", Stderr())
+    with store.store_lock(paths):
+        pass
+    holder.wait(timeout=30)
+    message = "".join(said)
+    assert "waiting for the store lock" in message
+    assert f"pid {holder.pid}" in message
