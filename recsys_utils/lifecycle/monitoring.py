@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_utils import DEFAULT_SEED
+from recsys_utils.data.tables import check_model_table
 from recsys_utils.errors import DataError
 from recsys_utils.paths import ProjectPaths
 from recsys_utils.rating.predictors import BaselineComponent, FastBaseline, SVDComponent
@@ -142,12 +143,7 @@ def assign_periods(timestamps: pd.Series, period: str = "Q") -> pd.Series:
 
 
 def _check_model_table(model_df: pd.DataFrame) -> None:
-    missing = {"user", "item", "score", "timestamp"} - set(model_df.columns)
-    if missing:
-        raise DataError(
-            f"the model table needs columns user, item, score, timestamp "
-            f"(data/processed/model.parquet); missing {sorted(missing)}"
-        )
+    check_model_table(model_df)
     if model_df.empty:
         raise DataError("the model table (data/processed/model.parquet) is empty")
 
