@@ -192,3 +192,54 @@ def test_retention_prunes_only_pushed_non_champions_and_restores_them(project, t
         model.recommend(1, n=3).items["item_id"].tolist()
     with pytest.raises(DataError, match="not in"):
         versioning.restore_version("v0999", paths, log=lambda _: None)
+
+
+# --------------------------------------------------------------------------- an S3 remote
+
+
+@pytest.fixture()
+def s3_endpoint(monkeypatch):
+    """A moto S3 server on loopback for this test only (started and stopped here)."""
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] not installed")
+    pytest.importorskip("dvc_s3", reason="the dvc-s3 extra is not installed")
+    import socket
+
+    import boto3
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"), ("NO_PROXY", "127.0.0.1,localhost"),
+                        ("no_proxy", "127.0.0.1,localhost")):
+        monkeypatch.setenv(name, value)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="recsys-team")
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def test_an_s3_remote_round_trip(project, s3_endpoint):
+    import boto3
+    from dvc.repo import Repo
+
+    paths = project
+    assert versioning.ensure_repo(paths, remote="s3://recsys-team/dvc",
+                                  log=lambda _: None) == "s3://recsys-team/dvc"
+    with Repo(str(paths.root)) as repo, repo.config.edit("local") as conf:
+        conf["remote"][versioning.REMOTE_NAME]["endpointurl"] = s3_endpoint  # moto, not AWS
+    versioning.push(paths, log=lambda _: None)
+    listed = boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket="recsys-team")
+    assert listed.get("KeyCount", 0) > 0 and all(o["Key"].startswith("dvc/")
+                                                 for o in listed["Contents"])
+    before = _recommendations(paths)
+    shutil.rmtree(paths.root / ".dvc" / "cache")
+    shutil.rmtree(paths.processed)
+    shutil.rmtree(paths.models)
+    versioning.pull(paths, log=lambda _: None)
+    assert _recommendations(paths) == before
+    assert versioning.status(paths)["remote"] == {}
