@@ -57,14 +57,20 @@ HOST = "127.0.0.1"
 
 
 def _params(preset: str | None) -> tuple[dict | None, dict | None, dict[str, Any]]:
-    """``(rating_params, ranking_params, 05 options)`` of a preset file (None: defaults)."""
+    """``(rating_params, ranking_params, 05 options)`` from a params file (``--preset``, e.g.
+    ``notebooks/params_large.yaml``): 03's blend and ranking settings, 05's replay; None:
+    the defaults."""
     if not preset:
         return None, None, {}
     import yaml
 
     data = yaml.safe_load(Path(preset).read_text(encoding="utf-8")) or {}
-    scale = data.get("bench_scale", {})
-    return scale.get("rating_params"), scale.get("ranking_params"), scale.get("monitoring", {})
+    m = data.get("03_modeling", {}) or {}
+    rating = {k: v for k, v in (("components", m.get("blend_components")),
+                                ("holdout", m.get("blend_holdout")),
+                                ("alpha", m.get("blend_alpha")),
+                                ("meta", m.get("blend_meta"))) if v is not None}
+    return rating or None, m.get("ranking_params"), data.get("05_monitoring", {}) or {}
 
 
 def run_stage(stage: str, root: Path, raw: Path, preset: str | None, seed: int) -> dict:
@@ -147,16 +153,19 @@ def _served_fit(root: Path, preset: str | None, seed: int) -> dict:
     rec = train_recommender(data.model, data.titles, rating_params, ranking_params, seed=seed)
     fit_s = time.perf_counter() - started
     t1 = time.perf_counter()
+    # the blend's large-data rule: what it left out, recorded with the model
+    excluded = dict(getattr(rec.rating_model, "excluded_components_", {}) or {})
     version = register_model(rec, params={"rating_params": rating_params,
                                           "ranking_params": ranking_params, "seed": seed,
-                                          "preset": preset},
+                                          "preset": preset, "excluded_components": excluded},
                              metrics={}, data_fingerprint=data_fingerprint(data.model),
                              paths=paths, notes="bench_scale (synthetic data)")
     model_file = next((p for p in (paths.models / version).glob("*") if p.suffix in
                        (".pkl", ".joblib", ".pickle")), None)
     return {"seconds": round(fit_s, 3), "register_seconds": round(time.perf_counter() - t1, 3),
             "model_mb": round(model_file.stat().st_size / 2**20, 1) if model_file else None,
-            "ease_titles": int(len(getattr(rec, "_ease_cols", []))), "version": version}
+            "ease_titles": int(len(getattr(rec, "_ease_cols", []))), "version": version,
+            "excluded_components": excluded}
 
 
 def _child_main(args: argparse.Namespace) -> int:

@@ -52,6 +52,8 @@ __all__ = [
     "BlendedRatingModel",
     "build_rating_model",
     "component_features",
+    "excluded_components",
+    "USER_NEIGHBOURS_MAX_USERS",
 ]
 
 _BSL = {"method": "als", "reg_i": 5, "reg_u": 5, "n_epochs": 20}
@@ -70,6 +72,30 @@ DEFAULT_COMPONENTS: dict[str, dict[str, Any]] = {
                  "bsl_options": _BSL},
     "knn_user": {"k": 40, "sim_options": {"name": "pearson_baseline", "shrinkage": 100}},
 }
+
+#: The exclusion rule for large data: a user-based neighbour component (``knn_user``)
+#: without a ``max_neighbours`` bound is left out of the blend when the training data has
+#: more users than this. Its exact similarity matrix has an entry for most pairs of users
+#: (``benchmarks/bench_neighbours.py`` on synthetic data, 100 ratings per user: 0.2 M
+#: entries and 0.26 GB peak at 1 k users, 5.8 M and 1.6 GB at 5 k, x4 per doubling);
+#: with ``max_neighbours`` set (``predictors.pearson_baseline_topk``: 0.7 GB at 5 k
+#: users) it stays in, though its time still grows with users^2.
+USER_NEIGHBOURS_MAX_USERS = 5_000
+
+
+def excluded_components(components: dict[str, dict[str, Any]], n_users: int
+                        ) -> dict[str, str]:
+    """``name → reason`` for the components the exclusion rule leaves out at ``n_users``."""
+    out = {}
+    for name, params in components.items():
+        user_based = name == "knn_user" or bool(
+            (params.get("sim_options") or {}).get("user_based", False))
+        if (user_based and COMPONENTS.get(name) is KNNBaselineComponent
+                and params.get("max_neighbours") is None and n_users > USER_NEIGHBOURS_MAX_USERS):
+            out[name] = (f"user-based neighbours without max_neighbours and {n_users:,} users "
+                         f"> {USER_NEIGHBOURS_MAX_USERS:,} (memory ~ users^2)")
+    return out
+
 
 #: Default ``rating_params`` for ``build_rating_model`` (what ``03_modeling`` registers).
 DEFAULT_RATING_PARAMS: dict[str, Any] = {
@@ -178,11 +204,18 @@ class BlendedRatingModel(BatchPredictions):
                         ) -> dict[str, SurpriseComponent]:
         return {name: make_component(name, params, seed=self.seed,
                                      item_features=self.item_features).fit(trainset, index=index)
-                for name, params in self.components_params.items()}
+                for name, params in self.active_components_.items()}
 
     def fit(self, data: pd.DataFrame | Trainset) -> BlendedRatingModel:
         """Fit blend weights on a random holdout, then refit the components on all data."""
         trainset = as_trainset(data)
+        # the large-data rule: components that would not fit are left out, and say why
+        self.excluded_components_ = excluded_components(self.components_params,
+                                                        trainset.n_users)
+        for name, why in self.excluded_components_.items():
+            warnings.warn(f"blend: leaving out {name!r}: {why}", stacklevel=2)
+        self.active_components_ = {k: v for k, v in self.components_params.items()
+                                   if k not in self.excluded_components_}
         users, items, ratings = trainset_triples(trainset)
         rng = np.random.default_rng(self.seed)
         held = np.zeros(len(ratings), dtype=bool)
@@ -205,7 +238,7 @@ class BlendedRatingModel(BatchPredictions):
         lo, hi = inner_index.rating_scale
         self.holdout_rmse_ = {
             name: rmse_mae(y, np.clip(x_hold[:, k], lo, hi))[0]
-            for k, name in enumerate(self.components_params)
+            for k, name in enumerate(self.active_components_)
         }
         self.holdout_rmse_["blend"] = rmse_mae(y, np.clip(self.ridge.predict(x_hold), lo, hi))[0]
         self.n_holdout_ = int(known.sum())

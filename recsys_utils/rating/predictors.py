@@ -41,6 +41,7 @@ __all__ = [
     "item_content",
     "make_component",
     "pearson_baseline_sparse",
+    "pearson_baseline_topk",
 ]
 
 
@@ -266,18 +267,85 @@ def pearson_baseline_sparse(index: TrainIndex, user_based: bool, bu: np.ndarray,
     return sim
 
 
+#: Entries of the similarity matrix computed at once by ``pearson_baseline_topk`` (rows
+#: per block = this / n): bounds its working memory (~0.1 GB per million entries).
+SIMILARITY_BLOCK_ENTRIES = 4_000_000
+
+
+def pearson_baseline_topk(index: TrainIndex, user_based: bool, bu: np.ndarray,
+                          bi: np.ndarray, min_support: int = 1, shrinkage: float = 100.0,
+                          max_neighbours: int = 200, block_entries: int = SIMILARITY_BLOCK_ENTRIES
+                          ) -> sp.csr_matrix:
+    """``pearson_baseline_sparse`` bounded: each row keeps its ``max_neighbours`` largest
+    positive similarities (ties: lower index first) plus the diagonal.
+
+    Why: the exact user-user matrix has an entry for every pair of users who share a
+    title, which is nearly every pair (memory ~ users^2: gigabytes at 10 k users). Here
+    rows are computed in blocks of ``block_entries / n`` rows, each block cut to its
+    top ``max_neighbours`` before the next, so memory is ~ n x max_neighbours plus one
+    block. Equal to the exact matrix when ``max_neighbours`` covers every positive
+    neighbour. Prediction (KNNBaseline) then takes the ``k`` most similar *of these*
+    who rated the title, so ``max_neighbours`` should be well above ``k``.
+    """
+    n_u, n_i = index.n_users, index.n_items
+    users = np.repeat(np.arange(n_u), index.user_support())
+    items = index.user_items
+    diff = index.user_ratings - (index.global_mean + bu[users] + bi[items])
+    y, x, n_y, n_x = (items, users, n_i, n_u) if user_based else (users, items, n_u, n_i)
+
+    def mat(values: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix((values, (y, x)), shape=(n_y, n_x))
+
+    d, m, d2 = mat(diff), mat(np.ones_like(diff)), mat(diff * diff)
+    d_t, m_t, d2_t = d.T.tocsr(), m.T.tocsr(), d2.T.tocsr()
+    min_sprt = max(2, int(min_support))
+    rows_per_block = max(1, int(block_entries) // max(n_x, 1))
+    parts = []
+    for lo in range(0, n_x, rows_per_block):
+        hi = min(n_x, lo + rows_per_block)
+        freq = (m_t[lo:hi] @ m).tocsr()
+        prods = (d_t[lo:hi] @ d).tocsr()
+        # sums over common raters of diff_x^2 (this block's rows) and diff_x'^2 (columns)
+        denom = (d2_t[lo:hi] @ m).multiply(m_t[lo:hi] @ d2).tocsr()
+        enough = freq.data >= min_sprt
+        freq.data = np.where(enough, (freq.data - 1) / np.where(
+            enough, freq.data - 1 + shrinkage, 1.0), 0.0)
+        freq.eliminate_zeros()
+        denom.data = 1.0 / np.sqrt(denom.data)
+        sim = prods.multiply(denom).multiply(freq).tocoo()
+        keep = (sim.data > 0) & (sim.row + lo != sim.col)  # the diagonal is set to 1 below
+        row, col, val = sim.row[keep], sim.col[keep], sim.data[keep]
+        order = np.lexsort((col, -val, row))  # per row: largest first, ties by index
+        row, col, val = row[order], col[order], val[order]
+        starts = np.searchsorted(row, np.arange(hi - lo))
+        top = np.arange(row.size) - starts[row] < int(max_neighbours)
+        diag = np.arange(hi - lo)
+        parts.append(sp.csr_matrix(
+            (np.concatenate([val[top], np.ones(hi - lo)]),
+             (np.concatenate([row[top], diag]), np.concatenate([col[top], diag + lo]))),
+            shape=(hi - lo, n_x)))
+    out = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((n_x, n_x))
+    out.sort_indices()
+    return out
+
+
 class _SparseSimKNNBaseline(KNNBaseline):
-    """KNNBaseline whose pearson_baseline matrix comes from ``pearson_baseline_sparse``."""
+    """KNNBaseline whose pearson_baseline matrix comes from ``pearson_baseline_sparse``
+    (or ``pearson_baseline_topk`` when ``max_neighbours`` is set)."""
+
+    max_neighbours: int | None = None
 
     def compute_similarities(self) -> Any:
         opts = self.sim_options
         if opts.get("name", "msd").lower() != "pearson_baseline":
             return super().compute_similarities()
         bu, bi = self.compute_baselines()
-        return pearson_baseline_sparse(
-            TrainIndex.from_trainset(self.trainset), bool(opts["user_based"]),
-            np.asarray(bu), np.asarray(bi), opts.get("min_support", 1),
-            opts.get("shrinkage", 100))
+        args = (TrainIndex.from_trainset(self.trainset), bool(opts["user_based"]),
+                np.asarray(bu), np.asarray(bi), opts.get("min_support", 1),
+                opts.get("shrinkage", 100))
+        if self.max_neighbours is not None:
+            return pearson_baseline_topk(*args, max_neighbours=int(self.max_neighbours))
+        return pearson_baseline_sparse(*args)
 
 
 class KNNBaselineComponent(SurpriseComponent):
@@ -291,7 +359,9 @@ class KNNBaselineComponent(SurpriseComponent):
     Params: ``k`` (40), ``min_k`` (1), ``sim_options`` (default here
     ``pearson_baseline``, item based), ``bsl_options``; ``sparse_sim`` (default True)
     computes pearson_baseline with ``pearson_baseline_sparse`` instead of surprise's
-    dense loop (same values; ``False`` = surprise's own code).
+    dense loop (same values; ``False`` = surprise's own code); ``max_neighbours`` (default
+    None: all) keeps each row's most similar neighbours only (``pearson_baseline_topk``:
+    memory ~ rows x max_neighbours instead of rows^2; the bounded form for large data).
     """
 
     name = "knn"
@@ -299,8 +369,14 @@ class KNNBaselineComponent(SurpriseComponent):
     def _make_algo(self) -> Any:
         params = dict(self.params)
         sim = {"name": "pearson_baseline", "user_based": False, **params.pop("sim_options", {})}
-        algo_class = _SparseSimKNNBaseline if params.pop("sparse_sim", True) else KNNBaseline
-        return algo_class(sim_options=sim, verbose=False, **params)
+        bound = params.pop("max_neighbours", None)
+        if not params.pop("sparse_sim", True):
+            if bound is not None:
+                raise ValueError("max_neighbours needs sparse_sim=True")
+            return KNNBaseline(sim_options=sim, verbose=False, **params)
+        algo = _SparseSimKNNBaseline(sim_options=sim, verbose=False, **params)
+        algo.max_neighbours = bound
+        return algo
 
     @property
     def user_based(self) -> bool:
