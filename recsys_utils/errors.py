@@ -19,8 +19,9 @@ def excerpt(value: object, limit: int = 40) -> str:
     """A short, printable quote of bad input for a message: at most ``limit`` characters,
     non-printable characters escaped, ``...`` when cut (never kilobytes of binary)."""
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
-    return f"'{text[:limit]}...'" if len(text) > limit else f"'{text}'"
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    cut = len(text) > limit or len(shown) > limit
+    return f"'{shown[:limit]}...'" if cut else f"'{shown}'"
 
 
 class DataError(Exception):

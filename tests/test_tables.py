@@ -80,13 +80,16 @@ START_UP_CASES = [
     # more bad content the one reader catches
     ("a column of the wrong type",
      _rewrite("ratings", lambda df: df.assign(user_id="abc")),
-     "ratings.parquet has a column of the wrong type"),
+     "ratings.parquet: column 'user_id' holds"),
+    ("a count that cannot be an integer",
+     _rewrite("analytics", lambda df: df.assign(n_ratings=float("nan"))),
+     "analytics.parquet has a column of the wrong type"),
     ("manifest.json binary", lambda p: _manifest(p).write_bytes(os.urandom(2048)),
      "manifest.json is not valid JSON"),
     ("champion.json a JSON list", lambda p: _pointer(p).write_text("[]"),
      "champion.json holds a JSON list, not an object"),
     ("champion.json names a path", lambda p: _pointer(p).write_text(
-        json.dumps({"version": "../models/v0001"})), "is not a version name"),
+        json.dumps({"version": "../models/v0001"})), "champion.json names no version"),
     # the cases that already gave one line
     ("no processed tables", lambda p: [f.unlink() for f in p.processed.glob("*.parquet")],
      "titles.parquet not found"),
@@ -101,6 +104,9 @@ START_UP_CASES = [
     ("model.pkl tampered", lambda p: (p.models / "v0001" / "model.pkl").write_bytes(b"x"),
      "checksum mismatch"),
     ("model.pkl missing", lambda p: (p.models / "v0001" / "model.pkl").unlink(), "is missing"),
+    ("champion not a recommender", lambda p: registry.register_model(
+        {"not": "a model"}, params={}, metrics={}, data_fingerprint="f", paths=p),
+     "not a Recommender"),
 ]
 
 
@@ -166,3 +172,13 @@ def test_read_json_object(tmp_path):
         tables.read_json_object(path)
     with pytest.raises(DataError, match="not found"):
         tables.read_json_object(tmp_path / "none.json")
+
+
+def test_bad_input_is_quoted_short_and_printable():
+    from recsys_utils.errors import excerpt
+
+    assert excerpt("userId,rating") == "'userId,rating'"
+    quoted = excerpt(bytes(range(256)) * 4)
+    assert len(quoted) <= 45 and quoted.endswith("...'")
+    assert all(c.isprintable() for c in quoted)
+    assert excerpt("a" * 41, 40) == "'" + "a" * 40 + "...'"

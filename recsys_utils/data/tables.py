@@ -68,6 +68,13 @@ PIPELINE_HINT = "run `make pipeline` (01_cleaning rebuilds the processed tables)
 #: Parquet metadata key: the fingerprint of the ratings a table was built from.
 RATINGS_FINGERPRINT_KEY = b"recsys.ratings_fingerprint"
 
+#: Columns that must hold numbers (a text column there is named in the error).
+_NUMERIC = {
+    "titles": ["release_year", "duration_int"],
+    "ratings": ["user_id", "score", "line"],
+    "analytics": ["release_year", "duration_int", "mean_score", "n_ratings"],
+    "model": ["user", "score"],
+}
 _CONTRACT: dict[str, tuple[list[str], Callable[[pd.DataFrame], pd.DataFrame]]] = {
     "titles": (TITLES_COLUMNS, cast_titles),
     "ratings": (RATINGS_COLUMNS, cast_ratings),
@@ -105,8 +112,9 @@ def _read_parquet(path: Path, hint: str) -> pd.DataFrame:
     try:
         return pd.read_parquet(path, engine="pyarrow")
     except Exception as exc:  # pyarrow raises several types for a damaged file
+        why = str(exc).rsplit(": ", 1)[-1]  # pyarrow's reason, without its copy of the path
         raise DataError(f"{path} is not a readable parquet file, truncated or damaged "
-                        f"({excerpt(exc, 80)}); {hint}") from exc
+                        f"({excerpt(why, 80)}); {hint}") from exc
 
 
 def read_table(name: str, paths: ProjectPaths | None = None, folder: Path | None = None,
@@ -122,6 +130,11 @@ def read_table(name: str, paths: ProjectPaths | None = None, folder: Path | None
     path = table_path(name, paths, folder)
     df = _read_parquet(path, hint)
     check_columns(df, columns, path, hint)
+    for column in _NUMERIC[name]:
+        if not pd.api.types.is_numeric_dtype(df[column]):
+            first = df[column].dropna().head(1).tolist()
+            raise DataError(f"{path}: column {column!r} holds {df[column].dtype} values "
+                            f"({excerpt(first[0] if first else '', 30)}), not numbers; {hint}")
     try:
         return cast(df)
     except (ValueError, TypeError, OverflowError) as exc:

@@ -185,8 +185,11 @@ def _read_pointer(models: Path) -> dict | None:
     if not pointer.is_file():
         return None
     record = read_json_object(pointer, _PIPELINE_HINT)
-    if not isinstance(record.get("version"), str):
-        raise DataError(f"{pointer} has no 'version' string; {_PIPELINE_HINT}")
+    version = record.get("version")
+    if not isinstance(version, str) or _VERSION_NAME.fullmatch(version) is None:
+        raise DataError(f"{pointer} names no version (\"version\": {excerpt(version)}; expected "
+                        f"v0001, v0002, ...); roll back (`recsys-retrain --rollback VERSION`) "
+                        f"or {_PIPELINE_HINT}")
     return record
 
 
