@@ -124,6 +124,18 @@ def test_a_kept_champion_still_pushes_the_new_ratings(tmp_path):
     assert versioning.pointer_hashes(a)["data/processed.dvc"] != before["data/processed.dvc"]
 
 
+def test_an_unpushed_retrain_is_not_pulled_over(tmp_path):
+    from recsys_utils.lifecycle import retrain
+
+    a, csv = _week_n(tmp_path)
+    versioning.push(a, log=_quiet)
+    retrain.run_retrain(csv, paths=a, trainer=fake_trainer(), min_holdout=10, log=_quiet)
+    n_stored = len(load_store(a)[0])
+    with pytest.raises(DataError, match="make push"):
+        ct.run_ct(csv, paths=a, trainer=fake_trainer(), log=_quiet)
+    assert len(load_store(a)[0]) == n_stored  # the retrained store is still there
+
+
 def test_missing_file_and_missing_champion_are_data_errors(tmp_path):
     paths = init_project(tmp_path / "p")
     with pytest.raises(DataError, match="no new-ratings file"):

@@ -131,6 +131,22 @@ def test_environment_remote_overrides_for_this_clone_only(project, tmp_path, mon
     assert str(tmp_path / "team") in (project.root / ".dvc" / "config").read_text()
 
 
+def test_pull_refuses_to_overwrite_work_nobody_pushed(project, tmp_path):
+    paths = project
+    versioning.set_remote(str(tmp_path / "r"), paths)
+    versioning.push(paths, log=lambda _: None)
+    assert versioning.local_changes(paths) == []
+    (paths.processed / "extra.txt").write_text("local work")
+    assert versioning.local_changes(paths) == ["data/processed"]
+    assert versioning.local_changes(paths) == ["data/processed"]  # asking changes nothing
+    with pytest.raises(DataError, match="make push"):
+        versioning.pull(paths, log=lambda _: None)
+    assert (paths.processed / "extra.txt").is_file()
+    versioning.pull(paths, log=lambda _: None, discard=True)
+    assert not (paths.processed / "extra.txt").exists()
+    assert versioning.local_changes(paths) == []
+
+
 def test_pull_without_pointer_files_says_to_push_first(tmp_path, no_env_remote):
     paths = init_project(tmp_path / "empty")
     with pytest.raises(DataError, match="make push"):

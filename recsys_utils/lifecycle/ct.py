@@ -7,7 +7,8 @@ workflow (``.github/workflows/ct.yml``) does, so the workflow's logic is testabl
    (``data/processed.dvc``, ``outputs/models.dvc``) from the DVC remote — week N+1
    starts from week N's store and champion, not from a rebuild. With no pointer file
    yet (the first run), the store and champion of the local ``make pipeline`` are the
-   start (bootstrap);
+   start (bootstrap). Local work nobody pushed (a ``make retrain``) is never pulled over:
+   the run stops and says to ``make push`` it or discard it;
 2. **retrain** with ``recsys_utils.lifecycle.retrain.run_retrain`` (validate and append
    the new ratings, train the challenger with the champion's parameters, judge both on
    the newest ratings, promote if not worse): the one implementation of those steps;
@@ -257,10 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fewest holdout ratings to judge on (default %(default)s)")
     run.add_argument("--keep", type=int, default=versioning.DEFAULT_KEEP,
                      help="non-champion versions kept in the workspace (default %(default)s)")
-    for name, text in (("pull", "fetch the store and the registry the pointer files name"),
-                       ("push", "track the store and the registry and upload them"),
-                       ("status", "what differs between workspace, pointers and remote")):
-        sub.add_parser(name, help=text)
+    pull = sub.add_parser("pull", help="fetch the store and the registry the pointer files name")
+    pull.add_argument("--discard", action="store_true",
+                      help="replace local changes to the tracked folders (default: refuse)")
+    sub.add_parser("push", help="track the store and the registry and upload them")
+    sub.add_parser("status", help="what differs between workspace, pointers and remote")
     remote = sub.add_parser("remote", help="show the remote, or set the team's (commit .dvc/config)")
     remote.add_argument("url", nargs="?", help="gs://bucket/path, s3://bucket/path or a folder")
     prune = sub.add_parser("prune", help="retention: drop old non-champion versions (kept remotely)")
@@ -280,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_ct(args.new_ratings, paths=paths, tolerance=args.tolerance, keep=args.keep,
                    min_holdout=args.min_holdout)
         elif args.command == "pull":
-            versioning.pull(paths)
+            versioning.pull(paths, discard=args.discard)
         elif args.command == "push":
             hashes = versioning.push(paths)
             print("commit the pointer files: git add " + " ".join(

@@ -74,6 +74,7 @@ __all__ = [
     "track",
     "push",
     "pull",
+    "local_changes",
     "status",
     "pointer_hashes",
     "prune_versions",
@@ -278,13 +279,36 @@ def push(paths: ProjectPaths | None = None, remote: str | None = None,
     return hashes
 
 
+def local_changes(paths: ProjectPaths) -> list[str]:
+    """Tracked folders holding content DVC never saw: work nobody pushed.
+
+    A folder that differs from its pointer file *and* whose content is not in the local
+    DVC cache was changed here since the last pull or push (a ``make retrain``, an
+    interrupted ``make ct``): pulling over it would lose that work. A folder that is an
+    older pulled or pushed version (after a ``git pull`` of new pointer files) is in the
+    cache, so replacing it loses nothing; a missing folder neither.
+    """
+    hashes = pointer_hashes(paths)
+    changed = []
+    with _repo(paths, "status") as repo:
+        for pointer in _absolute(paths, _tracked(hashes)):
+            out = repo.stage.load_one(pointer).outs[0]
+            if not out.exists:
+                continue
+            content = out.get_hash().value  # DVC's state cache makes a re-hash cheap
+            if content != out.hash_info.value and not out.cache.exists(content):
+                changed.append(Path(out.fs_path).relative_to(paths.root).as_posix())
+    return changed
+
+
 def pull(paths: ProjectPaths | None = None, remote: str | None = None,
-         log: Callable[[str], None] = print) -> dict[str, str | None]:
+         log: Callable[[str], None] = print, discard: bool = False) -> dict[str, str | None]:
     """Fetch the tracked folders named by the committed pointer files from the remote.
 
     Returns the pointer hashes. ``DataError`` when no pointer file exists yet (nothing was
-    pushed from this repository: run ``make pipeline`` and ``make push`` once) or when the
-    remote lacks the content (someone committed pointers without pushing).
+    pushed from this repository: run ``make pipeline`` and ``make push`` once), when the
+    remote lacks the content (someone committed pointers without pushing), or when a
+    tracked folder has local changes (:func:`local_changes`) and ``discard`` is false.
     """
     paths = paths or project_paths()
     url = ensure_repo(paths, remote, log)
@@ -293,6 +317,12 @@ def pull(paths: ProjectPaths | None = None, remote: str | None = None,
         raise DataError(f"no DVC pointer file ({', '.join(hashes)}) in {paths.root}: nothing "
                         "was pushed yet; run `make pipeline` then `make push` (and commit the "
                         "*.dvc files)")
+    changed = local_changes(paths)
+    if changed and not discard:
+        raise DataError(f"{', '.join(changed)} differ from the committed pointer files (an "
+                        "unpushed `make retrain` or an interrupted `make ct`): `make push` to "
+                        "keep them, or `recsys-ct pull --discard` to replace them with the "
+                        "remote's version")
     try:
         with _repo(paths, "pull") as repo:
             repo.pull(_absolute(paths, _tracked(hashes)), force=True)
