@@ -10,6 +10,8 @@ on a scratch project tree (never the project's ``data/`` or ``outputs/``):
     rating_fit   the served rating model (blend.build_rating_model(...).fit)
     served_fit   train_recommender (rating model + EASE ranking), registered as champion
     topn_all     Recommender.recommend_all(n=10) for every user
+    precompute   ranking.precomputed lists (depth 100) for every user, then the in-process
+                 cost of one request (500 distinct users): recommend vs the lists
     evaluation   evaluate_split on the time-aware split (04's defaults: the fast rating model)
     monitoring   replay_timeline (05's defaults: quarterly, numpy baseline)
 
@@ -48,8 +50,8 @@ import numpy as np
 from recsys_utils import DEFAULT_SEED
 from recsys_utils.paths import project_paths
 
-STAGES = ("clean", "model_table", "rating_fit", "served_fit", "topn_all", "evaluation",
-          "monitoring")
+STAGES = ("clean", "model_table", "rating_fit", "served_fit", "topn_all", "precompute",
+          "evaluation", "monitoring")
 HOST = "127.0.0.1"
 
 
@@ -107,6 +109,9 @@ def run_stage(stage: str, root: Path, raw: Path, preset: str | None, seed: int) 
             started = time.perf_counter()
             lists = rec.recommend_all(n=10)
             info = {"users": len(lists)}
+        elif stage == "precompute":
+            info = _precompute(paths, seed)
+            started = time.perf_counter() - info["seconds"]
         elif stage == "evaluation":
             from recsys_utils.ranking.evaluation import (
                 evaluate_split,
@@ -130,6 +135,30 @@ def run_stage(stage: str, root: Path, raw: Path, preset: str | None, seed: int) 
             raise SystemExit(f"error: unknown stage {stage!r}")
     info["seconds"] = round(time.perf_counter() - started, 3)
     return info
+
+
+def _precompute(paths: Any, seed: int, n_requests: int = 500) -> dict:
+    """Lists for every user (timed), then per-request latency of both paths (one thread)."""
+    from recsys_utils.lifecycle.registry import load_champion
+    from recsys_utils.ranking.precomputed import precompute_lists, recommend_precomputed
+
+    rec, _ = load_champion(paths)
+    started = time.perf_counter()
+    lists = precompute_lists(rec)
+    seconds = time.perf_counter() - started
+    users = np.random.default_rng(seed).permutation(rec.user_ids)[:n_requests].tolist()
+    cost = {}
+    for name, call in (("recommend", lambda u: rec.recommend(u, 10)),
+                       ("precomputed", lambda u: recommend_precomputed(rec, lists, u, 10))):
+        lat = []
+        for u in users:
+            t0 = time.perf_counter()
+            call(int(u))
+            lat.append((time.perf_counter() - t0) * 1000)
+        cost[name] = {"p50_ms": round(float(np.percentile(lat, 50)), 3),
+                      "p99_ms": round(float(np.percentile(lat, 99)), 3)}
+    return {"seconds": round(seconds, 3), "lists_mb": round(lists.nbytes / 2**20, 1),
+            "request_ms": cost, "requests": len(users)}
 
 
 def _plain(value: Any) -> Any:
