@@ -245,7 +245,7 @@ def create_app(paths: ProjectPaths | None = None, *, state: ServingState | None 
         generate_unique_id_function=lambda route: route.name,
         docs_url=None, redoc_url=None,  # served from local files below (offline)
     )
-    # What `state.get_state` and `state.get_cache` hand to the routes.
+    # What `state.get_state` and `state.cache_of` hand to the routes.
     app.state.serving = state
     app.state.cache = ResponseCache(cache_size)
 

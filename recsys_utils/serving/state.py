@@ -9,7 +9,7 @@ Why it is shaped this way:
   ``DataError`` naming the file and the command that creates it (``make pipeline``).
 * **Handlers reach the state through ``Depends(get_state)``**, never a closure, so a
   test can swap it with ``app.dependency_overrides[get_state]``.
-* **Finished lists are cached per app** (``RecommendationCache``, an LRU): exact,
+* **Finished lists are cached per app** (``ResponseCache``, an LRU): exact,
   because the model cannot change under a running process (a new champion means a
   restart). The key includes the ``ServingState`` (hashed by identity), so an
   overridden state never sees another state's lists. The cache can be warmed at
@@ -46,7 +46,7 @@ __all__ = [
     "DEFAULT_CACHE_SIZE",
     "ResponseCache",
     "ServingState",
-    "get_cache",
+    "cache_of",
     "get_state",
     "load_state",
     "warm_cache",
@@ -348,8 +348,8 @@ class ResponseCache:
                         max_size=info.maxsize or 0)
 
 
-async def get_cache(request: Request) -> ResponseCache:
-    """FastAPI dependency: the app's ``ResponseCache``."""
+def cache_of(request: Request) -> ResponseCache:
+    """The ``ResponseCache`` of the app serving ``request`` (made by ``create_app``)."""
     return request.app.state.cache
 
 
