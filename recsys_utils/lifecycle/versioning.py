@@ -417,9 +417,10 @@ def prune_versions(paths: ProjectPaths | None = None, keep: int = DEFAULT_KEEP,
 
 
 def _dir_listing(paths: ProjectPaths, dir_hash: str) -> list[dict]:
-    """The file list of a tracked folder version, from the local cache (fetched if needed)."""
-    digest = dir_hash.removesuffix(".dir")
-    listing = paths.root / ".dvc" / "cache" / "files" / "md5" / digest[:2] / (digest[2:] + ".dir")
+    """The file list of a tracked folder version, from the local DVC cache (where a pull or
+    a push left it); empty when the cache does not have it (then nothing is pruned)."""
+    with _repo(paths, "cache") as repo:
+        listing = Path(repo.cache.local.oid_to_path(dir_hash))
     if not listing.is_file():
         return []
     return json.loads(listing.read_text(encoding="utf-8"))
