@@ -285,8 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             versioning.pull(paths, discard=args.discard)
         elif args.command == "push":
             hashes = versioning.push(paths)
+            ignores = {versioning.pointer_file(f).parent / ".gitignore"
+                       for f in versioning.tracked_paths(paths)}
             print("commit the pointer files: git add " + " ".join(
-                p for p, h in hashes.items() if h) + " .dvc/config .dvcignore")
+                [p for p, h in hashes.items() if h] + [".dvc/config", ".dvcignore"]
+                + sorted(relative_posix(f, paths.root) for f in ignores if f.is_file())))
         elif args.command == "status":
             print(json.dumps(versioning.status(paths), indent=2))
         elif args.command == "remote":
