@@ -81,6 +81,7 @@ def test_bootstrap_then_the_same_ratings_again_in_another_clone_is_a_no_op(tmp_p
     assert versioning.pointer_hashes(b) == versioning.pointer_hashes(a)
     assert remote_files(tmp_path / "remote") == files
     assert git(b.root, "status", "--porcelain", "--", "*.dvc") == ""
+    assert "skipped" in second.report.read_text() and "Drift" not in second.report.read_text()
     assert registry.list_versions(b) == registry.list_versions(a)
 
 

@@ -224,7 +224,9 @@ def run_ct(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
     record = retrain.run_retrain(new_path, paths=paths, log=log, **retrain_options)
     if record.get("decision") == "skipped" and all(before.values()):
         log("ct: nothing new, nothing trained, nothing pushed (no-op)")
-        result = CTResult(record, before, dict(before), pushed=False, drift=drift)
+        # No drift section: the store already holds these ratings, so it would compare
+        # the batch with itself.
+        result = CTResult(record, before, dict(before), pushed=False)
         result.report = write_report(result, paths)
         return result
     models_pointer = versioning.pointer_file(paths.models).relative_to(paths.root).as_posix()
