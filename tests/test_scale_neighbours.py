@@ -76,14 +76,21 @@ def test_bounded_user_knn_predicts_like_the_exact_one_when_k_covers_all(ratings)
     assert small.sim.nnz <= 3 * n_users
 
 
-def test_exclusion_rule_names_unbounded_user_neighbours_above_the_limit():
-    limit = blend.USER_NEIGHBOURS_MAX_USERS
+def test_exclusion_rule_names_unbounded_neighbours_above_the_limits():
+    users, items = blend.USER_NEIGHBOURS_MAX_USERS, blend.ITEM_NEIGHBOURS_MAX_ITEMS
     comps = blend.DEFAULT_COMPONENTS
-    assert blend.excluded_components(comps, limit) == {}
-    over = blend.excluded_components(comps, limit + 1)
+    assert blend.excluded_components(comps, users, items) == {}
+    over = blend.excluded_components(comps, users + 1, items)
     assert set(over) == {"knn_user"} and "max_neighbours" in over["knn_user"]
-    bounded = {**comps, "knn_user": {**comps["knn_user"], "max_neighbours": 200}}
-    assert blend.excluded_components(bounded, 10 * limit) == {}
+    assert set(blend.excluded_components(comps, users, items + 1)) == {"knn_item"}
+    assert set(blend.excluded_components(comps, users + 1, items + 1)) == {"knn_user",
+                                                                         "knn_item"}
+    bounded = {name: {**p, "max_neighbours": 200} if name.startswith("knn") else p
+               for name, p in comps.items()}
+    assert blend.excluded_components(bounded, 10 * users, 10 * items) == {}
+    # an item-based component configured as user-based counts users
+    custom = {"knn_item": {"sim_options": {"user_based": True}}}
+    assert set(blend.excluded_components(custom, users + 1, 0)) == {"knn_item"}
 
 
 def test_blend_leaves_the_excluded_component_out_and_records_it(ratings, monkeypatch):
@@ -117,4 +124,4 @@ def test_large_preset_is_a_valid_params_file_with_bounded_neighbours():
         # otherwise the default components: the preset only adds the bound
         assert {k: v for k, v in comps[name].items() if k != "max_neighbours"} == \
             blend.DEFAULT_COMPONENTS[name]
-    assert blend.excluded_components(comps, 1_000_000) == {}  # bounded: kept at any size
+    assert blend.excluded_components(comps, 10**6, 10**6) == {}  # bounded: kept at any size

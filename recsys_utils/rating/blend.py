@@ -53,6 +53,7 @@ __all__ = [
     "build_rating_model",
     "component_features",
     "excluded_components",
+    "ITEM_NEIGHBOURS_MAX_ITEMS",
     "USER_NEIGHBOURS_MAX_USERS",
 ]
 
@@ -73,27 +74,34 @@ DEFAULT_COMPONENTS: dict[str, dict[str, Any]] = {
     "knn_user": {"k": 40, "sim_options": {"name": "pearson_baseline", "shrinkage": 100}},
 }
 
-#: The exclusion rule for large data: a user-based neighbour component (``knn_user``)
+#: The exclusion rule for large data: a neighbour component (``knn_user``, ``knn_item``)
 #: without a ``max_neighbours`` bound is left out of the blend when the training data has
-#: more users than this. Its exact similarity matrix has an entry for most pairs of users
-#: (``benchmarks/bench_neighbours.py`` on synthetic data, 100 ratings per user: 0.2 M
-#: entries and 0.26 GB peak at 1 k users, 5.8 M and 1.6 GB at 5 k, x4 per doubling);
-#: with ``max_neighbours`` set (``predictors.pearson_baseline_topk``: 0.7 GB at 5 k
-#: users) it stays in, though its time still grows with users^2.
+#: more users (user-based) or titles (item-based) than these. Its exact similarity matrix
+#: has an entry for most pairs (``benchmarks/bench_neighbours.py``, synthetic data, 100
+#: ratings per user: user-user 5.8 M entries and 1.6 GB peak at 5 k users, x4 per
+#: doubling; item-item 19.7 M entries and 5.7 GB peak at 15 k titles / 1 M ratings). With
+#: ``max_neighbours`` set (``predictors.pearson_baseline_topk``: 0.7 GB at 5 k users,
+#: 0.9 GB at 15 k titles) it stays in; the user-based one's time still grows with users^2.
+#: The embedded default (671 users, 9,061 titles) stays below both limits.
 USER_NEIGHBOURS_MAX_USERS = 5_000
+ITEM_NEIGHBOURS_MAX_ITEMS = 10_000
 
 
-def excluded_components(components: dict[str, dict[str, Any]], n_users: int
-                        ) -> dict[str, str]:
-    """``name → reason`` for the components the exclusion rule leaves out at ``n_users``."""
+def excluded_components(components: dict[str, dict[str, Any]], n_users: int,
+                        n_items: int = 0) -> dict[str, str]:
+    """``name → reason`` for the components the exclusion rule leaves out."""
     out = {}
     for name, params in components.items():
+        if COMPONENTS.get(name) is not KNNBaselineComponent or \
+                params.get("max_neighbours") is not None:
+            continue
         user_based = name == "knn_user" or bool(
             (params.get("sim_options") or {}).get("user_based", False))
-        if (user_based and COMPONENTS.get(name) is KNNBaselineComponent
-                and params.get("max_neighbours") is None and n_users > USER_NEIGHBOURS_MAX_USERS):
-            out[name] = (f"user-based neighbours without max_neighbours and {n_users:,} users "
-                         f"> {USER_NEIGHBOURS_MAX_USERS:,} (memory ~ users^2)")
+        n, limit, what = ((n_users, USER_NEIGHBOURS_MAX_USERS, "users") if user_based
+                          else (n_items, ITEM_NEIGHBOURS_MAX_ITEMS, "titles"))
+        if n > limit:
+            out[name] = (f"neighbours without max_neighbours and {n:,} {what} > {limit:,} "
+                         f"(memory ~ {what}^2)")
     return out
 
 
@@ -210,8 +218,8 @@ class BlendedRatingModel(BatchPredictions):
         """Fit blend weights on a random holdout, then refit the components on all data."""
         trainset = as_trainset(data)
         # the large-data rule: components that would not fit are left out, and say why
-        self.excluded_components_ = excluded_components(self.components_params,
-                                                        trainset.n_users)
+        self.excluded_components_ = excluded_components(
+            self.components_params, trainset.n_users, trainset.n_items)
         for name, why in self.excluded_components_.items():
             warnings.warn(f"blend: leaving out {name!r}: {why}", stacklevel=2)
         self.active_components_ = {k: v for k, v in self.components_params.items()
