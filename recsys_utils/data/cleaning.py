@@ -41,12 +41,13 @@ from recsys_utils.data.tables import (
     table_path,
     write_table,
 )
-from recsys_utils.errors import DataError, UnknownFilterError
+from recsys_utils.errors import DataError, UnknownFilterError, run_command
 from recsys_utils.paths import ProjectPaths, project_paths
 from recsys_utils.schema import MODEL_COLUMNS, cast_analytics, cast_model, cast_ratings, cast_titles
 
 __all__ = ["SOURCES", "TABLES", "CleaningResult", "ProcessedData", "build_analytics",
-           "build_model_table", "build_processed", "load_processed", "main", "resolve_source"]
+           "build_model_table", "build_processed", "check_folder", "load_processed", "main",
+           "resolve_source"]
 
 #: Accepted values of ``source``; ``auto`` picks the first applicable of the others.
 SOURCES = ("auto", "streaming", "linked", "movielens")
@@ -244,7 +245,7 @@ def _write_parquet(df: pd.DataFrame, path: Path, ratings_fp: str | None = None) 
 def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
                     paths: ProjectPaths | None = None, seed: int = 0,
                     output_dir: str | Path | None = None, verbose: bool = True,
-                    ) -> CleaningResult:
+                    write: bool = True) -> CleaningResult:
     """Clean the chosen source and write the processed tables.
 
     Args:
@@ -257,6 +258,8 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
         output_dir: where the four tables and ``accounting.json`` go
             (default ``data/processed``; relative to the project root).
         verbose: print the accounting.
+        write: ``False`` is a dry run (``recsys-clean --check``): everything is read,
+            cleaned and accounted for, but no file or folder is created or changed.
 
     Raises:
         DataError: the raw folder does not hold what ``source`` needs.
@@ -283,6 +286,22 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
         match_rate=parts.get("match_rate"), match_label=str(parts.get("match_label", "")),
         stats=dict(parts.get("stats", {})))
 
+    if write:
+        _write_all(result, paths, output_dir)
+    if verbose:
+        print(f"source: {chosen}" + (f" (raw dir {raw})" if result.raw_dir else ""))
+        for line in accounting.summary_lines():
+            print(line)
+        if result.match_rate is not None:
+            print(f"match rate: {result.match_rate:.1%} of {result.match_label}")
+    return result
+
+
+def _write_all(result: CleaningResult, paths: ProjectPaths,
+               output_dir: str | Path | None) -> None:
+    """Write the processed tables, the rejected rows and ``accounting.json``."""
+    chosen, ratings, accounting = result.source, result.ratings, result.accounting
+    rejected_titles, rejected_ratings = result.rejected_titles, result.rejected_ratings
     paths.ensure()
     out = Path(output_dir) if output_dir is not None else paths.processed
     out = out if out.is_absolute() else paths.root / out
@@ -303,13 +322,6 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
                 "stats": result.stats, **json.loads(accounting.to_json())}
         result.written["accounting"] = atomic_write_text(out / ACCOUNTING_FILE,
                                                          json.dumps(meta, indent=2) + "\n")
-    if verbose:
-        print(f"source: {chosen}" + (f" (raw dir {raw})" if result.raw_dir else ""))
-        for line in accounting.summary_lines():
-            print(line)
-        if result.match_rate is not None:
-            print(f"match rate: {result.match_rate:.1%} of {result.match_label}")
-    return result
 
 
 def _sorted_rejects(df: pd.DataFrame) -> pd.DataFrame:
@@ -332,10 +344,25 @@ def load_processed(paths: ProjectPaths | None = None) -> ProcessedData:
     return ProcessedData(**{name: read_table(name, paths) for name in TABLES})
 
 
+def check_folder(raw_dir: str | Path, source: str = "auto") -> CleaningResult:
+    """``recsys-clean --check``: clean ``raw_dir`` in memory and print its accounting and
+    the rejected rows by reason, writing nothing."""
+    result = build_processed(raw_dir=raw_dir, source=source, write=False)
+    counts = result.rejected_by_reason()
+    if len(counts):
+        print("rows not kept, by reason:")
+        for row in counts.itertuples(index=False):
+            print(f"  {row.table:<8} {row.reason:<32} {row.rows:>8,}")
+    print(f"kept {len(result.titles):,} titles and {len(result.ratings):,} ratings by "
+          f"{result.ratings['user_id'].nunique():,} users; checked only, nothing written")
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``recsys-clean``: run the cleaning step from the command line."""
+    """``recsys-clean``: run the cleaning step, check a raw folder, or write the example."""
     parser = argparse.ArgumentParser(
-        prog="recsys-clean", description="Clean the raw data into data/processed/*.parquet.")
+        prog="recsys-clean", description="Clean the raw data into data/processed/*.parquet "
+        "(or, with --check, only validate a raw folder; with --example, write one).")
     parser.add_argument("--raw-dir", type=Path, default=None,
                         help="folder with <platform>_titles.csv and ratings/*.csv "
                              "(default: data/raw of the project)")
@@ -343,14 +370,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="auto (default): streaming if catalogs + ratings, linked if only "
                              "catalogs, else the embedded MovieLens sample")
     parser.add_argument("--seed", type=int, default=0, help="seed of the rejected-rows sample")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--check", type=Path, metavar="DIR",
+                        help="validate DIR (same layout as --raw-dir) and print the row "
+                             "accounting and the reasons rows were rejected; writes nothing")
+    action.add_argument("--example", type=Path, metavar="DIR",
+                        help="write a small example raw folder, built from the embedded "
+                             "MovieLens data with a few deliberately bad rows, into DIR")
     args = parser.parse_args(argv)
-    raw_dir = args.raw_dir.resolve() if args.raw_dir is not None else None  # relative to cwd
-    try:
-        build_processed(raw_dir=raw_dir, source=args.source, seed=args.seed)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    def body() -> None:
+        if args.check is not None:
+            check_folder(args.check.resolve(), source=args.source)  # relative to cwd
+        elif args.example is not None:
+            from recsys_utils.data.example import write_example
+
+            got = write_example(args.example)
+            print(f"wrote {args.example}: {len(got.files)} files, {got.n_titles:,} titles and "
+                  f"{got.n_ratings:,} ratings plus deliberately bad rows (see its README.md)")
+            print(f"check it: recsys-clean --check {args.example}")
+        else:
+            raw_dir = args.raw_dir.resolve() if args.raw_dir is not None else None
+            build_processed(raw_dir=raw_dir, source=args.source, seed=args.seed)
+
+    return run_command(body)
 
 
 if __name__ == "__main__":  # pragma: no cover
