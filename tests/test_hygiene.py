@@ -29,6 +29,7 @@ GLUE_PREFIX = {
     "03_modeling": "model_",
     "04_evaluation": "eval_",
     "05_monitoring": "mon_",
+    "06_scale_out": "scale_",
 }
 
 

@@ -128,7 +128,9 @@ def _frame(kind: str, file_idx: int, df: pd.DataFrame, columns: list[str]) -> pd
         if isinstance(values.dtype, pd.StringDtype):  # Arrow-backed text: plain objects
             values = values.astype(object).where(values.notna(), None)
         out[col] = values
-    out["kind"], out["file_idx"] = kind, file_idx
+    # plain objects: pandas 3's default text dtype reaches Arrow as a chunked array
+    out["kind"] = pd.Series([kind] * len(out), dtype=object)
+    out["file_idx"] = file_idx
     return out
 
 
@@ -237,8 +239,9 @@ def _rating_files_on_spark(spark: Any, raw_dir: Path, known_items: set[str]
                 idx, source_file = meta[_file_name(uri)]
                 got = _with_temp_copy(content, _file_name(uri), read_ratings_file, set(known),
                                       source_file)
-                kept = got.ratings.assign(raw=[got.raw[(source_file, int(ln))]
-                                               for ln in got.ratings["line"]])
+                kept = got.ratings.assign(raw=pd.Series(
+                    [got.raw[(source_file, int(ln))] for ln in got.ratings["line"]],
+                    dtype=object, index=got.ratings.index))
                 yield _frame("kept", idx, kept, columns)
                 yield _frame("reject", idx, got.rejected, columns)
                 yield _account_frame(got.accounts[0], idx, columns)

@@ -1,0 +1,324 @@
+"""The scale-out step: Java detection, Spark cleaning = pandas cleaning, the split and
+metrics on the cluster = the single-machine ones, ALS top-N and the batch registry version.
+
+Spark tests (marker ``spark``) run in ``local[2]`` on tiny data; they skip, naming the
+reason, when pyspark or Java >= 17 is missing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import tiny_ratings_csv, write_tiny_raw
+from ranking_fixtures import synthetic_ratings, synthetic_titles
+from spark_fixtures import LOCAL, require_spark
+
+from recsys_utils.data.cleaning import build_processed
+from recsys_utils.errors import UnknownFilterError
+from recsys_utils.paths import PROJECT_ROOT, ProjectPaths, project_paths
+from recsys_utils.ranking import metrics
+from recsys_utils.ranking.evaluation import last_n_split, relevant_items
+from recsys_utils.scale_out.session import _java_major, find_java
+
+SHARED_CATALOGS = PROJECT_ROOT.parent / "shared/data/catalogs"
+
+
+@pytest.fixture(scope="module")
+def spark():
+    require_spark()
+    from recsys_utils.scale_out.session import spark_session
+
+    with spark_session(LOCAL) as session:
+        yield session
+
+
+def _fake_java(folder: Path, version: str) -> Path:
+    """A ``$JAVA_HOME`` whose ``bin/java -version`` reports ``version``."""
+    (folder / "bin").mkdir(parents=True)
+    java = folder / "bin" / "java"
+    java.write_text(f'#!/bin/sh\necho \'openjdk version "{version}" 2020-01-01\' >&2\n')
+    java.chmod(0o755)
+    return folder
+
+
+# --------------------------------------------------------------------------- Java
+
+
+def test_java_version_parsing() -> None:
+    assert _java_major('openjdk version "17.0.15" 2025-04-15') == 17
+    assert _java_major('java version "1.8.0_292"') == 8
+    assert _java_major('openjdk version "21" 2023-09-19') == 21
+    assert _java_major("no version here") is None
+
+
+def test_find_java_names_a_too_old_or_missing_java(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JAVA_HOME", str(_fake_java(tmp_path / "jdk11", "11.0.2")))
+    info = find_java()
+    assert not info.ok and info.major == 11 and "too old" in info.problem
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "nowhere"))
+    assert "no Java runtime" in find_java().problem
+    monkeypatch.setenv("JAVA_HOME", str(_fake_java(tmp_path / "jdk17", "17.0.1")))
+    assert find_java().ok
+
+
+def test_step_without_java_says_so_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from recsys_utils.scale_out.step import run_scale_out
+
+    pytest.importorskip("pyspark")
+    monkeypatch.setenv("JAVA_HOME", str(_fake_java(tmp_path / "jdk11", "11.0.2")))
+    result = run_scale_out(paths=project_paths(tmp_path / "project"))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Spark step not run:") and "Java 11" in lines[0]
+    assert not result.ran
+    numbers = result.key_numbers()
+    assert numbers["status"].startswith("did not run: Java 11")
+    # every number the book chapter shows is glued either way (as "n/a" here)
+    book = (PROJECT_ROOT / "book" / "scale_out.md").read_text(encoding="utf-8")
+    referenced = set(re.findall(r"::scale_([a-z_]+):s", book))
+    assert referenced and referenced <= set(numbers)
+    assert all(numbers[k] is None for k in referenced - {"status"})
+
+
+# --------------------------------------------------------------------------- cleaning
+
+
+def _write_more_ratings(raw: Path) -> None:
+    """Two more rating files: a repeat of a row of the first file (a duplicate across
+    files), a repeat within the file, new good rows, bad rows; and a wrong header."""
+    first_good = tiny_ratings_csv().splitlines()[1]
+    (raw / "ratings" / "more.csv").write_text("\n".join([
+        "userId,rating,timestamp,movieId", first_good, "9,4.5,1600100000,ns1",
+        "9,4.5,1600100000,ns1", "9,3.0,1600100001,as3", "9,0.25,1600100002,ns2",
+        "10,5.0,1600100003,ns9"]) + "\n", encoding="utf-8")
+    (raw / "ratings" / "wrong.csv").write_text("user,score,time,item\n1,4.0,1600000000,ns1\n",
+                                               encoding="utf-8")
+
+
+def _sorted_rejects(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values(["source_file", "line", "reason"], ignore_index=True)
+
+
+def _assert_same_cleaning(spark, raw: Path, source: str, tmp_path: Path) -> None:
+    from recsys_utils.scale_out.cleaning import (
+        clean_on_spark,
+        load_spark_processed,
+        load_spark_rejects,
+        same_processed,
+    )
+
+    paths = project_paths(tmp_path / "project")
+    ref = build_processed(raw, source=source, paths=paths, verbose=False)
+    got = clean_on_spark(spark, raw, source=source, output_dir=tmp_path / "spark", paths=paths)
+    assert got.source == ref.source == source
+    assert same_processed(ref.processed, load_spark_processed(got.output_dir)) == {
+        "titles": True, "ratings": True, "analytics": True, "model": True}
+    pd.testing.assert_frame_equal(got.accounting.to_frame(), ref.accounting.to_frame())
+    rejects = load_spark_rejects(got.output_dir)
+    for kind, table in (("titles", ref.rejected_titles), ("ratings", ref.rejected_ratings)):
+        pd.testing.assert_frame_equal(_sorted_rejects(rejects[kind]), _sorted_rejects(table))
+    for account in got.accounting:
+        assert account.read == account.kept + account.rejected + account.duplicates
+
+
+@pytest.mark.spark
+def test_spark_cleaning_equals_pandas_on_the_corrupted_fixture(spark, tmp_path: Path) -> None:
+    raw = write_tiny_raw(tmp_path / "raw")
+    _write_more_ratings(raw)
+    _assert_same_cleaning(spark, raw, "streaming", tmp_path)
+    from recsys_utils.data.accounting import Accounting
+
+    accounts = {a.source_file: a for a in Accounting.from_json(
+        tmp_path / "spark" / "processed" / "accounting.json")}
+    # files are read in name order: more.csv's copy of ratings.csv's first row comes first,
+    # so ratings.csv's row is the duplicate (besides its own repeat of that row)
+    assert (accounts["ratings/more.csv"].read, accounts["ratings/more.csv"].duplicates) == (6, 1)
+    assert accounts["ratings/ratings.csv"].duplicates == 2
+    assert accounts["ratings/wrong.csv"].kept == 0 and "wrong header" in \
+        accounts["ratings/wrong.csv"].note
+
+
+@pytest.mark.spark
+def test_spark_cleaning_equals_pandas_for_the_embedded_default(spark, tmp_path: Path) -> None:
+    _assert_same_cleaning(spark, tmp_path / "no-raw", "movielens", tmp_path)
+
+
+@pytest.mark.spark
+@pytest.mark.shared_data
+def test_spark_cleaning_equals_pandas_on_the_shared_catalogs(spark, tmp_path: Path) -> None:
+    if not SHARED_CATALOGS.is_dir():
+        pytest.skip(f"shared catalogs not present at {SHARED_CATALOGS}")
+    _assert_same_cleaning(spark, SHARED_CATALOGS, "linked", tmp_path)
+
+
+# --------------------------------------------------------------------------- split, metrics
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("kwargs", [{"fraction": 0.2}, {"fraction": 0.5, "min_train": 8},
+                                    {"n": 3, "fraction": None}])
+def test_last_n_split_on_spark_equals_pandas(spark, kwargs) -> None:
+    from recsys_utils.scale_out import evaluation as sev
+
+    model = synthetic_ratings(seed=3)
+    model.loc[model.index[:24:2], "timestamp"] = model["timestamp"].iloc[0]  # equal times
+    ref = last_n_split(model, **kwargs)
+    train, test = sev.last_n_split(spark.createDataFrame(model), **kwargs)
+    key = ["user", "item"]
+    for ours, theirs in ((train, ref.train), (test, ref.test)):
+        got = ours.toPandas()[key].sort_values(key, ignore_index=True)
+        pd.testing.assert_frame_equal(got, theirs[key].sort_values(key, ignore_index=True),
+                                      check_dtype=False)
+
+
+@pytest.mark.spark
+def test_ranking_report_on_spark_equals_ranking_metrics(spark) -> None:
+    from recsys_utils.scale_out import evaluation as sev
+
+    rng = np.random.default_rng(5)
+    model = synthetic_ratings(seed=1)
+    split = last_n_split(model, fraction=0.3)
+    test = split.test.copy()
+    test.loc[test["user"].isin([1, 2, 3]), "score"] = 2.0  # users with nothing relevant
+    items = sorted(model["item"].unique())
+    lists = {}
+    for user in sorted(split.train["user"].unique())[:-5]:  # 5 users without a list
+        size = int(rng.integers(3, 11))  # some lists shorter than k
+        lists[int(user)] = [str(i) for i in rng.choice(items, size, replace=False)]
+    popularity = sev.item_popularity(spark.createDataFrame(split.train))
+    k, n_catalog = 10, len(items)
+    ref = metrics.ranking_report(lists, relevant_items(test), k, popularity, n_catalog)
+    frame = pd.DataFrame([(u, r + 1, i) for u, ranked in lists.items()
+                          for r, i in enumerate(ranked)], columns=["user", "rank", "item"])
+    got = sev.ranking_report(spark.createDataFrame(frame), spark.createDataFrame(test),
+                             k, popularity, n_catalog)
+    assert set(got) == set(ref)
+    assert ref["n_users_no_relevant"] > 0 and ref["n_users"] > 0
+    for name, value in ref.items():
+        if isinstance(value, float) and math.isnan(value):
+            assert math.isnan(got[name]), name
+        else:
+            assert got[name] == pytest.approx(value, abs=1e-12), name
+
+
+# --------------------------------------------------------------------------- ALS
+
+
+@pytest.fixture(scope="module")
+def fitted(spark):
+    """Implicit ALS on the two-taste synthetic data (known structure)."""
+    from recsys_utils.scale_out import als
+
+    titles = synthetic_titles()
+    catalog = als.Catalog.from_titles(titles)
+    frame = catalog.index_frame(spark).cache()
+    train = spark.createDataFrame(synthetic_ratings(seed=0)).cache()
+    model = als.fit_als(train, frame, als.AlsParams(rank=4, reg=0.1, alpha=5.0), implicit=True,
+                        seed=0)
+    return {"catalog": catalog, "frame": frame, "train": train, "model": model,
+            "titles": titles}
+
+
+@pytest.mark.spark
+def test_top_n_excludes_rated_titles_and_honours_filters(fitted) -> None:
+    from recsys_utils.scale_out import als
+    from recsys_utils.scale_out.evaluation import lists_to_dict
+
+    f, ratings = fitted, synthetic_ratings(seed=0)
+    rated = ratings.groupby("user")["item"].agg(set).to_dict()
+    lists = als.top_n(f["model"], f["train"], f["catalog"], f["frame"], 5)
+    frame = lists.toPandas()
+    assert set(frame["user"]) == set(rated)
+    for user, group in frame.groupby("user"):
+        group = group.sort_values("rank")
+        assert group["rank"].tolist() == list(range(1, len(group) + 1)) and len(group) == 5
+        assert not set(group["item"]) & rated[user]
+        assert (np.diff(group["score"].to_numpy()) <= 0).all()
+    # the taste groups are found: even users' lists are mostly titles i00-i19
+    top = lists_to_dict(lists)
+    liked = [np.mean([int(i[1:]) < 20 if u % 2 == 0 else int(i[1:]) >= 20 for i in items])
+             for u, items in top.items()]
+    assert np.mean(liked) > 0.8
+    titles = f["titles"]
+    beta = set(titles.loc[titles["platform"] == "beta", "item_id"])
+    shows = set(titles.loc[titles["type"] == "TV Show", "item_id"])
+    on_beta = als.top_n(f["model"], f["train"], f["catalog"], f["frame"], 5,
+                        platforms=["beta"]).toPandas()
+    assert len(on_beta) and set(on_beta["item"]) <= beta
+    tv = als.top_n(f["model"], f["train"], f["catalog"], f["frame"], 3, kind="TV Show").toPandas()
+    assert len(tv) and set(tv["item"]) <= shows
+    with pytest.raises(UnknownFilterError):
+        f["catalog"].candidate_mask(["gamma"])
+
+
+@pytest.mark.spark
+def test_similar_titles_from_item_factors(fitted) -> None:
+    from recsys_utils.scale_out import als
+
+    sims = als.similar_titles(fitted["model"], fitted["catalog"], 4).toPandas()
+    assert len(sims) == 4 * sims["item"].nunique() and sims["item"].nunique() == 40
+    assert not (sims["item"] == sims["similar"]).any()
+    assert (sims["similarity"] <= 1 + 1e-9).all()
+    for _, group in sims.groupby("item"):
+        assert (np.diff(group.sort_values("rank")["similarity"].to_numpy()) <= 0).all()
+    # neighbours come from the same taste group
+    same = (sims["item"].str[1:].astype(int) < 20) == (sims["similar"].str[1:].astype(int) < 20)
+    assert same.mean() > 0.8
+
+
+@pytest.mark.spark
+def test_tuning_picks_the_best_validation_score(spark, fitted) -> None:
+    from recsys_utils.scale_out import als
+
+    choice = als.tune_als(fitted["train"], fitted["catalog"], fitted["frame"], implicit=False,
+                          ranks=[3], regs=[0.05, 5.0], max_iter=5, seed=0)
+    table = choice.table
+    assert len(table) == 2 and choice.criterion == "rmse"
+    assert choice.best.reg == table.loc[table["rmse"].idxmin(), "reg"]
+    assert table["rmse"].between(0, 5).all()
+
+
+@pytest.mark.spark
+def test_batch_lists_registered_with_checksums(fitted, tmp_path: Path) -> None:
+    from recsys_utils.lifecycle.registry import (
+        champion_version,
+        load_version,
+        read_manifest,
+        sha256_file,
+    )
+    from recsys_utils.scale_out import als
+    from recsys_utils.scale_out.batch import BatchRecommendations, register_batch, save_batch
+
+    paths: ProjectPaths = project_paths(tmp_path / "project").ensure()
+    out = paths.outputs / "scale_out" / "als"
+    top_dir = als.write_top_n(fitted["model"], fitted["train"], fitted["catalog"],
+                              fitted["frame"], out / "top_n.parquet", 5)
+    assert {p.name for p in top_dir.iterdir() if p.is_dir()} == {
+        "platform=all", "platform=alpha", "platform=beta"}
+    similar = als.similar_titles(fitted["model"], fitted["catalog"], 3).toPandas()
+    batch = save_batch(fitted["model"], fitted["catalog"], top_dir, similar, out)
+    model_df = synthetic_ratings(seed=0)
+    version = register_batch(batch, model_df, params={"rank": 4}, metrics={"ndcg": 0.5},
+                             paths=paths)
+    manifest = read_manifest(version, paths)
+    assert manifest["engine"] == "spark" and manifest["kind"] == "batch_top_n"
+    assert champion_version(paths) is None  # registered, not promoted
+    assert manifest["batch_files"] and all(
+        sha256_file(paths.root / rel) == digest for rel, digest in manifest["batch_files"].items())
+    loaded, _ = load_version(version, paths)
+    assert isinstance(loaded, BatchRecommendations)
+    expected = batch.recommendations.top_n
+    first = int(expected["user"].iloc[0])
+    assert loaded.recommend(first, 5) == expected[(expected["user"] == first)
+                                                  & (expected["platform"] == "all")
+                                                  ].sort_values("rank")["item"].tolist()
+    assert loaded.recommend(10**9) == []
+    # the same run again reuses the version instead of adding a copy
+    assert register_batch(batch, model_df, params={"rank": 4}, metrics={"ndcg": 0.5},
+                          paths=paths) == version
