@@ -366,14 +366,14 @@ class PruneResult:
 
 
 def _protected(paths: ProjectPaths) -> set[str]:
-    """The champion and the versions the champion history names (rollback targets)."""
-    keep = {v for v in [registry.champion_version(paths)] if v}
+    """The champion, the pointer's previous version and the next rollback target (the last
+    of its ``earlier`` walk-back list): a rollback never needs a restore first."""
     pointer = paths.models / registry.CHAMPION_FILE
-    if pointer.is_file():
-        previous = json.loads(pointer.read_text(encoding="utf-8")).get("previous")
-        if previous:
-            keep.add(previous)
-    return keep
+    if not pointer.is_file():
+        return set()
+    record = json.loads(pointer.read_text(encoding="utf-8"))
+    earlier = record.get("earlier") if isinstance(record.get("earlier"), list) else []
+    return {str(v) for v in (record.get("version"), record.get("previous"), *earlier[-1:]) if v}
 
 
 def prune_versions(paths: ProjectPaths | None = None, keep: int = DEFAULT_KEEP,
@@ -381,9 +381,10 @@ def prune_versions(paths: ProjectPaths | None = None, keep: int = DEFAULT_KEEP,
                    log: Callable[[str], None] = print) -> PruneResult:
     """Delete all but the newest ``keep`` non-champion versions from the workspace registry.
 
-    Never pruned: the champion, the previous champion (the rollback target), and any
-    version not yet in the remote. ``pushed_hash`` is the registry pointer hash
-    (``outputs/models.dvc``) known to be in the remote — normally the one just pulled;
+    Never pruned: the champion, the previous champion, the next rollback target, and any
+    version not yet in the remote (a walk-back rollback skips pruned versions).
+    ``pushed_hash`` is the registry pointer hash (``outputs/models.dvc``) known to be in
+    the remote — normally the one just pulled;
     only versions inside it are pruned, so each stays retrievable with
     :func:`restore_version`. Each pruned version is appended to ``pruned.jsonl``.
     """
