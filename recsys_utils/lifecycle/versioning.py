@@ -56,6 +56,7 @@ from typing import Any
 import yaml
 
 from recsys_utils.atomic import append_line, atomic_write_text
+from recsys_utils.data.store import store_lock
 from recsys_utils.errors import DataError
 from recsys_utils.lifecycle import registry
 from recsys_utils.paths import ProjectPaths, project_paths
@@ -396,19 +397,20 @@ def prune_versions(paths: ProjectPaths | None = None, keep: int = DEFAULT_KEEP,
         return PruneResult([], registry.list_versions(paths),
                            "registry not in the remote yet: nothing pruned")
     in_remote = set(_versions_in(paths, pushed_hash))
-    protected = _protected(paths)
-    candidates = [v for v in registry.list_versions(paths) if v not in protected]
-    old = candidates[:-keep] if keep > 0 else candidates
-    pruned = [v for v in old if v in in_remote]
-    for version in pruned:
-        manifest = registry.read_manifest(version, paths)
-        # Logged before deleting: a crash in between leaves a logged version still present
-        # (harmless: restore_version finds it), never a deleted one nobody can find.
-        append_line(paths.models / PRUNED_FILE, json.dumps({
-            "version": version, "pruned_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "registry_hash": pushed_hash, "created_at": manifest.get("created_at"),
-            "notes": manifest.get("notes", "")}))
-        shutil.rmtree(paths.models / version)
+    with store_lock(paths):  # no rollback or retrain moves the pointer meanwhile
+        protected = _protected(paths)
+        candidates = [v for v in registry.list_versions(paths) if v not in protected]
+        old = candidates[:-keep] if keep > 0 else candidates
+        pruned = [v for v in old if v in in_remote]
+        for version in pruned:
+            manifest = registry.read_manifest(version, paths)
+            # Logged before deleting: a crash in between leaves a logged version still
+            # present (restore_version finds it), never a deleted one nobody can find.
+            append_line(paths.models / PRUNED_FILE, json.dumps({
+                "version": version, "pruned_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "registry_hash": pushed_hash, "created_at": manifest.get("created_at"),
+                "notes": manifest.get("notes", "")}))
+            registry.remove_version(version, paths)  # atomic: never half a version
     if pruned:
         log(f"retention: pruned {', '.join(pruned)} from the workspace (kept in the remote; "
             f"`recsys-ct restore VERSION` fetches one back)")
