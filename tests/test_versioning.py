@@ -162,6 +162,15 @@ def test_pull_of_content_missing_from_the_remote_is_a_data_error(project, tmp_pa
         versioning.pull(other, log=lambda _: None)
 
 
+def test_without_dvc_installed_the_error_names_the_extra(project, monkeypatch):
+    import sys
+
+    for name in ("dvc.repo", "dvc.config"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import dvc.repo` now fails
+    with pytest.raises(DataError, match=r"pip install -e '\.\[dvc\]'"):
+        versioning.push(project, log=lambda _: None)
+
+
 def test_outside_a_git_repository_is_a_data_error(tmp_path, no_env_remote):
     with pytest.raises(DataError, match="git repository"):
         versioning.ensure_repo(project_paths(tmp_path), log=lambda _: None)
