@@ -43,6 +43,7 @@ from typing import Any
 import pandas as pd
 
 from recsys_utils.atomic import atomic_write_text
+from recsys_utils.data.tables import RATINGS_FILE, TITLES_FILE
 from recsys_utils.errors import DataError, run_command
 from recsys_utils.lifecycle import retrain, versioning
 from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
@@ -105,7 +106,7 @@ def drift_of_batch(new_ratings: str | Path, paths: ProjectPaths) -> dict[str, An
 
 
 def _catalog_items(paths: ProjectPaths) -> set[str]:
-    titles = paths.processed / "titles.parquet"
+    titles = paths.processed / TITLES_FILE
     if not titles.is_file():
         return set()
     return set(pd.read_parquet(titles, columns=["item_id"])["item_id"].astype(str))
@@ -134,22 +135,19 @@ def _metrics_table(record: dict) -> str:
 def _score_figure(drift: dict, folder: Path) -> Path | None:
     if "_scores" not in drift:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
 
     reference, new = drift["_scores"]
     bins = np.arange(0.25, 5.5, 0.5)
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
     ax.hist([reference, new], bins=bins, density=True, label=["store", "new ratings"])
     ax.set(title=f"Score distribution (PSI {drift['score_psi']:.3f}, {drift['psi_band']})",
            xlabel="score", ylabel="share of ratings")
     ax.legend()
     path = folder / "scores.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -219,8 +217,8 @@ def run_ct(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
         versioning.ensure_repo(paths, remote, log)
         log("bootstrap: no pointer file yet, starting from the local store and champion "
             "(`make pipeline`); they are pushed at the end")
-    drift = drift_of_batch(new_path, paths) if (paths.processed / "ratings.parquet").is_file() \
-        else {}
+    stored = (paths.processed / RATINGS_FILE).is_file()
+    drift = drift_of_batch(new_path, paths) if stored else {}
     record = retrain.run_retrain(new_path, paths=paths, log=log, **retrain_options)
     if record.get("decision") == "skipped" and all(before.values()):
         log("ct: nothing new, nothing trained, nothing pushed (no-op)")
