@@ -239,12 +239,10 @@ def test_a_crash_at_any_durable_write_leaves_the_old_or_the_new_state(name, tmp_
     # Every crash point is covered, and both outcomes occur where both can.
     assert sorted(got["outcomes"]) == list(range(1, len(got["points"]) + 1))
     assert "old" in got["outcomes"].values()
-    with capsys.disabled():
-        print(f"\n{name}: {len(got['points'])} crash points in "
-              f"{time.perf_counter() - started:.1f}s")
-        for k, target in enumerate(got["points"], 1):
-            print(f"  {k:2d} {Path(target).parent.name}/{Path(target).name:<28} "
-                  f"-> {got['outcomes'][k]}")
+    olds = [k for k, state in got["outcomes"].items() if state == "old"]
+    with capsys.disabled():  # a measured figure, not asserted
+        print(f"\n{name}: {len(got['points'])} crash points (old state after a crash at "
+              f"writes {olds}, new after the others) in {time.perf_counter() - started:.1f}s")
 
 
 def _crash_point(points: list[str], name: str) -> int:
