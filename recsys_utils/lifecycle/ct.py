@@ -142,7 +142,8 @@ def _score_figure(drift: dict, folder: Path) -> Path | None:
     bins = np.arange(0.25, 5.5, 0.5)
     fig = Figure(figsize=(6, 3.2))
     ax = fig.subplots()
-    ax.hist([reference, new], bins=bins, density=True, label=["store", "new ratings"])
+    shares = [np.full(len(reference), 1 / len(reference)), np.full(len(new), 1 / len(new))]
+    ax.hist([reference, new], bins=bins, weights=shares, label=["store", "new ratings"])
     ax.set(title=f"Score distribution (PSI {drift['score_psi']:.3f}, {drift['psi_band']})",
            xlabel="score", ylabel="share of ratings")
     ax.legend()
