@@ -274,3 +274,34 @@ def test_the_two_reproductions_of_issue_11_end_consistent(tmp_path):
         assert state["pointer"] == new["pointer"]  # the promotion was finished
         [recovered] = [r for r in _records(paths) if r["status"] == "done (recovered)"]
         assert recovered["decision"] == "promoted"
+
+
+def test_a_crash_during_recovery_is_recovered_too(tmp_path):
+    """Recovery makes durable writes of its own (tables, pointer, history, record): kill
+    it at each of them; the next recovery still ends in the uninterrupted run's state."""
+    make_state, op, _ = OPERATIONS["retrain, challenger promoted"]
+    template = make_state(tmp_path / "template")
+    clean = project_paths(shutil.copytree(template.root, tmp_path / "clean"))
+    log = tmp_path / "writes.log"
+    assert _in_child(op, clean, None, log) == 0
+    points = [line.split("\t")[1] for line in log.read_text().splitlines()]
+    new = snapshot(clean)
+    crashed = tmp_path / "crashed"
+    shutil.copytree(template.root, crashed)
+    assert _in_child(op, project_paths(crashed), _crash_point(points, "model.parquet")) == (
+        atomic.CRASH_EXIT_CODE)
+
+    def recover(paths):
+        retrain.recover(paths, **QUIET)
+
+    recovery_log = tmp_path / "recovery.log"
+    probe = project_paths(shutil.copytree(crashed, tmp_path / "probe"))
+    assert _in_child(recover, probe, None, recovery_log) == 0
+    n = len(recovery_log.read_text().splitlines())
+    assert n == 5  # model, analytics, pointer, history, record
+    for k in range(1, n + 1):
+        paths = project_paths(shutil.copytree(crashed, tmp_path / f"recovery{k}"))
+        assert _in_child(recover, paths, k) == atomic.CRASH_EXIT_CODE
+        retrain.recover(paths, **QUIET)
+        check_invariant(paths, "v0001")
+        assert snapshot(paths) == new, f"recovery killed at its write {k}"
