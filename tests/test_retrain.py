@@ -419,3 +419,16 @@ def test_recovery_removes_crash_leftovers(scenario):
     assert registry.list_versions(paths) == ["v0001", kept]  # the orphan went, not the other
     assert any(orphan in line for line in done)
     assert retrain.recover(paths, log=lambda s: None) == []
+
+
+def test_a_pending_record_of_older_code_is_still_finished(scenario):
+    """Records written before transactions had their own fields: judged by the model table."""
+    paths, csv, _, _ = scenario
+    record, _ = _run(paths, csv, tolerance=10.0)
+    registry.rollback("v0001", paths)  # as if the crash came before the pointer moved
+    path = paths.reports / "decisions" / f"{record['stamp']}.json"
+    legacy = {k: v for k, v in record.items() if k not in ("transaction", "record_file")}
+    path.write_text(json.dumps({**legacy, "status": "pending"}))
+    done = retrain.recover(paths, log=lambda s: None)
+    assert any("done (recovered)" in line for line in done)
+    assert registry.champion_version(paths) == record["challenger"]["version"]

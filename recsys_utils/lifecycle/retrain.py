@@ -320,9 +320,17 @@ def _store_fingerprint(paths: ProjectPaths) -> str:
 
 def _finish_pending(paths: ProjectPaths, record: dict) -> str:
     """Roll a crashed transaction forward (the store holds its ratings) or back; its status."""
-    tx = record.get("transaction") or {}
+    tx = record.get("transaction")
+    if tx is None:  # a record of older code: judged by the model table's fingerprint, as then
+        challenger = (record.get("challenger") or {}).get("version")
+        tx = {"version": challenger, "champion_before": record.get("champion_before"),
+              "promote": challenger if record.get("decision") == "promoted" else None}
+        forward = (data_fingerprint(load_store(paths)[1])
+                   == (record.get("store") or {}).get("fingerprint_after"))
+    else:
+        forward = _store_fingerprint(paths) == tx.get("ratings_after")
     version = tx.get("version")
-    if _store_fingerprint(paths) == tx.get("ratings_after"):
+    if forward:
         status = "done (recovered)"
         promote = tx.get("promote")
         if promote and registry.champion_version(paths) != promote:
@@ -669,7 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CSV with header userId,rating,timestamp,movieId")
     action.add_argument("--list", action="store_true", help="list the registered versions")
     action.add_argument("--rollback", nargs="?", const="", metavar="VERSION",
-                        help="point the champion at VERSION (default: the previous champion)")
+                        help="point the champion at VERSION (v0001, ...; default: the champion "
+                             "before the current one, one further back each time)")
     action.add_argument("--hold-back", nargs="?", const="", metavar="QUARTER",
                         help="move the latest ratings (from QUARTER, e.g. 2016Q3, or the last "
                              "91 days) out of the store into data/raw/new_ratings_*.csv and "
