@@ -11,7 +11,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help all install pipeline book test unit lint nbval lab serve demo retrain holdback bench bench-load screenshots screenshot docker-lint browser package-map openapi-snapshot clean
+.PHONY: help all install pipeline book test unit lint nbval lab serve demo retrain holdback example bench bench-load screenshots screenshot docker-lint browser package-map openapi-snapshot clean
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -70,8 +70,13 @@ demo: $(STAMP) ## start the Gradio demo
 retrain: $(STAMP) ## retrain with new ratings and promote if not worse: make retrain NEW=path.csv
 	$(BIN)/recsys-retrain --new-ratings $(NEW)
 
-holdback: $(STAMP) ## move the last 91 days of ratings into data/raw/new_ratings_*.csv (retrain demo)
+holdback: $(STAMP) ## retrain demo: newest ratings (last 91 days, or from QUARTER=2016Q3) -> data/raw/new_ratings_YYYYMMDD_YYYYMMDD.csv
 	$(BIN)/recsys-retrain --hold-back $(QUARTER)
+
+EXAMPLE ?= data/example
+example: $(STAMP) ## write the example raw folder built from MovieLens (EXAMPLE=data/example) and check it
+	$(BIN)/recsys-clean --example $(EXAMPLE)
+	$(BIN)/recsys-clean --check $(EXAMPLE)
 
 # Data and model versions on the DVC remote (recsys_utils/lifecycle/versioning.py).
 .PHONY: pull push ct remote

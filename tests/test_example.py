@@ -107,10 +107,25 @@ def test_fragment_shows_the_check_of_the_example(example: Path, tmp_path: Path) 
     text = example_fragment(example)
     result = build_processed(example, write=False, verbose=False)
     for account in result.accounting:
-        assert f"| {account.kind} | {account.source_file} | {account.read} | {account.kept} |" \
-            in text
+        assert (f"| {account.kind} | {account.source_file} | {account.read:,} | {account.kept:,} "
+                f"| {account.rejected:,} | {account.duplicates:,} |") in text
     for bad in (*BAD_TITLE_ROWS, *BAD_RATING_ROWS):
         assert bad.reason in text
     assert f"{DEFAULT_RANKING_PARAMS['max_ease_items']:,}" in text
     written = write_example_fragment(ProjectPaths(tmp_path))
     assert written.parent == tmp_path / "outputs" / "reports" and written.read_text() == text
+
+
+def test_the_chapter_names_every_input_column() -> None:
+    """book/your_data.md documents the input contract the code enforces: a column the
+    readers require or accept and the chapter does not name is a drift."""
+    from recsys_utils.data.catalogs import GENRE_ALIASES, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+    from recsys_utils.data.ratings import EXPECTED_COLUMNS
+    from recsys_utils.paths import PROJECT_ROOT
+
+    chapter = (PROJECT_ROOT / "book" / "your_data.md").read_text(encoding="utf-8")
+    for column in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *GENRE_ALIASES):
+        assert f"`{column}`" in chapter, column
+    assert f"`{','.join(EXPECTED_COLUMNS)}`" in chapter
+    for bad in BAD_RATING_ROWS:
+        assert f"`{bad.reason}`" in chapter, bad.reason

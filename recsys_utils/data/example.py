@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from recsys_utils.atomic import atomic_write_text
@@ -195,13 +196,17 @@ def write_example(folder: str | Path) -> ExampleFolder:
     return ExampleFolder(folder, files, n_titles, n_ratings)
 
 
-def _markdown_table(df: pd.DataFrame) -> str:
-    def cell(v: object) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
+def _markdown_table(df: pd.DataFrame, code: tuple[str, ...] = ()) -> str:
+    """A Markdown table; numbers with thousands separators, ``code`` columns as code."""
+    def cell(v: object, col: str) -> str:
+        text = f"{v:,}" if isinstance(v, int | np.integer) else str(v).replace("\n", " ")
+        if col in code:
+            text = "`" + text.replace("`", "'") + "`"
+        return text.replace("|", "\\|")
 
     head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
-    return head + "".join("| " + " | ".join(cell(v) for v in row) + " |\n"
-                          for row in df.itertuples(index=False))
+    return head + "".join("| " + " | ".join(cell(v, c) for v, c in zip(row, df.columns, strict=True))
+                          + " |\n" for row in df.itertuples(index=False))
 
 
 def example_fragment(folder: Path) -> str:
@@ -221,7 +226,7 @@ def example_fragment(folder: Path) -> str:
               _markdown_table(result.accounting.to_frame().drop(columns=["note"])), "",
               "The rows it did not keep, with file, line and reason:", "",
               _markdown_table(pd.concat([result.rejected_titles, result.rejected_ratings])
-                              [["source_file", "line", "reason", "raw"]]), "",
+                              [["source_file", "line", "reason", "raw"]], code=("raw",)), "",
               f"Kept: {len(result.titles):,} titles and {len(result.ratings):,} ratings by "
               f"{result.ratings['user_id'].nunique():,} users. Scores are accepted from "
               f"{MIN_SCORE:g} to {MAX_SCORE:g} in steps of 0.5. The EASE ranker ranks only "
