@@ -481,8 +481,11 @@ def main(argv: list[str] | None = None) -> int:
         }
     out = Path(args.out) if args.out else paths.reports / REPORT_NAME
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    fig = figure(report, paths.figures / FIGURE_NAME)
-    write_scaling_fragment(paths)
+    default_out = out.resolve() == (paths.reports / REPORT_NAME).resolve()
+    # the book shows the default report; another --out gets its own figure, no fragment
+    fig = figure(report, paths.figures / (FIGURE_NAME if default_out else f"{out.stem}.png"))
+    if default_out:
+        write_scaling_fragment(paths)
     print(f"exponents (time): {exps['seconds']}")
     print(f"exponents (peak memory): {exps['peak_rss_mb']}")
     print(f"wrote {out}" + (f" and {fig}" if fig else ""))
