@@ -9,6 +9,8 @@ from recsys_utils.fingerprint import data_fingerprint
 from recsys_utils.lifecycle import registry
 from recsys_utils.lifecycle.champion import register_champion
 from recsys_utils.paths import project_paths
+from recsys_utils.ranking.evaluation import tune_ranking
+from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS
 from recsys_utils.rating.modeling import run_modeling
 
 SMALL_BLEND = {"baseline": {}, "svd": {"n_factors": 3, "n_epochs": 10}, "content": {}}
@@ -40,7 +42,10 @@ def test_champion_is_registered_with_the_runs_record(result, data, paths):
     assert registry.champion_version(paths) == champion.version
     manifest = registry.read_manifest(champion.version, paths)
     assert manifest["metrics"]["rmse"] == pytest.approx(result.blend_cv["rmse"])
-    assert manifest["params"]["ranking_params"] == {"l2": 60.0}
+    # the full configuration is recorded (given values over the documented fallback)
+    assert manifest["params"]["ranking_params"] == {**DEFAULT_RANKING_PARAMS, "l2": 60.0}
+    assert manifest["params"]["tuning"]["ranking"]["tuned"] is False
+    assert manifest["params"]["tuning"]["rating"] == {"tuned": False}
     assert manifest["data_fingerprint"] == data_fingerprint(model_df)
     rating_model = champion.recommender.rating_model
     assert set(rating_model.components) == set(SMALL_BLEND)
@@ -56,3 +61,29 @@ def test_a_rerun_reuses_the_version(result, data, paths):
     assert again.reused and again.version == first.version
     assert registry.list_versions(paths) == [first.version]
     assert again.summary.startswith("reused ")
+
+
+def test_the_registered_ranking_is_what_the_validation_chose(result, data, paths):
+    model_df, titles = data
+    grid = {"ease": {"weighting": ["score", "binary"], "l2": [5.0, 50.0],
+                     "pop_weight": [0.0, -0.5]},
+            "itemknn": {"neighbours": [5]}}
+    ranking = tune_ranking(model_df, titles, grid, holdout_fraction=0.25, k=5,
+                           min_coverage_ratio=1.5, seed=3)
+    champion = register_champion(result, model_df, titles, ranking=ranking, paths=paths)
+    manifest = registry.read_manifest(champion.version, paths)
+    params = manifest["params"]
+    # served = registered = chosen: every ranking parameter, none edited by hand
+    assert params["ranking_params"] == ranking.best_params
+    assert champion.recommender.ranking_params == ranking.best_params
+    model, _ = registry.load_champion(paths)
+    assert model.ranking_params == ranking.best_params
+    record = params["tuning"]["ranking"]
+    assert record["chosen"] == ranking.best_params
+    assert record["grid"] == grid
+    chosen_row = ranking.table[ranking.table["chosen"]].iloc[0]
+    assert record["validation"]["ndcg"] == pytest.approx(chosen_row["ndcg"])
+    assert record["validation"]["coverage_ratio"] == pytest.approx(chosen_row["coverage_ratio"])
+    assert {r["rival"] for r in record["rivals"]} >= {"ease (score)", "ease (binary)",
+                                                      "itemknn (score)"}
+    assert "coverage >= 1.5 x popularity" in record["rule"]

@@ -21,6 +21,7 @@ from recsys_utils.ranking.evaluation import (
     relevant_items,
     time_split,
     tune_ranking,
+    validation_split,
 )
 from recsys_utils.ranking.recommender import Recommender
 from recsys_utils.rating.comparison import kfold_splits
@@ -176,13 +177,61 @@ def test_same_seed_same_metrics_and_other_seed_other_random_baseline():
 def test_tune_ranking_honours_the_coverage_constraint(ratings: pd.DataFrame):
     res = tune_ranking(ratings, synthetic_titles(), {"l2": [10.0, 50.0],
                                                      "pop_weight": [0.0, 0.5, -0.5]},
-                       quantile=0.7, k=5, min_coverage_ratio=3.5)
+                       holdout_fraction=0.25, k=5, min_coverage_ratio=3.5)
     assert len(res.table) == 6 and res.constraint_met
     ok = res.table[res.table["coverage_ratio"] >= 3.5]
-    assert ok["ndcg"].max() < res.table["ndcg"].max()  # the constraint changes the choice
+    assert len(ok) < len(res.table)  # the floor excludes some settings
     best = ok.loc[ok["ndcg"].idxmax()]
     assert best["l2"] == res.best_params["l2"]
     assert best["pop_weight"] == res.best_params["pop_weight"]
+    assert res.table["chosen"].sum() == 1 and res.table.loc[res.table["chosen"], "l2"].item() \
+        == res.best_params["l2"]
     assert res.table["coverage_ratio"].min() < 3.5
+    # a floor nobody reaches: the best NDCG overall, and the choice says so
+    high = tune_ranking(ratings, synthetic_titles(), {"l2": [10.0, 50.0],
+                                                      "pop_weight": [0.0, 0.5, -0.5]},
+                        holdout_fraction=0.25, k=5, min_coverage_ratio=100.0)
+    assert not high.constraint_met
+    assert high.best_row["ndcg"] == high.table["ndcg"].max()
     with pytest.raises(ValueError, match="cannot tune"):
         tune_ranking(ratings, synthetic_titles(), {"n_factors": [3]})
+    with pytest.raises(ValueError, match="cannot tune"):
+        tune_ranking(ratings, synthetic_titles(), {"ease": {"l2": [1.0]}, "svd": {}})
+
+
+def test_validation_split_never_sees_the_evaluation_test_window(ratings: pd.DataFrame):
+    test_window = last_n_split(ratings, fraction=0.25).test
+    val = validation_split(ratings, 0.25)
+    used = pd.concat([val.train, val.test])
+    assert len(used) + len(test_window) == len(ratings)
+    assert used.merge(test_window, on=["user", "item", "timestamp"]).empty
+    # per user, validation ratings are the latest of what remains
+    last_train = val.train.groupby("user")["timestamp"].max()
+    first_val = val.test.groupby("user")["timestamp"].min()
+    assert (last_train.loc[first_val.index] <= first_val).all()
+
+
+def test_rival_rankers_are_tuned_side_by_side_and_recorded(ratings: pd.DataFrame):
+    grid = {"ease": {"weighting": ["score", "binary"], "l2": [10.0]},
+            "itemknn": {"neighbours": [5]}, "rp3beta": {"neighbours": [5]},
+            "als": {"factors": [4], "als_iterations": [3]}, "popularity": {}}
+    res = tune_ranking(ratings, synthetic_titles(), grid, holdout_fraction=0.25, k=5,
+                       min_coverage_ratio=1.5)
+    assert res.table["ranker"].tolist() == ["ease", "ease", "itemknn", "rp3beta", "als",
+                                            "popularity"]
+    assert set(res.table["n_users"]) == {res.table["n_users"].iloc[0]}  # the same users
+    rivals = res.rivals
+    assert {"ease (score)", "ease (binary)", "popularity (baseline)"} <= set(rivals["rival"])
+    assert rivals["ndcg"].is_monotonic_decreasing and rivals["chosen"].sum() == 1
+    chosen = res.table.loc[res.table["chosen"]].iloc[0]
+    assert res.best_params["ranker"] == chosen["ranker"]
+    ease = res.table[res.table["ranker"] == "ease"]
+    assert ease["ndcg"].max() > res.popularity["ndcg"]  # the two groups: EASE finds them
+    record = res.record()
+    assert record["chosen"] == res.best_params and record["grid"]["itemknn"] == {"neighbours": [5]}
+    assert record["validation"]["ndcg"] == pytest.approx(chosen["ndcg"])
+    assert record["validation_split"]["split"] == "validation"
+    key = res.key_numbers
+    assert key["ranker"] == res.best_params["ranker"]
+    assert key["rival_ease_binary_ndcg"] == pytest.approx(
+        ease.loc[ease["weighting"] == "binary", "ndcg"].max())

@@ -245,3 +245,65 @@ def test_beats_popularity_on_the_embedded_movielens_time_split():
     model, pop = res.metrics["model"], res.metrics["popularity"]
     assert model["ndcg"] > 1.3 * pop["ndcg"]
     assert model["coverage"] > 4 * pop["coverage"]
+
+
+RIVALS = {"itemknn": {"neighbours": 5}, "rp3beta": {"neighbours": 20},
+          "als": {"factors": 4, "als_iterations": 5}, "popularity": {}}
+
+
+@pytest.mark.parametrize("ranker", sorted(RIVALS))
+def test_every_ranker_serves_through_the_same_interface(ratings: pd.DataFrame, ranker: str):
+    rec = svd_recommender(ratings, ranker=ranker, **RIVALS[ranker])
+    assert rec.ranking_params["ranker"] == ranker
+    top = rec.recommend(1, n=5)
+    assert len(top) == 5 and not set(top.items["item_id"]) & _rated(ratings, 1)
+    assert top.items["ranking_score"].is_monotonic_decreasing
+    assert rec.recommend_all(n=5, users=[1])[1] == top.items["item_id"].tolist()
+    # a saved model ranks like the fitted one
+    again = pickle.loads(pickle.dumps(rec))
+    assert again.recommend(1, n=5).items["item_id"].tolist() == top.items["item_id"].tolist()
+    # a new user described by a few ratings is scored without a refit
+    liked = {item_id(k): 5.0 for k in range(3)}
+    fresh = rec.recommend_for_ratings(liked, n=5).items["item_id"]
+    assert len(fresh) == 5 and not set(fresh) & set(liked)
+
+
+@pytest.mark.parametrize("ranker", ["itemknn", "rp3beta", "als"])
+def test_rivals_find_the_users_group(ratings: pd.DataFrame, ranker: str):
+    """Even users like titles 0-19, odd users 20-39 (and each rated 3 of the other group
+    badly): a ranker that learns from co-ratings fills most of a user's list with the
+    group's titles (RP3beta walks through disliked titles too, hence "most")."""
+    rec = svd_recommender(ratings, ranker=ranker, pop_weight=0.0, **RIVALS[ranker])
+    for user in (2, 3):
+        group = range(0, 20) if user % 2 == 0 else range(20, 40)
+        top = rec.recommend(user, n=5).items["item_id"]
+        assert len(set(top) & {item_id(k) for k in group}) >= 4
+
+
+def test_neighbour_rankers_keep_at_most_k_neighbours(ratings: pd.DataFrame):
+    for ranker in ("itemknn", "rp3beta"):
+        rec = svd_recommender(ratings, ranker=ranker, neighbours=3)
+        w = rec._ranker.W
+        assert w.shape == (len(rec.item_ids),) * 2
+        assert np.diff(w.indptr).max() <= 3
+        assert np.all(w.diagonal() == 0)  # a title is not its own neighbour
+
+
+def test_unknown_ranker_is_refused():
+    with pytest.raises(ValueError, match="ranker must be one of"):
+        Recommender(ranking_params={"ranker": "svd"})
+
+
+def test_a_recommender_saved_before_rankers_still_ranks_like_ease(rec: Recommender):
+    """Champions pickled before the ranker refactor stored EASE's B on the Recommender."""
+    state = rec.__getstate__()
+    ranker = state.pop("_ranker")
+    state["_B"] = ranker.B.astype(np.float16)
+    state["ranking_params"] = {k: v for k, v in state["ranking_params"].items()
+                               if k in ("l2", "min_item_ratings", "max_ease_items", "weighting",
+                                        "score_center", "pop_weight", "ease_weight",
+                                        "rating_weight", "prior_count", "n_factors")}
+    old = Recommender.__new__(Recommender)
+    old.__setstate__(state)
+    assert old.recommend(1, n=8).items["item_id"].tolist() == \
+        rec.recommend(1, n=8).items["item_id"].tolist()

@@ -46,9 +46,9 @@ def result(ratings: pd.DataFrame, project: ProjectPaths) -> EvaluationResult:
 
 
 def test_splits_and_their_table(result: EvaluationResult, ratings: pd.DataFrame):
-    assert list(result.splits) == ["time", "last_n", "random"]
+    assert list(result.splits) == ["last_n", "time", "random"]  # the headline first
     table = result.split_table
-    assert list(table.index) == ["time", "last_n", "fold1"]  # the random split is fold 1
+    assert list(table.index) == ["last_n", "time", "fold1"]  # the random split is fold 1
     # per-user and random splits keep every rating; the time split drops new users' later ones
     for name in ("last_n", "fold1"):
         assert table.loc[name, "train_ratings"] + table.loc[name, "test_ratings"] == len(ratings)
@@ -57,17 +57,52 @@ def test_splits_and_their_table(result: EvaluationResult, ratings: pd.DataFrame)
     assert table.loc["last_n", "test_users"] == N_USERS
 
 
-def test_each_split_is_evaluated_with_its_tuned_parameters(result: EvaluationResult):
-    assert set(result.tuning) == {"time", "last_n"}
-    for name, tuning in result.tuning.items():
+def test_without_a_champion_every_split_retrains_the_choice_made_here(result: EvaluationResult):
+    config = result.configuration
+    assert config["source"].startswith("chosen here on validation data")
+    assert result.tuning == {} and result.tuning_tables() == {}  # nothing re-tuned per split
+    for evaluation in result.evaluations.values():
+        assert evaluation.recommender.ranking_params == config["ranking_params"]
+    assert config["tuning"]["chosen"] == config["ranking_params"]
+    assert len(config["tuning"]["grid"]) == len(GRID)
+    assert result.rivals is not None and result.rivals["chosen"].sum() == 1
+
+
+def test_the_registered_configuration_is_what_every_split_retrains(ratings: pd.DataFrame,
+                                                                   tmp_path):
+    registered = {**DEFAULT_RANKING_PARAMS, "weighting": "binary", "l2": 7.0, "pop_weight": -0.1}
+    record = {"chosen": registered, "rivals": [{"rival": "ease (binary)", "ndcg": 0.5,
+                                                "chosen": True}]}
+    manifest = {"version": "v0042", "params": {"ranking_params": registered,
+                                               "tuning": {"ranking": record}}}
+    champion = (svd_recommender(ratings, weighting="binary", l2=7.0, pop_weight=-0.1), manifest)
+    res = evaluate_recommender(ratings, synthetic_titles(), k=K, time_quantile=0.7,
+                               random_fold=False, champion=champion, seed=3,
+                               paths=ProjectPaths(tmp_path))
+    assert res.configuration["source"] == "registered champion v0042"
+    for evaluation in res.evaluations.values():
+        assert evaluation.recommender.ranking_params == registered
+        assert evaluation.recommender.user_ids.size  # retrained on the split's training part
+    assert res.served.recommender is champion[0]
+    assert res.rivals is not None and res.rivals["rival"].tolist() == ["ease (binary)"]
+    key = res.key_numbers
+    assert (key["weighting"], key["l2"], key["pop_weight"]) == ("binary", 7.0, -0.1)
+    assert "random_fold_rmse" not in key
+
+
+def test_retune_chooses_per_split(ratings: pd.DataFrame, tmp_path):
+    res = evaluate_recommender(ratings, synthetic_titles(), k=K, time_quantile=0.7,
+                               holdout_fraction=0.25, retune=True, grid=GRID,
+                               min_coverage_ratio=2.0, seed=3, paths=ProjectPaths(tmp_path))
+    assert set(res.tuning) == {"time", "last_n"}
+    for name, tuning in res.tuning.items():
         assert len(tuning.table) == 4  # the whole grid was scored on validation data
-        used = result.evaluations[name].recommender.ranking_params
-        assert {p: used[p] for p in GRID} == {p: tuning.best_params[p] for p in GRID}
-    assert (result.evaluations["random"].recommender.ranking_params
-            == result.evaluations["last_n"].recommender.ranking_params)
-    captions = list(result.tuning_tables())
+        assert res.evaluations[name].recommender.ranking_params == tuning.best_params
+    assert (res.evaluations["random"].recommender.ranking_params
+            == res.evaluations["last_n"].recommender.ranking_params)
+    captions = list(res.tuning_tables())
     assert captions[0].startswith("time: chosen {") and f"NDCG@{K}" in captions[0]
-    for table in result.tuning_tables().values():
+    for table in res.tuning_tables().values():
         assert table["ndcg"].is_monotonic_decreasing
 
 
@@ -80,6 +115,7 @@ def test_tables_hold_every_split_and_strategy(result: EvaluationResult):
     summary = result.summary
     assert summary.loc["time", "NDCG ratio vs popularity"] == pytest.approx(
         ranking.loc[("time", "model"), "ndcg"] / ranking.loc[("time", "popularity"), "ndcg"])
+    assert summary.loc["last_n", "test users"] == ranking.loc[("last_n", "model"), "n_users"]
     assert result.platforms == ["alpha", "beta"]
     by_platform = result.platform_table
     assert by_platform is not None
@@ -91,13 +127,18 @@ def test_key_numbers_come_from_the_tables(result: EvaluationResult):
     key = result.key_numbers
     ranking, rating = result.ranking_table, result.rating_table
     assert key["k"] == K and key["time_quantile"] == 0.7
-    assert key["ndcg"] == pytest.approx(ranking.loc[("time", "model"), "ndcg"])
-    assert key["pop_ndcg"] == pytest.approx(ranking.loc[("time", "popularity"), "ndcg"])
+    # the headline is the per-user split; time_* the global time split
+    assert key["ndcg"] == pytest.approx(ranking.loc[("last_n", "model"), "ndcg"])
+    assert key["ndcg_se"] == pytest.approx(ranking.loc[("last_n", "model"), "ndcg_se"])
+    assert key["pop_ndcg"] == pytest.approx(ranking.loc[("last_n", "popularity"), "ndcg"])
     assert key["ndcg_ratio"] == pytest.approx(key["ndcg"] / key["pop_ndcg"])
-    assert key["lastn_ndcg"] == pytest.approx(ranking.loc[("last_n", "model"), "ndcg"])
-    assert key["rmse"] == pytest.approx(rating.loc[("time", "model"), "rmse"])
+    assert key["ndcg_gain"] == pytest.approx(key["ndcg"] - key["pop_ndcg"])  # same users
+    assert key["n_test_users"] == ranking.loc[("last_n", "model"), "n_users"]
+    assert key["time_ndcg"] == pytest.approx(ranking.loc[("time", "model"), "ndcg"])
+    assert key["time_n_test_users"] == ranking.loc[("time", "model"), "n_users"]
+    assert key["rmse"] == pytest.approx(rating.loc[("last_n", "model"), "rmse"])
     assert key["random_fold_rmse"] == pytest.approx(rating.loc[("random", "model"), "rmse"])
-    assert key["n_test_ratings"] == len(result.splits["time"].test)
+    assert key["n_test_ratings"] == len(result.splits["last_n"].test)
     assert key["l2"] in GRID["l2"] and key["pop_weight"] in GRID["pop_weight"]
     json.dumps(key, allow_nan=False)  # plain Python values only: the book formats them
     checked = result.checked_numbers()
@@ -119,7 +160,7 @@ def test_report_and_figures_are_written(result: EvaluationResult, project: Proje
     assert report["key"] == result.key_numbers
     assert report["protocol"]["k"] == K and set(report["protocol"]["splits"]) == set(result.splits)
     assert set(report["results"]) == set(result.splits)
-    assert len(report["tuning"]["time"]["table"]) == 4
+    assert report["configuration"]["ranking_params"] == result.configuration["ranking_params"]
     assert not [p for p in project.reports.iterdir() if p.name.endswith(".tmp")]
     for name, fig in result.figures.items():
         assert (project.figures / f"{name}.png").stat().st_size > 0
@@ -149,18 +190,6 @@ def test_served_examples_without_a_champion(result: EvaluationResult, ratings: p
     assert "cold_start=True" in list(served.examples)[3] and len(cold) == 5
     most_rated = ratings["item"].value_counts().index[0]
     assert most_rated not in set(similar["item_id"]) and len(similar) == K
-
-
-def test_without_tuning_or_random_fold_the_defaults_are_evaluated(ratings: pd.DataFrame,
-                                                                  tmp_path):
-    res = evaluate_recommender(ratings, synthetic_titles(), k=K, time_quantile=0.7,
-                               tune=False, random_fold=False, seed=3,
-                               paths=ProjectPaths(tmp_path))
-    assert res.tuning == {} and list(res.splits) == ["time", "last_n"]
-    params = res.evaluations["time"].recommender.ranking_params
-    assert {p: params[p] for p in GRID} == {p: DEFAULT_RANKING_PARAMS[p] for p in GRID}
-    assert "random_fold_rmse" not in res.key_numbers
-    assert res.tuning_tables() == {}
 
 
 def test_the_registered_champion_is_what_is_served(ratings: pd.DataFrame):

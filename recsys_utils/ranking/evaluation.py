@@ -32,12 +32,14 @@ import pandas as pd
 from recsys_utils import DEFAULT_SEED
 from recsys_utils.data.tables import check_columns
 from recsys_utils.ranking.metrics import per_user_ndcg, ranking_report
-from recsys_utils.ranking.recommender import Recommender
+from recsys_utils.ranking.rankers import RANKERS
+from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, Recommender
 from recsys_utils.rating.adapter import predict_pairs, rmse_mae
 from recsys_utils.rating.comparison import kfold_splits
 
 __all__ = [
     "ACTIVITY_BINS",
+    "DEFAULT_RANKING_GRID",
     "RATING_MODEL_CHOICES",
     "RELEVANCE_THRESHOLD",
     "RankingResult",
@@ -57,6 +59,7 @@ __all__ = [
     "relevant_items",
     "time_split",
     "tune_ranking",
+    "validation_split",
 ]
 
 #: A held-out rating at or above this score is a relevant (liked) title.
@@ -386,89 +389,229 @@ def evaluate_split(split: Split, titles: pd.DataFrame, *,
 
 @dataclass
 class TuningResult:
-    """Validation table of ``tune_ranking`` and the chosen parameters."""
+    """Validation table of ``tune_ranking``, the chosen parameters and where they came from.
+
+    ``table``: one row per configuration tried (``ranker``, its parameters, the blend
+    weights; validation ``ndcg``, ``coverage``, ... and the ratios to popularity's);
+    ``best_params``: the full ``ranking_params`` chosen; ``grid``: the grid as given;
+    ``popularity``: popularity's validation NDCG and coverage; ``split``: the validation
+    split's sizes; ``min_coverage_ratio``: the coverage floor of the choice.
+    """
 
     table: pd.DataFrame
     best_params: dict[str, Any]
     popularity: dict[str, float]
     constraint_met: bool
     split: dict[str, Any]
+    grid: dict[str, Any] = field(default_factory=dict)
+    min_coverage_ratio: float = 5.0
+    k: int = 10
 
+    @property
+    def best_row(self) -> dict[str, Any]:
+        """The chosen configuration's validation row."""
+        return {key: _plain(v) for key, v in self.table.loc[self.table["chosen"]].iloc[0].items()
+                if not (isinstance(v, float) and np.isnan(v))}
+
+    @property
+    def rivals(self) -> pd.DataFrame:
+        """The best configuration of each ranker and weighting (``"ease (binary)"``, ...) on
+        the same validation users and candidates
+        (chosen by the same rule: best NDCG among those above the coverage floor, else the
+        best NDCG), plus the popularity baseline; best NDCG first."""
+        rows = []
+        table = self.table.assign(weighting=self.table.get("weighting", pd.Series(
+            DEFAULT_RANKING_PARAMS["weighting"], index=self.table.index)).fillna(
+            self.best_params["weighting"]))
+        for (ranker, weighting), group in table.groupby(["ranker", "weighting"], sort=False):
+            ok = group[group["coverage_ratio"] >= self.min_coverage_ratio]
+            best = (ok if len(ok) else group).sort_values("ndcg", ascending=False).iloc[0]
+            params = {key: _plain(best[key]) for key in group.columns
+                      if key not in _SCORE_COLUMNS + ("ranker", "chosen", "weighting")
+                      and not pd.isna(best[key])}
+            rows.append({"rival": f"{ranker} ({weighting})", "params": _describe(params),
+                         "ndcg": best["ndcg"], "coverage": best["coverage"],
+                         "ndcg_ratio": best["ndcg_ratio"],
+                         "coverage_ratio": best["coverage_ratio"],
+                         "meets_coverage_floor": bool(len(ok)),
+                         "configurations": len(group), "chosen": bool(best["chosen"])})
+        rows.append({"rival": "popularity (baseline)", "params": "",
+                     "ndcg": self.popularity["ndcg"], "coverage": self.popularity["coverage"],
+                     "ndcg_ratio": 1.0, "coverage_ratio": 1.0, "meets_coverage_floor": False,
+                     "configurations": 1, "chosen": False})
+        return pd.DataFrame(rows).sort_values("ndcg", ascending=False, kind="stable")
+
+    @property
+    def key_numbers(self) -> dict[str, Any]:
+        """The choice and every rival's validation NDCG/coverage as plain values (glued
+        into the book as ``model_ranking_*``; rival keys like ``rival_ease_binary_ndcg``)."""
+        row = self.best_row
+        key: dict[str, Any] = {
+            "ranker": self.best_params["ranker"], "weighting": self.best_params["weighting"],
+            "pop_weight": self.best_params["pop_weight"], "l2": self.best_params["l2"],
+            "val_ndcg": row["ndcg"], "val_coverage": row["coverage"],
+            "val_pop_ndcg": self.popularity["ndcg"],
+            "val_pop_coverage": self.popularity["coverage"],
+            "val_ndcg_ratio": row["ndcg_ratio"], "val_coverage_ratio": row["coverage_ratio"],
+            "val_users": row["n_users"], "configurations": len(self.table),
+            "constraint_met": self.constraint_met,
+        }
+        for r in self.rivals.itertuples():
+            if r.rival == "popularity (baseline)":
+                continue
+            name = r.rival.replace(" (", "_").replace(")", "")
+            key[f"rival_{name}_ndcg"] = r.ndcg
+            key[f"rival_{name}_coverage_ratio"] = r.coverage_ratio
+        return jsonable(key)
+
+    def record(self) -> dict[str, Any]:
+        """What a registered model records about its ranking parameters: every chosen value,
+        the validation scores of the choice, the grid, the rule and the rivals."""
+        row = self.best_row
+        return jsonable({
+            "chosen": self.best_params,
+            "validation": {key: row[key] for key in _SCORE_COLUMNS if key in row},
+            "validation_popularity": self.popularity,
+            "validation_split": self.split,
+            "grid": self.grid,
+            "rule": f"best validation NDCG@{self.k} among configurations whose catalog coverage "
+                    f">= {self.min_coverage_ratio} x popularity's (met: {self.constraint_met})",
+            "rivals": self.rivals,
+        })
+
+
+#: The rivals ``03_modeling`` tunes side by side when its ``ranking_grid`` is ``None``
+#: (``notebooks/params.yaml`` sets the same grid explicitly): about 10 fits.
+DEFAULT_RANKING_GRID: dict[str, dict[str, list[Any]]] = {
+    "ease": {"weighting": ["score", "binary"], "l2": [100.0, 400.0],
+             "pop_weight": [0.0, -0.2, -0.4]},
+    "itemknn": {"weighting": ["score"], "neighbours": [100], "pop_weight": [0.0, -0.2]},
+    "rp3beta": {"weighting": ["binary"], "alpha": [0.8], "beta": [0.3], "pop_weight": [0.0, -0.2]},
+    "als": {"weighting": ["score"], "als_reg": [1.0], "pop_weight": [0.0, -0.2]},
+}
 
 #: Ranking parameters that need a refit; the others only change the blend.
-_REFIT_KEYS = ("l2", "min_item_ratings", "max_ease_items", "weighting", "score_center")
 _BLEND_KEYS = ("ease_weight", "pop_weight", "rating_weight")
+_REFIT_KEYS = tuple(k for k in DEFAULT_RANKING_PARAMS
+                    if k not in _BLEND_KEYS + ("prior_count", "n_factors"))
+_SCORE_COLUMNS = ("ndcg", "coverage", "precision", "recall", "ndcg_ratio", "coverage_ratio",
+                  "n_users")
+
+
+def _describe(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
+def _per_ranker_grid(grid: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, dict]:
+    """``{ranker: {param: values}}``; a flat grid (parameter keys) tunes the base ranker."""
+    if grid and all(key in RANKERS for key in grid):
+        return {name: dict(sub or {}) for name, sub in grid.items()}
+    return {str(base.get("ranker", DEFAULT_RANKING_PARAMS["ranker"])): dict(grid)}
+
+
+def validation_split(model_df: pd.DataFrame, holdout_fraction: float = 0.2,
+                     holdout_n: int | None = None) -> Split:
+    """The split the served ranking is chosen on: per user and time-aware, one level
+    down. Each user's latest ``holdout_fraction`` (or ``holdout_n``) ratings are the
+    evaluation's test window (``04_evaluation``'s per-user split) and are never looked at;
+    of the rest, each user's latest share is the validation part. So the evaluation of
+    the registered configuration is not contaminated by its choice."""
+    def per_user(df: pd.DataFrame) -> Split:
+        return (last_n_split(df, n=holdout_n, fraction=None) if holdout_n
+                else last_n_split(df, fraction=holdout_fraction))
+
+    inner = per_user(per_user(model_df).train)
+    return Split("validation", inner.train, inner.test,
+                 f"per-user validation: each user's latest ratings of the training window "
+                 f"({inner.info['holdout']} of what remains once the evaluation's "
+                 f"{inner.info['holdout']} are held out)", inner.info)
 
 
 def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
-                 grid: Mapping[str, Sequence[Any]], *,
-                 base_params: Mapping[str, Any] | None = None, quantile: float = 0.8,
+                 grid: Mapping[str, Any] | None = None, *,
+                 base_params: Mapping[str, Any] | None = None, holdout_fraction: float = 0.2,
+                 holdout_n: int | None = None,
                  k: int = 10, threshold: float = RELEVANCE_THRESHOLD,
                  min_coverage_ratio: float = 5.0, seed: int = DEFAULT_SEED,
                  validation: Callable[[pd.DataFrame], Split] | None = None,
                  rating_params: Mapping[str, Any] | None = None) -> TuningResult:
-    """Choose ranking parameters on a time-aware validation split carved from ``model_df``.
+    """Choose the ranker and its parameters on a validation split carved from ``model_df``.
 
-    Pass the *training* part of the evaluation split as ``model_df``: the validation
-    split is ``validation(model_df)`` (default ``time_split(model_df, quantile)``), so
-    the test never informs the choice. Every combination of ``grid`` (keys of ``DEFAULT_RANKING_PARAMS``) is
-    scored by NDCG@k and catalog coverage; the winner has the best NDCG among those
-    whose coverage is at least ``min_coverage_ratio`` x popularity's on the same split
-    (if none qualifies, the best NDCG overall, with ``constraint_met=False``). Ties go to
-    the first in grid order. Blend weights are changed without refitting
-    (``Recommender.with_ranking``). The validation fits use a surprise ``BaselineOnly``
-    component as rating model (fast; the ranking does not use it) unless the grid tries
-    a non-zero ``rating_weight``: then ``blend.build_rating_model(rating_params)``.
+    The validation split is ``validation(model_df)``, by default ``validation_split``:
+    per user and time-aware, carved from the training window left once the evaluation's
+    per-user test window (each user's latest ``holdout_fraction``) is set aside, so
+    the test never informs the choice. ``grid`` is either
+    ``{ranker: {parameter: values}}`` (rivals tuned side by side, ``rankers.RANKERS``) or
+    one ranker's ``{parameter: values}``; parameters are keys of ``DEFAULT_RANKING_PARAMS``
+    (blend weights ``ease_weight``, ``pop_weight``, ``rating_weight`` are varied without a
+    refit). Every configuration is scored by NDCG@k and catalog coverage on the same
+    validation users and candidates; the winner has the best NDCG among those whose
+    coverage is at least ``min_coverage_ratio`` x popularity's (if none qualifies, the
+    best NDCG overall, ``constraint_met=False``); ties go to the first in grid order.
+    The validation fits use a surprise ``BaselineOnly`` component as rating model (fast;
+    the ranking does not use it) unless the grid tries a non-zero ``rating_weight``.
     """
     from recsys_utils.rating.blend import build_rating_model
     from recsys_utils.rating.predictors import make_component
 
-    unknown = set(grid) - set(_REFIT_KEYS) - set(_BLEND_KEYS)
-    if unknown:
-        raise ValueError(f"tune_ranking cannot tune {sorted(unknown)}; "
-                         f"valid: {sorted(_REFIT_KEYS + _BLEND_KEYS)}")
-    if any(float(w) != 0 for w in grid.get("rating_weight", [0.0])):
+    base = dict(base_params or {})
+    grid = DEFAULT_RANKING_GRID if grid is None else grid
+    per_ranker = _per_ranker_grid(grid, base)
+    for name, sub in per_ranker.items():
+        unknown = set(sub) - set(_REFIT_KEYS) - set(_BLEND_KEYS)
+        if name not in RANKERS or unknown:
+            raise ValueError(f"tune_ranking cannot tune {name!r} {sorted(unknown)}; rankers: "
+                             f"{list(RANKERS)}; parameters: {sorted(_REFIT_KEYS + _BLEND_KEYS)}")
+    if any(float(w) != 0 for sub in per_ranker.values()
+           for w in sub.get("rating_weight", [0.0])):
         def factory() -> Any:
             return build_rating_model(dict(rating_params) if rating_params else None, seed=seed,
                                       titles=titles)
     else:
         def factory() -> Any:
             return make_component("baseline", seed=seed)
-    split = validation(model_df) if validation is not None else time_split(model_df, quantile)
+    split = (validation(model_df) if validation is not None
+             else validation_split(model_df, holdout_fraction, holdout_n))
     relevant = relevant_items(split.test, threshold)
     popularity = item_popularity(split.train)
-    refit_keys = [key for key in grid if key in _REFIT_KEYS]
-    blend_keys = [key for key in grid if key in _BLEND_KEYS]
-    base = dict(base_params or {})
-    rows = []
+    rows, chosen_params = [], []
     pop_report: dict[str, Any] | None = None
-    for refit_values in itertools.product(*(grid[key] for key in refit_keys)):
-        params = {**base, **dict(zip(refit_keys, refit_values, strict=True))}
-        rec = Recommender(ranking_params=params, seed=seed, rating_model=factory())
-        rec.fit(split.train, titles)
-        if pop_report is None:
-            lists = rec.recommend_all(k, strategy="popularity")
-            pop_report = ranking_report(lists, relevant, k, popularity, len(rec.item_ids))
-        for blend_values in itertools.product(*(grid[key] for key in blend_keys)):
-            changes = dict(zip(blend_keys, blend_values, strict=True))
-            variant = rec.with_ranking(**changes) if changes else rec
-            lists = variant.recommend_all(k)
-            rep = ranking_report(lists, relevant, k, popularity, len(rec.item_ids))
-            rows.append({**dict(zip(refit_keys, refit_values, strict=True)), **changes,
-                         "ndcg": rep["ndcg"], "coverage": rep["coverage"],
-                         "precision": rep["precision"], "recall": rep["recall"]})
+    for name, sub in per_ranker.items():
+        refit_keys = [key for key in sub if key in _REFIT_KEYS]
+        blend_keys = [key for key in sub if key in _BLEND_KEYS]
+        for refit_values in itertools.product(*(sub[key] for key in refit_keys)):
+            refit = dict(zip(refit_keys, refit_values, strict=True))
+            params = {**base, **refit, "ranker": name}
+            rec = Recommender(ranking_params=params, seed=seed, rating_model=factory())
+            rec.fit(split.train, titles)
+            if pop_report is None:
+                lists = rec.recommend_all(k, strategy="popularity")
+                pop_report = ranking_report(lists, relevant, k, popularity, len(rec.item_ids))
+            for blend_values in itertools.product(*(sub[key] for key in blend_keys)):
+                changes = dict(zip(blend_keys, blend_values, strict=True))
+                variant = rec.with_ranking(**changes) if changes else rec
+                rep = ranking_report(variant.recommend_all(k), relevant, k, popularity,
+                                     len(rec.item_ids))
+                rows.append({"ranker": name, **refit, **changes,
+                             **{key: rep[key] for key in ("ndcg", "coverage", "precision",
+                                                          "recall", "n_users")}})
+                chosen_params.append({**params, **changes})
+    if pop_report is None:
+        raise ValueError("the ranking grid is empty")
     table = pd.DataFrame(rows)
-    assert pop_report is not None  # the grid has at least one point
     table["ndcg_ratio"] = table["ndcg"] / pop_report["ndcg"]
     table["coverage_ratio"] = table["coverage"] / pop_report["coverage"]
     ok = table["coverage_ratio"] >= min_coverage_ratio
     pool = table[ok] if ok.any() else table
-    best_row = pool.loc[pool["ndcg"].idxmax()]
-    best = {**base, **{key: _plain(best_row[key]) for key in refit_keys + blend_keys}}
-    return TuningResult(table=table, best_params=best,
+    best = int(pool["ndcg"].idxmax())
+    table["chosen"] = table.index == best
+    best_params = {key: _plain(v) for key, v in
+                   Recommender(ranking_params=chosen_params[best]).ranking_params.items()}
+    return TuningResult(table=table, best_params=best_params,
                         popularity={"ndcg": pop_report["ndcg"],
                                     "coverage": pop_report["coverage"]},
-                        constraint_met=bool(ok.any()), split=split.summary())
+                        constraint_met=bool(ok.any()), split=split.summary(),
+                        grid=jsonable(dict(grid)), min_coverage_ratio=min_coverage_ratio, k=k)
 
 
 def _plain(value: Any) -> Any:

@@ -62,6 +62,7 @@ import scipy.sparse as sp
 
 from recsys_utils import DEFAULT_SEED
 from recsys_utils.errors import UnknownFilterError, UnknownItemError
+from recsys_utils.ranking.rankers import RANKERS, EaseRanker, fit_ranker
 
 __all__ = [
     "DEFAULT_RANKING_PARAMS",
@@ -80,10 +81,19 @@ STRATEGIES: tuple[str, ...] = ("model", "popularity", "random", "bayes", "rating
 
 #: Default ``ranking_params`` (see the module docstring; tuned in ``04_evaluation``).
 DEFAULT_RANKING_PARAMS: dict[str, Any] = {
-    "ease_weight": 1.0,       # weight of the EASE score
-    "l2": 60.0,               # EASE ridge penalty
-    "min_item_ratings": 5,    # titles with fewer training ratings are left out of EASE
-    "max_ease_items": 6000,   # and at most this many (the most rated): B is dense n x n
+    "ranker": "ease",         # rankers.RANKERS: ease | itemknn | rp3beta | als | popularity
+    "ease_weight": 1.0,       # weight of the ranker's score (named when EASE was the only one)
+    "l2": 60.0,               # ease: ridge penalty
+    "min_item_ratings": 5,    # ease: titles with fewer training ratings are left out (also similar())
+    "max_ease_items": 6000,   # ease: and at most this many (the most rated): B is dense n x n
+    "neighbours": 100,        # itemknn, rp3beta: neighbours kept per title
+    "shrink": 10.0,           # itemknn: cosine shrinkage
+    "alpha": 1.0,             # rp3beta: exponent of the transition probabilities
+    "beta": 0.5,              # rp3beta: popularity discount exponent
+    "factors": 64,            # als: latent factors
+    "als_reg": 0.1,           # als: L2 regularisation
+    "als_alpha": 10.0,        # als: confidence 1 + als_alpha * x
+    "als_iterations": 15,     # als: sweeps
     "weighting": "score",     # "score": (score - score_center) / (5 - score_center); "binary"
     "score_center": 2.5,
     "pop_weight": -0.2,       # weight of z(log1p(n_ratings)); negative = popularity penalty
@@ -99,6 +109,8 @@ def _merge_ranking_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown ranking_params {sorted(unknown)}; "
                          f"valid: {sorted(DEFAULT_RANKING_PARAMS)}")
+    if merged["ranker"] not in RANKERS:
+        raise ValueError(f"ranker must be one of {list(RANKERS)}, got {merged['ranker']!r}")
     if merged["weighting"] not in ("score", "binary"):
         raise ValueError(f"weighting must be 'score' or 'binary', got {merged['weighting']!r}")
     if float(merged["l2"]) <= 0:
@@ -206,7 +218,7 @@ class Recommender:
         self.rating_model.fit(model_df)
         self._fit_catalog(titles)
         self._fit_interactions(model_df)
-        self._fit_ease()
+        self._fit_ranker()
         self._fit_factors()
         self._fitted = True
         return self
@@ -265,27 +277,19 @@ class Recommender:
         self._item_baseline = np.asarray(
             self.rating_model.predict_items(None, self.item_ids, clip=False), dtype=np.float64)
 
-    def _fit_ease(self) -> None:
-        """``B`` of EASE on the titles with at least ``min_item_ratings`` training ratings."""
+    def _fit_ranker(self) -> None:
+        """The ranker (``rankers.fit_ranker``) on the weighted interactions; ``_ease_cols``:
+        the titles with at least ``min_item_ratings`` ratings (at most ``max_ease_items``),
+        the ones ``similar`` draws neighbours from."""
         p = self.ranking_params
         eligible = np.flatnonzero(self.n_ratings >= int(p["min_item_ratings"]))
         if eligible.size > int(p["max_ease_items"]):  # keep the most rated (stable order)
             order = np.argsort(-self.n_ratings[eligible], kind="stable")
             eligible = np.sort(eligible[order[: int(p["max_ease_items"])]])
         self._ease_cols = eligible
-        x = self._weights[:, eligible]
-        self._X = x.tocsr().astype(np.float32)
-        if float(p["ease_weight"]) == 0 or eligible.size == 0:
-            self._B = np.zeros((eligible.size, eligible.size), dtype=np.float32)
-            return
-        gram = (x.T @ x).toarray().astype(np.float64)
-        gram[np.diag_indices_from(gram)] += float(p["l2"])
-        inv = np.linalg.inv(gram)
-        b = -inv / np.diag(inv)
-        np.fill_diagonal(b, 0.0)
-        # B is stored as float16 (half the pickle); rounding it here, at fit time, makes the
-        # in-memory model rank exactly like the saved one
-        self._B = b.astype(np.float16).astype(np.float32)
+        self._X = self._weights.tocsr().astype(np.float32)
+        self._ranker = (fit_ranker(p, self._X, self.n_ratings, self.seed)
+                        if float(p["ease_weight"]) != 0 else None)
 
     def _fit_factors(self) -> None:
         """Unit-norm item factors from a truncated SVD of the weighted interactions.
@@ -310,16 +314,21 @@ class Recommender:
     # ================================================================== state
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        if "_B" in state:
-            state["_B"] = state["_B"].astype(np.float16)  # exact: B was rounded at fit
         state["_filter_cache"] = {}  # derived, rebuilt on demand
         state.pop("_rating_cache", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        if "_B" in state:
-            self._B = np.asarray(state["_B"], dtype=np.float32)
+        if "_B" in state:  # saved before rankers existed: EASE's B over _ease_cols
+            ranker = EaseRanker(self.ranking_params["l2"], self.ranking_params["min_item_ratings"],
+                                self.ranking_params["max_ease_items"])
+            ranker.cols, ranker.n_items = self._ease_cols, len(self.item_ids)
+            ranker.B = np.asarray(self.__dict__.pop("_B"), dtype=np.float32)
+            self._ranker = ranker
+            self._X = self._weights.tocsr().astype(np.float32)
+            self.ranking_params = {**DEFAULT_RANKING_PARAMS, **self.ranking_params,
+                                   "ranker": "ease"}
         if getattr(self, "_fitted", False):
             self._user_pos = {int(u): k for k, u in enumerate(self.user_ids.tolist())}
 
@@ -334,8 +343,8 @@ class Recommender:
         bad = set(changes) - allowed
         if bad:
             raise ValueError(f"with_ranking changes only {sorted(allowed)}, got {sorted(bad)}")
-        if changes.get("ease_weight", 1.0) != 0 and self.ranking_params["ease_weight"] == 0:
-            raise ValueError("EASE was not fitted (ease_weight=0); refit to use it")
+        if changes.get("ease_weight", 1.0) != 0 and self._ranker is None:
+            raise ValueError("the ranker was not fitted (ease_weight=0); refit to use it")
         other = copy.copy(self)
         other.ranking_params = {**self.ranking_params, **changes}
         other._filter_cache = self._filter_cache
@@ -395,15 +404,11 @@ class Recommender:
 
     # ================================================================== scoring
     def _ease_scores(self, weights: sp.csr_matrix) -> np.ndarray:
-        """EASE scores of users (rows of ``weights`` over ``_ease_cols``) on the whole catalog."""
-        out = np.zeros((weights.shape[0], len(self.item_ids)), dtype=np.float64)
-        if self._ease_cols.size and self.ranking_params["ease_weight"] != 0:
-            ease = np.asarray(weights @ self._B, dtype=np.float64)
-            # Titles outside EASE have no score, not a score of 0: a user whose scores are
-            # all negative would otherwise get the rarely-rated titles first.
-            out[:] = ease.min(axis=1, keepdims=True)
-            out[:, self._ease_cols] = ease
-        return out
+        """The ranker's raw scores of users (rows of the weighted interactions) on the
+        whole catalog (zeros when the ranker is off)."""
+        if self._ranker is None or self.ranking_params["ease_weight"] == 0:
+            return np.zeros((weights.shape[0], len(self.item_ids)), dtype=np.float64)
+        return self._ranker.scores(weights)
 
     def _blend(self, ease: np.ndarray, rating: np.ndarray | None) -> np.ndarray:
         """The ranking score from raw EASE scores (rows = users) and predicted ratings."""
@@ -424,8 +429,7 @@ class Recommender:
         """The ranking score of every catalog title (``item_ids`` order) for a known user."""
         self._check_fitted()
         u = self._user_pos[int(user)]
-        ease = self._ease_scores(self._X[u]) if self._ease_cols.size else np.zeros(
-            (1, len(self.item_ids)))
+        ease = self._ease_scores(self._X[u])
         rating = self._rating_rows([user]) if self.ranking_params["rating_weight"] else None
         return self._blend(ease, rating)[0]
 
@@ -531,10 +535,8 @@ class Recommender:
             w = (scores - center) / (5.0 - center)
         else:
             w = np.ones_like(scores)
-        col = pd.Index(self._ease_cols).get_indexer(pos)
-        inside = col >= 0
-        row = sp.csr_matrix((w[inside], (np.zeros(inside.sum(), dtype=np.int64), col[inside])),
-                            shape=(1, self._ease_cols.size), dtype=np.float32)
+        row = sp.csr_matrix((w, (np.zeros(pos.size, dtype=np.int64), pos)),
+                            shape=(1, len(self.item_ids)), dtype=np.float32)
         offset = float(np.sum(scores - self._item_baseline[pos]) / (len(pos) + 5.0))
         pred = self._item_baseline + offset
         ranking = self._blend(self._ease_scores(row), pred[None, :])[0]
@@ -614,8 +616,7 @@ class Recommender:
             block = rows[start:start + batch_size]
             ids = self.user_ids[block]
             if strategy == "model":
-                ease = (self._ease_scores(self._X[block]) if self._ease_cols.size
-                        else np.zeros((block.size, n_items)))
+                ease = self._ease_scores(self._X[block])
                 rating = (self._rating_rows(ids) if self.ranking_params["rating_weight"]
                           else None)
                 scores = self._blend(ease, rating)

@@ -1,17 +1,21 @@
 """The offline evaluation of ``04_evaluation`` in one call, and what it reports.
 
 ``evaluate_recommender`` runs the protocol of ``evaluation`` end to end: it makes the
-splits (time-aware, per-user last share, one random fold), chooses the ranking
-parameters on validation data carved from each split's training part, fits and scores a
-``Recommender`` per split against the baselines, shows what the served recommender
-answers, and returns an ``EvaluationResult`` holding the tables, the figures and the key
-numbers the book glues. With ``paths`` it also writes ``outputs/reports/evaluation.json``
-and the figures, so the notebook only displays.
+splits (per-user latest share: the headline; global time cut-off; one random fold),
+retrains **the registered configuration** (the champion manifest's ranking parameters,
+chosen on validation data by ``03_modeling``) on each split's training part with the
+same code path as the served model (``Recommender(...).fit``), scores it against the
+baselines on the same candidates, shows what the served recommender answers, and
+returns an ``EvaluationResult`` holding the tables, the figures and the key numbers the
+book glues. With ``paths`` it also writes ``outputs/reports/evaluation.json`` and the
+figures, so the notebook only displays.
 
-Why the steps are separate functions (``evaluation_splits``, ``choose_ranking_params``):
-the ranking parameters evaluated are one input among others; evaluating a given
-configuration (e.g. the registered champion's) means passing its parameters instead of
-tuning them, with the splits and the scoring unchanged.
+Why the per-user split leads: it tests every user (the global time split of the default
+data tests a few dozen, so its means carry wide error bars), and ``03_modeling`` chose
+the ranking on validation data carved from its training window, so its test window
+never informed the choice. The time split stays as a secondary view, with its user
+count printed next to it. ``retune=True`` re-chooses the ranking per split instead
+(``choose_ranking_params``), for comparison.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ __all__ = [
     "choose_ranking_params",
     "evaluate_recommender",
     "evaluation_splits",
+    "registered_configuration",
     "median_activity_user",
     "served_recommender",
     "served_sample",
@@ -66,10 +71,11 @@ REPORT_FILE = "evaluation.json"
 #: Key numbers the notebook's ``# NBVAL_CHECK_OUTPUT`` cell prints (seeded, so a changed
 #: metric fails ``make test``); the others (cut-off date, precision, ...) are glued only.
 CHECKED_NUMBERS = (
-    "n_test_users", "ndcg", "pop_ndcg", "random_ndcg", "ndcg_ratio", "ndcg_gain", "ndcg_gain_se",
-    "coverage", "pop_coverage", "coverage_ratio", "map", "novelty", "rmse", "mae",
-    "item_mean_rmse", "lastn_ndcg", "lastn_pop_ndcg", "lastn_ndcg_ratio", "lastn_coverage_ratio",
-    "lastn_rmse", "l2", "pop_weight",
+    "n_test_users", "ndcg", "ndcg_se", "pop_ndcg", "random_ndcg", "ndcg_ratio", "ndcg_gain",
+    "ndcg_gain_se", "coverage", "pop_coverage", "coverage_ratio", "map", "novelty", "rmse",
+    "time_n_test_users", "time_ndcg", "time_pop_ndcg", "time_ndcg_ratio", "time_ndcg_gain",
+    "time_ndcg_gain_se", "time_coverage_ratio", "time_rmse", "item_mean_rmse", "ranker",
+    "weighting", "l2", "pop_weight",
 )
 
 _CANDIDATES = "all catalog titles the user has not rated in train"
@@ -81,10 +87,10 @@ _CANDIDATES = "all catalog titles the user has not rated in train"
 def evaluation_splits(model_df: pd.DataFrame, *, time_quantile: float = 0.8,
                       holdout_fraction: float = 0.2, holdout_n: int | None = None,
                       random_fold: bool = True, seed: int = DEFAULT_SEED) -> dict[str, Split]:
-    """The evaluation splits by name: ``time``, ``last_n`` and (with ``random_fold``)
+    """The evaluation splits by name: ``last_n`` (the headline), ``time`` and (with ``random_fold``)
     ``random`` = fold 1 of the shared 5 folds of ``03_modeling``."""
-    splits = {"time": time_split(model_df, time_quantile),
-              "last_n": _per_user_split(model_df, holdout_fraction, holdout_n)}
+    splits = {"last_n": _per_user_split(model_df, holdout_fraction, holdout_n),
+              "time": time_split(model_df, time_quantile)}
     if random_fold:
         splits["random"] = random_folds(model_df, n_folds=5, seed=seed)[0]
     return splits
@@ -104,22 +110,47 @@ def choose_ranking_params(splits: Mapping[str, Split], titles: pd.DataFrame,
     """Tune the ranking on validation data carved from the training part of the ``time``
     and ``last_n`` splits, the same kind of split one level down (``tune_ranking``)."""
     validations = {
-        "time": None,  # tune_ranking's default: a time split of the training part
+        "time": lambda df: time_split(df, time_quantile),
         "last_n": lambda df: _per_user_split(df, holdout_fraction, holdout_n),
     }
-    return {name: tune_ranking(splits[name].train, titles, grid, quantile=time_quantile, k=k,
+    return {name: tune_ranking(splits[name].train, titles, grid, k=k,
                                threshold=threshold, seed=seed,
                                min_coverage_ratio=min_coverage_ratio, validation=validation)
             for name, validation in validations.items()}
 
 
-def _ranking_params_per_split(splits: Mapping[str, Split], tuning: Mapping[str, TuningResult]
-                              ) -> dict[str, dict[str, Any] | None]:
-    """The tuned parameters of each split (``None``: the recommender's defaults)."""
-    params = {name: (tuning[name].best_params if name in tuning else None) for name in splits}
-    if "random" in params:
-        params["random"] = params["last_n"]  # random folds reuse the per-user choice
+def _ranking_params_per_split(splits: Mapping[str, Split], tuning: Mapping[str, TuningResult],
+                              registered: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ranking parameters each split retrains: the registered configuration, or with
+    re-tuning the per-split choice (random folds reuse the per-user one)."""
+    params = {name: dict(tuning[name].best_params if name in tuning else registered)
+              for name in splits}
+    if "random" in params and "last_n" in tuning:
+        params["random"] = params["last_n"]
     return params
+
+
+def registered_configuration(champion: tuple[Any, Mapping[str, Any]] | None,
+                             model_df: pd.DataFrame, titles: pd.DataFrame, *,
+                             grid: Mapping[str, Any] | None = None,
+                             holdout_fraction: float = 0.2, holdout_n: int | None = None,
+                             min_coverage_ratio: float = 5.0, seed: int = DEFAULT_SEED,
+                             ) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """``(ranking_params, tuning record, source)`` of the configuration to evaluate.
+
+    The champion's manifest (``params.ranking_params`` and ``params.tuning.ranking``)
+    when one is registered: what the API serves. Without a champion, the same choice
+    ``03_modeling`` makes (``tune_ranking`` on ``validation_split`` of ``model_df``)."""
+    if champion is not None:
+        _, manifest = champion
+        params = manifest.get("params", {})
+        ranking = Recommender(ranking_params=params.get("ranking_params")).ranking_params
+        record = params.get("tuning", {}).get("ranking", {"tuned": False})
+        return ranking, record, f"registered champion {manifest.get('version', '?')}"
+    choice = tune_ranking(model_df, titles, grid, holdout_fraction=holdout_fraction,
+                          holdout_n=holdout_n, min_coverage_ratio=min_coverage_ratio, seed=seed)
+    return (choice.best_params, choice.record(),
+            "chosen here on validation data (no champion registered)")
 
 
 # =========================================================================== the served model
@@ -197,6 +228,15 @@ class EvaluationResult:
     evaluations: dict[str, SplitEvaluation]
     served: ServedSample
     figures: dict[str, Figure] = field(default_factory=dict, repr=False)
+    #: The evaluated configuration: ``ranking_params``, its ``tuning`` record (manifest)
+    #: and ``source`` (which champion, or chosen here).
+    configuration: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rivals(self) -> pd.DataFrame | None:
+        """The validation table of the rival rankers behind the registered choice."""
+        rivals = self.configuration.get("tuning", {}).get("rivals")
+        return pd.DataFrame(rivals) if rivals else None
 
     @property
     def split_table(self) -> pd.DataFrame:
@@ -204,7 +244,8 @@ class EvaluationResult:
         return pd.DataFrame([s.summary() for s in self.splits.values()]).set_index("split")
 
     def tuning_tables(self) -> dict[str, pd.DataFrame]:
-        """Per tuned split, a caption with the choice and its validation table (best NDCG first)."""
+        """Per re-tuned split (``retune=True`` only), a caption with the choice and its
+        validation table (best NDCG first)."""
         k = self.protocol["k"]
         return {f"{name}: chosen {t.best_params} (coverage constraint met: {t.constraint_met}); "
                 f"validation popularity NDCG@{k} {t.popularity['ndcg']:.4f}, "
@@ -226,11 +267,15 @@ class EvaluationResult:
 
     @property
     def summary(self) -> pd.DataFrame:
-        """Per split: the recommender against popularity (ratios and the paired NDCG gain)."""
+        """Per split: the recommender against popularity (ratios and the paired NDCG gain),
+        with the number of test users each mean is over."""
         rows = {}
         for name, e in self.evaluations.items():
             paired = e.ranking.paired["popularity"]
-            rows[name] = {"NDCG ratio vs popularity": e.ranking.ratio("ndcg"),
+            m = e.ranking.metrics["model"]
+            rows[name] = {"test users": m["n_users"], "NDCG@k": m["ndcg"], "(s.e.) ": m["ndcg_se"],
+                          "popularity NDCG@k": e.ranking.metrics["popularity"]["ndcg"],
+                          "NDCG ratio vs popularity": e.ranking.ratio("ndcg"),
                           "coverage ratio vs popularity": e.ranking.ratio("coverage"),
                           "paired NDCG gain vs popularity": paired["gain"],
                           "(s.e.)": paired["gain_se"],
@@ -240,7 +285,7 @@ class EvaluationResult:
 
     @property
     def platforms(self) -> list[str]:
-        return list(self.evaluations["time"].recommender.platforms)
+        return list(self.evaluations["last_n"].recommender.platforms)
 
     @property
     def platform_table(self) -> pd.DataFrame | None:
@@ -263,21 +308,27 @@ class EvaluationResult:
     def key_numbers(self) -> dict[str, Any]:
         """The headline numbers as plain Python values (glued into the book as ``eval_*``).
 
-        Main split: ``time``; ``lastn_*``: the per-user split; ``random_fold_rmse``: the
-        random fold's RMSE (when evaluated).
+        Headline: the per-user split (``last_n``, every user); ``time_*``: the global time
+        split (secondary; ``time_n_test_users`` users); ``random_fold_rmse``: the random
+        fold's RMSE (when evaluated); ``ranker``, ``weighting``, ``l2``, ``pop_weight``: the
+        evaluated (registered) configuration.
         """
-        main, per_user = self.evaluations["time"], self.evaluations["last_n"]
+        main, timed = self.evaluations["last_n"], self.evaluations["time"]
         m, pop, rnd = (main.ranking.metrics[s] for s in ("model", "popularity", "random"))
-        paired = main.ranking.paired["popularity"]
+        paired, tpaired = main.ranking.paired["popularity"], timed.ranking.paired["popularity"]
         rmse = main.ratings.set_index("model")
+        tm = timed.ranking.metrics
+        params = main.recommender.ranking_params
         key = {
             "k": self.protocol["k"], "relevance_threshold": self.protocol["relevance_threshold"],
-            "time_quantile": main.split.info["quantile"],
-            "cutoff": main.split.info["cutoff"], "n_test_users": m["n_users"],
+            "holdout": main.split.info["holdout"], "n_test_users": m["n_users"],
+            "n_users_no_relevant": m["n_users_no_relevant"],
             "n_test_ratings": len(main.split.test),
             "ndcg": m["ndcg"], "ndcg_se": m["ndcg_se"], "pop_ndcg": pop["ndcg"],
+            "pop_ndcg_se": pop["ndcg_se"],
             "ndcg_gain": paired["gain"], "ndcg_gain_se": paired["gain_se"],
             "share_users_better": paired["share_better"],
+            "share_users_worse": paired["share_worse"],
             "random_ndcg": rnd["ndcg"], "ndcg_ratio": main.ranking.ratio("ndcg"),
             "precision": m["precision"], "recall": m["recall"], "map": m["map"],
             "pop_precision": pop["precision"], "pop_map": pop["map"],
@@ -287,13 +338,18 @@ class EvaluationResult:
             "rmse": rmse.loc["model", "rmse"], "mae": rmse.loc["model", "mae"],
             "item_mean_rmse": rmse.loc["item_mean", "rmse"],
             "global_mean_rmse": rmse.loc["global_mean", "rmse"],
-            "lastn_ndcg": per_user.ranking.metrics["model"]["ndcg"],
-            "lastn_pop_ndcg": per_user.ranking.metrics["popularity"]["ndcg"],
-            "lastn_ndcg_ratio": per_user.ranking.ratio("ndcg"),
-            "lastn_coverage_ratio": per_user.ranking.ratio("coverage"),
-            "lastn_rmse": per_user.ratings.set_index("model").loc["model", "rmse"],
-            "l2": main.recommender.ranking_params["l2"],
-            "pop_weight": main.recommender.ranking_params["pop_weight"],
+            "time_quantile": timed.split.info["quantile"], "cutoff": timed.split.info["cutoff"],
+            "time_n_test_users": tm["model"]["n_users"],
+            "time_n_test_ratings": len(timed.split.test),
+            "time_ndcg": tm["model"]["ndcg"], "time_ndcg_se": tm["model"]["ndcg_se"],
+            "time_pop_ndcg": tm["popularity"]["ndcg"],
+            "time_ndcg_ratio": timed.ranking.ratio("ndcg"),
+            "time_ndcg_gain": tpaired["gain"], "time_ndcg_gain_se": tpaired["gain_se"],
+            "time_coverage_ratio": timed.ranking.ratio("coverage"),
+            "time_rmse": timed.ratings.set_index("model").loc["model", "rmse"],
+            "ranker": params["ranker"], "weighting": params["weighting"],
+            "l2": params["l2"], "pop_weight": params["pop_weight"],
+            "configuration_source": self.configuration.get("source", ""),
         }
         if "random" in self.evaluations:
             key["random_fold_rmse"] = (self.evaluations["random"].ratings.set_index("model")
@@ -311,6 +367,7 @@ class EvaluationResult:
         """The JSON report: protocol, tuning tables and choices, every split's results, key."""
         return jsonable({
             "protocol": self.protocol,
+            "configuration": self.configuration,
             "tuning": {n: {"best_params": t.best_params, "constraint_met": t.constraint_met,
                            "validation_split": t.split, "validation_popularity": t.popularity,
                            "table": t.table} for n, t in self.tuning.items()},
@@ -330,7 +387,7 @@ def evaluate_recommender(model_df: pd.DataFrame, titles: pd.DataFrame, *, k: int
                          relevance_threshold: float = RELEVANCE_THRESHOLD,
                          time_quantile: float = 0.8, holdout_fraction: float = 0.2,
                          holdout_n: int | None = None, rating_model: str = "fast",
-                         tune: bool = True, grid: Mapping[str, Sequence[Any]] | None = None,
+                         retune: bool = False, grid: Mapping[str, Any] | None = None,
                          min_coverage_ratio: float = 5.0, random_fold: bool = True,
                          rank_by_rating: bool = False, sample_user: int | None = None,
                          sample_item: str | None = None,
@@ -339,41 +396,48 @@ def evaluate_recommender(model_df: pd.DataFrame, titles: pd.DataFrame, *, k: int
                          ) -> EvaluationResult:
     """Evaluate the recommender on held-out ratings against baselines (``04_evaluation``).
 
-    ``rating_model``: ``evaluation.rating_params_for`` choice. With ``tune``, the ranking
-    parameters of each split are chosen by ``choose_ranking_params`` over ``grid``
-    (``tune_ranking`` keys); without, the recommender's defaults are evaluated.
-    ``rank_by_rating`` adds the predicted-rating ranking to the strategies. The served
-    recommender is ``champion`` (``registry.load_champion``'s ``(model, manifest)``; ``None``:
-    one trained here on ``model_df`` with the time split's parameters). With ``paths``, the
-    report goes to ``outputs/reports/evaluation.json`` and the figures to ``outputs/figures/``.
+    The configuration evaluated is ``champion``'s (``registry.load_champion``'s
+    ``(model, manifest)``: its registered ranking parameters, retrained on each split's
+    training part); without a champion, the choice ``03_modeling`` would make
+    (``registered_configuration``). ``retune`` re-chooses the ranking on each split's
+    training part instead (over ``grid``). ``rating_model``: ``evaluation.rating_params_for``
+    choice (the rating model gives the displayed scores and RMSE; it does not change the
+    ranking). ``rank_by_rating`` adds the predicted-rating ranking to the strategies. With
+    ``paths``, the report goes to ``outputs/reports/evaluation.json`` and the figures to
+    ``outputs/figures/``.
     """
     rating_params = rating_params_for(rating_model)
     splits = evaluation_splits(model_df, time_quantile=time_quantile,
                                holdout_fraction=holdout_fraction, holdout_n=holdout_n,
                                random_fold=random_fold, seed=seed)
-    tuning = (choose_ranking_params(splits, titles, grid or {}, time_quantile=time_quantile,
+    registered, record, source = registered_configuration(
+        champion, model_df, titles, grid=grid, holdout_fraction=holdout_fraction,
+        holdout_n=holdout_n, min_coverage_ratio=min_coverage_ratio, seed=seed)
+    tuning = (choose_ranking_params(splits, titles, grid, time_quantile=time_quantile,
                                     holdout_fraction=holdout_fraction, holdout_n=holdout_n,
                                     k=k, threshold=relevance_threshold,
                                     min_coverage_ratio=min_coverage_ratio, seed=seed)
-              if tune else {})
-    ranking_params = _ranking_params_per_split(splits, tuning)
+              if retune else {})
+    ranking_params = _ranking_params_per_split(splits, tuning, registered)
     strategies = ["model", "popularity", "bayes", "random"] + (["rating"] if rank_by_rating else [])
     evaluations = {name: evaluate_split(split, titles, rating_params=rating_params,
                                         ranking_params=ranking_params[name], seed=seed, k=k,
                                         threshold=relevance_threshold, strategies=strategies)
                    for name, split in splits.items()}
-    served, source = served_recommender(model_df, titles, champion, rating_params,
-                                        ranking_params["time"], seed)
+    served, served_from = served_recommender(model_df, titles, champion, rating_params,
+                                             registered, seed)
     protocol = {"k": k, "relevance_threshold": relevance_threshold, "candidates": _CANDIDATES,
-                "rating_model": rating_model, "seed": seed,
+                "rating_model": rating_model, "seed": seed, "retune": retune,
+                "headline": "last_n",
                 "splits": {n: {"description": s.description, **s.summary()}
                            for n, s in splits.items()}}
     result = EvaluationResult(
         protocol=protocol, splits=splits, tuning=tuning,
         evaluations=evaluations,
-        served=served_sample(served, source, model_df, titles, k=k, user=sample_user,
+        served=served_sample(served, served_from, model_df, titles, k=k, user=sample_user,
                              item=sample_item),
-        figures=_figures(evaluations))
+        figures=_figures(evaluations),
+        configuration={"ranking_params": registered, "tuning": record, "source": source})
     if paths is not None:
         for name, fig in result.figures.items():
             save_figure(fig, name, paths)
