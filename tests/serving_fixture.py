@@ -118,3 +118,19 @@ def serving_project(tmp_path_factory: pytest.TempPathFactory) -> ProjectPaths:
         build_serving_project(root)
         done.write_text("ok\n", encoding="utf-8")
     return project_paths(root)
+
+
+def register_other_champion(paths: ProjectPaths, promote: bool = True) -> str:
+    """Register (and promote) a visibly different model: the champion with popularity
+    weighted into its ranking (no refit). Returns the new version name."""
+    import pandas as pd
+
+    from recsys_utils.fingerprint import data_fingerprint
+    from recsys_utils.lifecycle.registry import register_model
+    from recsys_utils.serving.state import load_state
+
+    model = load_state(paths).recommender.with_ranking(pop_weight=3.0)
+    fingerprint = data_fingerprint(pd.read_parquet(paths.processed / "model.parquet"))
+    return register_model(model, params={"ranking_params": {"pop_weight": 3.0}},
+                          metrics={"rmse": 0.8}, data_fingerprint=fingerprint, paths=paths,
+                          promote=promote, notes="reload test")

@@ -62,6 +62,7 @@ def test_n_is_bounded(state: ServingState):
 def test_ratings_from_inputs_skips_empty_slots_and_clips():
     got = demo.ratings_from_inputs(["ns1", None, "hs2", "as3", ""], [7, 3, 0.0, float("nan"), 4])
     assert got == {"ns1": 5.0, "hs2": 0.5}
+    assert demo.ratings_from_inputs(["ns1"], [3.8]) == {"ns1": 4.0}  # the half-star scale
 
 
 def test_new_user_recommendations_exclude_the_rated_titles(state: ServingState):
@@ -73,9 +74,30 @@ def test_new_user_recommendations_exclude_the_rated_titles(state: ServingState):
     assert not set(rated) & set(table["id"])
 
 
-def test_new_user_without_ratings_gets_a_hint(state: ServingState):
+def test_new_user_without_ratings_gets_the_cold_start_list_and_a_hint(state: ServingState):
     table, status = demo.new_user_recommendations(state, {}, [], demo.ALL, 6)
-    assert table.empty and "Rate at least one" in status
+    assert "Rate at least one" in status and "cold-start" in status
+    assert list(table["id"]) == list(state.recommender.recommend(UNKNOWN_USER, n=6)
+                                     .items["item_id"])
+
+
+def test_new_user_tab_is_the_api_function(state: ServingState):
+    """One code path: the demo's table is POST /recommendations's answer, and its
+    errors are the API's (unknown title, unknown platform)."""
+    from recsys_utils.serving.schemas import NewUserRatingsIn
+    from recsys_utils.serving.state import recommend_new_user
+
+    rated = {RATED_ID: 4.5, "hs2": 1.0}
+    table, _ = demo.new_user_recommendations(state, rated, ["hulu"], "Movie", 5)
+    body = NewUserRatingsIn.model_validate(
+        {"ratings": [{"title_id": t, "score": s} for t, s in rated.items()]})
+    api = recommend_new_user(state, body, 5, ["hulu"], "Movie")
+    assert list(table["id"]) == [i.id for i in api.items] and len(table) == 5
+    assert list(table["predicted rating"]) == [round(i.score, 2) for i in api.items]
+    table, status = demo.new_user_recommendations(state, {"zz404": 3.0}, [], demo.ALL, 5)
+    assert table.empty and "unknown title id 'zz404'" in status
+    table, status = demo.new_user_recommendations(state, rated, ["disney"], demo.ALL, 5)
+    assert table.empty and "disney" in status
 
 
 @pytest.mark.parametrize("user", [1, 2, 3, 4, 5, UNKNOWN_USER])

@@ -63,7 +63,9 @@ def _example_urls(client: TestClient) -> list[str]:
     spec = client.get("/openapi.json").json()
     urls = [path.replace("{title_id}", RATED_ID).replace("{user_id}", str(KNOWN_USER))
             for path, operations in spec["paths"].items() if "get" in operations]
-    assert len(urls) == len(spec["paths"])
+    posts = [path for path, operations in spec["paths"].items() if "get" not in operations]
+    assert posts == ["/recommendations"]  # the one POST-only route
+    assert len(urls) == len(spec["paths"]) - len(posts)
     return [*urls, "/openapi.json", "/docs", "/redoc"]
 
 
@@ -87,6 +89,10 @@ def test_other_methods_are_still_405(client: TestClient):
     response = client.post("/health")
     assert response.status_code == 405
     assert "GET" in response.headers["allow"]
+    # HEAD is GET's answer: a POST-only route answers HEAD like a GET, with 405
+    for method in ("GET", "HEAD"):
+        response = client.request(method, "/recommendations")
+        assert response.status_code == 405 and response.headers["allow"] == "POST"
 
 
 def test_docs_need_no_internet(client: TestClient):

@@ -268,12 +268,14 @@ def test_openapi_documents_every_response_field(client: TestClient):
     assert {"user_id", "cold_start", "items", "model_version"} <= set(recs)
     assert set(schemas["RecommendedTitle"]["properties"]) >= {"rank", "title", "platform",
                                                               "score"}
-    for path, ops in spec["paths"].items():
-        ok = ops["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    operations = [(path, op) for path, ops in spec["paths"].items() for op in ops.values()]
+    assert {p for p, _ in operations} == set(spec["paths"])
+    for path, op in operations:
+        ok = op["responses"]["200"]["content"]["application/json"]["schema"]
         assert "$ref" in ok, f"{path}: the 200 answer has no response model"
         for code in ("404", "422"):
-            if code in ops["get"]["responses"]:
-                ref = ops["get"]["responses"][code]["content"]["application/json"]["schema"]
+            if code in op["responses"]:
+                ref = op["responses"][code]["content"]["application/json"]["schema"]
                 assert ref["$ref"].endswith("/ErrorOut"), path
 
 

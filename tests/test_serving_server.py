@@ -20,9 +20,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serving_fixture import KNOWN_USER, UNKNOWN_USER, serving_project
+from serving_fixture import KNOWN_USER, UNKNOWN_USER, register_other_champion, serving_project
 
-from recsys_utils.paths import PROJECT_ROOT, ProjectPaths
+from recsys_utils.paths import PROJECT_ROOT, ProjectPaths, project_paths
 
 HOST = "127.0.0.1"
 
@@ -33,10 +33,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _serve(root: Path, port: int, log: Path) -> subprocess.Popen[str]:
+def _serve(root: Path, port: int, log: Path, *options: str) -> subprocess.Popen[str]:
     """Start the server; its output goes to ``log`` (a pipe nobody reads could fill up)."""
     cmd = [sys.executable, "-m", "recsys_utils.serving.app", "--host", HOST, "--port", str(port),
-           "--root", str(root), "--log-level", "warning"]
+           "--root", str(root), "--log-level", "warning", *options]
     with open(log, "w", encoding="utf-8") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -52,6 +52,21 @@ def _stop(proc: subprocess.Popen[str]) -> None:
             proc.wait(timeout=5)
 
 
+def _wait_healthy(proc: subprocess.Popen[str], base: str, log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}: {log.read_text()}")
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail("server did not answer /health within 90 s")
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     paths: ProjectPaths = serving_project(tmp_path_factory)
@@ -60,18 +75,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = _serve(paths.root, port, log)
     base = f"http://{HOST}:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}: {log.read_text()}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("server did not answer /health within 90 s")
-            time.sleep(0.2)
+        _wait_healthy(proc, base, log)
         yield base
     finally:
         _stop(proc)
@@ -130,6 +134,47 @@ def test_server_handles_concurrent_requests(server: str):
         return [r.status_code for r in responses]
 
     assert asyncio.run(burst()) == [200] * 40
+
+
+def _poll(url: str, done, seconds: float = 60) -> dict:  # noqa: ANN001 - a predicate
+    """GET ``url`` until ``done(json)`` (bounded); returns the last answer."""
+    deadline = time.monotonic() + seconds
+    while True:
+        body = httpx.get(url, timeout=10).json()
+        if done(body) or time.monotonic() > deadline:
+            return body
+        time.sleep(0.1)
+
+
+def test_server_reloads_a_promoted_champion_without_a_restart(
+        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path):
+    """Under uvicorn, on its own poll: promote -> /version shows it; a tampered champion
+    -> the old one keeps serving and /health says why; the same process throughout."""
+    paths = project_paths(tmp_path / "project")
+    shutil.copytree(serving_project(tmp_path_factory).root, paths.root)
+    log = tmp_path / "server.log"
+    proc = _serve(paths.root, _free_port(), log, "--reload-seconds", "0.2")
+    base = f"http://{HOST}:{proc.args[proc.args.index('--port') + 1]}"
+    try:
+        _wait_healthy(proc, base, log)
+        old = httpx.get(f"{base}/version").json()["version"]
+        new = register_other_champion(paths)
+        assert _poll(f"{base}/version", lambda b: b["version"] == new)["version"] == new != old
+        ratings = {"ratings": [{"title_id": "ns1", "score": 4.5}]}
+        answer = httpx.post(f"{base}/recommendations", json=ratings, timeout=10)
+        assert answer.status_code == 200 and answer.json()["model_version"] == new
+        broken = register_other_champion(paths)
+        model_file = paths.models / broken / "model.pkl"
+        model_file.write_bytes(model_file.read_bytes() + b"tampered")
+        health = _poll(f"{base}/health", lambda b: b["status"] == "stale")
+        assert health["status"] == "stale" and health["model_version"] == new
+        assert health["reload"]["failed_version"] == broken
+        assert "checksum mismatch" in health["reload"]["error"] and health["reload"]["reloads"] == 1
+        assert httpx.post(f"{base}/recommendations", json=ratings, timeout=10).status_code == 200
+        assert proc.poll() is None
+    finally:
+        _stop(proc)
+    assert f"champion reload failed, still serving {new}" in log.read_text(encoding="utf-8")
 
 
 def test_serve_refuses_to_start_without_artifacts(tmp_path: Path):

@@ -14,11 +14,16 @@ Why it is shaped this way:
 * **Every error answers the same body** (``schemas.ErrorOut``): 422 for a bad
   parameter (one entry per invalid parameter), 404 for an unknown platform or title
   (listing the valid values), and a logged 500 that never shows a traceback.
+* **A promotion needs no restart.** The lifespan runs ``state.ChampionWatch.check``
+  every ``reload_seconds`` in a worker thread: a changed ``champion.json`` loads the new
+  champion and swaps it in; a failed load keeps the old one (``/health`` says why).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -49,6 +54,9 @@ from recsys_utils.serving.routes import ROUTERS
 from recsys_utils.serving.schemas import ErrorOut, FieldErrorOut
 from recsys_utils.serving.state import (
     DEFAULT_CACHE_SIZE,
+    DEFAULT_RELOAD_SECONDS,
+    ChampionWatch,
+    RatingsError,
     ResponseCache,
     ServingState,
     load_state,
@@ -89,6 +97,11 @@ async def _validation_handler(request: Request, exc: RequestValidationError) -> 
     ]
     field, where = _parameter(raw[0].get("loc", ()) if raw else ())
     message = errors[0].message if errors else "invalid"
+    if raw and raw[0].get("type") == "json_invalid":
+        # loc is ("body", offset): a character position, not a parameter's value
+        offset = raw[0]["loc"][-1]
+        reason = (raw[0].get("ctx") or {}).get("error", message)
+        field, where, message = "body", "body", f"not valid JSON at character {offset}: {reason}"
     body = ErrorOut(detail=f"{where}: {message}", field=field, errors=errors)
     return JSONResponse(status_code=422, content=body.model_dump(exclude_none=True))
 
@@ -105,7 +118,8 @@ async def _unknown_filter_handler(request: Request, exc: UnknownFilterError) -> 
 
 
 async def _unknown_item_handler(request: Request, exc: UnknownItemError) -> JSONResponse:
-    body = ErrorOut(detail=str(exc), field="id")
+    # `field`: "id" for a path id, "title_id" for a rated title (state.UnknownTitlesError)
+    body = ErrorOut(detail=str(exc), field=getattr(exc, "field", "id"))
     return JSONResponse(status_code=404, content=body.model_dump(exclude_none=True))
 
 
@@ -113,6 +127,14 @@ async def _http_handler(request: Request, exc: StarletteHTTPException) -> JSONRe
     body = ErrorOut(detail=str(exc.detail))
     return JSONResponse(status_code=exc.status_code, content=body.model_dump(exclude_none=True),
                         headers=getattr(exc, "headers", None))
+
+
+async def _ratings_handler(request: Request, exc: RatingsError) -> JSONResponse:
+    # Valid ratings one by one, not together (a title twice): a 422 like the schema's.
+    field, where = _parameter(exc.location)
+    body = ErrorOut(detail=f"{where}: {exc}", field=field,
+                    errors=[FieldErrorOut(location=_location(exc.location), message=str(exc))])
+    return JSONResponse(status_code=422, content=body.model_dump(exclude_none=True))
 
 
 async def _value_error_handler(request: Request, exc: ValueError) -> JSONResponse:
@@ -137,7 +159,8 @@ class HeadAsGet:
 
     Why a middleware: FastAPI registers ``@router.get`` for GET only, so HEAD was a 405
     on every route; declaring HEAD on each route would add ``head`` operations (with
-    duplicate operation ids) to the OpenAPI schema. Every route of this API is a GET.
+    duplicate operation ids) to the OpenAPI schema. HEAD of the one POST route
+    (``/recommendations``) is a 405, as its GET is.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -196,8 +219,10 @@ def _add_offline_docs(app: FastAPI) -> None:
 
 
 def create_app(paths: ProjectPaths | None = None, *, state: ServingState | None = None,
-               cache_size: int | None = None, warm_seconds: float | None = None) -> FastAPI:
-    """The API app. Tables and model load once, in the lifespan (or pass a loaded ``state``).
+               cache_size: int | None = None, warm_seconds: float | None = None,
+               reload_seconds: float | None = None) -> FastAPI:
+    """The API app. Tables and model load once, in the lifespan (or pass a loaded ``state``),
+    and again whenever the champion pointer changes.
 
     Args:
         paths: the project tree to serve (default ``project_paths()``, i.e. the
@@ -206,14 +231,19 @@ def create_app(paths: ProjectPaths | None = None, *, state: ServingState | None 
             binding the port so a missing artifact is a clean error, not a traceback).
         cache_size: users whose ranked list is kept in memory (LRU; 0 disables;
             default ``$RECSYS_CACHE_SIZE`` or ``DEFAULT_CACHE_SIZE``).
-        warm_seconds: at startup, spend up to this long computing the ranked lists
-            of the most active users into the cache, so their first request is a
-            lookup (default ``$RECSYS_WARM_SECONDS`` or 0).
+        warm_seconds: at startup and after a reload, spend up to this long computing
+            the ranked lists of the most active users into the cache, so their first
+            request is a lookup (default ``$RECSYS_WARM_SECONDS`` or 0).
+        reload_seconds: how often to check ``champion.json`` for a new champion
+            (default ``$RECSYS_RELOAD_SECONDS`` or ``DEFAULT_RELOAD_SECONDS``; 0 = never,
+            though ``app.state.watch.check()`` still reloads on demand).
     """
     if cache_size is None:
         cache_size = int(os.environ.get("RECSYS_CACHE_SIZE", DEFAULT_CACHE_SIZE))
     if warm_seconds is None:
         warm_seconds = float(os.environ.get("RECSYS_WARM_SECONDS", 0))
+    if reload_seconds is None:
+        reload_seconds = float(os.environ.get("RECSYS_RELOAD_SECONDS", DEFAULT_RELOAD_SECONDS))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -225,12 +255,18 @@ def create_app(paths: ProjectPaths | None = None, *, state: ServingState | None 
                 # is the line to read above uvicorn's "Application startup failed".
                 log.error("error: %s", exc)
                 raise
+            app.state.cache = ResponseCache(cache_size, app.state.serving)
             log.info("loaded model %s in %.2f s", app.state.serving.manifest.get("version"),
                      app.state.serving.load_seconds)
         if warm_seconds > 0 and cache_size > 0:
             warmed = warm_cache(app.state.serving, app.state.cache, warm_seconds)
             log.info("warmed the recommendation cache with %d users", warmed)
+        poller = asyncio.create_task(_poll(app.state.watch)) if reload_seconds > 0 else None
         yield
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
 
     app = FastAPI(
         title="Streaming recommender API",
@@ -245,13 +281,15 @@ def create_app(paths: ProjectPaths | None = None, *, state: ServingState | None 
         generate_unique_id_function=lambda route: route.name,
         docs_url=None, redoc_url=None,  # served from local files below (offline)
     )
-    # What `state.get_state` and `state.cache_of` hand to the routes.
+    # What `state.get_state`, `state.cache_of` and `state.watch_of` hand to the routes.
     app.state.serving = state
-    app.state.cache = ResponseCache(cache_size)
+    app.state.cache = ResponseCache(cache_size, state)
+    app.state.watch = ChampionWatch(app.state, reload_seconds, cache_size, warm_seconds)
 
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(UnknownFilterError, _unknown_filter_handler)  # type: ignore[arg-type]
     app.add_exception_handler(UnknownItemError, _unknown_item_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(RatingsError, _ratings_handler)  # type: ignore[arg-type]
     app.add_exception_handler(ValueError, _value_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_handler)
@@ -260,6 +298,17 @@ def create_app(paths: ProjectPaths | None = None, *, state: ServingState | None 
     _add_offline_docs(app)
     app.add_middleware(HeadAsGet)
     return app
+
+
+async def _poll(watch: ChampionWatch) -> None:
+    """Check the champion pointer every ``watch.check_seconds`` until cancelled. The
+    check runs in a worker thread: a load takes seconds and must not stop the event loop."""
+    while True:
+        await asyncio.sleep(watch.check_seconds)
+        try:
+            await asyncio.to_thread(watch.check)
+        except Exception:  # noqa: BLE001 - the watch reports bad artifacts itself; this
+            log.exception("champion check failed")  # is a bug, and must not stop polling
 
 
 def openapi_json(app: FastAPI) -> str:
@@ -293,6 +342,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         default=float(os.environ.get("RECSYS_WARM_SECONDS", 30)),
                         help="at startup, precompute the ranked lists of the most active "
                              "users for up to this long (default 30; 0 = off)")
+    parser.add_argument("--reload-seconds", type=float,
+                        default=float(os.environ.get("RECSYS_RELOAD_SECONDS",
+                                                     DEFAULT_RELOAD_SECONDS)),
+                        help="check outputs/models/champion.json this often and load a new "
+                             f"champion without a restart (default {DEFAULT_RELOAD_SECONDS:g}; "
+                             "0 = never)")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes, each with its own copy of the model "
                              "(default 1; up to the number of cores for more throughput)")
@@ -322,11 +377,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ["RECSYS_ROOT"] = str(paths.root)
             os.environ["RECSYS_CACHE_SIZE"] = str(args.cache_size)
             os.environ["RECSYS_WARM_SECONDS"] = str(args.warm_seconds)
+            os.environ["RECSYS_RELOAD_SECONDS"] = str(args.reload_seconds)
             uvicorn.run("recsys_utils.serving.app:create_app", factory=True,
                         workers=args.workers, **common)
         else:
             uvicorn.run(create_app(paths, state=state, cache_size=args.cache_size,
-                                   warm_seconds=args.warm_seconds), **common)
+                                   warm_seconds=args.warm_seconds,
+                                   reload_seconds=args.reload_seconds), **common)
 
     return run_command(serve)
 

@@ -19,11 +19,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
-from recsys_utils.errors import DataError, UnknownFilterError, excerpt
+from recsys_utils.errors import DataError, UnknownFilterError, UnknownItemError, excerpt
 from recsys_utils.explore import analytics
 from recsys_utils.paths import project_paths
-from recsys_utils.serving.state import ServingState, load_state
+from recsys_utils.serving.schemas import NewUserRatingsIn, RatingIn, RecommendedTitle
+from recsys_utils.serving.state import (
+    RatingsError,
+    ServingState,
+    load_state,
+    recommend_new_user,
+)
 
 __all__ = [
     "ALL",
@@ -86,6 +93,13 @@ def _rec_table(items: pd.DataFrame) -> pd.DataFrame:
     }, columns=REC_COLUMNS)
 
 
+def _items_table(items: Sequence[RecommendedTitle]) -> pd.DataFrame:
+    """API response items as the recommendation table (the ``id`` column: title ids)."""
+    frame = pd.DataFrame([i.model_dump() for i in items],
+                         columns=["rank", "id", "title", "platform", "type", "score"])
+    return _rec_table(frame.rename(columns={"id": "item_id"}))
+
+
 def _empty_recs() -> pd.DataFrame:
     return pd.DataFrame(columns=REC_COLUMNS)
 
@@ -102,7 +116,8 @@ def platform_choices(state: ServingState) -> list[str]:
 
 
 def rateable_titles(state: ServingState, limit: int = 300) -> list[tuple[str, str]]:
-    """``(label, item_id)`` of the most-rated titles, for the new-user dropdowns.
+    """``(label, title id)`` of the most-rated titles, for the new-user and similar-title
+    dropdowns (title ids as the API takes them: ``POST /recommendations``).
 
     Only titles the model knows are offered: rating an unknown title would tell
     the model nothing about the new user's taste.
@@ -114,7 +129,7 @@ def rateable_titles(state: ServingState, limit: int = 300) -> list[tuple[str, st
     frame = frame.drop_duplicates("item_id").head(limit)
     years = frame["release_year"].astype("Int64").astype(str).replace("<NA>", "?")
     labels = frame["title"].astype(str) + " (" + years + ", " + frame["platform"].astype(str) + ")"
-    return list(zip(labels.tolist(), frame["item_id"].astype(str).tolist(), strict=True))
+    return list(zip(labels.tolist(), frame["id"].astype(str).tolist(), strict=True))
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -148,9 +163,10 @@ def user_recommendations(state: ServingState, user_id: Any, platforms: Sequence[
 
 def ratings_from_inputs(titles: Sequence[str | None], scores: Sequence[Any]
                         ) -> dict[str, float]:
-    """``{item_id: rating}`` from the new-user widgets; empty slots are skipped.
+    """``{title_id: rating}`` from the new-user widgets; empty slots are skipped.
 
-    A title chosen twice keeps its last rating; ratings are clipped to 0.5-5.
+    A title chosen twice keeps its last rating; ratings are put on the API's scale
+    (clipped to 0.5-5, rounded to the nearest half).
     """
     ratings: dict[str, float] = {}
     for item, score in zip(titles, scores, strict=False):
@@ -162,43 +178,48 @@ def ratings_from_inputs(titles: Sequence[str | None], scores: Sequence[Any]
             continue
         if value != value:  # NaN from an emptied number box
             continue
-        ratings[str(item)] = min(max(value, 0.5), 5.0)
+        ratings[str(item)] = round(min(max(value, 0.5), 5.0) * 2) / 2
     return ratings
 
 
 def new_user_recommendations(state: ServingState, ratings: dict[str, float],
                              platforms: Sequence[str] | None, kind: str | None, n: Any = 10
                              ) -> tuple[pd.DataFrame, str]:
-    """Top-n for a new user described by a few ratings (``Recommender.recommend_for_ratings``)."""
-    if not ratings:
-        return _empty_recs(), "Rate at least one title to get recommendations."
+    """Top-n for a new user described by a few ``{title_id: score}`` ratings: the API's
+    ``POST /recommendations`` function (``state.recommend_new_user``), same checks."""
     try:
-        recs = state.recommender.recommend_for_ratings(
-            ratings, n=_n(n), platforms=_platforms(platforms), kind=_kind(kind))
-    except UnknownFilterError as exc:
+        body = NewUserRatingsIn(ratings=[RatingIn(title_id=t, score=s)
+                                         for t, s in ratings.items()])
+        recs = recommend_new_user(state, body, _n(n), _platforms(platforms), _kind(kind))
+    except ValidationError as exc:
+        return _empty_recs(), f"**{exc.errors()[0]['msg']}**"
+    except (UnknownFilterError, UnknownItemError, RatingsError) as exc:
         return _empty_recs(), f"**{exc}**"
-    rated = len(ratings)
-    status = (f"Recommendations from your {rated} rating{'s' if rated > 1 else ''}"
-              f" (model {state.manifest.get('version')}).")
     if recs.cold_start:
-        status = ("None of the rated titles is known to the model: showing the "
-                  "**cold-start** list.")
-    if recs.items.empty:
+        status = ("Rate at least one title to get recommendations of your own; meanwhile, "
+                  "the **cold-start** list (popular, well-rated titles).")
+    else:
+        rated = recs.n_ratings
+        status = (f"Recommendations from your {rated} rating{'s' if rated > 1 else ''}"
+                  f" (model {recs.model_version}).")
+    if not recs.items:
         status += " No title matches these filters."
-    table = _rec_table(recs.items)
+    table = _items_table(recs.items)
     return table, status + _order_note(table)
 
 
-def similar_titles(state: ServingState, item_id: Any, n: Any = 10) -> tuple[pd.DataFrame, str]:
-    """Titles closest to ``item_id`` in the model's item space (``GET /titles/{id}/similar``):
+def similar_titles(state: ServingState, title_id: Any, n: Any = 10) -> tuple[pd.DataFrame, str]:
+    """Titles closest to ``title_id`` in the model's item space (``GET /titles/{id}/similar``):
     the table and a one-line status."""
     empty = pd.DataFrame(columns=SIMILAR_COLUMNS)
-    if not item_id:
+    if not title_id:
         return empty, "Pick a title to see the titles most similar to it."
+    record = state.titles_by_id.get(str(title_id))
+    item_id = record.item_id if record is not None else str(title_id)
     try:
         frame = state.recommender.similar(str(item_id), n=_n(n))
     except KeyError:  # UnknownItemError: not a title of the model
-        return empty, f"**{excerpt(item_id)} is not a title the model knows.**"
+        return empty, f"**{excerpt(title_id)} is not a title the model knows.**"
     name = _title_name(state, str(item_id))
     if frame.empty:
         return empty, (f"Nobody rated *{name}* often enough for the model to place it, "

@@ -1,7 +1,9 @@
 """The API's endpoints, one ``APIRouter`` per tag: service, titles, recommendations, analytics.
 
 Every handler gets the loaded state through ``Depends(get_state)`` (``State`` below), so
-a test can serve any state with ``app.dependency_overrides[get_state]``. The app's cache
+a test can serve any state with ``app.dependency_overrides[get_state]``, and a request
+finishes on the state it started with when a new champion is swapped in (``state.
+ChampionWatch``). The app's cache
 is reached through the request (``cache_of(request)``), not a second ``Depends``: each
 dependency costs FastAPI ~15 us per request, ~10% of a cached recommendation (measured
 in-process, 2,000 requests), and the cache needs no override (it keys on the state).
@@ -34,7 +36,6 @@ from pydantic import StringConstraints
 
 from recsys_utils import __version__
 from recsys_utils.errors import UnknownItemError, excerpt
-from recsys_utils.explore.analytics import match_filter
 from recsys_utils.serving.schemas import (
     INT32_MAX,
     MAX_ID_LEN,
@@ -47,6 +48,8 @@ from recsys_utils.serving.schemas import (
     HealthOut,
     Kind,
     LongestOut,
+    NewUserRatingsIn,
+    NewUserRecommendationsOut,
     RecommendationsOut,
     ScoreCountOut,
     SimilarOut,
@@ -57,7 +60,15 @@ from recsys_utils.serving.schemas import (
     opt_float,
     opt_str,
 )
-from recsys_utils.serving.state import ServingState, cache_of, first_id, get_state
+from recsys_utils.serving.state import (
+    ServingState,
+    cache_of,
+    canonical_platforms,
+    first_id,
+    get_state,
+    recommend_new_user,
+    watch_of,
+)
 
 __all__ = [
     "ROUTERS",
@@ -79,6 +90,13 @@ Platform = Annotated[str | None, Query(max_length=MAX_ID_LEN,
                                        description="Platform (null = all platforms).")]
 Year = Annotated[int | None, Query(ge=1800, le=2100, description="Release year.")]
 KindQ = Annotated[Kind | None, Query(alias="type", description="Title type.")]
+#: The recommendation filters (`GET /users/{id}/recommendations`, `POST /recommendations`).
+Platforms = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN * 8)]] | None,
+    Query(max_length=MAX_PLATFORMS,
+          description="Only these platforms: repeat the parameter or separate by commas."),
+]
+KindFilter = Annotated[Kind | None, Query(alias="type", description="Only this type.")]
 
 _ERRORS_404_422: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "Unknown platform, user filter value or title."},
@@ -104,9 +122,11 @@ service_routes = APIRouter(tags=["service"])
 
 @service_routes.get("/health", response_model=HealthOut)
 async def health(state: State, request: Request) -> HealthOut:
-    """Liveness and readiness: 200 once the tables and the model are in memory."""
+    """Liveness and readiness: 200 once the tables and the model are in memory
+    (`status` is `stale` while a newly promoted champion failed to load: `reload.error`)."""
+    reload = watch_of(request).info()
     return HealthOut(
-        status="ok",
+        status="stale" if reload.error else "ok",
         model_version=str(state.manifest.get("version")),
         n_titles=len(state.titles_by_id),
         n_users=state.n_users,
@@ -114,6 +134,7 @@ async def health(state: State, request: Request) -> HealthOut:
         uptime_seconds=round(time.time() - state.loaded_at, 3),
         load_seconds=state.load_seconds,
         recommendation_cache=cache_of(request).info(),
+        reload=reload,
     )
 
 
@@ -209,26 +230,38 @@ async def recommendations(
     request: Request,
     user_id: Annotated[int, Path(ge=0, le=INT32_MAX, description="User id (int32).")],
     n: N = DEFAULT_N,
-    platforms: Annotated[
-        list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN * 8)]]
-        | None,
-        Query(max_length=MAX_PLATFORMS,
-              description="Only these platforms: repeat the parameter or separate by commas."),
-    ] = None,
-    kind: Annotated[Kind | None, Query(alias="type", description="Only this type.")] = None,
+    platforms: Platforms = None,
+    kind: KindFilter = None,
 ) -> RecommendationsOut:
     """Top-n titles the user has not rated; an unknown user gets the cold-start list."""
-    names = split_platforms(platforms)
-    if names:
-        # The analytics routes' rule: case and separators do not matter, the answer
-        # names the canonical platform (`NETFLIX` -> `netflix`).
-        valid = state.recommender.platforms
-        names = list(dict.fromkeys(match_filter("platform", name, valid) for name in names))
+    # The analytics routes' rule: case and separators do not matter, the answer
+    # names the canonical platform (`NETFLIX` -> `netflix`).
+    names = canonical_platforms(state, split_platforms(platforms))
     kind_value = kind.value if kind is not None else None
     cold_start, items = cache_of(request).recommend(state, user_id, n, names, kind_value)
     return RecommendationsOut(
         user_id=user_id, cold_start=cold_start, platforms=names, type=kind_value,
         model_version=str(state.manifest.get("version")), items=items)
+
+
+@recommendation_routes.post(
+    "/recommendations", response_model=NewUserRecommendationsOut,
+    responses={400: {"model": ErrorOut, "description": "The body cannot be read (not UTF-8)."},
+               **_ERRORS_404_422, **_link_to_titles("$response.body#/items/0/id",
+                                                      "the first recommendation")})
+async def new_user_recommendations(
+    state: State,
+    body: NewUserRatingsIn,
+    n: N = DEFAULT_N,
+    platforms: Platforms = None,
+    kind: KindFilter = None,
+) -> NewUserRecommendationsOut:
+    """Top-n for a user the model does not know, from the titles they rated (no refit:
+    the ratings are folded into the model); never a rated title. No ratings: the
+    cold-start list (`cold_start` true). Same filters as `GET /users/{id}/recommendations`;
+    an unknown title id is a 404 quoting it, a title rated twice a 422."""
+    return recommend_new_user(state, body, n, split_platforms(platforms),
+                              kind.value if kind is not None else None)
 
 
 # --------------------------------------------------------------------------- analytics
@@ -245,7 +278,7 @@ def _value(kind: Kind | DurationType | None) -> str | None:
 
 def _answer(request: Request, state: ServingState, question: str, *args: Any) -> dict[str, Any]:
     """``analytics.<question>(state.analytics, *args)`` from the app's cache."""
-    return cache_of(request).analytics(state, question, *args)
+    return cache_of(request).answer(state, question, *args)
 
 
 @analytics_routes.get("/analytics/longest", response_model=LongestOut)

@@ -17,13 +17,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from recsys_utils.data.ratings import MAX_SCORE, MIN_SCORE
 
 __all__ = [
     "INT32_MAX",
     "MAX_ID_LEN",
     "MAX_N",
     "MAX_PLATFORMS",
+    "MAX_RATINGS",
     "ActorOut",
     "CacheOut",
     "CountsOut",
@@ -33,8 +36,12 @@ __all__ = [
     "HealthOut",
     "Kind",
     "LongestOut",
+    "NewUserRatingsIn",
+    "NewUserRecommendationsOut",
+    "RatingIn",
     "RecommendationsOut",
     "RecommendedTitle",
+    "ReloadOut",
     "ScoreCountOut",
     "SimilarOut",
     "SimilarTitle",
@@ -51,6 +58,11 @@ INT32_MAX = 2**31 - 1
 MAX_ID_LEN = 64
 #: Most platforms one request may filter on.
 MAX_PLATFORMS = 32
+#: Most ratings one ``POST /recommendations`` may carry: bounds the body and the work
+#: (the fold-in costs one sparse row times the item-item matrix per rated title).
+MAX_RATINGS = 1000
+#: Scores are on the ratings table's scale: 0.5 to 5 in half steps.
+SCORE_STEP = 0.5
 
 
 # --------------------------------------------------------------------------- JSON values
@@ -154,8 +166,26 @@ class CacheOut(BaseModel):
     max_size: int = Field(description="Capacity (0 = caching disabled).")
 
 
+class ReloadOut(BaseModel):
+    """The champion watch: the server reloads the model when ``champion.json`` changes."""
+
+    check_seconds: float = Field(
+        description="How often the champion pointer is checked (0 = never: restart to reload).")
+    checked_at: str | None = Field(description="Last check of the pointer (UTC ISO 8601).")
+    reloads: int = Field(description="Champions loaded since the server started.")
+    reloaded_at: str | None = Field(description="When the model in memory was swapped in.")
+    error: str | None = Field(
+        description="Why the champion the pointer names could not be loaded (null when the "
+        "last attempt succeeded); the previous model keeps serving until the pointer "
+        "changes again.")
+    failed_version: str | None = Field(description="The version that failed to load.")
+
+
 class HealthOut(BaseModel):
-    status: str = Field(description="`ok` once the tables and the model are loaded.")
+    status: str = Field(
+        description="`ok` once the tables and the model are loaded; `stale` when the champion "
+        "pointer names a model that failed to load (see `reload.error`): the previous "
+        "model is still served.")
     model_version: str = Field(description="Registry version of the champion model in memory.")
     n_titles: int = Field(description="Titles in the processed catalog (one per platform copy).")
     n_users: int = Field(description="Distinct users in the ratings table.")
@@ -163,6 +193,7 @@ class HealthOut(BaseModel):
     uptime_seconds: float = Field(description="Seconds since the state was loaded.")
     load_seconds: float = Field(description="How long loading the tables and model took.")
     recommendation_cache: CacheOut
+    reload: ReloadOut
 
 
 class VersionOut(BaseModel):
@@ -226,6 +257,40 @@ class RecommendationsOut(BaseModel):
     type: str | None = Field(description="The type filter applied (null = all).")
     model_version: str
     items: list[RecommendedTitle]
+
+
+class RatingIn(BaseModel):
+    """One title the new user rated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title_id: str = Field(min_length=1, max_length=MAX_ID_LEN,
+                          description="Title id, as in `GET /titles/{id}`.")
+    score: float = Field(ge=MIN_SCORE, le=MAX_SCORE, multiple_of=SCORE_STEP,
+                         allow_inf_nan=False,
+                         description=f"The user's score, {MIN_SCORE:g} to {MAX_SCORE:g} "
+                         f"in steps of {SCORE_STEP:g}.")
+
+
+class NewUserRatingsIn(BaseModel):
+    """What a user the model does not know has rated (each title at most once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ratings: list[RatingIn] = Field(
+        max_length=MAX_RATINGS,
+        description=f"Up to {MAX_RATINGS} ratings; an empty list gets the cold-start list.")
+
+
+class NewUserRecommendationsOut(BaseModel):
+    cold_start: bool = Field(
+        description="True when no rating was given: the list is the cold-start "
+        "(popularity) ranking, not a personal one.")
+    n_ratings: int = Field(description="Ratings the list was computed from.")
+    platforms: list[str] | None = Field(description="The platform filter applied (null = all).")
+    type: str | None = Field(description="The type filter applied (null = all).")
+    model_version: str
+    items: list[RecommendedTitle] = Field(description="Best first; never a rated title.")
 
 
 class SimilarTitle(BaseModel):

@@ -2,25 +2,39 @@
 
 Why it is shaped this way:
 
-* **Everything is loaded once.** ``load_state`` reads the processed tables
+* **Everything is loaded once per champion.** ``load_state`` reads the processed tables
   (``cleaning.load_processed``) and the champion model (``registry.load_champion``,
   which verifies the checksum in the manifest before unpickling). A request only
   does array work on objects already in memory. Missing or corrupt artifacts raise
   ``DataError`` naming the file and the command that creates it (``make pipeline``).
 * **Handlers reach the state through ``Depends(get_state)``**, never a closure, so a
-  test can swap it with ``app.dependency_overrides[get_state]``.
-* **Finished lists are cached per app** (``ResponseCache``, an LRU): exact,
-  because the model cannot change under a running process (a new champion means a
-  restart). The key includes the ``ServingState`` (hashed by identity), so an
-  overridden state never sees another state's lists. The cache can be warmed at
-  startup with every active user's default list (``warm_cache``).
+  test can swap it with ``app.dependency_overrides[get_state]``, and a request keeps
+  the state it started with even when a new champion is swapped in meanwhile.
+* **A promotion is picked up without a restart** (``ChampionWatch``): every few seconds
+  the app stats ``champion.json`` (mtime, size, inode: the registry replaces the file on
+  every move, so a promotion or rollback always changes them); on a change it loads the
+  new state in a worker thread (checksums verified), then swaps it in with one
+  assignment. A failed load keeps the old state and is reported by ``/health``.
+* **Finished lists are cached per state** (``ResponseCache``, an LRU): exact, because
+  a state never changes; a new champion gets a new cache. The cache keeps only its own
+  state's answers (``ResponseCache.state``), so neither an overridden state nor a
+  request still finishing on the previous champion can put lists in it. The cache can
+  be warmed with every active user's default list (``warm_cache``).
+* **A new user's ratings** (``recommend_new_user``) are folded into the model
+  (``Recommender.recommend_for_ratings``): one function for ``POST /recommendations``
+  and the demo's new-user tab, with the same validation.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -28,12 +42,15 @@ import numpy as np
 import pandas as pd
 from fastapi import Request
 
-from recsys_utils.errors import DataError
+from recsys_utils.errors import DataError, UnknownItemError, excerpt
 from recsys_utils.paths import ProjectPaths, project_paths
 from recsys_utils.serving.schemas import (
     MAX_N,
     CacheOut,
+    NewUserRatingsIn,
+    NewUserRecommendationsOut,
     RecommendedTitle,
+    ReloadOut,
     TitleOut,
     clean,
     opt_date,
@@ -44,23 +61,38 @@ from recsys_utils.serving.schemas import (
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",
+    "DEFAULT_RELOAD_SECONDS",
+    "ChampionWatch",
+    "RatingsError",
     "ResponseCache",
     "ServingState",
+    "UnknownTitlesError",
     "cache_of",
+    "canonical_platforms",
     "get_state",
     "load_state",
+    "pointer_stamp",
+    "recommend_new_user",
     "warm_cache",
+    "watch_of",
 ]
+
+log = logging.getLogger(__name__)
 
 #: A user id no model knows (negative: ids are >= 0), to ask for the cold-start list.
 UNKNOWN_USER_KEY = -1
 #: Depth of the per-user ranked list kept in the cache (``RankedList``): any
 #: ``n`` up to it, with any filter that leaves enough of it, is served from it.
 RANKED_DEPTH = MAX_N
-#: Recommendation lists cached per app (LRU). The model and tables never change
-#: while a process runs (a new champion means a restart), so a cached list is
+#: Recommendation lists cached per state (LRU). A state's model and tables never
+#: change (a new champion is a new state, with a new cache), so a cached list is
 #: exactly what recomputing would give; 0 disables the cache.
 DEFAULT_CACHE_SIZE = 8192
+#: Seconds between two checks of the champion pointer (0 = never: restart to reload).
+#: A check is one ``stat``; only a changed pointer costs a load.
+DEFAULT_RELOAD_SECONDS = 5.0
+#: Unknown title ids quoted in a 404 (the rest are counted, not listed).
+MAX_QUOTED_IDS = 5
 #: Analytics answers cached per app (one per parameter set; they are small).
 ANALYTICS_CACHE_SIZE = 2048
 PIPELINE_HINT = "run `make pipeline` first (it builds data/processed/ and registers a model)"
@@ -92,6 +124,9 @@ class ServingState:
     active_users: list[int] = field(default_factory=list)
     loaded_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
+    #: ``pointer_stamp`` of ``champion.json`` taken just before loading (what
+    #: ``ChampionWatch`` compares against to notice a promotion).
+    pointer_stamp: tuple[int, int, int] | None = None
 
 
 def load_state(paths: ProjectPaths | None = None) -> ServingState:
@@ -106,6 +141,8 @@ def load_state(paths: ProjectPaths | None = None) -> ServingState:
     from recsys_utils.lifecycle.registry import load_champion
 
     paths = paths if paths is not None else project_paths()
+    # Stamp first: a promotion during the load then shows as a change at the next check.
+    stamp = pointer_stamp(paths)
     started = time.perf_counter()
     data = load_processed(paths)
     recommender, manifest = load_champion(paths)
@@ -134,7 +171,23 @@ def load_state(paths: ProjectPaths | None = None) -> ServingState:
         paths=paths,
         active_users=[int(u) for u in active.index],
         load_seconds=round(time.perf_counter() - started, 3),
+        pointer_stamp=stamp,
     )
+
+
+def pointer_stamp(paths: ProjectPaths) -> tuple[int, int, int] | None:
+    """``(mtime_ns, size, inode)`` of the champion pointer, ``None`` when it is missing.
+
+    The registry writes the pointer atomically (a new file renamed over the old), so
+    every promotion or rollback gives a new inode even within one mtime tick.
+    """
+    from recsys_utils.lifecycle.registry import CHAMPION_FILE
+
+    try:
+        st = os.stat(paths.models / CHAMPION_FILE)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
 
@@ -311,15 +364,19 @@ def _analytics_answer(state: ServingState, name: str, *args: Any) -> dict[str, A
 
 
 class ResponseCache:
-    """One app's caches: users' ranked lists (``size`` entries, LRU; 0 disables) and
+    """One state's caches: users' ranked lists (``size`` entries, LRU; 0 disables) and
     analytics answers (one per parameter set).
 
     Why one deep list per user: see ``RankedList``. Every unknown user gets the same
-    cold-start list, so they share one entry.
+    cold-start list, so they share one entry. ``state`` is the only state whose answers
+    are kept (``None``: any state, each keyed by identity); any other state is answered
+    uncached, so a request still running on the previous champion, or a test's
+    overridden state, never fills (and never pins in memory) another state's cache.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, state: ServingState | None = None) -> None:
         self.size = size
+        self.state = state
         if size > 0:
             self.ranked = lru_cache(maxsize=size)(_ranked)
             self.live = lru_cache(maxsize=size)(_live)
@@ -327,17 +384,28 @@ class ResponseCache:
             self.ranked, self.live = _ranked, _live
         self.analytics = lru_cache(maxsize=ANALYTICS_CACHE_SIZE)(_analytics_answer)
 
+    def keeps(self, state: ServingState) -> bool:
+        """Whether answers for ``state`` go through this cache."""
+        return self.state is None or state is self.state
+
     def recommend(self, state: ServingState, user_id: int, n: int,
                   platforms: list[str] | None, kind: str | None
                   ) -> tuple[bool, list[RecommendedTitle]]:
         """``(cold_start, top n)`` of ``user_id`` within the filters."""
+        ranked_of, live_of = (self.ranked, self.live) if self.keeps(state) else (_ranked, _live)
         key_user = user_id if state.recommender.known_user(user_id) else None
-        ranked = self.ranked(state, key_user)
+        ranked = ranked_of(state, key_user)
         items = select(state, ranked, n, frozenset(platforms) if platforms else None, kind)
         if items is None:
-            items = self.live(state, key_user, n,
-                              tuple(sorted(platforms)) if platforms else None, kind)
+            items = live_of(state, key_user, n,
+                            tuple(sorted(platforms)) if platforms else None, kind)
         return ranked.cold_start, items
+
+    def answer(self, state: ServingState, name: str, *args: Any) -> dict[str, Any]:
+        """``analytics.<name>(state.analytics, *args)`` as a JSON-safe dict."""
+        if self.keeps(state):
+            return self.analytics(state, name, *args)
+        return _analytics_answer(state, name, *args)
 
     def info(self) -> CacheOut:
         """Hits, misses and size of the ranked-list cache (for ``/health``)."""
@@ -366,3 +434,202 @@ def warm_cache(state: ServingState, cache: ResponseCache, seconds: float) -> int
         cache.ranked(state, user)
         warmed += 1
     return warmed
+
+
+# --------------------------------------------------------------------------- a new user
+
+
+def canonical_platforms(state: ServingState, names: Sequence[str] | None) -> list[str] | None:
+    """Platform filter values as the model spells them (``NETFLIX`` -> ``netflix``: the
+    analytics routes' rule), duplicates dropped; ``UnknownFilterError`` (a 404 listing
+    the valid platforms) for an unknown one. ``None`` or empty: no filter."""
+    from recsys_utils.explore.analytics import match_filter
+
+    if not names:
+        return None
+    valid = state.recommender.platforms
+    return list(dict.fromkeys(match_filter("platform", name, valid) for name in names))
+
+
+class RatingsError(ValueError):
+    """Ratings that cannot be used together (a title rated twice): a 422 naming the
+    rating at fault (``location``, as in a validation error)."""
+
+    def __init__(self, location: tuple[str | int, ...], message: str) -> None:
+        self.location = location
+        super().__init__(message)
+
+
+class UnknownTitlesError(UnknownItemError):
+    """Rated title ids the catalog (or the model) does not know: a 404 quoting at most
+    ``MAX_QUOTED_IDS`` of them, each cut to a short excerpt, and counting the rest."""
+
+    field = "title_id"
+
+    def __init__(self, ids: Sequence[str], n_ratings: int, why: str = "") -> None:
+        quoted = ", ".join(excerpt(i) for i in ids[:MAX_QUOTED_IDS])
+        more = f" and {len(ids) - MAX_QUOTED_IDS} more" if len(ids) > MAX_QUOTED_IDS else ""
+        plural = "s" if len(ids) > 1 else ""
+        super().__init__(ids[0], f"unknown title id{plural} {quoted}{more} ({len(ids)} of "
+                                 f"{n_ratings} ratings){why}; rate titles by their "
+                                 "`GET /titles/{id}` id")
+
+
+def rated_items(state: ServingState, body: NewUserRatingsIn) -> dict[str, float]:
+    """``{item_id: score}`` of a new user's ratings, after the checks the schema cannot
+    make: every title known (else ``UnknownTitlesError``), none rated twice, including
+    two platform copies of one film (else ``RatingsError``)."""
+    unknown: list[str] = []
+    rated_as: dict[str, str] = {}  # item_id -> the title id it was rated as
+    out: dict[str, float] = {}
+    duplicate: RatingsError | None = None
+    for k, rating in enumerate(body.ratings):
+        record = state.titles_by_id.get(rating.title_id)
+        if record is None:
+            unknown.append(rating.title_id)
+            continue
+        first = rated_as.setdefault(record.item_id, rating.title_id)
+        if first != rating.title_id or record.item_id in out:
+            if duplicate is None:
+                same = ("" if first == rating.title_id else
+                        f" ({excerpt(first)} is the same title on another platform)")
+                duplicate = RatingsError(("body", "ratings", k, "title_id"),
+                                         f"title {excerpt(rating.title_id)} is rated "
+                                         f"twice{same}; send one score per title")
+            continue
+        out[record.item_id] = float(rating.score)
+    if duplicate is not None:
+        raise duplicate
+    if unknown:
+        raise UnknownTitlesError(unknown, len(body.ratings))
+    return out
+
+
+def recommend_new_user(state: ServingState, body: NewUserRatingsIn, n: int = 10,
+                       platforms: Sequence[str] | None = None, kind: str | None = None
+                       ) -> NewUserRecommendationsOut:
+    """Top ``n`` for a user the model does not know, from the ratings in ``body``: the
+    fold-in (``Recommender.recommend_for_ratings``: no refit), never a rated title; no
+    ratings gives the cold-start list, flagged. ``POST /recommendations`` and the
+    demo's new-user tab both answer with this function.
+
+    Raises:
+        UnknownFilterError: an unknown platform or type (a 404 listing the valid ones).
+        UnknownTitlesError: a rated title id the catalog or the model does not know.
+        RatingsError: a title rated twice.
+    """
+    names = canonical_platforms(state, platforms)
+    ratings = rated_items(state, body)
+    try:
+        recs = state.recommender.recommend_for_ratings(ratings, n=n, platforms=names,
+                                                       kind=kind)
+    except UnknownItemError as exc:  # in the catalog, but not in the model's
+        title = next(r.title_id for r in body.ratings
+                     if state.titles_by_id[r.title_id].item_id == str(exc.item_id))
+        raise UnknownTitlesError([title], len(body.ratings),
+                                 f" (not in model {state.manifest.get('version')})") from exc
+    return NewUserRecommendationsOut(
+        cold_start=bool(recs.cold_start), n_ratings=len(ratings), platforms=names, type=kind,
+        model_version=str(state.manifest.get("version")), items=recommended_titles(state, recs))
+
+
+# --------------------------------------------------------------------------- reload
+
+
+def _utc(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+_NOT_YET = object()
+
+
+class ChampionWatch:
+    """Swaps a new champion into a running app when ``champion.json`` changes.
+
+    ``check()`` is one ``stat`` of the pointer when nothing changed. On a change (a
+    promotion or a rollback) it loads a whole new ``ServingState`` with ``load_state``
+    (checksums verified), makes it a new ``ResponseCache``, and swaps both into the app
+    with plain assignments: a request that already holds the old state (``Depends``
+    resolved it) finishes on it, the next one gets the new. A failed load (bad checksum,
+    missing file, unreadable pointer) logs one line, keeps the old state and is shown
+    by ``/health`` (``reload.error``); it is retried when the pointer changes again.
+    The app's lifespan calls ``check`` every ``check_seconds`` in a worker thread, so
+    a load never blocks the event loop; tests call it directly.
+
+    Args:
+        app_state: the app's ``app.state`` (holding ``serving`` and ``cache``).
+        check_seconds: seconds between checks (0: the lifespan never checks).
+        cache_size, warm_seconds: the new cache's capacity, and how long to warm it
+            after the swap (still in the worker thread).
+    """
+
+    def __init__(self, app_state: Any, check_seconds: float, cache_size: int,
+                 warm_seconds: float = 0.0) -> None:
+        self.app_state = app_state
+        self.check_seconds = float(check_seconds)
+        self.cache_size = cache_size
+        self.warm_seconds = warm_seconds
+        self.seen: Any = _NOT_YET  # the pointer stamp last acted on
+        self.checked_at: float | None = None
+        self.reloads = 0
+        self.reloaded_at: float | None = None
+        self.error: str | None = None
+        self.failed_version: str | None = None
+        self._lock = threading.Lock()  # one check at a time (the poller and a test)
+
+    def check(self) -> bool:
+        """Reload if the pointer changed since the last check; True when a new state
+        was swapped in. Never raises for a bad artifact."""
+        with self._lock:
+            current: ServingState = self.app_state.serving
+            if self.seen is _NOT_YET:
+                self.seen = current.pointer_stamp
+            self.checked_at = time.time()
+            stamp = pointer_stamp(current.paths)
+            if stamp == self.seen:
+                return False
+            self.seen = stamp
+            return self._reload(current)
+
+    def _reload(self, current: ServingState) -> bool:
+        from recsys_utils.lifecycle.registry import champion_version
+
+        old = str(current.manifest.get("version"))
+        named: str | None = None
+        try:
+            named = champion_version(current.paths)
+            if named == old:  # pointer rewritten, same champion (a no-op promotion)
+                self.error = self.failed_version = None
+                return False
+            new = load_state(current.paths)
+        except Exception as exc:  # noqa: BLE001 - whatever the artifact, keep serving
+            reason = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
+            self.error, self.failed_version = reason, named
+            log.error("champion reload failed, still serving %s: %s", old, reason)
+            return False
+        cache = ResponseCache(self.cache_size, new)
+        # Swap: the cache first, so the new state never meets a cache of another state
+        # (an old request meeting the new cache is answered uncached: `keeps`).
+        self.app_state.cache = cache
+        self.app_state.serving = new
+        self.reloads += 1
+        self.reloaded_at = time.time()
+        self.error = self.failed_version = None
+        log.info("champion reloaded: %s -> %s (load %.2f s)", old,
+                    new.manifest.get("version"), new.load_seconds)
+        if self.warm_seconds > 0 and self.cache_size > 0:
+            warm_cache(new, cache, self.warm_seconds)
+        return True
+
+    def info(self) -> ReloadOut:
+        """The watch as ``/health`` reports it."""
+        return ReloadOut(check_seconds=self.check_seconds, checked_at=_utc(self.checked_at),
+                         reloads=self.reloads, reloaded_at=_utc(self.reloaded_at),
+                         error=self.error, failed_version=self.failed_version)
+
+
+def watch_of(request: Request) -> ChampionWatch:
+    """The ``ChampionWatch`` of the app serving ``request`` (made by ``create_app``)."""
+    return request.app.state.watch
