@@ -120,6 +120,19 @@ def test_popularity_vs_score(analytics_table):
     assert len(eda.popularity_vs_score(analytics_table, max_points=2, seed=0)) == 2
 
 
+def test_popularity_vs_score_figure_says_what_it_samples(analytics_table):
+    full = eda.plot_popularity_vs_score(eda.popularity_vs_score(analytics_table))
+    assert "all 4 rated titles" in full.axes[0].get_title()
+    sample = eda.popularity_vs_score(analytics_table, max_points=2, seed=0)
+    assert sample.attrs["n_rated"] == 4
+    fig = eda.plot_popularity_vs_score(sample, seed=3)
+    assert "sample of 2 of the 4 rated titles" in fig.axes[0].get_title()
+    # jittered (seeded): the points move off their exact values, the same way every time
+    xy = fig.axes[0].collections[0].get_offsets()
+    again = eda.plot_popularity_vs_score(sample, seed=3).axes[0].collections[0].get_offsets()
+    assert (xy == again).all() and not (xy[:, 1] == sample["mean_score"].to_numpy()).all()
+
+
 # ------------------------------------------------------------------ catalog numbers
 
 

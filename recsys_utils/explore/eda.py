@@ -158,13 +158,18 @@ def popularity_vs_score(
     analytics: pd.DataFrame, max_points: int = 5_000, seed: int = DEFAULT_SEED
 ) -> pd.DataFrame:
     """Rated titles' ``n_ratings`` and ``mean_score`` (one row per ``item_id``), sampled down
-    to ``max_points`` with ``seed``: shows that rarely rated titles have the extreme means."""
+    to ``max_points`` with ``seed``: shows that rarely rated titles have the extreme means.
+
+    ``attrs["n_rated"]`` is the number of rated titles before sampling (the figure says
+    which share it shows)."""
     rated = analytics.loc[analytics["n_ratings"] > 0, ["item_id", "n_ratings", "mean_score"]]
     rated = rated.drop_duplicates("item_id").dropna(subset=["mean_score"])
+    n_rated = len(rated)
     if len(rated) > max_points:
         rated = rated.sample(n=max_points, random_state=seed)
-    out = rated.reset_index(drop=True)
-    return out.astype({"n_ratings": "int64", "mean_score": "float64"})
+    out = rated.reset_index(drop=True).astype({"n_ratings": "int64", "mean_score": "float64"})
+    out.attrs["n_rated"] = n_rated
+    return out
 
 
 # =========================================================================== catalog
@@ -391,13 +396,35 @@ def plot_ratings_over_time(monthly: pd.DataFrame, yearly: pd.DataFrame) -> Figur
     return fig
 
 
-def plot_popularity_vs_score(points: pd.DataFrame) -> Figure:
-    """Scatter of :func:`popularity_vs_score`: few ratings, extreme means."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.scatter(points["n_ratings"], points["mean_score"], s=6, alpha=0.35)
+#: Jitter of the popularity-vs-score points: x is multiplied by 10**U(-a, a), y moved by U(-b, b).
+_JITTER_X, _JITTER_Y = 0.08, 0.08
+
+
+def plot_popularity_vs_score(points: pd.DataFrame, seed: int = DEFAULT_SEED) -> Figure:
+    """Scatter of :func:`popularity_vs_score`: few ratings, extreme means.
+
+    Titles with 1-5 ratings share a few exact (count, mean) values, so the points are
+    jittered (seeded) and drawn faint, and the number of titles at each of those counts is
+    written out; the title says how many of the rated titles the sample shows."""
+    rng = np.random.default_rng(seed)
+    n = points["n_ratings"].to_numpy(dtype=float)
+    x = n * 10 ** rng.uniform(-_JITTER_X, _JITTER_X, len(n))
+    y = points["mean_score"].to_numpy(dtype=float) + rng.uniform(-_JITTER_Y, _JITTER_Y, len(n))
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    ax.scatter(x, y, s=5, alpha=0.2, linewidths=0)
     ax.set_xscale("log")
-    ax.set(title="Rarely rated titles have the most extreme mean scores",
-           xlabel="ratings per title (log)", ylabel="mean score")
+    counts = [int((points["n_ratings"] == c).sum()) for c in range(1, 6)]
+    ax.text(0.99, 0.03, "titles shown with 1 / 2 / 3 / 4 / 5 ratings:\n"
+            + " / ".join(f"{k:,}" for k in counts), transform=ax.transAxes, ha="right",
+            va="bottom", fontsize=8, color="0.25",
+            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "0.8"})
+    n_rated = int(points.attrs.get("n_rated", len(points)))
+    shown = (f"all {n_rated:,} rated titles" if n_rated == len(points)
+             else f"a random sample of {len(points):,} of the {n_rated:,} rated titles")
+    ax.set(title="Rarely rated titles have the most extreme mean scores\n"
+                 f"{shown}; points jittered to show how many overlap",
+           xlabel="ratings per title (log scale)", ylabel="mean score")
+    ax.title.set_fontsize(10)
     return fig
 
 

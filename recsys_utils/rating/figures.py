@@ -6,6 +6,7 @@ Each function returns a titled, labelled matplotlib ``Figure``; ``rating.modelin
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
@@ -56,14 +57,58 @@ def plot_blend_vs_components(rmse: Mapping[str, float], target: float | None = N
     return fig
 
 
+#: Readable names of the blend's components and support features (``blend.component_features``).
+_FEATURE_NAMES = {"baseline": "baseline", "content": "content", "svd": "SVD",
+                  "svdpp": "SVD++", "knn_item": "item neighbours", "knn_user": "user neighbours",
+                  "log_n_user": "log(user's ratings)", "log_n_item": "log(title's ratings)",
+                  "log_sum_sim": "log(similarity mass)"}
+_CAPTION = ("Ridge weights on standardized features. The components' predictions are strongly "
+            "correlated, so the ridge gives some of them opposite signs: a negative weight offsets "
+            "the overlap with another component; it does not mean that component is wrong. The "
+            "× terms make a component count more or less for users and titles with many ratings. "
+            "Read the bars together; what each component adds is in the blend-vs-components figure.")
+
+
+def _feature_label(name: str) -> str:
+    """``knn_item*log_n_item`` → ``item neighbours × log(title's ratings)``."""
+    parts = []
+    for part in name.split("*"):
+        term = part.endswith("_term")
+        base = part[: -len("_term")] if term else part
+        label = _FEATURE_NAMES.get(base, base)
+        parts.append(f"{label}' term" if term else label)
+    return " × ".join(parts)
+
+
 def plot_blend_weights(weights: pd.Series) -> Figure:
-    """The ridge coefficients of the blend (standardized features)."""
-    w = weights.sort_values()
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(w) + 1.5))
-    ax.barh(w.index, w.to_numpy(), color=["tab:red" if v < 0 else "tab:blue" for v in w])
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("ridge weight (per standard deviation of the feature)")
-    ax.set_ylabel("blend feature")
-    ax.set_title("what the blend listens to")
-    fig.tight_layout()
+    """The ridge coefficients of the blend (standardized features), in two panels: the
+    components' own predictions, then the support features and interaction terms; bars
+    sorted, values written, a caption on why signs differ."""
+    w = pd.Series(weights, dtype=float)
+    groups = [("the components' predictions", w[[("*" not in n and not n.startswith("log_"))
+                                                  for n in w.index]]),
+              ("adjustments by support (user's / title's number of ratings)",
+               w[[("*" in n or n.startswith("log_")) for n in w.index]])]
+    groups = [(title, g.sort_values()) for title, g in groups if len(g)]
+    sizes = [len(g) for _, g in groups]
+    fig, axes = plt.subplots(len(groups), 1, squeeze=False,
+                             figsize=(8.5, 0.32 * sum(sizes) + 1.2 * len(groups) + 1.6),
+                             gridspec_kw={"height_ratios": sizes})
+    span = float(w.abs().max()) if len(w) else 1.0
+    for ax, (title, g) in zip(axes[:, 0], groups, strict=True):
+        ax.barh([_feature_label(n) for n in g.index], g.to_numpy(),
+                color=["tab:red" if v < 0 else "tab:blue" for v in g])
+        for y, v in enumerate(g.to_numpy()):
+            ax.text(v + (0.02 if v >= 0 else -0.02) * span, y, f"{v:+.2f}", va="center",
+                    ha="left" if v >= 0 else "right", fontsize=8)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(axis="y", labelsize=9)
+        ax.set_xlim(-1.25 * span, 1.25 * span)  # the same scale in both panels
+        ax.set_xlabel("ridge weight (per standard deviation of the feature)", fontsize=9)
+        ax.set_ylabel("feature", fontsize=9)
+    fig.suptitle("What the blend listens to", fontweight="bold")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.text(0.01, 0.01, textwrap.fill(_CAPTION, 118), fontsize=8.5, color="0.25",
+             va="bottom", ha="left")
     return fig
