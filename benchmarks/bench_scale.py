@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
 
-    exps = {m: fit_exponents(runs, m) for m in ("seconds", "peak_rss_mb")}
+    exps = {m: fit_exponents(runs, m) for m in ("seconds", "cpu_s", "peak_rss_mb")}
     biggest = max(runs, key=lambda r: r["n_ratings"])
     targets = [t for t in (3_000_000, 10_000_000) if t > biggest["n_ratings"]]
     report = {
@@ -470,14 +470,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     if targets and len(runs) >= 2:
         report["extrapolation"] = {
-            "note": f"seconds at larger sizes = the {biggest['n_ratings']:,}-rating figure x "
-                    "(size ratio)^(fitted time exponent); not measured",
+            "note": f"cost at larger sizes = the {biggest['n_ratings']:,}-rating figure x "
+                    "(size ratio)^(fitted exponent); not measured",
             "targets": targets,
-            "seconds": {s: [None if (v := extrapolate(biggest["stages"][s].get("seconds"),
-                                                      biggest["n_ratings"], t,
-                                                      exps["seconds"].get(s))) is None
-                            else round(v, 1) for t in targets]
-                        for s in stages if biggest["stages"].get(s, {}).get("ok")},
+            **{m: {s: [None if (v := extrapolate(biggest["stages"][s].get(m),
+                                                 biggest["n_ratings"], t, exps[m].get(s)))
+                        is None else round(v, 1) for t in targets]
+                   for s in stages if biggest["stages"].get(s, {}).get("ok")}
+               for m in exps},
         }
     out = Path(args.out) if args.out else paths.reports / REPORT_NAME
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
@@ -486,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     fig = figure(report, paths.figures / (FIGURE_NAME if default_out else f"{out.stem}.png"))
     if default_out:
         write_scaling_fragment(paths)
-    print(f"exponents (time): {exps['seconds']}")
+    print(f"exponents (wall time): {exps['seconds']}")
+    print(f"exponents (CPU time): {exps['cpu_s']}")
     print(f"exponents (peak memory): {exps['peak_rss_mb']}")
     print(f"wrote {out}" + (f" and {fig}" if fig else ""))
     return 0

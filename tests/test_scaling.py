@@ -12,7 +12,8 @@ from recsys_utils.run import scaling
 
 def _report(seconds: dict[int, float]) -> dict:
     runs = [{"n_ratings": n, "n_users": n // 100, "n_titles": 9000,
-             "stages": {"clean": {"seconds": s, "peak_rss_mb": 200.0 + n / 1e4, "ok": True},
+             "stages": {"clean": {"seconds": s, "cpu_s": s / 2, "peak_rss_mb": 200.0 + n / 1e4,
+                                  "ok": True},
                         "served_fit": {"ok": False, "error": "exit 1"}},
              "api": {"startup_seconds": 2.0, "latency_ms": {"p50": 7.5, "p99": 31.0},
                      "throughput_rps": 150.0, "server_rss_mb": 300.0}}
@@ -49,6 +50,11 @@ def test_fragment_names_the_machine_the_synthetic_data_and_every_stage():
     assert "| clean |" in text and "failed" in text  # the failed stage is shown as such
     assert "31.0" in text  # the API's p99
     assert "{figure} ../outputs/figures/scaling.png" in text
+    # exponent 1 from 0.1 M to 1 M: 10 s at 1 M -> 100 s at 10 M, labelled an extrapolation
+    extra = text.split("Extrapolation, not a measurement")[1]
+    clean_row = next(line for line in extra.splitlines() if line.startswith("| clean |"))
+    assert "| 100.0 |" in clean_row and "10 M wall s (extrapolated)" in extra
+    assert "served_fit" not in extra  # a failed stage is not extrapolated
 
 
 def test_fragment_file_follows_the_json(tmp_path):

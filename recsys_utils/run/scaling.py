@@ -19,7 +19,7 @@ from typing import Any
 from recsys_utils.atomic import atomic_write_text
 from recsys_utils.paths import ProjectPaths, project_paths
 
-__all__ = ["REPORT_NAME", "FRAGMENT_NAME", "FIGURE_NAME", "extrapolate", "fit_exponent",
+__all__ = ["REPORT_NAME", "FRAGMENT_NAME", "FIGURE_NAME", "METRICS", "TARGETS", "extrapolate", "fit_exponent",
            "fit_exponents", "scaling_fragment", "write_scaling_fragment"]
 
 #: In ``outputs/reports/``: the benchmark's figures and the rendered chapter fragment.
@@ -44,7 +44,7 @@ def fit_exponent(sizes: Sequence[float], costs: Sequence[float]) -> float | None
 
 def fit_exponents(runs: Sequence[Mapping[str, Any]], metric: str = "seconds"
                   ) -> dict[str, float | None]:
-    """``stage → exponent`` of ``metric`` (``seconds`` or ``peak_rss_mb``) over the runs."""
+    """``stage → exponent`` of ``metric`` (``seconds``, ``cpu_s``, ``peak_rss_mb``) over the runs."""
     stages = sorted({s for run in runs for s in run.get("stages", {})})
     out = {}
     for stage in stages:
@@ -59,7 +59,7 @@ def fit_exponents(runs: Sequence[Mapping[str, Any]], metric: str = "seconds"
 def extrapolate(cost: float, from_ratings: float, to_ratings: float,
                 exponent: float | None) -> float | None:
     """``cost x (to/from)^exponent``: an extrapolation, not a measurement."""
-    if exponent is None or cost is None:
+    if exponent is None or cost is None or not from_ratings:
         return None
     return cost * (to_ratings / from_ratings) ** exponent
 
@@ -72,55 +72,73 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+#: What each stage is measured by: wall time inside the stage's process, its CPU time
+#: (user + system; on a shared machine the steadier of the two) and its peak RSS.
+METRICS = (("seconds", "wall s"), ("cpu_s", "CPU s"), ("peak_rss_mb", "peak MB"))
+#: Sizes the fragment extrapolates to (when larger than the largest measured run).
+TARGETS = (3_000_000, 10_000_000)
+
+
 def scaling_fragment(report: Mapping[str, Any] | None, figure: str | None = None) -> str:
     """The chapter's measured part as markdown (``figure``: the image path relative to the
-    chapter, shown when given)."""
+    chapter, shown when given). Exponents and extrapolations are computed here from the
+    runs, so the page always agrees with the figures in the JSON."""
     if not report or not report.get("runs"):
         return ("```{note}\nThe scaling benchmark has not been run on this machine, so there "
                 "are no figures here yet. Run `make bench-scale` (quick: "
                 "`make bench-scale SIZES=0.1M,1M`), then `make book`.\n```\n")
     runs = sorted(report["runs"], key=lambda r: r["n_ratings"])
     machine = report.get("machine", {})
+    preset = report.get("preset") or "the defaults (notebooks/params.yaml)"
     lines = [
         f"Measured on **{machine.get('name', '?')}** ({machine.get('cpus', '?')} CPUs, "
         f"{_fmt(machine.get('memory_gb'))} GB RAM, {machine.get('platform', '?')}), "
-        f"{report.get('date', '?')}. Data: **synthetic** rating sets from `recsys-generate` "
-        f"fitted to {report.get('source', 'the real data')} (not real users). "
-        f"{report.get('contention_note', '')}",
+        f"{report.get('date', '?')}, parameters: `{preset}`. Data: **synthetic** rating sets "
+        f"from `recsys-generate` fitted to {report.get('source', 'the real data')} (not real "
+        f"users). {report.get('contention_note', '')}",
         "",
-        "| stage | " + " | ".join(f"{r['n_ratings'] / 1e6:g} M s" for r in runs)
-        + " | " + " | ".join(f"{r['n_ratings'] / 1e6:g} M peak MB" for r in runs)
-        + " | time exp. | memory exp. |",
-        "|---|" + "---:|" * (2 * len(runs) + 2),
     ]
-    exps = report.get("exponents", {})
-    stages = report.get("stage_order") or sorted({s for r in runs for s in r["stages"]})
+    stages = list(report.get("stage_order") or sorted({s for r in runs for s in r["stages"]}))
+    exps = {m: fit_exponents(runs, m) for m, _ in METRICS}
+    head = ["stage"] + [f"{r['n_ratings'] / 1e6:g} M {label}" for m, label in METRICS
+                        for r in runs] + [f"exp. {label.split()[0]}" for _, label in METRICS]
+    lines += ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for stage in stages:
         cells = []
-        for key in ("seconds", "peak_rss_mb"):
+        for m, _ in METRICS:
             for r in runs:
-                s = r["stages"].get(stage, {})
-                cells.append(_fmt(s.get(key)) if s.get("ok", True) else "failed")
-        lines.append(f"| {stage} | " + " | ".join(cells) + f" | "
-                     f"{_fmt(exps.get('seconds', {}).get(stage), 2)} | "
-                     f"{_fmt(exps.get('peak_rss_mb', {}).get(stage), 2)} |")
-    lines += ["", "| size | users | titles | API start s | p50 ms | p99 ms | req/s | server RSS MB |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                got = r["stages"].get(stage, {})
+                cells.append(_fmt(got.get(m)) if got.get("ok", True) else "failed")
+        cells += [_fmt(exps[m].get(stage), 2) for m, _ in METRICS]
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    lines += ["", "| ratings | users | titles | API start s | p50 ms | p99 ms | req/s | "
+              "server CPU ms/request | server RSS MB |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
         api = r.get("api") or {}
         lat = api.get("latency_ms") or {}
         lines.append(f"| {r['n_ratings']:,} | {r['n_users']:,} | {r['n_titles']:,} | "
                      f"{_fmt(api.get('startup_seconds'))} | {_fmt(lat.get('p50'))} | "
                      f"{_fmt(lat.get('p99'))} | {_fmt(api.get('throughput_rps'))} | "
+                     f"{_fmt(api.get('server_cpu_ms_per_request'), 2)} | "
                      f"{_fmt(api.get('server_rss_mb'))} |")
-    extra = report.get("extrapolation")
-    if extra:
-        lines += ["", f"**Extrapolation, not a measurement**: {extra.get('note', '')}", "",
-                  "| stage | " + " | ".join(f"{int(t) / 1e6:g} M s (extrapolated)"
-                                             for t in extra["targets"]) + " |",
-                  "|---|" + "---:|" * len(extra["targets"])]
-        for stage, values in extra["seconds"].items():
-            lines.append(f"| {stage} | " + " | ".join(_fmt(v) for v in values) + " |")
+    biggest = runs[-1]
+    targets = [t for t in TARGETS if t > biggest["n_ratings"]]
+    if targets and len(runs) >= 2:
+        lines += ["", f"**Extrapolation, not a measurement**: the {biggest['n_ratings']:,}-rating "
+                      "figure x (size ratio)^(fitted exponent), per stage. Not measured here; "
+                      "the exponents come from only "
+                      f"{len(runs)} sizes.", ""]
+        head = ["stage"] + [f"{t / 1e6:g} M {label} (extrapolated)" for t in targets
+                            for _, label in METRICS]
+        lines += ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+        for stage in stages:
+            got = biggest["stages"].get(stage, {})
+            if not got.get("ok", True):
+                continue
+            cells = [_fmt(extrapolate(got.get(m), biggest["n_ratings"], t, exps[m].get(stage)))
+                     for t in targets for m, _ in METRICS]
+            lines.append(f"| {stage} | " + " | ".join(cells) + " |")
     if figure:
         lines += ["", f"```{{figure}} {figure}", ":name: fig-scaling", "",
                   "Wall time and peak memory of each stage against the number of ratings "
