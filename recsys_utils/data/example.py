@@ -229,8 +229,8 @@ def example_fragment(folder: Path) -> str:
                               [["source_file", "line", "reason", "raw"]], code=("raw",)), "",
               f"Kept: {len(result.titles):,} titles and {len(result.ratings):,} ratings by "
               f"{result.ratings['user_id'].nunique():,} users. Scores are accepted from "
-              f"{MIN_SCORE:g} to {MAX_SCORE:g} in steps of 0.5. The EASE ranker ranks only "
-              f"titles with at least {DEFAULT_RANKING_PARAMS['min_item_ratings']} training "
+              f"{MIN_SCORE:g} to {MAX_SCORE:g} in steps of 0.5. The EASE ranker (the default) "
+              f"ranks only titles with at least {DEFAULT_RANKING_PARAMS['min_item_ratings']} training "
               f"ratings, at most the {DEFAULT_RANKING_PARAMS['max_ease_items']:,} most rated "
               f"(`min_item_ratings`, `max_ease_items` of `ranking_params`): of the example's "
               f"titles, {int((result.analytics['n_ratings'] >= DEFAULT_RANKING_PARAMS['min_item_ratings']).sum()):,} "
