@@ -169,7 +169,7 @@ def _plain(value: Any) -> Any:
         return str(value)[:200]
 
 
-def _served_fit(root: Path, preset: str | None, seed: int) -> dict:
+def _served_fit(root: Path, preset: str | None, seed: int, with_lists: bool = False) -> dict:
     from recsys_utils.data.cleaning import load_processed
     from recsys_utils.fingerprint import data_fingerprint
     from recsys_utils.lifecycle.registry import register_model
@@ -181,6 +181,13 @@ def _served_fit(root: Path, preset: str | None, seed: int) -> dict:
     started = time.perf_counter()
     rec = train_recommender(data.model, data.titles, rating_params, ranking_params, seed=seed)
     fit_s = time.perf_counter() - started
+    lists_s = None
+    if with_lists:  # precomputed top-N lists, written with the model (ranking.precomputed)
+        from recsys_utils.ranking.precomputed import attach_precomputed
+
+        t0 = time.perf_counter()
+        attach_precomputed(rec)
+        lists_s = round(time.perf_counter() - t0, 3)
     t1 = time.perf_counter()
     # the blend's large-data rule: what it left out, recorded with the model
     excluded = dict(getattr(rec.rating_model, "excluded_components_", {}) or {})
@@ -192,6 +199,7 @@ def _served_fit(root: Path, preset: str | None, seed: int) -> dict:
     model_file = next((p for p in (paths.models / version).glob("*") if p.suffix in
                        (".pkl", ".joblib", ".pickle")), None)
     return {"seconds": round(fit_s, 3), "register_seconds": round(time.perf_counter() - t1, 3),
+            "precompute_lists_seconds": lists_s,
             "model_mb": round(model_file.stat().st_size / 2**20, 1) if model_file else None,
             "ease_titles": int(len(getattr(rec, "_ease_cols", []))), "version": version,
             "excluded_components": excluded}
@@ -202,7 +210,7 @@ def _child_main(args: argparse.Namespace) -> int:
     base_rss = _rss_mb(os.getpid())[0] or 0.0
     root, raw = Path(args.root), Path(args.raw)
     if args.stage == "served_fit":
-        info = _served_fit(root, args.preset, args.seed)
+        info = _served_fit(root, args.preset, args.seed, with_lists=args.lists)
     else:
         info = run_stage(args.stage, root, raw, args.preset, args.seed)
     info["rss_before_mb"] = round(base_rss, 1)
@@ -215,7 +223,7 @@ def _child_main(args: argparse.Namespace) -> int:
 
 
 def measure_stage(stage: str, root: Path, raw: Path, preset: str | None, seed: int,
-                  timeout_s: float) -> dict:
+                  timeout_s: float, with_lists: bool = False) -> dict:
     """Run a stage in a child process; add its peak RSS (children included) and status."""
     result = root / f".stage-{stage}.json"
     result.unlink(missing_ok=True)
@@ -223,6 +231,8 @@ def measure_stage(stage: str, root: Path, raw: Path, preset: str | None, seed: i
            "--raw", str(raw), "--result", str(result), "--seed", str(seed)]
     if preset:
         cmd += ["--preset", preset]
+    if with_lists:
+        cmd += ["--lists"]
     env = {**os.environ, "RECSYS_ROOT": str(root), "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -377,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
                              "ranking_params), e.g. notebooks/params_large.yaml")
     parser.add_argument("--source", choices=["processed", "embedded"], default="processed",
                         help="real data the generator fits (default: the processed tables)")
+    parser.add_argument("--lists", action="store_true",
+                        help="register the served model with precomputed top-N lists "
+                             "(ranking.precomputed; the API uses them when present)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--work-dir", default=None,
                         help="scratch folder (default: a temporary folder, removed after)")
@@ -430,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   generated in {gen.seconds:.1f} s ({gen.n_titles:,} titles, "
                   f"{run['raw_mb']} MB)", flush=True)
             for stage in stages:
-                got = measure_stage(stage, root, raw, preset, args.seed, args.timeout)
+                got = measure_stage(stage, root, raw, preset, args.seed, args.timeout,
+                                    with_lists=args.lists)
                 run["stages"][stage] = got
                 print(f"   {stage:<12} {got.get('seconds', '-'):>9} s  peak "
                       f"{got.get('peak_rss_mb', '-')!s:>8} MB  {'ok' if got['ok'] else got['error']}",
@@ -463,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": _machine(),
         "contention_note": args.note,
         "preset": args.preset,
+        "precomputed_lists": args.lists,
         "ratings_per_user": args.ratings_per_user,
         "stage_order": stages,
         "runs": runs,
