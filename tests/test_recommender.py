@@ -307,3 +307,21 @@ def test_a_recommender_saved_before_rankers_still_ranks_like_ease(rec: Recommend
     old.__setstate__(state)
     assert old.recommend(1, n=8).items["item_id"].tolist() == \
         rec.recommend(1, n=8).items["item_id"].tolist()
+
+
+def test_recency_weights_a_users_latest_ratings_without_a_refit(ratings: pd.DataFrame):
+    plain = svd_recommender(ratings)
+    fitted = svd_recommender(ratings, recency=0.2)
+    switched = plain.with_ranking(recency=0.2)
+    for user in (1, 2, 7):
+        assert np.allclose(switched.ranking_scores(user), fitted.ranking_scores(user))
+        assert not np.allclose(fitted.ranking_scores(user), plain.ranking_scores(user))
+    # the latest rating keeps its full weight, older ones count less
+    u = fitted._user_pos[1]
+    row = fitted._X[u].toarray().ravel()
+    mine = ratings[ratings["user"] == 1].sort_values("timestamp")
+    last = fitted._item_index.get_loc(mine["item"].iloc[-1])
+    first = fitted._item_index.get_loc(mine["item"].iloc[0])
+    full = plain._X[u].toarray().ravel()
+    assert row[last] == pytest.approx(full[last])
+    assert abs(row[first]) < abs(full[first])

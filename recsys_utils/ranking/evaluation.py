@@ -484,14 +484,16 @@ class TuningResult:
 #: (``notebooks/params.yaml`` sets the same grid explicitly): about 10 fits.
 DEFAULT_RANKING_GRID: dict[str, dict[str, list[Any]]] = {
     "ease": {"weighting": ["score", "binary"], "l2": [100.0, 400.0],
-             "pop_weight": [0.0, -0.2, -0.4]},
-    "itemknn": {"weighting": ["score"], "neighbours": [100], "pop_weight": [0.0, -0.2]},
+             "pop_weight": [0.0, -0.2, -0.4], "recency": [0.0, 0.4]},
+    "itemknn": {"weighting": ["score"], "neighbours": [100], "pop_weight": [0.0, -0.2],
+                "recency": [0.0, 0.4]},
     "rp3beta": {"weighting": ["binary"], "alpha": [0.8], "beta": [0.3], "pop_weight": [0.0, -0.2]},
-    "als": {"weighting": ["score"], "als_reg": [1.0], "pop_weight": [0.0, -0.2]},
+    "als": {"weighting": ["score"], "als_reg": [1.0], "pop_weight": [0.0, -0.2],
+            "recency": [0.0, 0.4]},
 }
 
 #: Ranking parameters that need a refit; the others only change the blend.
-_BLEND_KEYS = ("ease_weight", "pop_weight", "rating_weight")
+_BLEND_KEYS = ("ease_weight", "pop_weight", "rating_weight", "recency")
 _REFIT_KEYS = tuple(k for k in DEFAULT_RANKING_PARAMS
                     if k not in _BLEND_KEYS + ("prior_count", "n_factors"))
 _SCORE_COLUMNS = ("ndcg", "coverage", "precision", "recall", "ndcg_ratio", "coverage_ratio",
@@ -499,7 +501,11 @@ _SCORE_COLUMNS = ("ndcg", "coverage", "precision", "recall", "ndcg_ratio", "cove
 
 
 def _describe(params: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in params.items())
+    """``l2=100.0, neighbours=50`` (whole numbers that a table made float shown as ints)."""
+    def show(key: str, v: Any) -> Any:
+        whole = isinstance(DEFAULT_RANKING_PARAMS.get(key), int) and float(v).is_integer()
+        return int(v) if whole else v
+    return ", ".join(f"{k}={show(k, v)}" for k, v in params.items())
 
 
 def _per_ranker_grid(grid: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, dict]:

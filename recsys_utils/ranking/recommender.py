@@ -96,6 +96,7 @@ DEFAULT_RANKING_PARAMS: dict[str, Any] = {
     "als_iterations": 15,     # als: sweeps
     "weighting": "score",     # "score": (score - score_center) / (5 - score_center); "binary"
     "score_center": 2.5,
+    "recency": 0.0,           # a user's k-th latest rating counts exp(-k / (recency * n_u)); 0: off
     "pop_weight": -0.2,       # weight of z(log1p(n_ratings)); negative = popularity penalty
     "rating_weight": 0.0,     # weight of z(predicted rating)
     "prior_count": 10.0,      # Bayesian average of the cold-start list: pseudo-ratings at the mean
@@ -243,10 +244,14 @@ class Recommender:
     def _fit_interactions(self, model_df: pd.DataFrame) -> None:
         """Training users, the rated-title matrix, counts, means and the Bayesian average."""
         df = model_df[["user", "item", "score"]]
+        # a user's ratings from the latest (0) back: what the recency weighting reads
+        recent = (model_df.groupby("user")["timestamp"].rank(method="first", ascending=False)
+                  .to_numpy() - 1 if "timestamp" in model_df.columns
+                  else np.zeros(len(model_df)))
         pos = self._item_index.get_indexer(df["item"].astype(str))
         inside = pos >= 0
         self.n_ratings_outside_catalog_ = int((~inside).sum())
-        df, pos = df[inside], pos[inside]
+        df, pos, recent = df[inside], pos[inside], recent[inside]
         self.user_ids: np.ndarray = np.sort(df["user"].unique())
         self._user_pos = {int(u): k for k, u in enumerate(self.user_ids.tolist())}
         upos = np.searchsorted(self.user_ids, df["user"].to_numpy())
@@ -263,6 +268,8 @@ class Recommender:
         # keep the user's last row for the title only, as the weight of one interaction
         last = ~pd.DataFrame({"u": upos, "i": pos}).duplicated(keep="last").to_numpy()
         upos, pos, scores, weights = upos[last], pos[last], scores[last], weights[last]
+        self._recent = (upos, pos, weights, recent[last].astype(np.float64),
+                        np.bincount(upos, minlength=len(self.user_ids))[upos].astype(np.float64))
         self._rated = sp.csr_matrix((np.ones_like(weights, dtype=bool), (upos, pos)),
                                     shape=shape)
         self._weights = sp.csr_matrix((weights, (upos, pos)), shape=shape)
@@ -287,9 +294,22 @@ class Recommender:
             order = np.argsort(-self.n_ratings[eligible], kind="stable")
             eligible = np.sort(eligible[order[: int(p["max_ease_items"])]])
         self._ease_cols = eligible
-        self._X = self._weights.tocsr().astype(np.float32)
-        self._ranker = (fit_ranker(p, self._X, self.n_ratings, self.seed)
+        self._X = self._scoring_rows(float(p["recency"]))
+        self._ranker = (fit_ranker(p, self._weights.tocsr().astype(np.float32), self.n_ratings,
+                                   self.seed)
                         if float(p["ease_weight"]) != 0 else None)
+
+    def _scoring_rows(self, recency: float) -> sp.csr_matrix:
+        """The users' rows the ranker scores: the weighted interactions, each user's
+        ``k``-th latest rating (``k`` = 0 for the latest) multiplied by
+        ``exp(-k / max(recency * n_u, 1))`` (``n_u``: the user's ratings). Recent tastes
+        say more about what comes next; the ranker itself is fitted on unweighted rows."""
+        if recency <= 0:
+            return self._weights.tocsr().astype(np.float32)
+        upos, pos, weights, recent, count = self._recent
+        decay = np.exp(-recent / np.maximum(recency * count, 1.0))
+        return sp.csr_matrix((weights * decay, (upos, pos)), shape=self._weights.shape,
+                             dtype=np.float32)
 
     def _fit_factors(self) -> None:
         """Unit-norm item factors from a truncated SVD of the weighted interactions.
@@ -315,6 +335,7 @@ class Recommender:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_filter_cache"] = {}  # derived, rebuilt on demand
+        state.pop("_recent", None)  # only with_ranking(recency=...) needs it (tuning)
         state.pop("_rating_cache", None)
         return state
 
@@ -338,8 +359,9 @@ class Recommender:
 
     def with_ranking(self, **changes: float) -> Recommender:
         """A copy with other blend weights (``ease_weight``, ``pop_weight``,
-        ``rating_weight``), sharing the fitted arrays (no refit; for tuning)."""
-        allowed = {"ease_weight", "pop_weight", "rating_weight"}
+        ``rating_weight``) or ``recency``, sharing the fitted ranker (no refit; for tuning
+        on a freshly fitted recommender)."""
+        allowed = {"ease_weight", "pop_weight", "rating_weight", "recency"}
         bad = set(changes) - allowed
         if bad:
             raise ValueError(f"with_ranking changes only {sorted(allowed)}, got {sorted(bad)}")
@@ -348,6 +370,8 @@ class Recommender:
         other = copy.copy(self)
         other.ranking_params = {**self.ranking_params, **changes}
         other._filter_cache = self._filter_cache
+        if changes.get("recency", self.ranking_params["recency"]) != self.ranking_params["recency"]:
+            other._X = self._scoring_rows(float(changes["recency"]))
         return other
 
     # ================================================================== lookups
