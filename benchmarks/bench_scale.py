@@ -390,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lists", action="store_true",
                         help="register the served model with precomputed top-N lists "
                              "(ranking.precomputed; the API uses them when present)")
+    parser.add_argument("--api-root", default=None,
+                        help="only load-test the API on this scratch tree of an earlier run "
+                             "(--work-dir ... r<ratings>) and print the figures as JSON")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--work-dir", default=None,
                         help="scratch folder (default: a temporary folder, removed after)")
@@ -404,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.stage:
         return _child_main(args)
+    if args.api_root:
+        got = measure_api(Path(args.api_root), args.requests, args.concurrency, args.seed)
+        print(json.dumps({"root": args.api_root, "api": got, "load": os.getloadavg()}))
+        return 0
 
     from recsys_utils.atomic import atomic_write_text
     from recsys_utils.data import synthetic
