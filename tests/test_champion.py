@@ -87,3 +87,19 @@ def test_the_registered_ranking_is_what_the_validation_chose(result, data, paths
     assert {r["rival"] for r in record["rivals"]} >= {"ease (score)", "ease (binary)",
                                                       "itemknn (score)"}
     assert "coverage >= 1.5 x popularity" in record["rule"]
+
+
+def test_the_rating_blends_tuned_parameters_are_recorded_with_their_scores(data, paths):
+    from recsys_utils.lifecycle.champion import rating_tuning_record
+    from recsys_utils.rating.tuning import GRIDS
+
+    model_df, titles = data
+    tuned = run_modeling(model_df, titles, n_folds=3, algorithms=["BaselineOnly"],
+                         tune=True, tune_families=["BaselineOnly"], tune_folds=2,
+                         blend_components=SMALL_BLEND, seed=3, paths=paths)
+    record = rating_tuning_record(tuned, "small")
+    family = record["families"]["BaselineOnly"]
+    assert record["tuned"] is True
+    assert family["chosen"] == tuned.tuned_params["BaselineOnly"]
+    assert family["validation"]["rmse"] == pytest.approx(tuned.tuning["best_rmse"].iloc[0])
+    assert family["grid"] == GRIDS["BaselineOnly"]["small"]

@@ -235,3 +235,15 @@ def test_rival_rankers_are_tuned_side_by_side_and_recorded(ratings: pd.DataFrame
     assert key["ranker"] == res.best_params["ranker"]
     assert key["rival_ease_binary_ndcg"] == pytest.approx(
         ease.loc[ease["weighting"] == "binary", "ndcg"].max())
+
+
+def test_the_default_grid_is_the_params_files_grid():
+    """The notebook's ``ranking_grid = None`` means DEFAULT_RANKING_GRID: the same grid as
+    the pipeline passes from notebooks/params.yaml, so both runs choose alike."""
+    import yaml
+
+    from recsys_utils.paths import PROJECT_ROOT
+    from recsys_utils.ranking.evaluation import DEFAULT_RANKING_GRID
+
+    params = yaml.safe_load((PROJECT_ROOT / "notebooks" / "params.yaml").read_text("utf-8"))
+    assert params["03_modeling"]["ranking_grid"] == DEFAULT_RANKING_GRID

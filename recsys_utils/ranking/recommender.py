@@ -1,12 +1,13 @@
 """Top-N recommendations: the served ``Recommender`` and its ``Recommendations``.
 
-What a recommendation is here. The **ranking** comes from a closed-form item-item model,
-EASE (Steck 2019, "Embarrassingly Shallow Autoencoders for Sparse Data"): with ``X`` the
-user x title matrix of training interactions, ``B = argmin ||X - XB||^2 + l2 ||B||^2``
-subject to ``diag(B) = 0`` has the closed form ``B = I - P diag(1/diag(P))``,
-``P = (X'X + l2 I)^-1``, and a user's scores are ``x_u B``: one matrix product. The
-**displayed score** is the rating model's predicted rating (0.5..5), so a user sees
-"you would rate this about 4.3" next to a list ordered for top-N accuracy.
+What a recommendation is here. The **ranking** comes from an item ranker
+(``rankers``: EASE, item-kNN, RP3beta, implicit ALS or popularity, ``ranker``) fitted on
+``X``, the user x title matrix of weighted training interactions; the default and the
+usual winner is EASE (Steck 2019, "Embarrassingly Shallow Autoencoders for Sparse
+Data"): ``B = argmin ||X - XB||^2 + l2 ||B||^2`` subject to ``diag(B) = 0`` has the
+closed form ``B = I - P diag(1/diag(P))``, ``P = (X'X + l2 I)^-1``, and a user's scores
+are ``x_u B``. The **displayed score** is the rating model's predicted rating (0.5..5),
+so a user sees "you would rate this about 4.3" next to a list ordered for top-N accuracy.
 
 Why not rank by the predicted rating (the seed's approach): a rating model answers "how
 much would this user like this title *if* they watched it", and is most optimistic about
@@ -17,23 +18,25 @@ per-user last-20% split), while EASE beats popularity clearly (``04_evaluation``
 ``benchmarks/bench_ranking.py --rating-ranking``).
 
 The ranking score of title ``i`` for user ``u`` (all terms z-scored over the catalog so
-the weights are comparable)::
+the weights are comparable; ``ease_weight`` is the weight of whichever ranker)::
 
-    ranking_score = ease_weight * z(x_u B)_i + pop_weight * z(log1p n_ratings)_i
+    ranking_score = ease_weight * z(ranker score)_i + pop_weight * z(log1p n_ratings)_i
                     + rating_weight * z(predicted rating)_i
 
 * ``x_u`` weights each rated title by ``(score - 2.5) / 2.5`` (``weighting="score"``):
-  a 5 counts fully, a 2.5 not at all, a 0.5 *against*; better than binary "rated"
-  on every split we tried.
+  a 5 counts fully, a 2.5 not at all, a 0.5 *against*; or 1 (``"binary"``). With
+  ``recency > 0``, the user's ``k``-th latest rating is further multiplied by
+  ``exp(-k / (recency * n_u))`` when the user is scored (the ranker is fitted on the
+  unweighted rows).
 * ``pop_weight < 0`` is a popularity *penalty*: it trades a little accuracy for much more
   catalog coverage (titles shown to at least one user).
-* ``rating_weight`` blends the rating model in: +3% NDCG on one split, 0 to -5% on the
-  other, always less coverage; validation rejects it (coverage constraint), so it is 0.
-  With a non-zero weight each user costs one ``predict_items`` over the catalog.
+* ``rating_weight`` blends the rating model in (with a non-zero weight each user costs
+  one ``predict_items`` over the catalog).
 
-Defaults were tuned by ``evaluation.tune_ranking`` on a time-aware validation split
-carved from the *training* part of the time-aware split (never the test): best NDCG@10
-among the settings whose catalog coverage is at least 5x popularity's.
+Who sets them: ``03_modeling`` chooses the ranker and these parameters on validation data
+of the data at hand (``evaluation.tune_ranking``) and registers the choice with the
+champion; ``DEFAULT_RANKING_PARAMS`` is only the documented fallback when that choice is
+switched off, and the values a grid does not vary.
 
 Candidates are every catalog title the user has not rated; a title (``item_id``) is
 available on every platform of its copies in ``titles``. Titles with fewer than
@@ -79,7 +82,7 @@ KINDS: tuple[str, ...] = ("Movie", "TV Show")
 #: Ways ``recommend_all`` can rank: the model and the baselines evaluated beside it.
 STRATEGIES: tuple[str, ...] = ("model", "popularity", "random", "bayes", "rating")
 
-#: Default ``ranking_params`` (see the module docstring; tuned in ``04_evaluation``).
+#: The fallback ``ranking_params`` (see the module docstring; ``03_modeling`` chooses them).
 DEFAULT_RANKING_PARAMS: dict[str, Any] = {
     "ranker": "ease",         # rankers.RANKERS: ease | itemknn | rp3beta | als | popularity
     "ease_weight": 1.0,       # weight of the ranker's score (named when EASE was the only one)
