@@ -45,6 +45,17 @@ def test_unknown_users_and_bad_filters_behave_like_recommend(rec):
         recommend_precomputed(rec, lists, int(rec.user_ids[0]), 5, ["nope"])
 
 
+def test_lists_of_other_ranking_parameters_are_not_used(rec):
+    lists = precompute_lists(rec, depth=40)
+    other = rec.with_ranking(pop_weight=0.5)
+    assert lists.fits(rec) and not lists.fits(other)
+    user = int(rec.user_ids[1])
+    # the other parameters rank differently, so using the stale lists would show
+    assert not rec.recommend(user, 10).items.equals(other.recommend(user, 10).items)
+    pd.testing.assert_frame_equal(recommend_precomputed(other, lists, user, 10).items,
+                                  other.recommend(user, 10).items)
+
+
 def test_lists_travel_with_the_pickled_model(rec):
     lists = attach_precomputed(rec, depth=12)
     assert lists.positions.shape == (len(rec.user_ids), 12)

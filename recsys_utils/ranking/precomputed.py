@@ -20,7 +20,7 @@ Memory: users x depth x 20 bytes (100 k users x 100: 200 MB).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,6 +43,12 @@ class PrecomputedLists:
     scores: np.ndarray      # (n_users, depth) float64, the ranking score
     ratings: np.ndarray     # (n_users, depth) float64, the displayed predicted rating
     depth: int
+    #: the ranking parameters the lists were ranked with (``with_ranking`` makes them stale)
+    ranking_params: dict = field(default_factory=dict)
+
+    def fits(self, rec: Recommender) -> bool:
+        """Whether the lists were ranked with ``rec``'s current ranking parameters."""
+        return self.ranking_params == dict(rec.ranking_params)
 
     def row(self, user: int) -> int | None:
         k = int(np.searchsorted(self.users, user))
@@ -74,7 +80,8 @@ def precompute_lists(rec: Recommender, depth: int = DEFAULT_DEPTH,
         scores[r, :len(top)] = ranking[top]
         ratings[r, :len(top)] = rec.rating_model.predict_items(int(user), rec.item_ids[top],
                                                                clip=True)
-    return PrecomputedLists(ids, positions, scores, ratings, int(depth))
+    return PrecomputedLists(ids, positions, scores, ratings, int(depth),
+                            dict(rec.ranking_params))
 
 
 def attach_precomputed(rec: Recommender, depth: int = DEFAULT_DEPTH) -> PrecomputedLists:
@@ -90,7 +97,7 @@ def recommend_precomputed(rec: Recommender, lists: PrecomputedLists, user: int, 
                           kind: str | None = None) -> Recommendations:
     """``rec.recommend(user, n, platforms, kind)`` answered from ``lists`` (same result)."""
     valid = rec.candidate_mask(platforms, kind)  # validates the filters like recommend
-    row = lists.row(user) if rec.known_user(user) else None
+    row = lists.row(user) if rec.known_user(user) and lists.fits(rec) else None
     if row is None:
         return rec.recommend(user, n, platforms, kind)
     stored = lists.positions[row]
