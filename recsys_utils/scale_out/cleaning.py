@@ -22,7 +22,9 @@ files and partitions and does what needs all of them at once:
 The tables are written in the processed layout (``processed/{titles,ratings,analytics,
 model}.parquet``, ``interim/rejected_{titles,ratings}.parquet``, ``processed/
 accounting.json``) under ``output_dir``, each ``.parquet`` a Spark folder of part files
-(pandas and pyarrow read a folder like a file). ``load_spark_processed`` reads them back.
+(pandas and pyarrow read a folder like a file). Rows are sorted within each part file, not
+globally (a global sort is one more pass over the data for nothing the readers need).
+``load_spark_processed`` reads them back.
 """
 
 from __future__ import annotations
@@ -216,7 +218,8 @@ def _catalogs_on_spark(spark: Any, raw_dir: Path) -> tuple[Any, Any, list[Source
                            F.lit("duplicate id").alias("reason"), "raw"))
     rejected = rows.filter(F.col("kind") == "reject").select(*REJECT_COLUMNS) \
         .unionByName(dup_rejects)
-    kept = titles.filter(~F.col("_dup")).orderBy("file_idx", "line").select(*TITLES_COLUMNS)
+    # (file, line) kept: the titles' order matters to title matching (linked source)
+    kept = titles.filter(~F.col("_dup")).select(*TITLES_COLUMNS, "file_idx", "line")
     return kept, rejected, accounts
 
 
@@ -306,7 +309,7 @@ def _model_table(ratings: Any) -> Any:
     latest = Window.partitionBy("user_id", "item_id").orderBy(
         F.col("timestamp").desc(), F.col("_order").desc())
     return (ratings.withColumn("_rn", F.row_number().over(latest)).filter("_rn = 1")
-            .orderBy("_order")
+            .sortWithinPartitions("_order")
             .select(F.col("user_id").alias("user"), F.col("item_id").alias("item"),
                     "score", "timestamp"))
 
@@ -319,7 +322,7 @@ def _analytics_table(titles: Any, ratings: Any) -> Any:
                                            F.count("*").cast("int").alias("n_ratings"))
     return (titles.withColumn("_pos", F.monotonically_increasing_id())
             .join(stats, "item_id", "left").fillna(0, subset=["n_ratings"])
-            .orderBy("_pos").select(*TITLES_COLUMNS, "mean_score", "n_ratings"))
+            .sortWithinPartitions("_pos").select(*TITLES_COLUMNS, "mean_score", "n_ratings"))
 
 
 def write_parquet_dir(df: Any, path: Path, partition_by: list[str] | None = None) -> Path:
@@ -340,7 +343,7 @@ def write_parquet_dir(df: Any, path: Path, partition_by: list[str] | None = None
 
 
 def _sorted_rejects(df: Any) -> Any:
-    return df.orderBy("source_file", "line")
+    return df.sortWithinPartitions("source_file", "line")
 
 
 # --------------------------------------------------------------------------- public
@@ -376,7 +379,8 @@ def clean_on_spark(spark: Any, raw_dir: str | Path | None = None, source: str = 
         accounts = [movies_account, account]
     else:
         titles, rejected_titles, title_accounts = _catalogs_on_spark(spark, raw)
-        titles_pd = cast_titles(titles.toPandas())
+        titles_pd = cast_titles(titles.toPandas().sort_values(["file_idx", "line"]))
+        titles = titles.sortWithinPartitions("file_idx", "line").select(*TITLES_COLUMNS)
         if chosen == "streaming":
             ratings, rejected_ratings, rating_accounts = _rating_files_on_spark(
                 spark, raw, set(titles_pd["item_id"]))
@@ -395,7 +399,7 @@ def clean_on_spark(spark: Any, raw_dir: str | Path | None = None, source: str = 
     accounting.check()
     model = _model_table(ratings)
     analytics = _analytics_table(titles, ratings)
-    tables = {"titles": titles, "ratings": ratings.orderBy("_order").drop("_order"),
+    tables = {"titles": titles, "ratings": ratings.sortWithinPartitions("_order").drop("_order"),
               "analytics": analytics, "model": model}
     written = {name: write_parquet_dir(tables[name], out / "processed" / f"{name}.parquet")
                for name in TABLES}
