@@ -45,6 +45,12 @@ class ProjectPaths:
         return self.data / "processed"
 
     @property
+    def history(self) -> Path:
+        """The durable ratings history: every batch ``recsys-retrain`` accepted and every
+        hold-back, as append-only CSV files the cleaning step replays over the raw ratings."""
+        return self.data / "history"
+
+    @property
     def outputs(self) -> Path:
         return self.root / "outputs"
 

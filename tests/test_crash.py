@@ -13,7 +13,9 @@ command that touches the store does first) and checks
   names a verified version trained on the store, or the champion before; no pending
   record, staging folder, temporary file or orphan version;
 * that the state is the old one or the one of the uninterrupted run, and if old, that
-  running the operation again reaches the uninterrupted run's state.
+  running the operation again reaches the uninterrupted run's state;
+* that the ratings history agrees with the store: replaying ``data/history`` over the
+  starting ratings (what the cleaning step does) gives exactly the store's ratings.
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ def _with_versions(root: Path) -> ProjectPaths:
     return paths
 
 
+NEVER = {"psi_threshold": float("inf"), "error_increase": float("inf"),
+         "new_user_threshold": float("inf")}
+
+
 def _retrain(**kw) -> Callable[[ProjectPaths], object]:
     kw.setdefault("trainer", fake_trainer())
     kw.setdefault("min_holdout", 5)
@@ -102,14 +108,17 @@ def _register_and_promote(paths: ProjectPaths) -> object:
 
 #: name -> (starting state, operation, expected number of durable writes)
 OPERATIONS = {
-    "retrain, challenger promoted": (_store_with_champion, _retrain(tolerance=10.0), 10),
+    "retrain, challenger promoted": (_store_with_champion,
+                                     _retrain(tolerance=10.0, force=True), 11),
     "retrain, champion kept": (_store_with_champion,
-                               _retrain(trainer=fake_trainer(shift=1.5)), 8),
+                               _retrain(trainer=fake_trainer(shift=1.5), force=True), 9),
     "retrain, holdout too small (append only)": (_store_with_champion,
-                                                 _retrain(min_holdout=10_000), 6),
+                                                 _retrain(min_holdout=10_000, force=True), 7),
+    "retrain, policy says no retrain (append only)": (_store_with_champion,
+                                                      _retrain(thresholds=NEVER), 7),
     "hold-back": (_store_with_champion,
                   lambda paths: retrain.hold_back(paths, days=30, trainer=fake_trainer(),
-                                                  **QUIET), 10),
+                                                  **QUIET), 11),
     "rollback (walk back one champion)": (_with_versions, _rollback, 2),
     "promotion of a registered version": (
         _with_versions, lambda paths: registry.promote("v0004", paths), 2),
@@ -156,7 +165,11 @@ def snapshot(paths: ProjectPaths) -> dict:
     """Everything an operation may change, minus what differs between two runs by nature
     (time stamps, decision record names, the rejected-rows files of validation)."""
     tables = {name: data_fingerprint(read_table(name, paths))
-              for name in ("titles", "ratings", "model", "analytics")}
+              for name in ("titles", "model", "analytics")}
+    ratings = read_table("ratings", paths)  # appended rows name their history file (a stamp)
+    ratings["source_file"] = ratings["source_file"].str.replace(r"\d{8}T\d+Z", "<stamp>",
+                                                                regex=True)
+    tables["ratings"] = data_fingerprint(ratings)
     versions = {}
     for version in registry.list_versions(paths):
         m = registry.read_manifest(version, paths)
@@ -169,15 +182,23 @@ def snapshot(paths: ProjectPaths) -> dict:
     decisions = [(r["decision"], r["status"].split(" ")[0]) for r in _records(paths)
                  if r["decision"] != "abandoned"]
     raw = {p.name: p.read_bytes() for p in sorted(paths.raw.glob("*.csv"))}
+    ratings_history = {re.sub(r"\d{8}T\d+Z", "<stamp>", p.name): p.read_bytes()
+                       for p in sorted(paths.history.glob("*"))} if paths.history.is_dir() else {}
     return {"tables": tables, "versions": versions,
             "pointer": [pointer["version"], pointer.get("earlier")], "history": history,
-            "decisions": decisions, "raw": raw}
+            "decisions": decisions, "raw": raw, "ratings_history": ratings_history}
 
 
-def check_invariant(paths: ProjectPaths, champion_before: str) -> None:
-    """The invariant of ``recsys_utils.lifecycle.retrain`` (raises AssertionError)."""
+def check_invariant(paths: ProjectPaths, champion_before: str,
+                    start: pd.DataFrame | None = None) -> None:
+    """The invariant of ``recsys_utils.lifecycle.retrain`` (raises AssertionError); with
+    ``start`` (the ratings before any operation), also that the history replayed over them
+    gives the store's ratings (what a rebuild by the cleaning step would give)."""
     assert store.store_is_consistent(paths)
     ratings, model = store.load_store(paths)
+    if start is not None:
+        replayed = store.merge_history(start, [], paths, known_items=None).ratings
+        assert data_fingerprint(replayed) == data_fingerprint(ratings), "history != store"
     assert data_fingerprint(model) == data_fingerprint(store.derive_model(ratings))
     analytics = read_table("analytics", paths)
     derived = store.derive_analytics(read_table("titles", paths), ratings)
@@ -202,6 +223,7 @@ def _run_harness(name: str, tmp_path: Path) -> dict:
     template = make_state(tmp_path / "template")
     champion_before = registry.champion_version(template)
     old = snapshot(template)
+    start = read_table("ratings", template)
 
     def fresh(label: str) -> ProjectPaths:
         shutil.copytree(template.root, tmp_path / label)
@@ -213,20 +235,20 @@ def _run_harness(name: str, tmp_path: Path) -> dict:
     assert len(points) == expected_writes, points
     new = snapshot(clean)
     assert new != old
-    check_invariant(clean, champion_before)
+    check_invariant(clean, champion_before, start)
 
     outcomes = {}
     for k in range(1, len(points) + 1):
         paths = fresh(f"crash{k}")
         assert _in_child(op, paths, k) == atomic.CRASH_EXIT_CODE, f"write {k} did not crash"
         retrain.recover(paths, **QUIET)  # what the next command does first
-        check_invariant(paths, champion_before)
+        check_invariant(paths, champion_before, start)
         state = snapshot(paths)
         assert state in (old, new), f"crash at write {k} ({points[k - 1]}): a mixed state"
         outcomes[k] = "new" if state == new else "old"
         if state == old:  # rolled back: the operation run again ends where a clean run does
             assert _in_child(op, paths, None) == 0
-            check_invariant(paths, champion_before)
+            check_invariant(paths, champion_before, start)
             assert snapshot(paths) == new, f"rerun after a crash at write {k}"
         shutil.rmtree(paths.root)
     return {"points": points, "outcomes": outcomes}

@@ -32,7 +32,7 @@ from recsys_utils.data.movielens import (
     movielens_titles,
 )
 from recsys_utils.data.ratings import discover_ratings, read_ratings_files
-from recsys_utils.data.store import store_lock
+from recsys_utils.data.store import merge_history, store_lock
 from recsys_utils.data.tables import (
     ACCOUNTING_FILE,
     TABLES,
@@ -245,7 +245,7 @@ def _write_parquet(df: pd.DataFrame, path: Path, ratings_fp: str | None = None) 
 def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
                     paths: ProjectPaths | None = None, seed: int = 0,
                     output_dir: str | Path | None = None, verbose: bool = True,
-                    write: bool = True) -> CleaningResult:
+                    write: bool = True, history: bool | None = None) -> CleaningResult:
     """Clean the chosen source and write the processed tables.
 
     Args:
@@ -260,6 +260,11 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
         verbose: print the accounting.
         write: ``False`` is a dry run (``recsys-clean --check``): everything is read,
             cleaned and accounted for, but no file or folder is created or changed.
+        history: replay the ratings history (``data/history``: every batch retraining
+            accepted, every hold-back; ``recsys_utils.data.store.merge_history``) over the
+            raw ratings, so rebuilding the store keeps every accepted rating. Default: when
+            writing the project's store (``write`` and no ``output_dir``); a dry run checks
+            the raw folder alone.
 
     Raises:
         DataError: the raw folder does not hold what ``source`` needs.
@@ -275,8 +280,19 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
     titles = cast_titles(parts["titles"])
     ratings = cast_ratings(parts["ratings"])
     rejected_titles = _sorted_rejects(parts["rejected_titles"])
-    rejected_ratings = _sorted_rejects(parts["rejected_ratings"])
-    accounting = Accounting(list(parts["accounts"]))
+    accounts, rejected_ratings = list(parts["accounts"]), parts["rejected_ratings"]
+    stats = dict(parts.get("stats", {}))
+    if history if history is not None else (write and output_dir is None):
+        merged = merge_history(ratings, accounts, paths, set(titles["item_id"].astype(str)))
+        ratings, accounts = merged.ratings, merged.accounts
+        rejected_ratings = pd.concat([df for df in (rejected_ratings, merged.rejected) if len(df)]
+                                     or [rejected_ratings], ignore_index=True)
+        if merged.accepted_files or merged.held_back_files:
+            stats.update(history_accepted_files=merged.accepted_files,
+                         history_held_back_files=merged.held_back_files,
+                         history_withheld=merged.withheld)
+    rejected_ratings = _sorted_rejects(rejected_ratings)
+    accounting = Accounting(accounts)
     accounting.check({"titles": rejected_titles, "ratings": rejected_ratings})
     result = CleaningResult(
         source=chosen, raw_dir=None if chosen == "movielens" else raw, paths=paths,
@@ -284,7 +300,7 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
         model=build_model_table(ratings), rejected_titles=rejected_titles,
         rejected_ratings=rejected_ratings, accounting=accounting, seed=seed,
         match_rate=parts.get("match_rate"), match_label=str(parts.get("match_label", "")),
-        stats=dict(parts.get("stats", {})))
+        stats=stats)
 
     if write:
         _write_all(result, paths, output_dir)

@@ -12,6 +12,14 @@ agree. Every table is replaced atomically (``recsys_utils.atomic``), ratings fir
 crash between two replacements leaves complete, readable files whose stamps disagree,
 and :func:`recover_store` — run first by every command that changes the store — rebuilds
 the derived tables from the ratings. Writers serialise on :func:`store_lock`.
+
+The history (``data/history/``, :func:`merge_history`): the store is not the only copy
+of an accepted rating. Every batch ``recsys-retrain`` accepts is first written as an
+append-only file ``<stamp>_accepted.csv`` (raw layout, in the order it is appended),
+and every hold-back as ``<stamp>_held_back.csv`` (the ratings it takes out until they
+are accepted again). The cleaning step replays these files, in stamp order, over the
+raw ratings, so rebuilding the store from ``data/raw`` gives back exactly the store that
+the appends and hold-backs made: no command drops an accepted rating.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys_utils.atomic import remove_temp_files
+from recsys_utils.atomic import atomic_write, remove_temp_files
+from recsys_utils.data.accounting import REJECT_COLUMNS, SourceAccount, empty_rejects
 from recsys_utils.data.tables import (
     ANALYTICS_FILE,
     MODEL_FILE,
@@ -40,13 +49,22 @@ from recsys_utils.data.tables import (
     write_table,
 )
 from recsys_utils.errors import DataError
-from recsys_utils.paths import ProjectPaths, project_paths
+from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
 from recsys_utils.schema import RATINGS_COLUMNS, TITLES_COLUMNS, cast_ratings, cast_titles
 
 __all__ = [
+    "ACCEPTED",
+    "HELD_BACK",
+    "HELD_BACK_REASON",
     "RATING_KEY",
     "AppendResult",
+    "HistoryMerge",
     "append_ratings",
+    "as_history_rows",
+    "history_events",
+    "history_file",
+    "merge_history",
+    "write_history",
     "derive_analytics",
     "derive_model",
     "load_store",
@@ -324,3 +342,130 @@ def load_store(paths: ProjectPaths | None = None) -> tuple[pd.DataFrame, pd.Data
     """The ratings and model tables as stored (``DataError`` naming a missing or bad file)."""
     paths = paths or project_paths()
     return read_table("ratings", paths), read_table("model", paths)
+
+
+# --------------------------------------------------------------------------- the history
+
+#: Kinds of history file: a batch accepted by a retrain, ratings taken out by a hold-back.
+ACCEPTED, HELD_BACK = "accepted", "held_back"
+#: The reason a rebuilt store leaves out a rating a hold-back took out (accounting).
+HELD_BACK_REASON = "held back (recsys-retrain --hold-back)"
+_RAW_HEADER = ["userId", "rating", "timestamp", "movieId"]
+
+
+def history_file(paths: ProjectPaths, stamp: str, kind: str) -> Path:
+    """``data/history/<stamp>_<kind>.csv`` (stamps sort in time order, so the files do)."""
+    if kind not in (ACCEPTED, HELD_BACK):
+        raise ValueError(f"unknown history kind {kind!r}")
+    return paths.history / f"{stamp}_{kind}.csv"
+
+
+def history_events(paths: ProjectPaths) -> list[tuple[str, Path]]:
+    """The history files in replay order: ``[(kind, path), ...]``."""
+    if not paths.history.is_dir():
+        return []
+    return [(kind, p) for p in sorted(paths.history.glob("*.csv"))
+            for kind in (ACCEPTED, HELD_BACK) if p.stem.endswith(f"_{kind}")]
+
+
+def as_history_rows(ratings: pd.DataFrame, path: Path, paths: ProjectPaths) -> pd.DataFrame:
+    """``ratings`` labelled as the rows of history file ``path``: ``source_file`` is the file
+    (relative to the project), ``line`` its line (header = 1), so the store appended with
+    them equals the store the cleaning step rebuilds from that file."""
+    out = cast_ratings(ratings).reset_index(drop=True)
+    out["source_file"] = relative_posix(path, paths.root)
+    out["line"] = np.arange(2, len(out) + 2, dtype="int64")
+    return cast_ratings(out)
+
+
+def write_history(path: Path, ratings: pd.DataFrame) -> Path:
+    """Write a history file atomically, in the raw layout ``userId,rating,timestamp,movieId``
+    and in the order of ``ratings``; the cleaning step reads it with its own rules."""
+    raw = pd.DataFrame({
+        "userId": ratings["user_id"].astype("int64").to_numpy(),
+        "rating": ratings["score"].astype("float64").map(lambda s: f"{s:g}").to_numpy(),
+        "timestamp": pd.to_datetime(ratings["timestamp"]).astype("datetime64[s]")
+        .astype("int64").to_numpy(),
+        "movieId": ratings["item_id"].astype(str).to_numpy(),
+    }, columns=_RAW_HEADER)
+    return atomic_write(path, lambda tmp: raw.to_csv(tmp, index=False))
+
+
+@dataclass
+class HistoryMerge:
+    """The raw ratings with the history replayed over them (:func:`merge_history`)."""
+
+    ratings: pd.DataFrame
+    rejected: pd.DataFrame
+    accounts: list[SourceAccount]
+    accepted_files: int = 0
+    held_back_files: int = 0
+    withheld: int = 0
+
+
+def merge_history(ratings: pd.DataFrame, accounts: list[SourceAccount], paths: ProjectPaths,
+                  known_items: set[str] | None) -> HistoryMerge:
+    """Replay ``data/history`` over the cleaned raw ``ratings``, in stamp order.
+
+    * an ``accepted`` file is read with the cleaning step's reader and rules
+      (``read_ratings_file``: its own accounting line); a rating already kept (from the
+      raw files or an earlier history file) is an ``exact duplicate`` of this file, not a
+      second copy;
+    * a ``held_back`` file takes its ratings out until an accepted file brings them back:
+      each is counted as rejected (:data:`HELD_BACK_REASON`) in the account of the file it
+      came from, whose note says how many.
+
+    ``accounts`` (one per raw source) are updated in place and returned with the history
+    files' accounts appended; ``read = kept + rejected + duplicates`` still holds for each.
+    """
+    from recsys_utils.data.ratings import read_ratings_file
+
+    by_file = {a.source_file: a for a in accounts if a.kind == "ratings"}
+    current = cast_ratings(ratings).reset_index(drop=True)
+    rejected: list[pd.DataFrame] = []
+    merged = HistoryMerge(current, empty_rejects(), list(accounts))
+    for kind, path in history_events(paths):
+        name = relative_posix(path, paths.root)
+        if kind == ACCEPTED:
+            got = read_ratings_file(path, known_items, source_file=name)
+            account = got.accounts[0]
+            present = rating_keys(got.ratings).isin(rating_keys(current))
+            if present.any():
+                dups = got.ratings[present]
+                raw_text = [got.raw.get((name, int(n)), "") for n in dups["line"]]
+                rejected.append(pd.DataFrame({"source_file": name, "line": dups["line"].to_numpy(),
+                                              "reason": "exact duplicate", "raw": raw_text},
+                                             columns=REJECT_COLUMNS))
+                account.kept -= int(present.sum())
+                account.duplicates += int(present.sum())
+            rejected.append(got.rejected)
+            current = pd.concat([current, got.ratings[~present]], ignore_index=True)
+            merged.accounts.append(account)
+            by_file[name] = account
+            merged.accepted_files += 1
+        else:
+            got = read_ratings_file(path, None, source_file=name)
+            out = rating_keys(current).isin(rating_keys(got.ratings))
+            gone = current[out]
+            rejected.append(pd.DataFrame({
+                "source_file": gone["source_file"].to_numpy(), "line": gone["line"].to_numpy(),
+                "reason": HELD_BACK_REASON,
+                "raw": (gone["user_id"].astype(str) + "," + gone["score"].map(lambda s: f"{s:g}")
+                        + "," + pd.to_datetime(gone["timestamp"]).astype("datetime64[s]")
+                        .astype("int64").astype(str) + "," + gone["item_id"].astype(str)
+                        ).to_numpy()}, columns=REJECT_COLUMNS))
+            for source, n in gone["source_file"].value_counts().items():
+                account = by_file.get(source)
+                if account is None:  # not a source of this run: the accounting check says so
+                    continue
+                account.kept -= int(n)
+                account.rejected += int(n)
+                account.note = "; ".join(filter(None, [account.note,
+                                                       f"{int(n):,} held back by {name}"]))
+            current = current[~out].reset_index(drop=True)
+            merged.held_back_files += 1
+            merged.withheld += int(out.sum())
+    parts = [r for r in rejected if len(r)]
+    merged.ratings = cast_ratings(current)
+    merged.rejected = pd.concat(parts, ignore_index=True) if parts else empty_rejects()
+    return merged

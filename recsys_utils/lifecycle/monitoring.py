@@ -65,6 +65,10 @@ __all__ = [
     "sweep_trigger_policies",
     "derived_start_period",
     "derived_thresholds",
+    "DEFAULT_THRESHOLDS",
+    "THRESHOLDS_FILE",
+    "write_thresholds",
+    "read_thresholds",
     "MonitoringResult",
     "monitor_timeline",
 ]
@@ -575,6 +579,53 @@ def sweep_trigger_policies(replay: Replay, psi_thresholds: Sequence[float],
 
 #: The trigger thresholds, named as in :func:`simulate_trigger_policy` and the sweep.
 THRESHOLDS = ("psi_threshold", "error_increase", "new_user_threshold")
+#: The thresholds ``recsys-retrain`` uses when ``05_monitoring`` has not derived any (no
+#: :data:`THRESHOLDS_FILE`): :func:`simulate_trigger_policy`'s defaults, which retrain
+#: readily (PSI 0.1 is the start of a "moderate shift").
+DEFAULT_THRESHOLDS = {"psi_threshold": 0.1, "error_increase": 0.05, "new_user_threshold": 0.3}
+#: ``outputs/reports/monitoring.json``: the thresholds of the last ``05_monitoring`` run.
+THRESHOLDS_FILE = "monitoring.json"
+
+
+def write_thresholds(result: MonitoringResult, paths: ProjectPaths) -> Path:
+    """Save the run's trigger thresholds for ``recsys-retrain`` (atomically; ``inf`` = off
+    is written as ``null``)."""
+    import json
+
+    from recsys_utils.atomic import atomic_write_text
+
+    s = result.settings
+    payload = {
+        "thresholds": {n: None if np.isinf(s[n]) else float(s[n]) for n in THRESHOLDS},
+        "derived": list(s["thresholds_derived"]),
+        "target_gain_share": s["target_gain_share"],
+        "period": s["period"], "start_period": s["start_period"],
+        "n_ratings": result.n_ratings, "policy_retrains": result.policy.n_retrains,
+        "written_by": "05_monitoring (recsys_utils.lifecycle.monitoring.monitor_timeline)",
+    }
+    return atomic_write_text(paths.reports / THRESHOLDS_FILE, json.dumps(payload, indent=2) + "\n")
+
+
+def read_thresholds(paths: ProjectPaths) -> tuple[dict[str, float], str]:
+    """The trigger thresholds ``05_monitoring`` saved, or :data:`DEFAULT_THRESHOLDS`;
+    and where they came from (for the decision record)."""
+    from recsys_utils.data.tables import read_json_object
+    from recsys_utils.paths import relative_posix
+
+    path = paths.reports / THRESHOLDS_FILE
+    if not path.is_file():
+        return dict(DEFAULT_THRESHOLDS), (f"defaults (no {relative_posix(path, paths.root)}: "
+                                          "run 05_monitoring to derive them)")
+    saved = read_json_object(path, "re-run 05_monitoring (`make pipeline`) or delete it")
+    values = saved.get("thresholds") or {}
+    thresholds = {}
+    for name in THRESHOLDS:
+        value = values.get(name, DEFAULT_THRESHOLDS[name])
+        if value is not None and not isinstance(value, int | float):
+            raise DataError(f"{path}: threshold {name} is {value!r}, not a number; re-run "
+                            "05_monitoring (`make pipeline`)")
+        thresholds[name] = float("inf") if value is None else float(value)
+    return thresholds, f"{relative_posix(path, paths.root)} (05_monitoring)"
 
 
 def derived_thresholds(sweep: pd.DataFrame, target_gain_share: float = 0.9,
@@ -861,6 +912,7 @@ def monitor_timeline(
 
         result.written = {name: save_figure(fig, name, paths)
                           for name, fig in result.figures.items()}
+        result.written["thresholds"] = write_thresholds(result, paths)  # for recsys-retrain
     return result
 
 

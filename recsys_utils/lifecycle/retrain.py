@@ -12,6 +12,15 @@
    the decision record says ``skipped`` (same data + same parameters + same seed would
    rebuild the same model). Running twice with the same file therefore adds nothing and
    trains nothing the second time.
+2b. **Policy** (the trigger policy ``05_monitoring`` replays, :func:`policy_check`): the
+   signals of the new ratings — score PSI against the store (the champion's training
+   window), the share of them from users the store has never seen, and the champion's
+   RMSE on them relative to its RMSE on the first batch it served — against the
+   thresholds (``--psi-threshold`` etc., else those ``05_monitoring`` saved in
+   ``outputs/reports/monitoring.json``, else ``monitoring.DEFAULT_THRESHOLDS``). When no
+   signal crosses its threshold the new ratings are appended (and kept in the history)
+   and no challenger is trained: decision ``kept champion (policy: no retrain)``.
+   ``--force`` retrains regardless.
 3. **Holdout** (the protocol): the newest ``holdout_fraction`` (default 50%) of the
    ratings this run adds, by timestamp (or, with ``holdout_days``, those within that many
    days of the newest one). These ratings were in no model's training data — every model
@@ -30,9 +39,11 @@
    (holdout included: it is the most recent data and will be the most useful for
    serving) and registered — promoted or not, so a kept champion's rival stays
    auditable. Its manifest carries the judged metrics and the holdout's description.
-8. **Commit**: the new ratings are appended to the store atomically, then the champion
-   pointer moves (if promoted), then the decision record is written to
-   ``outputs/reports/decisions/<stamp>.json`` and printed.
+8. **Commit**: the new ratings are written to the history
+   (``data/history/<stamp>_accepted.csv``, ``recsys_utils.data.store.merge_history``:
+   the cleaning step replays it, so a rebuild keeps them), appended to the store
+   atomically, then the champion pointer moves (if promoted), then the decision record
+   is written to ``outputs/reports/decisions/<stamp>.json`` and printed.
 
 Crash safety — the invariant. The store and the registry are *consistent* when
 
@@ -48,7 +59,8 @@ Every command that changes the store or the pointer (a retrain, a hold-back, a
 rollback, a promotion) takes the store lock and first runs :func:`recover`, which
 restores the invariant after a crash at *any* durable write: a retrain or hold-back
 writes a ``pending`` record (the expected ratings fingerprints before and after, the
-version to promote, the files it creates) before it changes the store; recovery rolls
+version to promote, the files it creates: its history file, a hold-back's CSV) before it
+changes the store; recovery rolls
 the transaction forward when the store already holds the new ratings (rebuilding stale
 derived tables, then moving the pointer) and back otherwise (removing its unpromoted
 version and files). Either way the state equals that of the old state or of an
@@ -73,12 +85,17 @@ import pandas as pd
 
 from recsys_utils.atomic import atomic_write, atomic_write_text, remove_temp_files
 from recsys_utils.data.store import (
+    ACCEPTED,
+    HELD_BACK,
     append_ratings,
+    as_history_rows,
     derive_model,
+    history_file,
     load_store,
     rating_keys,
     recover_store,
     store_lock,
+    write_history,
     write_store,
 )
 from recsys_utils.data.tables import (
@@ -97,7 +114,9 @@ from recsys_utils.ranking.metrics import ndcg_at_k
 __all__ = [
     "DEFAULT_TOLERANCE",
     "Decision",
+    "PolicyCheck",
     "decide",
+    "policy_check",
     "select_holdout",
     "evaluate_on_holdout",
     "run_retrain",
@@ -158,6 +177,91 @@ def decide(champion: dict[str, float], challenger: dict[str, float],
             reasons.append(f"{ndcg_key} worse: {c_ndcg:.4f} vs {k_ndcg:.4f} "
                            f"({d_ndcg:+.4f} < -{ndcg_tolerance:g})")
     return Decision(promote=ok, reasons=reasons, rule=rule)
+
+
+# --------------------------------------------------------------------------- the policy
+
+#: Signal name -> (threshold name, label in the printed decision).
+_SIGNALS = {"psi": ("psi_threshold", "PSI"), "error_increase": ("error_increase", "error increase"),
+            "unknown_users": ("new_user_threshold", "ratings from unseen users")}
+
+
+@dataclass(frozen=True)
+class PolicyCheck:
+    """The trigger policy applied to one batch: its signals, the thresholds, the verdict."""
+
+    retrain: bool
+    signals: dict[str, float]
+    thresholds: dict[str, float]
+    source: str
+    fired: list[str]
+    reference: str
+
+    def decision_line(self) -> str:
+        """``retrain: PSI 1.23 > 1`` or ``no retrain: all signals under thresholds``."""
+        if not self.retrain:
+            return "no retrain: all signals under thresholds"
+        return "retrain: " + "; ".join(self.fired)
+
+    def signals_line(self) -> str:
+        parts = [f"{label} {self.signals[name]:.4g} (threshold {self.thresholds[t]:g})"
+                 for name, (t, label) in _SIGNALS.items()]
+        return f"signals of the new ratings: {', '.join(parts)}; thresholds from {self.source}"
+
+    def summary(self) -> dict[str, Any]:
+        return {"retrain": self.retrain, "signals": self.signals,
+                "thresholds": {k: (None if math.isinf(v) else v) for k, v in self.thresholds.items()},
+                "thresholds_from": self.source, "fired": self.fired,
+                "error_reference": self.reference, "decision": self.decision_line()}
+
+
+def policy_check(signals: dict[str, float], thresholds: dict[str, float], source: str = "given",
+                 reference: str = "") -> PolicyCheck:
+    """Retrain iff a signal exceeds its threshold (``monitoring.simulate_trigger_policy``'s rule;
+    ``inf`` disables a signal)."""
+    fired = [f"{label} {signals[name]:.4g} > {thresholds[t]:g}"
+             for name, (t, label) in _SIGNALS.items() if signals[name] > thresholds[t]]
+    return PolicyCheck(bool(fired), signals, thresholds, source, fired, reference)
+
+
+def _rmse(model: Any, rows: pd.DataFrame) -> float:
+    pred = np.array([model.predict(int(u), str(i))
+                     for u, i in zip(rows["user"], rows["item"], strict=True)])
+    return float(np.sqrt(np.mean((pred - rows["score"].to_numpy(np.float64)) ** 2)))
+
+
+def _first_served_rmse(paths: ProjectPaths, champion: str) -> tuple[float | None, str]:
+    """The champion's RMSE on the first batch it served (from the decision records)."""
+    folder = _decisions_dir(paths)
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        record = read_json_object(path, "delete or fix that decision record")
+        rmse = ((record.get("policy") or {}).get("signals") or {}).get("champion_rmse")
+        if (record.get("champion_before") == champion and rmse is not None
+                and record.get("decision") != "abandoned"):
+            return float(rmse), f"its RMSE on the first batch it served ({path.stem})"
+    return None, "this is the first batch it serves (error increase 0 by definition)"
+
+
+def _batch_policy(paths: ProjectPaths, champion_model: Any, champion: str,
+                  store_model: pd.DataFrame, fresh: pd.DataFrame,
+                  thresholds: dict[str, float | None] | None) -> PolicyCheck:
+    """The signals of ``fresh`` (model-table rows) as ``05_monitoring`` defines them."""
+    from recsys_utils.lifecycle.monitoring import read_thresholds, score_psi
+
+    chosen, source = read_thresholds(paths)
+    given = {k: v for k, v in (thresholds or {}).items() if v is not None}
+    if given:
+        chosen.update(given)
+        source += "; " + ", ".join(f"{k} {v:g} given" for k, v in given.items())
+    rmse = _rmse(champion_model, fresh)
+    first, reference = _first_served_rmse(paths, champion)
+    signals = {
+        "psi": score_psi(store_model["score"], fresh["score"]),
+        "error_increase": 0.0 if first is None else rmse / first - 1.0,
+        "unknown_users": float((~fresh["user"].isin(store_model["user"])).mean()),
+        "champion_rmse": rmse,
+    }
+    return policy_check(signals, chosen, source, reference)
 
 
 # --------------------------------------------------------------------------- holdout
@@ -378,7 +482,7 @@ def recover(paths: ProjectPaths | None = None, log: Callable[[str], None] = prin
     with store_lock(paths):
         done += [f"rebuilt {name} from the ratings" for name in recover_store(paths)]
         done += registry.recover_registry(paths)
-        for folder in (_decisions_dir(paths), paths.interim, paths.raw):
+        for folder in (_decisions_dir(paths), paths.interim, paths.raw, paths.history):
             if folder.is_dir():
                 done += [f"removed {name}" for name in remove_temp_files(folder)]
         folder = _decisions_dir(paths)
@@ -405,9 +509,14 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
                 tolerance: float = DEFAULT_TOLERANCE, ndcg_tolerance: float | None = None,
                 holdout_fraction: float = 0.5, holdout_days: float | None = None,
                 min_holdout: int = 50, retune: bool = False, k: int = 10,
+                thresholds: dict[str, float | None] | None = None, force: bool = False,
                 trainer: Trainer | None = None, log: Callable[[str], None] = print,
                 argv: Sequence[str] | None = None) -> dict:
     """Validate, append, judge and (maybe) promote; returns the decision record (see module doc).
+
+    ``thresholds``: trigger thresholds by name (``psi_threshold``, ``error_increase``,
+    ``new_user_threshold``; None = the saved or default one); ``force``: retrain whatever
+    the policy says.
 
     Raises:
         DataError: the file, the store or the champion is missing or unusable.
@@ -462,7 +571,7 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
         champion_model, champion_manifest = registry.load_champion(paths)
         params = _check_params(champion_manifest)
         record["champion_before"] = champion_manifest["version"]
-        store_ratings, _ = load_store(paths)
+        store_ratings, store_model = load_store(paths)
         keys_now = rating_keys(store_ratings)
         batch = got.ratings
         fresh = batch[~rating_keys(batch).isin(keys_now)].reset_index(drop=True)
@@ -478,7 +587,21 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
                           champion_after=champion_manifest["version"])
             return _finish(paths, record, log)
 
+        # The rows as the history file will hold them (the rebuild's source and lines).
+        fresh = as_history_rows(fresh, history_file(paths, stamp, ACCEPTED), paths)
         fresh_model = _model_view(fresh)
+        policy = _batch_policy(paths, champion_model, champion_manifest["version"],
+                               store_model, fresh_model, thresholds)
+        record["policy"] = {**policy.summary(), "forced": force}
+        log(policy.signals_line())
+        log(policy.decision_line() + (" (--force: retraining anyway)"
+                                      if force and not policy.retrain else ""))
+        if not (policy.retrain or force):
+            record.update(decision="kept champion (policy: no retrain)", status="pending",
+                          reasons=[f"{policy.decision_line()} ({policy.signals_line()}); "
+                                   "ratings appended, no challenger trained"],
+                          champion_after=champion_manifest["version"])
+            return _commit(paths, record, store_ratings, fresh, None, None, log)
         mask = select_holdout(fresh_model, holdout_fraction, holdout_days).to_numpy()
         holdout = fresh_model[mask]
         record["holdout"] = {
@@ -562,10 +685,15 @@ def _move_pointer(paths: ProjectPaths, record: dict, promote: str) -> None:
 
 def _commit(paths: ProjectPaths, record: dict, store_ratings: pd.DataFrame, fresh: pd.DataFrame,
             version: str | None, promote: str | None, log: Callable[[str], None]) -> dict:
-    """The transaction: pending record, append to the store, move the pointer, done record."""
+    """The transaction: pending record, history file, append to the store, move the pointer,
+    done record. ``fresh`` holds the rows as the history file does (:func:`as_history_rows`)."""
     merged = pd.concat([store_ratings, fresh], ignore_index=True)
-    record["transaction"] = _transaction(record, store_ratings, merged, version, promote)
+    history = history_file(paths, record["stamp"], ACCEPTED)
+    record["store"]["history_file"] = relative_posix(history, paths.root)
+    record["transaction"] = _transaction(record, store_ratings, merged, version, promote,
+                                         creates=[record["store"]["history_file"]])
     _write_record(paths, record)  # status: pending
+    write_history(history, fresh)  # before the store: a rebuild never lacks what it holds
     result = append_ratings(fresh, paths)
     record["store"].update(result.summary())
     if promote is not None:
@@ -643,10 +771,15 @@ def hold_back(paths: ProjectPaths | None = None, quarter: str | None = None,
                 notes=f"champion for the hold-back scenario: trained without the ratings "
                       f"from {start} on ({file}); not evaluated",
                 extra={"decision_record": _record_name(paths, stamp)})
+        # The history remembers the hold-back, so a rebuild (01) leaves these ratings out
+        # too, until a retrain accepts them again.
+        held_file = history_file(paths, stamp, HELD_BACK)
+        record["held_back"]["history_file"] = relative_posix(held_file, paths.root)
         record["transaction"] = _transaction(record, ratings, remaining, version, version,
-                                             creates=[file])
+                                             creates=[file, record["held_back"]["history_file"]])
         _write_record(paths, record)  # status: pending
         atomic_write(out, lambda tmp: raw.to_csv(tmp, index=False))
+        write_history(held_file, back)
         write_store(remaining, paths)
         if version is not None:
             _move_pointer(paths, record, version)
@@ -669,7 +802,8 @@ def hold_back(paths: ProjectPaths | None = None, quarter: str | None = None,
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recsys-retrain",
-        description="Validate new ratings, append them to the store, train a challenger with "
+        description="Validate new ratings and append them to the store (and the history); "
+                    "when the trigger policy says so (or --force), train a challenger with "
                     "the champion's parameters and promote it only if it is not worse on the "
                     "most recent holdout. Prints and saves a JSON decision record.")
     action = parser.add_mutually_exclusive_group(required=True)
@@ -694,6 +828,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="judge on the added ratings within this many days of the newest")
     parser.add_argument("--min-holdout", type=int, default=50,
                         help="fewest holdout ratings to judge on (default %(default)s)")
+    policy = parser.add_argument_group(
+        "trigger policy", "retrain only when a signal of the new ratings crosses its threshold "
+        "(default: the thresholds 05_monitoring saved in outputs/reports/monitoring.json, else "
+        "PSI 0.1, error increase 0.05, unseen users 0.3); the ratings are appended either way")
+    policy.add_argument("--psi-threshold", type=float, default=None,
+                        help="score PSI of the new ratings vs the store")
+    policy.add_argument("--error-increase", type=float, default=None,
+                        help="champion's RMSE on them / on its first served batch - 1")
+    policy.add_argument("--new-user-threshold", type=float, default=None,
+                        help="share of them from users the store has never seen")
+    policy.add_argument("--force", action="store_true",
+                        help="train and judge a challenger whatever the policy says")
     parser.add_argument("--retune", action="store_true",
                         help="re-tune the rating components (small grids, CV on the training data only)")
     return parser
@@ -720,7 +866,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         ndcg_tolerance=args.ndcg_tolerance,
                         holdout_fraction=args.holdout_fraction, holdout_days=args.holdout_days,
                         min_holdout=args.min_holdout, retune=args.retune,
-                        argv=sys.argv[1:] if argv is None else list(argv))
+                        thresholds={"psi_threshold": args.psi_threshold,
+                                    "error_increase": args.error_increase,
+                                    "new_user_threshold": args.new_user_threshold},
+                        force=args.force, argv=sys.argv[1:] if argv is None else list(argv))
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
