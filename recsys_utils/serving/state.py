@@ -103,7 +103,8 @@ PIPELINE_HINT = "run `make pipeline` first (it builds data/processed/ and regist
 
 @dataclass(eq=False)  # hashed by identity: the caches key on the state object
 class ServingState:
-    """Everything a request needs, loaded once at startup.
+    """Everything a request needs, loaded at startup and again for each new champion
+    (never changed once loaded: a new champion is a new ``ServingState``).
 
     ``titles_by_id`` holds ready-made response objects so ``GET /titles/{id}``
     is a dict lookup; ``ids_by_item`` maps ``(item_id, platform)`` to the title
