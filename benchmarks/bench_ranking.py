@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(choice.rivals.round(4).to_string(index=False))
     print(f"chosen: {choice.record()['rule']}: {ranking_params['ranker']} "
           f"({ranking_params['weighting']}), l2 {ranking_params['l2']}, "
-          f"pop_weight {ranking_params['pop_weight']}")
+          f"pop_weight {ranking_params['pop_weight']}, recency {ranking_params['recency']}")
     if args.registered:
         report["traceability"] = _check_registered()
 

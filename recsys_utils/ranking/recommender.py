@@ -351,8 +351,8 @@ class Recommender:
             ranker.B = np.asarray(self.__dict__.pop("_B"), dtype=np.float32)
             self._ranker = ranker
             self._X = self._weights.tocsr().astype(np.float32)
-            self.ranking_params = {**DEFAULT_RANKING_PARAMS, **self.ranking_params,
-                                   "ranker": "ease"}
+        # saved before a parameter existed: its default is how that model behaves
+        self.ranking_params = {**DEFAULT_RANKING_PARAMS, **self.ranking_params}
         if getattr(self, "_fitted", False):
             self._user_pos = {int(u): k for k, u in enumerate(self.user_ids.tolist())}
 
