@@ -60,7 +60,8 @@ def test_bootstrap_then_the_same_ratings_again_in_another_clone_is_a_no_op(tmp_p
     a, csv = _week_n(tmp_path)
     first = ct.run_ct(csv, paths=a, trainer=fake_trainer(), log=_quiet)
     # Bootstrap: nothing was tracked, so the first run pushes the store and the registry.
-    assert first.pushed and sorted(first.changed) == ["data/processed.dvc", "outputs/models.dvc"]
+    assert first.pushed and sorted(first.changed) == [
+        "data/history.dvc", "data/processed.dvc", "outputs/models.dvc"]
     assert first.record["store"]["new"] > 0
     commit_all(a, "week N: store and registry")
     champion = registry.champion_version(a)
@@ -96,7 +97,8 @@ def test_a_promotion_reaches_a_second_clone_by_pull(tmp_path):
     result = ct.run_ct(csv, paths=a, trainer=fake_trainer(), min_holdout=10, log=_quiet)
     assert result.record["decision"] == "promoted", result.record.get("reasons")
     new = result.record["champion_after"]
-    assert new != old and sorted(result.changed) == ["data/processed.dvc", "outputs/models.dvc"]
+    assert new != old and sorted(result.changed) == [
+        "data/history.dvc", "data/processed.dvc", "outputs/models.dvc"]
     commit_all(a, "week N+1: promoted")
 
     git(b.root, "pull", "-q", "origin", "main")

@@ -116,6 +116,7 @@ def scenario(tmp_path):
 
 
 def _run(paths, csv, trainer=None, **kw):
+    kw.setdefault("force", True)  # these tests judge a challenger; the policy has its own
     lines = []
     record = retrain.run_retrain(csv, paths=paths, trainer=trainer or fake_trainer(),
                                  min_holdout=5, log=lines.append, **kw)
@@ -186,7 +187,7 @@ def test_rejected_rows_are_recorded(scenario):
 def test_small_holdout_appends_without_training(scenario):
     paths, csv, n_old, n_new = scenario
     record = retrain.run_retrain(csv, paths=paths, trainer=fake_trainer(), min_holdout=10_000,
-                                 log=lambda s: None)
+                                 force=True, log=lambda s: None)
     assert record["decision"].startswith("kept champion (holdout too small")
     assert registry.list_versions(paths) == ["v0001"]
     assert len(load_store(paths)[0]) == n_old + n_new
@@ -304,7 +305,7 @@ def test_failure_while_training_changes_nothing(scenario):
 
     with pytest.raises(MemoryError):
         retrain.run_retrain(csv, paths=paths, trainer=broken_trainer, min_holdout=5,
-                            log=lambda s: None)
+                            force=True, log=lambda s: None)
     assert len(load_store(paths)[0]) == n_old
     assert registry.list_versions(paths) == ["v0001"]
     assert not list((paths.reports / "decisions").glob("*.json"))
@@ -432,3 +433,101 @@ def test_a_pending_record_of_older_code_is_still_finished(scenario):
     done = retrain.recover(paths, log=lambda s: None)
     assert any("done (recovered)" in line for line in done)
     assert registry.champion_version(paths) == record["challenger"]["version"]
+
+
+# --------------------------------------------------------------------------- the policy
+NEVER = {"psi_threshold": float("inf"), "error_increase": float("inf"),
+         "new_user_threshold": float("inf")}
+
+
+def test_policy_no_retrain_appends_and_says_why(scenario):
+    paths, csv, n_old, n_new = scenario
+    record, out = _run(paths, csv, force=False, thresholds=NEVER)
+    assert "no retrain: all signals under thresholds" in out
+    assert "signals of the new ratings: PSI" in out
+    assert record["decision"] == "kept champion (policy: no retrain)"
+    assert record["reasons"][0].startswith("no retrain: all signals under thresholds")
+    assert record["policy"]["retrain"] is False and record["policy"]["fired"] == []
+    assert registry.list_versions(paths) == ["v0001"]  # nothing trained
+    assert len(load_store(paths)[0]) == n_old + n_new  # ... but the ratings are kept
+    assert (paths.root / record["store"]["history_file"]).is_file()
+
+
+def test_policy_retrains_when_a_signal_crosses_its_threshold(scenario):
+    paths, csv, _, _ = scenario
+    record, out = _run(paths, csv, force=False, thresholds={**NEVER, "psi_threshold": 0.0})
+    psi = record["policy"]["signals"]["psi"]
+    assert psi > 0
+    assert f"retrain: PSI {psi:.4g} > 0" in out
+    assert record["decision"] in ("promoted", "kept champion")
+    assert record["challenger"]["version"] == "v0002"
+
+
+def test_force_retrains_whatever_the_policy_says(scenario):
+    paths, csv, _, _ = scenario
+    record, out = _run(paths, csv, force=True, thresholds=NEVER)
+    assert "no retrain: all signals under thresholds (--force: retraining anyway)" in out
+    assert record["policy"]["forced"] and record["challenger"]["version"] == "v0002"
+
+
+def test_policy_signals_are_computed_from_the_batch(scenario):
+    paths, csv, n_old, n_new = scenario
+    from recsys_utils.lifecycle.monitoring import score_psi
+
+    store_ratings, store_model = load_store(paths)
+    batch = pd.read_csv(csv)
+    record, _ = _run(paths, csv, force=False, thresholds=NEVER)
+    signals = record["policy"]["signals"]
+    assert signals["psi"] == pytest.approx(score_psi(store_model["score"], batch["rating"]))
+    assert signals["unknown_users"] == 0.0  # every user of the fixture rated before
+    assert signals["error_increase"] == 0.0  # the champion's first batch: the reference
+    assert record["policy"]["error_reference"].startswith("this is the first batch")
+
+
+def test_error_increase_is_relative_to_the_first_batch_served(scenario):
+    paths, csv, _, n_new = scenario
+    new = pd.read_csv(csv).sort_values("timestamp")
+    first, second = paths.raw / "first.csv", paths.raw / "second.csv"
+    new.iloc[: n_new // 2].to_csv(first, index=False)
+    worse = new.iloc[n_new // 2:].copy()
+    worse["rating"] = np.where(worse["rating"] >= 3, 0.5, 5.0)  # opinions the champion misses
+    worse.to_csv(second, index=False)
+    one, _ = _run(paths, first, force=False, thresholds=NEVER)
+    two, out = _run(paths, second, force=False,
+                    thresholds={**NEVER, "error_increase": 0.1})
+    rmse_1, rmse_2 = (r["policy"]["signals"]["champion_rmse"] for r in (one, two))
+    assert two["policy"]["signals"]["error_increase"] == pytest.approx(rmse_2 / rmse_1 - 1)
+    assert rmse_2 / rmse_1 - 1 > 0.1 and "retrain: error increase" in out
+    assert one["stamp"] in two["policy"]["error_reference"]
+
+
+def test_thresholds_come_from_05_then_defaults_then_flags(scenario):
+    from recsys_utils.lifecycle import monitoring
+
+    paths, csv, _, _ = scenario
+    got, source = monitoring.read_thresholds(paths)
+    assert got == monitoring.DEFAULT_THRESHOLDS and source.startswith("defaults")
+    saved = {"psi_threshold": 1.0, "error_increase": None, "new_user_threshold": 0.8}
+    paths.reports.mkdir(parents=True, exist_ok=True)
+    (paths.reports / monitoring.THRESHOLDS_FILE).write_text(json.dumps({"thresholds": saved}))
+    got, source = monitoring.read_thresholds(paths)
+    assert got == {"psi_threshold": 1.0, "error_increase": float("inf"),
+                   "new_user_threshold": 0.8}
+    assert "monitoring.json (05_monitoring)" in source
+    record, out = _run(paths, csv, force=False, thresholds={"psi_threshold": 0.0,
+                                                             "error_increase": None})
+    assert record["policy"]["thresholds"] == {"psi_threshold": 0.0, "error_increase": None,
+                                              "new_user_threshold": 0.8}
+    assert "psi_threshold 0 given" in record["policy"]["thresholds_from"]
+
+
+def test_05_saves_its_thresholds_for_retraining(tmp_path):
+    from monitoring_fixtures import rating_history
+
+    from recsys_utils.lifecycle import monitoring
+
+    paths = project_paths(tmp_path)
+    result = monitoring.monitor_timeline(rating_history(), paths=paths)
+    got, source = monitoring.read_thresholds(paths)
+    assert "05_monitoring" in source
+    assert got == {n: result.settings[n] for n in monitoring.THRESHOLDS}

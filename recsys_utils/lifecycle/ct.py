@@ -3,8 +3,9 @@
 ``recsys-ct run --new-ratings PATH`` (``make ct NEW=PATH``) does what the weekly
 workflow (``.github/workflows/ct.yml``) does, so the workflow's logic is testable here:
 
-1. **pull** the ratings store and the registry named by the committed pointer files
-   (``data/processed.dvc``, ``outputs/models.dvc``) from the DVC remote — week N+1
+1. **pull** the ratings store, its history and the registry named by the committed pointer
+   files (``data/processed.dvc``, ``data/history.dvc``, ``outputs/models.dvc``) from the DVC
+   remote — week N+1
    starts from week N's store and champion, not from a rebuild. With no pointer file
    yet (the first run), the store and champion of the local ``make pipeline`` are the
    start (bootstrap). Local work nobody pushed (a ``make retrain``) is never pulled over:

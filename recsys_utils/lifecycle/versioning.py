@@ -5,6 +5,9 @@ What is tracked (one pointer file each, committed with git):
 * ``data/processed`` → ``data/processed.dvc``: the processed tables, including the
   ratings store that retraining appends to (``ratings``/``model``/``analytics.parquet``)
   and ``titles.parquet``;
+* ``data/history`` → ``data/history.dvc``: the ratings history (every batch retraining
+  accepted, every hold-back; ``recsys_utils.data.store.merge_history``), from which the
+  cleaning step rebuilds the store — tracked once a retrain has written to it;
 * ``outputs/models`` → ``outputs/models.dvc``: the model registry (every version, the
   champion pointer and its history).
 
@@ -91,8 +94,9 @@ PRUNED_FILE = "pruned.jsonl"
 
 
 def tracked_paths(paths: ProjectPaths) -> list[Path]:
-    """The folders DVC versions: the processed tables (with the ratings store) and the registry."""
-    return [paths.processed, paths.models]
+    """The folders DVC versions: the processed tables (with the ratings store), the ratings
+    history and the registry."""
+    return [paths.processed, paths.history, paths.models]
 
 
 def pointer_file(folder: Path) -> Path:
@@ -223,13 +227,16 @@ def set_remote(url: str, paths: ProjectPaths | None = None) -> str:
 
 
 def pointer_hashes(paths: ProjectPaths) -> dict[str, str | None]:
-    """``{pointer file (relative): md5 of the tracked folder}``; ``None`` when not tracked yet."""
+    """``{pointer file (relative): md5 of the tracked folder}``; ``None`` when not tracked yet
+    (the history is left out until a retrain has written to it)."""
     found: dict[str, str | None] = {}
     for folder in tracked_paths(paths):
         pointer = pointer_file(folder)
         rel = pointer.relative_to(paths.root).as_posix()
         if not pointer.is_file():
-            found[rel] = None
+            # No history yet (nothing retrained): nothing to track, nothing to report.
+            if folder != paths.history or (folder.is_dir() and any(folder.iterdir())):
+                found[rel] = None
             continue
         data = yaml.safe_load(pointer.read_text(encoding="utf-8")) or {}
         outs = data.get("outs") or [{}]
