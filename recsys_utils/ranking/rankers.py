@@ -84,17 +84,27 @@ class _Neighbours:
         """
         n = right.shape[1]
         left = left.tocsr()
-        blocks = []
-        for start in range(0, left.shape[0], _BLOCK):
-            stop = min(start + _BLOCK, left.shape[0])
-            sim = np.asarray((left[start:stop] @ right).toarray(), dtype=np.float64)
+        # titles nobody rated have no neighbours: only rated rows are computed (a catalog
+        # is often mostly titles without ratings)
+        active = np.flatnonzero(np.diff(left.indptr))
+        rows, cols, vals = [], [], []
+        for start in range(0, active.size, _BLOCK):
+            idx = active[start:start + _BLOCK]
+            sim = np.asarray((left[idx] @ right).toarray(), dtype=np.float64)
             if norm is not None:
-                sim /= np.outer(norm[start:stop], norm) + shrink + 1e-12
+                sim /= np.outer(norm[idx], norm) + shrink + 1e-12
             if column_scale is not None:
                 sim *= column_scale
-            sim[np.arange(stop - start), np.arange(start, stop)] = 0.0  # no self-similarity
-            blocks.append(_top_k_columns(sim.T, k).T)
-        self.W = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((n, n))
+            sim[np.arange(idx.size), idx] = 0.0  # no self-similarity
+            block = _top_k_columns(sim.T, k).tocoo()  # columns of sim.T = rows of sim
+            rows.append(idx[block.col])
+            cols.append(block.row)
+            vals.append(block.data)
+        if not rows:
+            self.W = sp.csr_matrix((left.shape[0], n), dtype=np.float32)
+            return
+        self.W = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                               shape=(left.shape[0], n), dtype=np.float32)
 
 
 class ItemKNNRanker(_Neighbours):

@@ -1,0 +1,127 @@
+"""The whole pipeline (01-05) with the project's default parameters on other real data.
+
+Two data sets a new user could bring, neither of them the embedded default:
+
+* **the shared platform catalogs** (``../shared/data/catalogs``: four real Kaggle
+  catalogs, no ratings) through the ``linked`` source: MovieLens ratings linked to the
+  catalog titles by normalized title and release year;
+* **two years of ratings in the raw streaming layout**: ``<platform>_titles.csv``
+  catalogs and ``ratings/*.csv`` written here from the embedded MovieLens ratings of 2015
+  and 2016 only (a calendar that ends long after and starts long after the default
+  data's, so nothing derived from the default calendar can pass by accident).
+
+Each run uses ``notebooks/params.yaml`` as it is, plus only the data location (``raw_dir``,
+``source``). Not run: ``06_scale_out`` (Spark's start-up alone takes most of the budget; its
+own ``spark`` tests cover it). What is checked is what issue 10 asks of any data: every
+step finishes; the served (registered) ranking is the one its validation chose, with the
+validation record in its manifest; the evaluation evaluates that configuration, headline
+on the per-user split, against popularity; monitoring derives its start from the data.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recsys_utils.data.catalogs import platform_prefix
+from recsys_utils.data.cleaning import embedded_movielens
+from recsys_utils.lifecycle import registry
+from recsys_utils.paths import PROJECT_ROOT, project_paths
+from recsys_utils.ranking.recommender import Recommender
+from recsys_utils.run.pipeline import run_pipeline
+
+SHARED_CATALOGS = (PROJECT_ROOT / ".." / "shared" / "data" / "catalogs").resolve()
+STEPS = ["01", "02", "03", "04", "05"]
+CATALOG_COLUMNS = ["show_id", "type", "title", "director", "cast", "country", "date_added",
+                   "release_year", "rating", "duration", "listed_in", "description"]
+
+
+def two_year_raw_folder(folder: Path) -> Path:
+    """MovieLens ratings of 2015-2016 and their titles, as a streaming company delivers them:
+    two catalogs (odd / even MovieLens ids) and two ratings files."""
+    titles, model = embedded_movielens()
+    ratings = model[(model["timestamp"] >= "2015-01-01") & (model["timestamp"] < "2017-01-01")]
+    rated = titles[titles["item_id"].isin(set(ratings["item"]))].drop_duplicates("item_id")
+    movie_id = rated["item_id"].str[2:].astype(int)
+    platforms = ["stream_odd", "stream_even"]
+    platform = [platforms[m % 2 == 0] for m in movie_id]
+    catalog = pd.DataFrame({
+        "platform": platform, "show_id": "s" + movie_id.astype(str), "type": rated["type"],
+        "title": rated["title"], "release_year": rated["release_year"].astype("Int64"),
+        "rating": rated["rating"], "listed_in": rated["genres"],
+        "duration": rated["duration_int"].map(lambda d: "" if pd.isna(d) else f"{int(d)} min"),
+        "description": "MovieLens film (test data)"})
+    (folder / "ratings").mkdir(parents=True)
+    for name in platforms:
+        catalog[catalog["platform"] == name].reindex(columns=CATALOG_COLUMNS).to_csv(
+            folder / f"{name}_titles.csv", index=False)
+    to_id = dict(zip(rated["item_id"], [platform_prefix(p) + "s" + str(m) for p, m in
+                                        zip(platform, movie_id, strict=True)], strict=True))
+    out = pd.DataFrame({"userId": ratings["user"].astype(int), "rating": ratings["score"],
+                        "timestamp": ratings["timestamp"].astype("datetime64[s]").astype("int64"),
+                        "movieId": ratings["item"].map(to_id)})
+    half = out["userId"] <= out["userId"].median()
+    out[half].to_csv(folder / "ratings" / "part1.csv", index=False)
+    out[~half].to_csv(folder / "ratings" / "part2.csv", index=False)
+    return folder
+
+
+def run_default_pipeline(root: Path, raw: Path, source: str,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(PROJECT_ROOT / "notebooks", root / "notebooks")
+    monkeypatch.setenv("RECSYS_ROOT", str(root))  # the notebooks' kernels write here
+    results = run_pipeline(paths=project_paths(root),
+                           params_file=PROJECT_ROOT / "notebooks" / "params.yaml",
+                           overrides=[f"raw_dir={raw}", f"source={source}"], only=STEPS)
+    assert [r.status for r in results] == ["ran"] * len(STEPS), results
+
+
+def check_outputs(root: Path, source: str) -> None:
+    paths = project_paths(root)
+    accounting = json.loads((paths.reports / "cleaning.json").read_text(encoding="utf-8")) \
+        if (paths.reports / "cleaning.json").is_file() else None
+    if accounting is not None:
+        assert accounting.get("source", source) == source
+    # the served model is the chosen one, traceable to its validation result
+    model, manifest = registry.load_champion(paths)
+    assert isinstance(model, Recommender)
+    params = manifest["params"]
+    record = params["tuning"]["ranking"]
+    assert params["ranking_params"] == record["chosen"] == model.ranking_params
+    assert record["validation"]["ndcg"] > 0 and record["grid"]
+    assert {r["rival"] for r in record["rivals"]} >= {"ease (score)", "ease (binary)"}
+    # the evaluation evaluated that configuration; the headline is the per-user split
+    report = json.loads((paths.reports / "evaluation.json").read_text(encoding="utf-8"))
+    assert report["configuration"]["ranking_params"] == model.ranking_params
+    for result in report["results"].values():
+        assert result["ranking_params"] == model.ranking_params
+    key = report["key"]
+    assert key["n_test_users"] > 0 and key["ndcg"] > key["random_ndcg"]
+    assert key["time_n_test_users"] >= 0
+    executed = paths.executed_notebooks / "05_monitoring.ipynb"
+    assert executed.is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_default_pipeline_on_the_shared_catalogs(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch):
+    if not SHARED_CATALOGS.is_dir():
+        pytest.skip(f"shared catalogs not present at {SHARED_CATALOGS}")
+    run_default_pipeline(tmp_path / "project", SHARED_CATALOGS, "linked", monkeypatch)
+    check_outputs(tmp_path / "project", "linked")
+
+
+@pytest.mark.slow
+def test_default_pipeline_on_two_years_of_streaming_ratings(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch):
+    raw = two_year_raw_folder(tmp_path / "raw")
+    run_default_pipeline(tmp_path / "project", raw, "streaming", monkeypatch)
+    check_outputs(tmp_path / "project", "streaming")
+    processed = pd.read_parquet(project_paths(tmp_path / "project").processed / "model.parquet")
+    years = processed["timestamp"].dt.year
+    assert set(years) == {2015, 2016}
