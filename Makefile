@@ -67,7 +67,7 @@ openapi-snapshot: $(STAMP) ## after a deliberate API change: rewrite tests/opena
 demo: $(STAMP) ## start the Gradio demo
 	$(BIN)/recsys-demo
 
-retrain: $(STAMP) ## retrain with new ratings and promote if not worse: make retrain NEW=path.csv
+retrain: $(STAMP) ## append new ratings; retrain if the policy says so, promote if not worse: make retrain NEW=path.csv
 	$(BIN)/recsys-retrain --new-ratings $(NEW)
 
 holdback: $(STAMP) ## retrain demo: newest ratings (last 91 days, or from QUARTER=2016Q3) -> data/raw/new_ratings_YYYYMMDD_YYYYMMDD.csv
