@@ -273,15 +273,15 @@ class EvaluationResult:
         for name, e in self.evaluations.items():
             paired = e.ranking.paired["popularity"]
             m = e.ranking.metrics["model"]
-            rows[name] = {"test users": m["n_users"], "NDCG@k": m["ndcg"], "(s.e.) ": m["ndcg_se"],
+            rows[name] = {"test users": m["n_users"], "NDCG@k": m["ndcg"], "NDCG s.e.": m["ndcg_se"],
                           "popularity NDCG@k": e.ranking.metrics["popularity"]["ndcg"],
                           "NDCG ratio vs popularity": e.ranking.ratio("ndcg"),
                           "coverage ratio vs popularity": e.ranking.ratio("coverage"),
                           "paired NDCG gain vs popularity": paired["gain"],
-                          "(s.e.)": paired["gain_se"],
+                          "gain s.e.": paired["gain_se"],
                           "users better": paired["share_better"],
                           "users worse": paired["share_worse"]}
-        return pd.DataFrame(rows).T
+        return pd.DataFrame(rows).T.astype({"test users": int})
 
     @property
     def platforms(self) -> list[str]:
