@@ -233,6 +233,8 @@ def test_rival_rankers_are_tuned_side_by_side_and_recorded(ratings: pd.DataFrame
     assert record["validation_split"]["split"] == "validation"
     key = res.key_numbers
     assert key["ranker"] == res.best_params["ranker"]
+    assert res.summary.startswith(f"chosen {key['ranker']} (")
+    assert f"{record['validation']['ndcg']:.4f}" in res.summary
     assert key["rival_ease_binary_ndcg"] == pytest.approx(
         ease.loc[ease["weighting"] == "binary", "ndcg"].max())
 

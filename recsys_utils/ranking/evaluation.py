@@ -442,6 +442,16 @@ class TuningResult:
         return pd.DataFrame(rows).sort_values("ndcg", ascending=False, kind="stable")
 
     @property
+    def summary(self) -> str:
+        """One line: what was chosen, by which rule, with which validation score."""
+        p, row = self.best_params, self.best_row
+        varied = {k: v for k, v in row.items()
+                  if k not in _SCORE_COLUMNS + ("ranker", "chosen", "weighting")}
+        return (f"chosen {p['ranker']} ({p['weighting']}) {_describe(varied)}: validation "
+                f"NDCG@{self.k} {row['ndcg']:.4f} ({row['ndcg_ratio']:.2f}x popularity's), "
+                f"coverage {row['coverage_ratio']:.2f}x; rule: {self.record()['rule']}")
+
+    @property
     def key_numbers(self) -> dict[str, Any]:
         """The choice and every rival's validation NDCG/coverage as plain values (glued
         into the book as ``model_ranking_*``; rival keys like ``rival_ease_binary_ndcg``)."""
