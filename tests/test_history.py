@@ -147,6 +147,19 @@ def test_history_rows_keep_the_cleaning_rules(project):
     assert bad["reason"].tolist() == ["score outside 0.5-5"]
 
 
+def test_the_notebooks_call_merges_the_history_too(project, tmp_path):
+    """01_cleaning passes raw_dir and output_dir explicitly (data/processed)."""
+    paths, csv, raw_ratings = project
+    retrain.run_retrain(csv, paths=paths, trainer=fake_trainer(), force=True, min_holdout=5,
+                        **QUIET)
+    got = build_processed(raw_dir=paths.raw, paths=paths, output_dir=paths.processed,
+                          verbose=False)
+    assert len(got.ratings) == len(read_table("ratings", paths)) == len(raw_ratings) + 50
+    elsewhere = build_processed(raw_dir=paths.raw, paths=paths, output_dir=tmp_path / "copy",
+                                verbose=False)
+    assert len(elsewhere.ratings) == len(raw_ratings)  # not the store: the raw folder alone
+
+
 def test_a_dry_run_checks_the_raw_folder_alone(project):
     paths, csv, raw_ratings = project
     retrain.run_retrain(csv, paths=paths, trainer=fake_trainer(), force=True, min_holdout=5,

@@ -263,8 +263,8 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
         history: replay the ratings history (``data/history``: every batch retraining
             accepted, every hold-back; ``recsys_utils.data.store.merge_history``) over the
             raw ratings, so rebuilding the store keeps every accepted rating. Default: when
-            writing the project's store (``write`` and no ``output_dir``); a dry run checks
-            the raw folder alone.
+            writing the project's store (``write`` into ``data/processed``); a dry run, or
+            tables written elsewhere, use the raw folder alone.
 
     Raises:
         DataError: the raw folder does not hold what ``source`` needs.
@@ -282,7 +282,10 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
     rejected_titles = _sorted_rejects(parts["rejected_titles"])
     accounts, rejected_ratings = list(parts["accounts"]), parts["rejected_ratings"]
     stats = dict(parts.get("stats", {}))
-    if history if history is not None else (write and output_dir is None):
+    out = Path(output_dir) if output_dir is not None else paths.processed
+    into_store = (out if out.is_absolute() else paths.root / out).resolve() == \
+        paths.processed.resolve()
+    if history if history is not None else (write and into_store):
         merged = merge_history(ratings, accounts, paths, set(titles["item_id"].astype(str)))
         ratings, accounts = merged.ratings, merged.accounts
         rejected_ratings = pd.concat([df for df in (rejected_ratings, merged.rejected) if len(df)]

@@ -912,7 +912,7 @@ def monitor_timeline(
 
         result.written = {name: save_figure(fig, name, paths)
                           for name, fig in result.figures.items()}
-        result.written["thresholds"] = write_thresholds(result, paths)  # for recsys-retrain
+        write_thresholds(result, paths)  # outputs/reports/monitoring.json, for recsys-retrain
     return result
 
 
