@@ -111,6 +111,7 @@ def test_a_promotion_reaches_a_second_clone_by_pull(tmp_path):
 
     report = result.report.read_text()
     assert "promoted" in report and "| rmse |" in report and "score psi" in report
+    assert f"Trigger policy: {result.record['policy']['decision']}" in report
     assert (result.report.parent / "scores.png").stat().st_size > 0
 
 

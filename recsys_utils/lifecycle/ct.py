@@ -171,6 +171,11 @@ def write_report(result: CTResult, paths: ProjectPaths) -> Path:
     lines += [f"New ratings `{new.get('path')}`: read {new.get('read')}, kept {new.get('kept')}, "
               f"rejected {new.get('rejected')}; {store.get('new', 0)} new to the store "
               f"({store.get('already_present', 0)} already there).", ""]
+    policy = record.get("policy") or {}
+    if policy:
+        lines += [f"Trigger policy: {policy.get('decision')}"
+                  + (" (forced)" if policy.get("forced") else "")
+                  + f"; thresholds from {policy.get('thresholds_from')}.", ""]
     for reason in record.get("reasons") or []:
         lines.append(f"- {reason}")
     if record.get("rule"):
