@@ -343,9 +343,18 @@ def recommended_titles(state: ServingState, recs: Any) -> list[RecommendedTitle]
 
 
 def _ranked(state: ServingState, user: int | None) -> RankedList:
-    """The unfiltered top ``RANKED_DEPTH`` of a known user (``None``: cold start)."""
-    recs = state.recommender.recommend(UNKNOWN_USER_KEY if user is None else user,
-                                       n=RANKED_DEPTH)
+    """The unfiltered top ``RANKED_DEPTH`` of a known user (``None``: cold start).
+
+    A model registered with precomputed lists (``ranking.precomputed``, as deep as
+    ``RANKED_DEPTH``) answers from them: the same list without ranking the catalog."""
+    rec = state.recommender
+    lists = getattr(rec, "precomputed_", None)
+    if user is not None and lists is not None and lists.depth >= RANKED_DEPTH:
+        from recsys_utils.ranking.precomputed import recommend_precomputed
+
+        return ranked_list(state, recommend_precomputed(rec, lists, user, RANKED_DEPTH),
+                           RANKED_DEPTH)
+    recs = rec.recommend(UNKNOWN_USER_KEY if user is None else user, n=RANKED_DEPTH)
     return ranked_list(state, recs, RANKED_DEPTH)
 
 
