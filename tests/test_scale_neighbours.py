@@ -116,6 +116,10 @@ def test_large_preset_is_a_valid_params_file_with_bounded_neighbours():
     params = pipeline.load_params_file(path)
     steps = pipeline.discover_steps(PROJECT_ROOT / "notebooks")
     pipeline.resolve_parameters(steps, params, [])  # raises on an unknown name or a bad type
+    # the same names as params.yaml, section by section (a renamed parameter shows here)
+    default = pipeline.load_params_file(PROJECT_ROOT / "notebooks" / "params.yaml")
+    assert {k: set(v) for k, v in params.sections.items()} == \
+        {k: set(v) for k, v in default.sections.items()}
     comps = params.sections["03_modeling"]["blend_components"]
     # user neighbours (time ~ users^2) are left out; the rest are the defaults
     assert set(comps) == set(blend.DEFAULT_COMPONENTS) - {"knn_user"}
