@@ -104,7 +104,8 @@ def test_example_never_overwrites_other_files(tmp_path: Path, example: Path,
 
 
 def test_fragment_shows_the_check_of_the_example(example: Path, tmp_path: Path) -> None:
-    text = example_fragment(example)
+    rule = (DEFAULT_RANKING_PARAMS["min_item_ratings"], DEFAULT_RANKING_PARAMS["max_ease_items"])
+    text = example_fragment(example, *rule)
     result = build_processed(example, write=False, verbose=False)
     for account in result.accounting:
         assert (f"| {account.kind} | {account.source_file} | {account.read:,} | {account.kept:,} "
@@ -112,7 +113,7 @@ def test_fragment_shows_the_check_of_the_example(example: Path, tmp_path: Path) 
     for bad in (*BAD_TITLE_ROWS, *BAD_RATING_ROWS):
         assert bad.reason in text
     assert f"{DEFAULT_RANKING_PARAMS['max_ease_items']:,}" in text
-    written = write_example_fragment(ProjectPaths(tmp_path))
+    written = write_example_fragment(*rule, ProjectPaths(tmp_path))
     assert written.parent == tmp_path / "outputs" / "reports" and written.read_text() == text
 
 

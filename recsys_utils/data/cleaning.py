@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from recsys_utils import DEFAULT_SEED
 from recsys_utils.atomic import atomic_write_text
 from recsys_utils.data.accounting import Accounting, empty_rejects
 from recsys_utils.data.catalogs import discover_catalogs, read_catalogs
@@ -78,7 +79,7 @@ class CleaningResult:
     rejected_titles: pd.DataFrame
     rejected_ratings: pd.DataFrame
     accounting: Accounting
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     #: Share of MovieLens movies matched (linked to a catalog / enriched); None for streaming.
     match_rate: float | None = None
     match_label: str = ""
@@ -243,7 +244,7 @@ def _write_parquet(df: pd.DataFrame, path: Path, ratings_fp: str | None = None) 
 
 
 def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
-                    paths: ProjectPaths | None = None, seed: int = 0,
+                    paths: ProjectPaths | None = None, seed: int = DEFAULT_SEED,
                     output_dir: str | Path | None = None, verbose: bool = True,
                     write: bool = True, history: bool | None = None) -> CleaningResult:
     """Clean the chosen source and write the processed tables.
@@ -388,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--source", choices=SOURCES, default="auto",
                         help="auto (default): streaming if catalogs + ratings, linked if only "
                              "catalogs, else the embedded MovieLens sample")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the rejected-rows sample")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="seed of the rejected-rows sample")
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--check", type=Path, metavar="DIR",
                         help="validate DIR (same layout as --raw-dir) and print the row "

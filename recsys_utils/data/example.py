@@ -209,10 +209,12 @@ def _markdown_table(df: pd.DataFrame, code: tuple[str, ...] = ()) -> str:
                           + " |\n" for row in df.itertuples(index=False))
 
 
-def example_fragment(folder: Path) -> str:
-    """The book's fragment: the example folder's files, its check and its accounting."""
+def example_fragment(folder: Path, min_item_ratings: int, max_ease_items: int) -> str:
+    """The book's fragment: the example folder's files, its check and its accounting.
+
+    ``min_item_ratings`` and ``max_ease_items`` are the served ranker's eligibility rule
+    (the ranking stage's, passed in by the book: the data stage does not import it)."""
     from recsys_utils.data.cleaning import build_processed
-    from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS
 
     result = build_processed(raw_dir=folder, source="auto", write=False, verbose=False)
     parts = ["The example folder (`recsys-clean --example DIR`):", "", "```text"]
@@ -230,20 +232,21 @@ def example_fragment(folder: Path) -> str:
               f"Kept: {len(result.titles):,} titles and {len(result.ratings):,} ratings by "
               f"{result.ratings['user_id'].nunique():,} users. Scores are accepted from "
               f"{MIN_SCORE:g} to {MAX_SCORE:g} in steps of 0.5. The EASE ranker (the default) "
-              f"ranks only titles with at least {DEFAULT_RANKING_PARAMS['min_item_ratings']} training "
-              f"ratings, at most the {DEFAULT_RANKING_PARAMS['max_ease_items']:,} most rated "
+              f"ranks only titles with at least {min_item_ratings} training "
+              f"ratings, at most the {max_ease_items:,} most rated "
               f"(`min_item_ratings`, `max_ease_items` of `ranking_params`): of the example's "
-              f"titles, {int((result.analytics['n_ratings'] >= DEFAULT_RANKING_PARAMS['min_item_ratings']).sum()):,} "
+              f"titles, {int((result.analytics['n_ratings'] >= min_item_ratings).sum()):,} "
               "have enough ratings.", ""]
     return "\n".join(parts)
 
 
-def write_example_fragment(paths: ProjectPaths | None = None) -> Path:
+def write_example_fragment(min_item_ratings: int, max_ease_items: int,
+                           paths: ProjectPaths | None = None) -> Path:
     """Build the example in a temporary folder and write the fragment into
     ``outputs/reports/`` (``book/your_data.md`` includes it); return its path."""
     paths = paths or project_paths()
     with tempfile.TemporaryDirectory(prefix="recsys-example-") as tmp:
         folder = Path(tmp) / "example_raw"
         write_example(folder)
-        text = example_fragment(folder)
+        text = example_fragment(folder, min_item_ratings, max_ease_items)
     return atomic_write_text(paths.reports / FRAGMENT_NAME, text)

@@ -274,11 +274,13 @@ def build_book(paths: ProjectPaths | None = None, *, check: bool = True) -> Path
     # The Scaling chapter includes a fragment rendered from outputs/reports/scale.json (or
     # a "benchmark not run" note), written before every build so the include resolves.
     from recsys_utils.data.example import write_example_fragment
+    from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS
     from recsys_utils.run.scaling import write_scaling_fragment
 
     write_scaling_fragment(paths)
     # "Bring your own data" includes the example folder and its check, built now.
-    write_example_fragment(paths)
+    write_example_fragment(DEFAULT_RANKING_PARAMS["min_item_ratings"],
+                           DEFAULT_RANKING_PARAMS["max_ease_items"], paths)
     if check:
         preflight(root)
     build_dir = root / "_build"
