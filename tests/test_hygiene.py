@@ -88,10 +88,34 @@ def test_glue_names_carry_the_notebook_prefix(path: Path):
         pytest.skip(f"{path.stem} has no agreed glue prefix")
     text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
     names = re.findall(r"""\bglue\(\s*f?["']([^"']+)["']""", text)
+    prefixes = re.findall(r"""\bglue_numbers\(\s*["']([^"']+)["']""", text)
+    wrong_prefixes = [p for p in prefixes if not p.startswith(prefix)]
+    assert not wrong_prefixes, f"{path.name}: glue prefixes must start with {prefix!r}: {wrong_prefixes}"
     wrong = [n for n in names if not n.startswith(prefix)]
     assert not wrong, f"{path.name}: glue names must start with {prefix!r}: {wrong}"
     dupes = sorted({n for n in names if names.count(n) > 1 and "{" not in n})
     assert not dupes, f"{path.name}: glued twice (a build warning, so an error): {dupes}"
+
+
+#: Notebooks whose work is one call to a step (issue 9): at most this many code lines.
+MAX_CODE_LINES = {"03_modeling": 60, "04_evaluation": 60, "05_monitoring": 60}
+
+
+@needs_notebooks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebooks_stay_thin(path: Path):
+    """No plotting, function definitions or file writes in a notebook; 03-05 under their cap.
+    Code lines: non-blank, non-comment lines of code cells."""
+    cells = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    lines = [line for src in cells for line in src.splitlines()
+             if line.strip() and not line.strip().startswith("#")]
+    forbidden = [line for line in lines
+                 if re.search(r"\b(plt|ax|fig)\.|matplotlib|^\s*def |^\s*class |\.to_(csv|parquet|json)\(|"
+                              r"open\(|write_text\(", line)]
+    assert not forbidden, f"{path.name}: belongs in recsys_utils, not a cell: {forbidden}"
+    cap = MAX_CODE_LINES.get(path.stem)
+    if cap is not None:
+        assert len(lines) <= cap, f"{path.name}: {len(lines)} code lines (at most {cap})"
 
 
 # --------------------------------------------------------------------------- dependencies

@@ -52,7 +52,8 @@ class Champion:
     @property
     def summary(self) -> str:
         return (f"{'reused' if self.reused else 'registered'} {self.version}: "
-                f"rating model {self.recommender.rating_model!r}")
+                f"rating model {self.recommender.rating_model!r}; "
+                f"ranking {self.recommender.ranking_params}")
 
 
 def rating_tuning_record(result: ModelingResult, grid: str = "small") -> dict[str, Any]:

@@ -451,6 +451,11 @@ class TuningResult:
                 f"NDCG@{self.k} {row['ndcg']:.4f} ({row['ndcg_ratio']:.2f}x popularity's), "
                 f"coverage {row['coverage_ratio']:.2f}x; rule: {self.record()['rule']}")
 
+    def checked_numbers(self) -> dict[str, str]:
+        """Each rival's validation NDCG and coverage ratio, as the checked cell prints them."""
+        return {f"rival {r.rival}": f"val_ndcg {r.ndcg:.4f}, coverage x{r.coverage_ratio:.2f}"
+                for r in self.rivals.itertuples()}
+
     @property
     def key_numbers(self) -> dict[str, Any]:
         """The choice and every rival's validation NDCG/coverage as plain values (glued

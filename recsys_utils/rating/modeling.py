@@ -80,6 +80,21 @@ class ModelingResult:
         """``key_numbers`` as a one-column table."""
         return pd.Series(self.key_numbers, name="value", dtype=object).to_frame()
 
+    def tuning_view(self) -> pd.DataFrame | str:
+        """The tuning table with each family's chosen parameters, or why there is none."""
+        if self.tuning.empty:
+            return "tuning skipped (tune=False): the blend uses its default parameters"
+        return self.tuning.drop(columns="seconds").round(4)
+
+    def checked_numbers(self) -> dict[str, str]:
+        """What the notebook's checked cell prints: the key numbers and the blend table's
+        cross-validated RMSE per model (rounded, so nbval compares them exactly)."""
+        out = {f"model_{name}": str(round(v, 4) if isinstance(v, float) else v)
+               for name, v in self.key_numbers.items()}
+        out.update({f"cv_rmse {row.model}": f"{row.rmse:.4f}"
+                    for row in self.blend_table.itertuples()})
+        return out
+
     def registry_params(self, ranking_params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The parameters a registered model of this run records."""
         return {"rating_params": self.rating_params, "ranking_params": ranking_params or {},

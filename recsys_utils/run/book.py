@@ -119,6 +119,15 @@ class GlueRef:
         return (self.source.parent / self.notebook).resolve()
 
 
+def glue_numbers(prefix: str, numbers: dict[str, object]) -> None:
+    """Glue a step's key numbers into the book as ``<prefix><name>`` (from a notebook);
+    ``None`` (not measured on this data) is glued as ``"n/a"``."""
+    from myst_nb import glue  # only inside a notebook's kernel
+
+    for name, value in numbers.items():
+        glue(f"{prefix}{name}", "n/a" if value is None else value, display=False)
+
+
 def glue_refs(markdown: Path) -> list[GlueRef]:
     """The ``path::key[:format]`` glue references of a markdown file.
 
