@@ -104,3 +104,15 @@ def test_default_seed_is_the_params_file_seed():
     literal_seeds = [f"{p.relative_to(PACKAGE)}" for p in MODULES
                      if re.search(r"\bseed: int = \d", p.read_text(encoding="utf-8"))]
     assert not literal_seeds, f"use recsys_utils.DEFAULT_SEED: {literal_seeds}"
+
+
+def test_every_command_turns_user_errors_into_messages_in_one_place():
+    """Each ``main()`` goes through ``errors.run_command`` (``error: ...``, exit 2), none
+    catches ``DataError`` itself: one home for the CLI error block."""
+    commands = [p for p in MODULES if re.search(r"^def main\(", p.read_text(encoding="utf-8"), re.M)]
+    assert len(commands) >= 6
+    for path in commands:
+        main_src = path.read_text(encoding="utf-8").split("\ndef main(", 1)[1]
+        where = path.relative_to(PACKAGE)
+        assert "run_command(" in main_src, f"{where}: main() must use errors.run_command"
+        assert "except DataError" not in main_src, f"{where}: main() catches DataError itself"

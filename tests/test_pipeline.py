@@ -208,6 +208,11 @@ def test_changed_input_notebook_or_missing_copy_reruns(project: Path, monkeypatc
     (project / "data/raw/n.txt").write_text("4")  # input file of 01
     assert statuses(run(project)) == ["ran", "ran"]  # 02: data/processed changed
 
+    # a batch `make retrain` wrote to the ratings history: 01 replays it
+    (project / "data/history").mkdir(parents=True, exist_ok=True)
+    (project / "data/history/20260101T000000_accepted.csv").write_text("x")
+    assert statuses(run(project))[0] == "ran"
+
     nb_path = project / "notebooks/02_use.ipynb"
     nb = nbformat.read(nb_path, as_version=4)
     nb.cells[-1].source += "\nprint('more')"

@@ -105,7 +105,7 @@ from recsys_utils.data.tables import (
     read_stamp,
     read_table,
 )
-from recsys_utils.errors import DataError
+from recsys_utils.errors import DataError, run_command
 from recsys_utils.fingerprint import data_fingerprint
 from recsys_utils.lifecycle import registry
 from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
@@ -849,7 +849,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``recsys-retrain``; ``DataError`` → ``error: ...`` on stderr, exit 2."""
     args = build_parser().parse_args(argv)
     paths = project_paths()
-    try:
+
+    def body() -> None:
         if args.list:
             table = registry.versions_table(paths)
             table["notes"] = table["notes"].astype(str).str.slice(0, 60)
@@ -870,10 +871,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     "error_increase": args.error_increase,
                                     "new_user_threshold": args.new_user_threshold},
                         force=args.force, argv=sys.argv[1:] if argv is None else list(argv))
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_command(body)
 
 
 if __name__ == "__main__":  # pragma: no cover

