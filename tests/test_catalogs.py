@@ -20,7 +20,6 @@ from recsys_utils.data.catalogs import (
     read_catalogs,
     split_duration,
 )
-from recsys_utils.data.rawcsv import read_raw_csv
 from recsys_utils.errors import DataError
 
 HEADER = "show_id,type,title,director,cast,country,date_added,release_year,rating,duration"
@@ -250,13 +249,4 @@ def test_broken_quoting_costs_one_row(tmp_path: Path, line: str) -> None:
     got = read_catalog(_write(tmp_path, "q_titles.csv", "\n".join(rows) + "\n"), "q", "q")
     assert got.titles["show_id"].tolist() == ["s1", "s2", "s3"]
     assert got.rejected[["line", "reason"]].values.tolist() == [[3, "bad quoting"]]
-
-
-def test_raw_reader_joins_multiline_fields_only_when_they_parse(tmp_path: Path) -> None:
-    text = 'a,b\n1,"two\nlines"\n2,"open\n3,x\n'
-    table = read_raw_csv(_write(tmp_path, "m.csv", text))
-    assert [(r.line, r.fields) for r in table.records] == [(2, ["1", "two\nlines"]),
-                                                           (5, ["3", "x"])]
-    assert [(r.line, r.reason) for r in table.rejects] == [(4, "bad quoting")]
-    assert table.n_read == 3
 
