@@ -16,6 +16,9 @@ from recsys_utils.rating.predictors import make_component
 
 N_ITEMS = 40
 N_USERS = 60
+#: Small settings of the rival rankers (the EASE default aside) for the fixture's size.
+RIVALS = {"itemknn": {"neighbours": 5}, "rp3beta": {"neighbours": 20},
+          "als": {"factors": 4, "als_iterations": 5}, "popularity": {}}
 
 
 def item_id(k: int) -> str:

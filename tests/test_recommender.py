@@ -1,6 +1,7 @@
 """The Recommender: candidates, filters, cold start, similar titles, vectorized scores.
 
-Its evaluation (splits, metrics against baselines, seeding) is tested in test_evaluation.py."""
+Its evaluation (splits, metrics against baselines, seeding) is tested in test_evaluation.py,
+the rankers it serves (EASE, item-kNN, RP3beta, ALS, popularity) in test_rankers.py."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 from ranking_fixtures import (
     N_ITEMS,
+    RIVALS,
     item_id,
     movielens_titles,
     svd_recommender,
@@ -247,10 +249,6 @@ def test_beats_popularity_on_the_embedded_movielens_time_split():
     assert model["coverage"] > 4 * pop["coverage"]
 
 
-RIVALS = {"itemknn": {"neighbours": 5}, "rp3beta": {"neighbours": 20},
-          "als": {"factors": 4, "als_iterations": 5}, "popularity": {}}
-
-
 @pytest.mark.parametrize("ranker", sorted(RIVALS))
 def test_every_ranker_serves_through_the_same_interface(ratings: pd.DataFrame, ranker: str):
     rec = svd_recommender(ratings, ranker=ranker, **RIVALS[ranker])
@@ -266,27 +264,6 @@ def test_every_ranker_serves_through_the_same_interface(ratings: pd.DataFrame, r
     liked = {item_id(k): 5.0 for k in range(3)}
     fresh = rec.recommend_for_ratings(liked, n=5).items["item_id"]
     assert len(fresh) == 5 and not set(fresh) & set(liked)
-
-
-@pytest.mark.parametrize("ranker", ["itemknn", "rp3beta", "als"])
-def test_rivals_find_the_users_group(ratings: pd.DataFrame, ranker: str):
-    """Even users like titles 0-19, odd users 20-39 (and each rated 3 of the other group
-    badly): a ranker that learns from co-ratings fills most of a user's list with the
-    group's titles (RP3beta walks through disliked titles too, hence "most")."""
-    rec = svd_recommender(ratings, ranker=ranker, pop_weight=0.0, **RIVALS[ranker])
-    for user in (2, 3):
-        group = range(0, 20) if user % 2 == 0 else range(20, 40)
-        top = rec.recommend(user, n=5).items["item_id"]
-        assert len(set(top) & {item_id(k) for k in group}) >= 4
-
-
-def test_neighbour_rankers_keep_at_most_k_neighbours(ratings: pd.DataFrame):
-    for ranker in ("itemknn", "rp3beta"):
-        rec = svd_recommender(ratings, ranker=ranker, neighbours=3)
-        w = rec._ranker.W
-        assert w.shape == (len(rec.item_ids),) * 2
-        assert np.diff(w.indptr).max() <= 3
-        assert np.all(w.diagonal() == 0)  # a title is not its own neighbour
 
 
 def test_unknown_ranker_is_refused():

@@ -53,13 +53,22 @@ def plot_ranking_comparison(results: Mapping[str, RankingResult]) -> Figure:
 
 
 def plot_error_by_activity(frames: Mapping[str, pd.DataFrame]) -> Figure:
-    """RMSE per user-activity bucket, one line per split (``evaluation.error_by_activity``)."""
+    """RMSE per user-activity bucket, one line per split (``evaluation.error_by_activity``).
+
+    Each point is labelled with its bucket's number of users: an RMSE over a handful of
+    users is noise, and the label says so where the eye is.
+    """
     fig, ax = plt.subplots(figsize=(8, 4.2))
     for name, frame in frames.items():  # empty buckets have NaN RMSE: a gap in the line
-        ax.plot(frame["activity"], frame["rmse"], marker="o", label=name)
+        (line,) = ax.plot(frame["activity"], frame["rmse"], marker="o", label=name)
+        for x, rmse, n_users in zip(ax.xaxis.convert_units(frame["activity"]), frame["rmse"],
+                                    frame["n_users"], strict=True):
+            if np.isfinite(rmse):
+                ax.annotate(f"{int(n_users)}", (x, rmse), textcoords="offset points",
+                            xytext=(0, 6), ha="center", fontsize=8, color=line.get_color())
     ax.set_xlabel("training ratings of the user")
     ax.set_ylabel("RMSE on held-out ratings")
     ax.set_title("Rating error by user activity")
-    ax.legend(title="split")
+    ax.legend(title="split (point labels: users)")
     fig.tight_layout()
     return fig
