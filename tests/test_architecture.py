@@ -1,8 +1,9 @@
-"""The architecture holds: stages import downward only, one home per concept, a true package map.
+"""The architecture holds: stages import downward only, one home per concept.
 
 Why tests: the layout is the documentation a newcomer reads first (issue 9). These checks
 fail when a module imports a later stage, a star re-export or a folder literal sneaks
-back, a default seed drifts from ``params.yaml``, or the README's package map drifts.
+back, or a default seed drifts from ``params.yaml``. That the README's package map is
+generated from the package is checked in test_package_map.py.
 """
 
 from __future__ import annotations
@@ -43,11 +44,6 @@ def _imported(path: Path) -> list[str]:
 
 def _ids(paths: list[Path]) -> list[str]:
     return [p.relative_to(PACKAGE).as_posix() for p in paths]
-
-
-def test_readme_package_map_is_generated_from_the_package():
-    assert package_map.readme_block() == package_map.package_map(), (
-        "README.md's package map is stale: run `make package-map`")
 
 
 def test_every_subpackage_has_a_place_in_the_stage_order():
