@@ -27,13 +27,19 @@ def _rows(table: str) -> list[tuple[str, bool, str]]:
     return out
 
 
-def test_readme_package_map_is_generated_from_the_package():
-    assert package_map.readme_block() == package_map.package_map(), (
+@pytest.fixture(scope="module")
+def generated() -> str:
+    """The map of the real package (parsing every module takes a moment: once)."""
+    return package_map.package_map()
+
+
+def test_readme_package_map_is_generated_from_the_package(generated: str):
+    assert package_map.readme_block() == generated, (
         "README.md's package map is stale: run `make package-map`")
 
 
-def test_the_map_lists_every_module_and_subpackage_once():
-    rows = _rows(package_map.package_map())
+def test_the_map_lists_every_module_and_subpackage_once(generated: str):
+    rows = _rows(generated)
     names = [name for name, _, _ in rows]
     modules = {p.relative_to(PACKAGE).with_suffix("").as_posix().replace("/", ".")
                for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
@@ -44,8 +50,8 @@ def test_the_map_lists_every_module_and_subpackage_once():
     assert all(summary and summary != "(no docstring)" for _, _, summary in rows)
 
 
-def test_subpackages_come_in_stage_order_each_followed_by_its_modules():
-    rows = _rows(package_map.package_map())
+def test_subpackages_come_in_stage_order_each_followed_by_its_modules(generated: str):
+    rows = _rows(generated)
     order = [name for name, sub, _ in rows if sub]
     assert order == [s for s in STAGE_ORDER if s in order]
     current = None
@@ -96,12 +102,12 @@ def _readme(path: Path, block: str) -> Path:
     return path
 
 
-def test_write_readme_block_rewrites_only_the_block(tmp_path: Path):
+def test_write_readme_block_rewrites_only_the_block(tmp_path: Path, generated: str):
     readme = _readme(tmp_path / "README.md", "| stale | table |\n")
     assert package_map.write_readme_block(readme) is True
     text = readme.read_text(encoding="utf-8")
     assert text.startswith("# Title\n\nbefore\n\n") and text.endswith(f"{END}\n\nafter\n")
-    assert package_map.readme_block(readme) == package_map.package_map()
+    assert package_map.readme_block(readme) == generated
     assert "stale" not in text
     assert package_map.write_readme_block(readme) is False  # already current
     assert readme.read_text(encoding="utf-8") == text
@@ -114,6 +120,6 @@ def test_a_readme_without_markers_is_a_data_error(tmp_path: Path):
         package_map.readme_block(readme)
 
 
-def test_main_prints_the_map(capsys: pytest.CaptureFixture[str]):
+def test_main_prints_the_map(capsys: pytest.CaptureFixture[str], generated: str):
     assert package_map.main([]) == 0
-    assert capsys.readouterr().out == package_map.package_map()
+    assert capsys.readouterr().out == generated
