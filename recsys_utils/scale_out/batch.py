@@ -6,23 +6,33 @@ the factors next to the lists and gathers them in a :class:`BatchRecommendations
 pandas: loading it needs neither Spark nor the training data); ``register_batch``
 stores it with the registry's public ``register_model`` — manifest, data fingerprint,
 params, metrics, the sha256 of ``model.pkl`` and of every batch file — *without*
-promoting it (the API serves the champion ``Recommender``; see the book's scale-out
-chapter for what serving these lists needs).
+promoting it. Promoted like any version (``recsys-retrain --rollback VERSION``,
+``registry.promote``), it is served by :class:`BatchRecommender`: the lists behind the
+``Recommender``'s serving interface, with the catalog from the titles and analytics
+tables only (``serving.state.load_state`` reads neither the ratings nor the model table).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from recsys_utils.errors import UnknownFilterError, UnknownItemError
 from recsys_utils.fingerprint import data_fingerprint
 from recsys_utils.lifecycle.registry import find_version, register_model, sha256_file
 from recsys_utils.paths import ProjectPaths
+from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, KINDS, Recommendations
 
-__all__ = ["BatchOutput", "BatchRecommendations", "register_batch", "save_batch"]
+__all__ = ["BatchOutput", "BatchRecommendations", "BatchRecommender", "is_batch_manifest",
+           "register_batch", "save_batch"]
+
+#: The manifest's ``kind`` of a version ``register_batch`` wrote.
+BATCH_KIND = "batch_top_n"
 
 
 @dataclass
@@ -99,6 +109,189 @@ def register_batch(batch: BatchOutput, train_model: pd.DataFrame, *, params: dic
         return found
     return register_model(batch.recommendations, params=params, metrics=metrics,
                           data_fingerprint=fingerprint, paths=paths, promote=False,
-                          notes="Spark ALS batch top-N lists (06_scale_out); not served",
-                          extra={"engine": "spark", "kind": "batch_top_n",
+                          notes="Spark ALS batch top-N lists (06_scale_out)",
+                          extra={"engine": "spark", "kind": BATCH_KIND,
                                  "batch_files": batch.checksums(paths.root)})
+
+
+def is_batch_manifest(manifest: dict) -> bool:
+    """Whether a registry manifest is a Spark batch version (``register_batch``)."""
+    return manifest.get("kind") == BATCH_KIND
+
+
+class _Lists:
+    """Rows of a frame grouped by ``key`` (sorted by key, then rank): a lookup is one
+    binary search, not a scan of every user's rows."""
+
+    def __init__(self, frame: pd.DataFrame, key: str, item: str, score: str) -> None:
+        frame = frame.sort_values([key, "rank"], kind="mergesort")
+        self.keys, self.starts, self.counts = np.unique(frame[key].to_numpy(),
+                                                        return_index=True, return_counts=True)
+        self.items = frame[item].astype(str).to_numpy(dtype=object)
+        self.scores = frame[score].to_numpy(dtype=np.float64)
+
+    def find(self, key: Any) -> slice | None:
+        k = int(np.searchsorted(self.keys, key))
+        if k == len(self.keys) or self.keys[k] != key:
+            return None
+        return slice(int(self.starts[k]), int(self.starts[k] + self.counts[k]))
+
+
+class BatchRecommender:
+    """A Spark batch version answering like a ``Recommender`` (what ``serving`` calls).
+
+    * **Known user** (one with a stored list): no filter → the stored overall list
+      (``platform="all"``); a platform filter → the stored list of that platform (several
+      platforms: their lists merged by score, a title on two of them once) — exact, since
+      each stored list is the top ``depth`` within its platform. The type filter is applied
+      at request time to that list: the lists were ranked without it, so when fewer than
+      ``n`` of the ``depth`` stored titles pass (or ``n > depth``) the answer has *fewer
+      than n items* (its length says so), never titles from outside the stored lists.
+      ``score`` is the ALS score the list is ordered by, not a rating.
+    * **Unknown user**: the ``Recommender``'s cold-start list, the best Bayesian averages
+      ``(sum of scores + prior_count * global mean) / (n_ratings + prior_count)`` within
+      the filters, from the analytics table's ``mean_score`` and ``n_ratings``.
+    * **A new user's ratings** (``recommend_for_ratings``): there is no model to fold
+      them into, so the cold-start list without the rated titles (``cold_start=True``).
+    * **Similar titles**: the stored table; a title without entries has no neighbours.
+
+    Titles of the lists that are no longer in the catalog are left out.
+    """
+
+    def __init__(self, batch: BatchRecommendations, analytics: pd.DataFrame,
+                 prior_count: float = DEFAULT_RANKING_PARAMS["prior_count"]) -> None:
+        t = analytics.astype({"item_id": str, "platform": str, "type": str, "title": str})
+        t = t.sort_values(["item_id", "platform"], kind="mergesort")
+        first = t.drop_duplicates("item_id")
+        self.item_ids: np.ndarray = first["item_id"].to_numpy(dtype=object)
+        self._index = pd.Index(self.item_ids)
+        self._titles = first["title"].to_numpy(dtype=object)
+        self._types = first["type"].to_numpy(dtype=object)
+        self.platforms: list[str] = sorted(t["platform"].unique().tolist())
+        on = t.groupby("item_id", sort=False)["platform"].agg(tuple)
+        self._on = [on[i] for i in self.item_ids]  # each title's platforms, sorted
+        # the cold-start key, as Recommender._fit_interactions / _cold_start compute it
+        n = first["n_ratings"].fillna(0).to_numpy(dtype=np.float64)
+        sums = first["mean_score"].fillna(0).to_numpy(dtype=np.float64) * n
+        mean = float(sums.sum() / n.sum()) if n.sum() > 0 else 0.0
+        self._bayes = (sums + prior_count * mean) / (n + prior_count)
+        self._cold_key = self._bayes + 1e-9 * np.log1p(n)
+        top = batch.top_n
+        self._lists = {str(p): _Lists(rows, "user", "item", "score")
+                       for p, rows in top.groupby(top["platform"].astype(str))}
+        self._similar = _Lists(batch.similar, "item", "similar", "similarity")
+        overall = self._lists.get("all")
+        self.user_ids: np.ndarray = (overall.keys if overall is not None
+                                     else np.zeros(0, dtype=np.int64))
+        #: titles stored per user and list (the lists' ``k``)
+        self.depth = int(top["rank"].max()) if len(top) else 0
+        self._masks: dict[tuple, np.ndarray] = {}
+
+    def known_user(self, user: int) -> bool:
+        """Whether ``user`` has a stored list."""
+        try:
+            k = int(np.searchsorted(self.user_ids, int(user)))
+        except (TypeError, ValueError):
+            return False
+        return k < len(self.user_ids) and int(self.user_ids[k]) == int(user)
+
+    def candidate_mask(self, platforms: Sequence[str] | None = None,
+                       kind: str | None = None) -> np.ndarray:
+        """Titles on any of ``platforms`` and of ``kind``; ``UnknownFilterError`` for an
+        unknown value (the ``Recommender``'s rule)."""
+        key = (tuple(sorted(set(platforms or ()))), kind)
+        if key not in self._masks:
+            for name in key[0]:
+                if name not in self.platforms:
+                    raise UnknownFilterError("platform", name, self.platforms)
+            if kind is not None and kind not in KINDS:
+                raise UnknownFilterError("kind", kind, KINDS)
+            wanted = set(key[0])
+            mask = np.array([not wanted or bool(wanted.intersection(on)) for on in self._on],
+                            dtype=bool)
+            if kind is not None:
+                mask &= self._types == kind
+            self._masks[key] = mask
+        return self._masks[key]
+
+    def _frame(self, positions: np.ndarray, scores: np.ndarray,
+               platforms: Sequence[str] | None) -> pd.DataFrame:
+        allowed = set(platforms or self.platforms)
+        return pd.DataFrame({
+            "rank": np.arange(1, len(positions) + 1, dtype=np.int64),
+            "item_id": self.item_ids[positions].astype(str),
+            "title": self._titles[positions].astype(str),
+            # the first of the title's platforms (sorted) the filter allows
+            "platform": [next(p for p in self._on[k] if p in allowed) for k in positions],
+            "type": self._types[positions].astype(str),
+            "score": np.round(scores, 3),
+            "ranking_score": scores,
+        })
+
+    def _cold_start(self, n: int, valid: np.ndarray, platforms: Sequence[str] | None,
+                    user: int | None) -> Recommendations:
+        order = np.lexsort((np.arange(len(valid)), -self._cold_key))  # ties: catalog order
+        top = order[valid[order]][:n]
+        return Recommendations(user=user, cold_start=True,
+                               items=self._frame(top, self._bayes[top], platforms))
+
+    def recommend(self, user: int, n: int = 10, platforms: Sequence[str] | None = None,
+                  kind: str | None = None) -> Recommendations:
+        """Top ``n`` of ``user``'s stored list within the filters (see the class)."""
+        valid = self.candidate_mask(platforms, kind)
+        if not self.known_user(user):
+            try:
+                as_int = int(user)
+            except (TypeError, ValueError):
+                as_int = None
+            return self._cold_start(n, valid, platforms, as_int)
+        names = sorted(set(platforms)) if platforms else ["all"]
+        items, scores = [], []
+        for name in names:
+            lists = self._lists.get(name)
+            rows = lists.find(int(user)) if lists is not None else None
+            if rows is not None:
+                items.append(lists.items[rows])
+                scores.append(lists.scores[rows])
+        pos = self._index.get_indexer(np.concatenate(items)) if items else np.zeros(0, int)
+        score = np.concatenate(scores) if scores else np.zeros(0)
+        if len(names) > 1:  # merge: best score first, ties by catalog order, once each
+            order = np.lexsort((pos, -score))
+            pos, score = pos[order], score[order]
+            first = np.sort(np.unique(pos, return_index=True)[1])
+            pos, score = pos[first], score[first]
+        keep = (pos >= 0) & valid[np.where(pos >= 0, pos, 0)]
+        return Recommendations(user=int(user), cold_start=False,
+                               items=self._frame(pos[keep][:n], score[keep][:n], platforms))
+
+    def recommend_for_ratings(self, ratings: Mapping[str, float], n: int = 10,
+                              platforms: Sequence[str] | None = None,
+                              kind: str | None = None) -> Recommendations:
+        """The cold-start list without the rated titles (no model to fold them into);
+        ``UnknownItemError`` for a title not in the catalog."""
+        valid = self.candidate_mask(platforms, kind).copy()
+        for item in ratings:
+            pos = int(self._index.get_indexer([str(item)])[0])
+            if pos < 0:
+                raise UnknownItemError(item, f"unknown item {item!r}: not in the catalog")
+            valid[pos] = False
+        return self._cold_start(n, valid, platforms, None)
+
+    def similar(self, item_id: str, n: int = 10) -> pd.DataFrame:
+        """The stored neighbours of ``item_id``: ``item_id, title, platform, similarity``."""
+        if self._index.get_indexer([str(item_id)])[0] < 0:
+            raise UnknownItemError(item_id, f"unknown item {item_id!r}: not in the catalog")
+        rows = self._similar.find(str(item_id))
+        names = self._similar.items[rows] if rows is not None else np.zeros(0, dtype=object)
+        sims = self._similar.scores[rows] if rows is not None else np.zeros(0)
+        pos = self._index.get_indexer(names)
+        top, sims = pos[pos >= 0][:n], sims[pos >= 0][:n]
+        return pd.DataFrame({"item_id": self.item_ids[top].astype(str),
+                             "title": self._titles[top].astype(str),
+                             "platform": [self._on[k][0] for k in top],
+                             "similarity": np.round(sims, 4)},
+                            columns=["item_id", "title", "platform", "similarity"])
+
+    def __repr__(self) -> str:
+        return (f"BatchRecommender({len(self.user_ids):,} users x {self.depth} titles, "
+                f"{len(self.item_ids):,} catalog titles)")

@@ -131,6 +131,7 @@ async def health(state: State, request: Request) -> HealthOut:
     return HealthOut(
         status="stale" if reload.error else "ok",
         model_version=str(state.manifest.get("version")),
+        model_kind=model_kind(state.manifest),
         n_titles=len(state.titles_by_id),
         n_users=state.n_users,
         platforms=state.platforms,
@@ -147,6 +148,13 @@ async def version(state: State) -> VersionOut:
     return version_out(state.manifest)
 
 
+def model_kind(manifest: Mapping[str, Any]) -> str:
+    """``spark_batch`` for a Spark batch version (``scale_out.batch``), else ``recommender``."""
+    from recsys_utils.scale_out.batch import is_batch_manifest
+
+    return "spark_batch" if is_batch_manifest(manifest) else "recommender"
+
+
 def version_out(manifest: Mapping[str, Any]) -> VersionOut:
     """The manifest as ``VersionOut``: scalar metrics apart from the other entries."""
     metrics: dict[str, float | None] = {}
@@ -160,6 +168,7 @@ def version_out(manifest: Mapping[str, Any]) -> VersionOut:
     return VersionOut(
         api_version=__version__,
         version=str(manifest.get("version")),
+        model_kind=model_kind(manifest),
         trained_at=opt_str(manifest.get("created_at")),
         data_fingerprint=opt_str(manifest.get("data_fingerprint")),
         metrics=metrics,

@@ -183,14 +183,21 @@ class ReloadOut(BaseModel):
     failed_version: str | None = Field(description="The version that failed to load.")
 
 
+_MODEL_KIND_HELP = ("`recommender` (a fitted `Recommender`) or `spark_batch` (a Spark ALS "
+                   "batch version: precomputed top-N lists per user and platform, filters "
+                   "applied per request; a type filter can leave fewer than `n` titles).")
+
+
 class HealthOut(BaseModel):
     status: str = Field(
         description="`ok` once the tables and the model are loaded; `stale` when the champion "
         "pointer names a model that failed to load (see `reload.error`): the previous "
         "model is still served.")
     model_version: str = Field(description="Registry version of the champion model in memory.")
+    model_kind: str = Field(description=_MODEL_KIND_HELP)
     n_titles: int = Field(description="Titles in the processed catalog (one per platform copy).")
-    n_users: int = Field(description="Distinct users in the ratings table.")
+    n_users: int = Field(description="Distinct users in the ratings table (a `spark_batch` "
+                         "champion: users with a stored list).")
     platforms: list[str] = Field(description="Platforms in the catalog.")
     uptime_seconds: float = Field(description="Seconds since the state was loaded.")
     load_seconds: float = Field(description="How long loading the tables and model took.")
@@ -201,6 +208,7 @@ class HealthOut(BaseModel):
 class VersionOut(BaseModel):
     api_version: str = Field(description="Version of the recsys_utils package serving.")
     version: str = Field(description="Registry version of the champion model (e.g. `v0003`).")
+    model_kind: str = Field(description=_MODEL_KIND_HELP)
     trained_at: str | None = Field(description="When the model was registered (UTC ISO 8601).")
     data_fingerprint: str | None = Field(
         description="Fingerprint of the training table (`recsys_utils.fingerprint`)."
@@ -246,7 +254,9 @@ class RecommendedTitle(BaseModel):
     title: str
     platform: str
     type: str
-    score: float | None = Field(description="Predicted rating on the 0.5-5 scale.")
+    score: float | None = Field(description="Predicted rating on the 0.5-5 scale (a "
+                                "`spark_batch` champion's known user: the ALS score the "
+                                "list is ordered by).")
 
 
 class RecommendationsOut(BaseModel):

@@ -7,6 +7,10 @@ Why it is shaped this way:
   which verifies the checksum in the manifest before unpickling). A request only
   does array work on objects already in memory. Missing or corrupt artifacts raise
   ``DataError`` naming the file and the command that creates it (``make pipeline``).
+* **A Spark batch champion** (``06_scale_out``'s lists, promoted) is served by
+  ``scale_out.batch.BatchRecommender`` from its precomputed lists, filters applied per
+  request; loading it reads only the titles and analytics tables (the cold-start list
+  and the catalog), never the ratings or the model table.
 * **Handlers reach the state through ``Depends(get_state)``**, never a closure, so a
   test can swap it with ``app.dependency_overrides[get_state]``, and a request keeps
   the state it started with even when a new champion is swapped in meanwhile.
@@ -139,35 +143,43 @@ def load_state(paths: ProjectPaths | None = None) -> ServingState:
     """
     # Imported here so `recsys-serve --help` and the module import stay fast.
     from recsys_utils.data.cleaning import load_processed
+    from recsys_utils.data.tables import read_table
     from recsys_utils.lifecycle.registry import load_champion
+    from recsys_utils.scale_out.batch import BatchRecommendations, BatchRecommender
 
     paths = paths if paths is not None else project_paths()
     # Stamp first: a promotion during the load then shows as a change at the next check.
     stamp = pointer_stamp(paths)
     started = time.perf_counter()
-    data = load_processed(paths)
     recommender, manifest = load_champion(paths)
-    if not hasattr(recommender, "recommend"):
-        raise DataError(
-            f"the champion model in {paths.models} is a {type(recommender).__name__}, "
-            f"not a Recommender; {PIPELINE_HINT}"
-        )
-    analytics = data.analytics
+    if isinstance(recommender, BatchRecommendations):
+        # The lists are the model: only the catalog tables are read (no ratings, no model table).
+        titles, analytics = read_table("titles", paths), read_table("analytics", paths)
+        recommender = BatchRecommender(recommender, analytics)
+        active = pd.Series(0, index=recommender.user_ids)  # no activity figures: id order
+    else:
+        if not hasattr(recommender, "recommend"):
+            raise DataError(
+                f"the champion model in {paths.models} is a {type(recommender).__name__}, "
+                f"not a Recommender; {PIPELINE_HINT}"
+            )
+        data = load_processed(paths)
+        titles, analytics = data.titles, data.analytics
+        # Users by number of ratings, most active first: the order the cache is warmed in.
+        counts = data.ratings["user_id"].value_counts(sort=False)
+        active = counts.sort_index().sort_values(ascending=False, kind="mergesort")
     titles_by_id = title_records(analytics)
     platforms = sorted(str(p) for p in analytics["platform"].dropna().unique())
-    # Users by number of ratings, most active first: the order the cache is warmed in.
-    counts = data.ratings["user_id"].value_counts(sort=False)
-    active = counts.sort_index().sort_values(ascending=False, kind="mergesort")
     n_users = len(active)
     return ServingState(
         recommender=recommender,
         manifest=manifest,
-        titles=data.titles,
+        titles=titles,
         analytics=analytics,
         platforms=platforms,
         titles_by_id=titles_by_id,
-        ids_by_item=ids_by_item(data.titles),
-        platforms_by_item=platforms_by_item(data.titles),
+        ids_by_item=ids_by_item(titles),
+        platforms_by_item=platforms_by_item(titles),
         n_users=n_users,
         paths=paths,
         active_users=[int(u) for u in active.index],
@@ -346,7 +358,11 @@ def _ranked(state: ServingState, user: int | None) -> RankedList:
     """The unfiltered top ``RANKED_DEPTH`` of a known user (``None``: cold start).
 
     A model registered with precomputed lists (``ranking.precomputed``, as deep as
-    ``RANKED_DEPTH``) answers from them: the same list without ranking the catalog."""
+    ``RANKED_DEPTH``) answers from them: the same list without ranking the catalog.
+    A Spark batch champion's stored list is only ``depth`` deep: it holds every
+    candidate only when shorter than that (otherwise a filter that leaves fewer than
+    ``n`` of it is asked of ``BatchRecommender.recommend``, which uses the per-platform
+    lists)."""
     rec = state.recommender
     lists = getattr(rec, "precomputed_", None)
     if user is not None and lists is not None and lists.depth >= RANKED_DEPTH:
@@ -355,7 +371,8 @@ def _ranked(state: ServingState, user: int | None) -> RankedList:
         return ranked_list(state, recommend_precomputed(rec, lists, user, RANKED_DEPTH),
                            RANKED_DEPTH)
     recs = rec.recommend(UNKNOWN_USER_KEY if user is None else user, n=RANKED_DEPTH)
-    return ranked_list(state, recs, RANKED_DEPTH)
+    stored = getattr(rec, "depth", RANKED_DEPTH) if user is not None else RANKED_DEPTH
+    return ranked_list(state, recs, min(RANKED_DEPTH, stored))
 
 
 def _live(state: ServingState, user: int | None, n: int, platforms: tuple[str, ...] | None,
