@@ -260,3 +260,48 @@ def test_a_batch_saved_with_another_pandas_major_is_refused(
     manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(DataError, match="pandas 99.0.0 when saved"):
         load_state(paths)
+
+
+@pytest.mark.spark
+def test_a_batch_written_by_spark_is_served(fixture_paths: ProjectPaths, tmp_path: Path) -> None:
+    """The real path on the fixture project: ALS on Spark, ``write_top_n``, ``save_batch``,
+    ``register_batch``, promoted, then served without the ratings and model tables."""
+    from spark_fixtures import LOCAL, require_spark
+
+    require_spark()
+    from recsys_utils.scale_out import als
+    from recsys_utils.scale_out.batch import save_batch
+    from recsys_utils.scale_out.session import spark_session
+
+    shutil.copytree(fixture_paths.root, tmp_path / "project")
+    paths = project_paths(tmp_path / "project")
+    model_df = pd.read_parquet(paths.processed / "model.parquet")
+    titles = pd.read_parquet(paths.processed / "titles.parquet")
+    out = paths.outputs / "scale_out" / "als"
+    with spark_session(LOCAL) as spark:
+        catalog = als.Catalog.from_titles(titles)
+        frame = catalog.index_frame(spark).cache()
+        train = spark.createDataFrame(model_df).cache()
+        fitted = als.fit_als(train, frame, als.AlsParams(rank=4, reg=0.1, alpha=5.0, max_iter=5),
+                             implicit=True, seed=0)
+        top_dir = als.write_top_n(fitted, train, catalog, frame, out / "top_n.parquet", DEPTH)
+        similar = als.similar_titles(fitted, catalog, 3).toPandas()
+        batch = save_batch(fitted, catalog, top_dir, similar, out)
+    version = register_batch(batch, model_df, params={"engine": "spark", "k": DEPTH},
+                             metrics={"ndcg": 0.1}, paths=paths)
+    registry.promote(version, paths)
+    for table in ("ratings", "model"):
+        (paths.processed / f"{table}.parquet").unlink()
+    lists = batch.recommendations
+    with TestClient(create_app(paths, state=load_state(paths))) as client:
+        assert client.get("/health").json()["model_kind"] == "spark_batch"
+        for user in sorted(lists.top_n["user"].unique())[:10]:
+            for platform in (None, "netflix"):
+                params = {"n": DEPTH, **({"platforms": platform} if platform else {})}
+                got = client.get(f"/users/{user}/recommendations", params=params).json()
+                assert not got["cold_start"]
+                assert [i["item_id"] for i in got["items"]] == lists.recommend(user, DEPTH,
+                                                                               platform)
+        got = client.get(f"/titles/{RATED_ID}/similar", params={"n": 3}).json()
+        rows = lists.similar[lists.similar["item"] == RATED_ID].sort_values("rank")
+        assert [i["item_id"] for i in got["items"]] == rows["similar"].tolist()

@@ -135,7 +135,8 @@ class ServingState:
 
 
 def load_state(paths: ProjectPaths | None = None) -> ServingState:
-    """Load the processed tables and the champion model (checksum verified).
+    """Load the processed tables and the champion model (checksum verified); for a Spark
+    batch champion, only the titles and analytics tables (``scale_out.batch``).
 
     Raises:
         DataError: a processed table or the model is missing or corrupt; the
