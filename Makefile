@@ -97,7 +97,7 @@ bench: $(STAMP) ## print the benchmark figures (accuracy, ranking, latency, API 
 	$(BIN)/python benchmarks/bench_ranking.py
 	$(BIN)/python benchmarks/bench_load.py
 
-bench-load: $(STAMP) ## load-test the API on loopback (2,000 requests, 16 concurrent) against the seed's way
+bench-load: $(STAMP) ## load-test the API on loopback (2,000 requests, 16 concurrent) against the first version's way
 	$(BIN)/python benchmarks/bench_load.py
 
 # Synthetic scale data fitted to the processed tables (labelled SYNTHETIC in OUT).

@@ -1,4 +1,4 @@
-"""Ranking benchmark: top-N quality vs popularity, and recommendation latency vs the seed.
+"""Ranking benchmark: top-N quality vs popularity, and recommendation latency vs the first version.
 
 Measured in one run, on the processed default data (``make pipeline`` first; without it
 the embedded MovieLens is read directly):
@@ -13,8 +13,8 @@ the embedded MovieLens is read directly):
    unrated titles): NDCG@10 with its standard error, the paired gain over popularity,
    catalog coverage, against popularity and random in the same run; the targets are
    NDCG >= 2.5x and coverage >= 5x popularity's. The global time split is printed after
-   it with its user count. ``--rating-ranking`` adds the seed's ranking (slow).
-3. **Latency of one user's top-10** vs the seed's approach -- a surprise SVD (default
+   it with its user count. ``--rating-ranking`` adds the first version's ranking (slow).
+3. **Latency of one user's top-10** vs the first version's approach -- a surprise SVD (default
    parameters) whose ``predict`` is called for every unrated title, then sorted -- as
    medians over several users: ``Recommender.top_items`` (the ranking alone) and
    ``Recommender.recommend`` (plus the rating model's predicted ratings of the 10 titles
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="check the registered champion's ranking against its manifest")
     parser.add_argument("--users", type=int, default=20, help="users timed for one-user latency")
     parser.add_argument("--seed-users", type=int, default=5,
-                        help="users timed for the seed's predict loop (slow)")
+                        help="users timed for the first version's predict loop (slow)")
     parser.add_argument("--rating-ranking", action="store_true",
                         help="also rank by predicted rating alone (one predict per user: slow)")
     args = parser.parse_args(argv)

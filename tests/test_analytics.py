@@ -1,4 +1,4 @@
-"""Platform analytics (the seed's API questions) on a small hand-made analytics table."""
+"""Platform analytics (the first version's API questions) on a small hand-made analytics table."""
 
 from __future__ import annotations
 

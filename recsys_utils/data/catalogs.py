@@ -138,7 +138,7 @@ def fix_misplaced_durations(df: pd.DataFrame) -> pd.DataFrame:
     """Move durations found in ``rating`` (``74 min``, ``2 Seasons``) back to ``duration``.
 
     A duration is never a maturity rating, so ``rating`` becomes missing (later ``G``
-    by the seed's rule); ``duration`` takes the value only where it is empty.
+    by the first version's rule); ``duration`` takes the value only where it is empty.
     """
     out = df.copy()
     rating = out["rating"].astype(object).where(out["rating"].notna(), "").map(str)

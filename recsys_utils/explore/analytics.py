@@ -1,4 +1,4 @@
-"""Platform analytics: the seed's API questions as small, tested functions.
+"""Platform analytics: the first version's API questions as small, tested functions.
 
 Every function takes the processed **analytics table** (``data/processed/analytics.parquet``:
 the titles table plus ``mean_score`` and ``n_ratings``; see ``book/data_dictionary.md``) and
@@ -9,7 +9,7 @@ and the notebook can show it as a table (``to_frame()`` / :func:`answer_seed_que
 Conventions shared by all functions:
 
 * A filter left as ``None`` means "no filter" (all platforms, all years, both kinds).
-* ``year`` filters on ``release_year`` (the seed's rule).
+* ``year`` filters on ``release_year`` (the first version's rule).
 * Filter values are matched forgivingly: ``"Netflix"``, ``" netflix "`` and ``"netflix"``
   are the same platform; ``"amazon prime"`` is ``amazon_prime``; ``"movie"`` is ``Movie``.
 * An unknown platform, kind, duration type or maturity rating raises
@@ -265,9 +265,9 @@ def longest_title(
     duration_type: str = "min",
     kind: str | None = None,
 ) -> LongestTitle:
-    """The longest title on ``platform`` released in ``year`` (the seed's "longest movie").
+    """The longest title on ``platform`` released in ``year`` (the first version's "longest movie").
 
-    ``duration_type`` is ``"min"`` (movies, length in minutes -- the seed's question) or
+    ``duration_type`` is ``"min"`` (movies, length in minutes -- the first version's question) or
     ``"season"`` (shows, length in seasons). ``kind`` optionally restricts to ``"Movie"`` or
     ``"TV Show"``. Ties on length are broken by title then ``item_id`` so the answer is stable.
     Returns a :class:`LongestTitle` (``found=False`` when no title of the slice has a length).
@@ -312,7 +312,7 @@ def count_titles_above_score(
     """How many titles of ``platform`` released in ``year`` have a mean score above ``min_score``.
 
     The score is the audience ``mean_score`` (0.5-5 scale; unrated titles have none and never
-    count). "Above" is strict (``mean_score > min_score``), as in the seed. Returns a
+    count). "Above" is strict (``mean_score > min_score``), as in the first version. Returns a
     :class:`ScoreCount`; a slice with no such title gives ``count=0, found=False``.
     """
     _require(df, ["platform", "release_year", "type", "mean_score"])

@@ -9,7 +9,7 @@ closed form ``B = I - P diag(1/diag(P))``, ``P = (X'X + l2 I)^-1``, and a user's
 are ``x_u B``. The **displayed score** is the rating model's predicted rating (0.5..5),
 so a user sees "you would rate this about 4.3" next to a list ordered for top-N accuracy.
 
-Why not rank by the predicted rating (the seed's approach): a rating model answers "how
+Why not rank by the predicted rating (the first version's approach): a rating model answers "how
 much would this user like this title *if* they watched it", and is most optimistic about
 obscure titles with few, enthusiastic ratings; top-N quality asks "which titles will this
 user watch and like". On the default data, ranking by the predicted rating alone scores
@@ -622,7 +622,7 @@ class Recommender:
         ``model`` (the ranking score), ``popularity`` (training ratings count),
         ``random`` (seeded by ``seed``, default the recommender's), ``bayes`` (the
         cold-start Bayesian average) or ``rating`` (the predicted rating alone, unclipped:
-        the seed's approach; one ``predict_items`` per user, slow).
+        the first version's approach; one ``predict_items`` per user, slow).
         """
         self._check_fitted()
         if strategy not in STRATEGIES:

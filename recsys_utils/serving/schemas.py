@@ -321,7 +321,7 @@ class SimilarOut(BaseModel):
 
 
 class LongestOut(BaseModel):
-    """The longest title of a platform/year slice (the seed's "longest movie")."""
+    """The longest title of a platform/year slice (the first version's "longest movie")."""
 
     found: bool = Field(description="False when no title of the slice has a length.")
     platform: str | None = Field(description="Platform filter as matched (null = all).")
