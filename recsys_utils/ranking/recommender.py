@@ -74,6 +74,7 @@ __all__ = [
     "Recommendations",
     "Recommender",
     "STRATEGIES",
+    "catalog_rows",
     "train_recommender",
 ]
 
@@ -179,6 +180,14 @@ def _zscore(v: np.ndarray) -> np.ndarray:
     return _zscore_rows(np.array(v, dtype=np.float64, ndmin=2))[0]
 
 
+def catalog_rows(titles: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The catalog in the order every served array follows: rows sorted by ``(item_id,
+    platform)`` with text columns as ``str``, and each title's first row (one per ``item_id``)."""
+    t = titles.astype({"item_id": str, "platform": str, "type": str, "title": str})
+    t = t.sort_values(["item_id", "platform"], kind="mergesort")
+    return t, t.drop_duplicates("item_id")
+
+
 class Recommender:
     """The served recommender: a rating model for scores, EASE for the ranking.
 
@@ -226,10 +235,7 @@ class Recommender:
 
     def _fit_catalog(self, titles: pd.DataFrame) -> None:
         """Catalog arrays: one entry per ``item_id`` (sorted), platforms as a boolean matrix."""
-        t = titles[["item_id", "platform", "type", "title"]].astype(
-            {"item_id": str, "platform": str, "type": str, "title": str})
-        t = t.sort_values(["item_id", "platform"], kind="mergesort")
-        first = t.drop_duplicates("item_id")
+        t, first = catalog_rows(titles[["item_id", "platform", "type", "title"]])
         self.item_ids: np.ndarray = first["item_id"].to_numpy(dtype=object)
         self._item_index = pd.Index(self.item_ids)
         self._titles = first["title"].to_numpy(dtype=object)

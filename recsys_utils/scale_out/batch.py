@@ -26,7 +26,12 @@ from recsys_utils.errors import UnknownFilterError, UnknownItemError
 from recsys_utils.fingerprint import data_fingerprint
 from recsys_utils.lifecycle.registry import find_version, register_model, sha256_file
 from recsys_utils.paths import ProjectPaths
-from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, KINDS, Recommendations
+from recsys_utils.ranking.recommender import (
+    DEFAULT_RANKING_PARAMS,
+    KINDS,
+    Recommendations,
+    catalog_rows,
+)
 
 __all__ = ["BatchOutput", "BatchRecommendations", "BatchRecommender", "is_batch_manifest",
            "register_batch", "save_batch"]
@@ -160,9 +165,7 @@ class BatchRecommender:
 
     def __init__(self, batch: BatchRecommendations, analytics: pd.DataFrame,
                  prior_count: float = DEFAULT_RANKING_PARAMS["prior_count"]) -> None:
-        t = analytics.astype({"item_id": str, "platform": str, "type": str, "title": str})
-        t = t.sort_values(["item_id", "platform"], kind="mergesort")
-        first = t.drop_duplicates("item_id")
+        t, first = catalog_rows(analytics)
         self.item_ids: np.ndarray = first["item_id"].to_numpy(dtype=object)
         self._index = pd.Index(self.item_ids)
         self._titles = first["title"].to_numpy(dtype=object)
