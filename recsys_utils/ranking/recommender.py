@@ -55,7 +55,7 @@ SVD (``n_factors``) of the same weighted interaction matrix.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -389,11 +389,17 @@ class Recommender:
         except (TypeError, ValueError):
             return False
 
-    def _item_position(self, item_id: str) -> int:
-        pos = self._item_index.get_indexer([str(item_id)])[0]
-        if pos < 0:
+    def _item_positions(self, item_ids: Iterable[str]) -> np.ndarray:
+        """Catalog positions of ``item_ids`` in one lookup; the first unknown one raises."""
+        ids = [str(i) for i in item_ids]
+        pos = self._item_index.get_indexer(ids).astype(np.int64)
+        if (pos < 0).any():
+            item_id = ids[int(np.argmax(pos < 0))]
             raise UnknownItemError(item_id, f"unknown item {item_id!r}: not in the catalog")
-        return int(pos)
+        return pos
+
+    def _item_position(self, item_id: str) -> int:
+        return int(self._item_positions([item_id])[0])
 
     def candidate_mask(self, platforms: Sequence[str] | None = None,
                        kind: str | None = None) -> np.ndarray:
@@ -557,7 +563,7 @@ class Recommender:
         valid = self.candidate_mask(platforms, kind)
         if not ratings:
             return self._cold_start(None, n, valid, platforms)
-        pos = np.array([self._item_position(i) for i in ratings], dtype=np.int64)
+        pos = self._item_positions(ratings)
         scores = np.array([float(s) for s in ratings.values()], dtype=np.float64)
         p = self.ranking_params
         if p["weighting"] == "score":

@@ -59,9 +59,9 @@ MAX_ID_LEN = 64
 #: Most platforms one request may filter on.
 MAX_PLATFORMS = 32
 #: Most ratings one ``POST /recommendations`` may carry: bounds the body and the time
-#: one request holds the event loop (measured on the default data: ~1 ms per rated
-#: title, almost all of it the Recommender's per-title id lookup; 200 ratings ~0.1 s).
-#: A new user rates a handful; a user with hundreds of ratings belongs in training.
+#: one request holds the event loop (the fold-in itself is ~1-2 ms for 10-200 ratings on
+#: the default data, one vectorized id lookup). A new user rates a handful; a user with
+#: hundreds of ratings belongs in training.
 MAX_RATINGS = 200
 #: Scores are on the ratings table's scale: 0.5 to 5 in half steps.
 SCORE_STEP = 0.5
