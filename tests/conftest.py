@@ -114,3 +114,17 @@ def processed_tiny(tiny_raw_dir: Path, tmp_path: Path,
     monkeypatch.setenv("RECSYS_ROOT", str(paths.root))
     build_processed(raw_dir=tiny_raw_dir, source="streaming", paths=paths, verbose=False)
     return paths
+
+
+#: Modules whose tests take minutes (whole pipeline runs, a Spark cluster): collected first,
+#: so that with several workers (`make unit`) they start at once instead of ending the run
+#: alone on one worker while the others are idle.
+LONGEST_FIRST = ("test_pipeline_integration", "test_scale_out_cluster")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rest(item: pytest.Item) -> bool:
+        module = getattr(item, "module", None)
+        return getattr(module, "__name__", "") not in LONGEST_FIRST
+
+    items.sort(key=rest)  # stable: the others keep their order

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -322,3 +323,51 @@ def test_batch_lists_registered_with_checksums(fitted, tmp_path: Path) -> None:
     # the same run again reuses the version instead of adding a copy
     assert register_batch(batch, model_df, params={"rank": 4}, metrics={"ndcg": 0.5},
                           paths=paths) == version
+
+
+@pytest.mark.spark
+def test_a_batch_written_by_spark_is_served(spark, tmp_path_factory: pytest.TempPathFactory,
+                                            tmp_path: Path) -> None:
+    """The real path on the fixture project: ALS on Spark, ``write_top_n``, ``save_batch``,
+    ``register_batch``, promoted, then served without the ratings and model tables."""
+    from fastapi.testclient import TestClient
+    from serving_fixture import RATED_ID, serving_project
+
+    from recsys_utils.lifecycle import registry
+    from recsys_utils.scale_out import als
+    from recsys_utils.scale_out.batch import register_batch, save_batch
+    from recsys_utils.serving.app import create_app
+    from recsys_utils.serving.state import load_state
+
+    depth = 5
+    shutil.copytree(serving_project(tmp_path_factory).root, tmp_path / "project")
+    paths = project_paths(tmp_path / "project")
+    model_df = pd.read_parquet(paths.processed / "model.parquet")
+    titles = pd.read_parquet(paths.processed / "titles.parquet")
+    out = paths.outputs / "scale_out" / "als"
+    catalog = als.Catalog.from_titles(titles)
+    frame = catalog.index_frame(spark).cache()
+    train = spark.createDataFrame(model_df).cache()
+    fitted = als.fit_als(train, frame, als.AlsParams(rank=4, reg=0.1, alpha=5.0, max_iter=5),
+                         implicit=True, seed=0)
+    top_dir = als.write_top_n(fitted, train, catalog, frame, out / "top_n.parquet", depth)
+    similar = als.similar_titles(fitted, catalog, 3).toPandas()
+    batch = save_batch(fitted, catalog, top_dir, similar, out)
+    version = register_batch(batch, model_df, params={"engine": "spark", "k": depth},
+                             metrics={"ndcg": 0.1}, paths=paths)
+    registry.promote(version, paths)
+    for table in ("ratings", "model"):
+        (paths.processed / f"{table}.parquet").unlink()
+    lists = batch.recommendations
+    with TestClient(create_app(paths, state=load_state(paths))) as client:
+        assert client.get("/health").json()["model_kind"] == "spark_batch"
+        for user in sorted(lists.top_n["user"].unique())[:10]:
+            for platform in (None, "netflix"):
+                params = {"n": depth, **({"platforms": platform} if platform else {})}
+                got = client.get(f"/users/{user}/recommendations", params=params).json()
+                assert not got["cold_start"]
+                assert [i["item_id"] for i in got["items"]] == lists.recommend(user, depth,
+                                                                               platform)
+        got = client.get(f"/titles/{RATED_ID}/similar", params={"n": 3}).json()
+        rows = lists.similar[lists.similar["item"] == RATED_ID].sort_values("rank")
+        assert [i["item_id"] for i in got["items"]] == rows["similar"].tolist()
