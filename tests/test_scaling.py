@@ -70,3 +70,14 @@ def test_fragment_file_follows_the_json(tmp_path):
     (paths.figures / scaling.FIGURE_NAME).write_bytes(b"png")
     assert "{figure} ../outputs/figures/scaling.png" in scaling.write_scaling_fragment(
         paths).read_text()
+
+
+def test_a_skipped_stage_is_shown_as_skipped_not_failed():
+    report = _report({100_000: 1.0, 1_000_000: 10.0})
+    for run in report["runs"]:
+        run["stages"]["spark"] = {"ok": False, "skipped": "Java 11 is too old", "seconds": 0.0}
+    report["stage_order"].append("spark")
+    row = next(line for line in scaling.scaling_fragment(report).splitlines()
+               if line.startswith("| spark |"))
+    assert "skipped" in row and "failed" not in row
+    assert scaling.fit_exponents(report["runs"])["spark"] is None

@@ -108,7 +108,8 @@ def scaling_fragment(report: Mapping[str, Any] | None, figure: str | None = None
         for m, _ in METRICS:
             for r in runs:
                 got = r["stages"].get(stage, {})
-                cells.append(_fmt(got.get(m)) if got.get("ok", True) else "failed")
+                cells.append(_fmt(got.get(m)) if got.get("ok", True)
+                             else "skipped" if got.get("skipped") else "failed")
         cells += [_fmt(exps[m].get(stage), 2) for m, _ in METRICS]
         lines.append(f"| {stage} | " + " | ".join(cells) + " |")
     lines += ["", "| ratings | users | titles | API start s | p50 ms | p99 ms | req/s | "
