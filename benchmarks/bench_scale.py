@@ -14,6 +14,10 @@ on a scratch project tree (never the project's ``data/`` or ``outputs/``):
                  cost of one request (500 distinct users): recommend vs the lists
     evaluation   evaluate_split on the time-aware split (04's defaults: the fast rating model)
     monitoring   replay_timeline (05's defaults: quarterly, numpy baseline)
+    spark        scale_out on ``local[2]`` (driver memory ``SPARK_DRIVER_MEMORY``): Spark
+                 cleaning of the raw folder, implicit ALS with fixed parameters
+                 (``SPARK_ALS``), top-10 for every user written as partitioned parquet;
+                 skipped (recorded with the reason) without Java >= 17 or pyspark
 
 Wall time is measured inside the stage process (the work, not the interpreter start);
 peak memory is the stage process's peak RSS (``VmHWM``) or its largest child's, whichever
@@ -51,7 +55,10 @@ from recsys_utils import DEFAULT_SEED
 from recsys_utils.paths import project_paths
 
 STAGES = ("clean", "model_table", "rating_fit", "served_fit", "topn_all", "precompute",
-          "evaluation", "monitoring")
+          "evaluation", "monitoring", "spark")
+SPARK_MASTER = "local[2]"
+SPARK_DRIVER_MEMORY = "6g"  # enough for 3 M ratings; in local mode the driver is the executor
+SPARK_ALS = {"rank": 10, "reg": 0.1, "alpha": 2.0, "max_iter": 10, "implicit": True}
 HOST = "127.0.0.1"
 
 
@@ -85,7 +92,10 @@ def run_stage(stage: str, root: Path, raw: Path, preset: str | None, seed: int) 
     rating_params, ranking_params, mon = _params(preset)
     info: dict[str, Any] = {}
     started = time.perf_counter()
-    if stage == "clean":
+    if stage == "spark":  # reads the raw folder itself, not the pandas tables
+        info = _spark(root, raw, seed)
+        started = time.perf_counter() - info["seconds"]
+    elif stage == "clean":
         got = build_processed(raw_dir=raw, source="streaming", paths=paths, verbose=False)
         totals = got.accounting.totals()
         info = {"rows_read": totals.read, "rejected": totals.rejected}
@@ -123,6 +133,9 @@ def run_stage(stage: str, root: Path, raw: Path, preset: str | None, seed: int) 
                                  rating_params=rating_params_for("fast"),
                                  ranking_params=ranking_params, seed=seed)
             info = {"summary": _plain(got.to_dict().get("ranking", {}))}
+        elif stage == "spark":
+            info = _spark(root, raw, seed)
+            started = time.perf_counter() - info["seconds"]
         elif stage == "monitoring":
             from recsys_utils.lifecycle.monitoring import replay_timeline
 
@@ -135,6 +148,91 @@ def run_stage(stage: str, root: Path, raw: Path, preset: str | None, seed: int) 
             raise SystemExit(f"error: unknown stage {stage!r}")
     info["seconds"] = round(time.perf_counter() - started, 3)
     return info
+
+
+def _process_tree_hwm(pid: int) -> dict[int, float]:
+    """Peak RSS (VmHWM, MB) of ``pid`` and all its descendants still alive."""
+    found, todo = {}, [pid]
+    while todo:
+        p = todo.pop()
+        hwm = _rss_mb(p)[1]
+        if hwm is not None:
+            found[p] = hwm
+        try:
+            todo += [int(c) for t in Path(f"/proc/{p}/task").iterdir()
+                     for c in (t / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds of a live process and of the children it has waited for (/proc stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _spark(root: Path, raw: Path, seed: int) -> dict:
+    """The Spark stage: cleaning, implicit ALS fit, top-10 for all users (seconds each) and
+    the JVM's peak RSS, read before the session stops (the JVM is this process's child
+    but is never waited for, so ``RUSAGE_CHILDREN`` would miss it)."""
+    from recsys_utils.scale_out import als as sals
+    from recsys_utils.scale_out.cleaning import clean_on_spark
+    from recsys_utils.scale_out.session import SparkSettings, spark_session, spark_unavailable
+
+    problem = spark_unavailable()
+    if problem:
+        return {"skipped": problem, "seconds": 0.0}
+    import pandas as pd
+
+    from recsys_utils.schema import cast_titles
+
+    paths = project_paths(root)
+    settings = SparkSettings(master=SPARK_MASTER, driver_memory=SPARK_DRIVER_MEMORY)
+    params = sals.AlsParams(rank=SPARK_ALS["rank"], reg=SPARK_ALS["reg"],
+                            alpha=SPARK_ALS["alpha"], max_iter=SPARK_ALS["max_iter"])
+    t0 = time.perf_counter()
+    with spark_session(settings) as spark:
+        session_s = time.perf_counter() - t0
+        t = time.perf_counter()
+        out = root / "scale_out"
+        cleaning = clean_on_spark(spark, raw, source="streaming", output_dir=out, paths=paths)
+        clean_s = time.perf_counter() - t
+        t = time.perf_counter()
+        titles = cast_titles(pd.read_parquet(cleaning.written["titles"]))
+        catalog = sals.Catalog.from_titles(titles)
+        catalog_frame = catalog.index_frame(spark).cache()
+        model = spark.read.parquet(str(cleaning.written["model"])).cache()
+        fitted = sals.fit_als(model, catalog_frame, params, implicit=True, seed=seed)
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        written = sals.write_top_n(fitted, model, catalog, catalog_frame, out / "top_n", n=10)
+        top_s = time.perf_counter() - t
+        n_users = fitted.userFactors.count()
+        tree = _process_tree_hwm(os.getpid())
+        jvm = spark.sparkContext._gateway.proc.pid  # the local-mode driver (= executor) JVM
+        jvm_hwm = tree.get(jvm)
+        # the JVM and its Python workers are never waited for: wait4 misses their CPU
+        untracked_cpu = sum(_cpu_s(p) for p in tree if p != os.getpid())
+    total = time.perf_counter() - t0
+    return {"seconds": round(total, 3), "master": SPARK_MASTER,
+            "driver_memory": SPARK_DRIVER_MEMORY, "als": SPARK_ALS,
+            "note": "local mode: the driver is the executor (one JVM, a child of the stage "
+                    "process); Python workers are the JVM's children",
+            "session_seconds": round(session_s, 3), "clean_seconds": round(clean_s, 3),
+            "als_fit_seconds": round(fit_s, 3), "top_n_seconds": round(top_s, 3),
+            "n_ratings_model": cleaning.n_model, "users_ranked": int(n_users),
+            "top_n_mb": round(sum(f.stat().st_size for f in Path(written).rglob("*.parquet"))
+                              / 2**20, 2),
+            "jvm_peak_rss_mb": jvm_hwm, "untracked_cpu_s": round(untracked_cpu, 2),
+            "python_workers_peak_rss_mb": max((v for p, v in tree.items()
+                                               if p not in (jvm, os.getpid())), default=None),
+            "tree_peak_rss_sum_mb": round(sum(tree.values()), 1),
+            "children_peak_rss_mb": max((v for p, v in tree.items() if p != os.getpid()),
+                                        default=0.0)}
 
 
 def _precompute(paths: Any, seed: int, n_requests: int = 500) -> dict:
@@ -217,6 +315,7 @@ def _child_main(args: argparse.Namespace) -> int:
     # Peak RSS of this process (VmHWM: reset at exec, unlike ru_maxrss, which keeps the
     # forking parent's size) and of any child it waited for (n_jobs workers).
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    children = max(children, info.pop("children_peak_rss_mb", 0.0) or 0.0)  # e.g. Spark's JVM
     info["peak_rss_mb"] = max(_rss_mb(os.getpid())[1] or 0.0, round(children, 1))
     Path(args.result).write_text(json.dumps(info), encoding="utf-8")
     return 0
@@ -253,6 +352,8 @@ def measure_stage(stage: str, root: Path, raw: Path, preset: str | None, seed: i
                            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}
     if proc.returncode == 0 and result.is_file():
         out.update(json.loads(result.read_text(encoding="utf-8")))
+        # CPU of processes the stage started but never waited for (Spark's JVM)
+        out["cpu_s"] = round(out["cpu_s"] + out.get("untracked_cpu_s", 0.0), 2)
         out["ok"] = True
     else:
         err = err_file.read().decode(errors="replace") if err_file else ""
@@ -452,6 +553,9 @@ def main(argv: list[str] | None = None) -> int:
             for stage in stages:
                 got = measure_stage(stage, root, raw, preset, args.seed, args.timeout,
                                     with_lists=args.lists)
+                if got.get("skipped"):  # one clear line, recorded as skipped
+                    got["ok"] = False
+                    got["error"] = f"skipped: {got['skipped']}"
                 run["stages"][stage] = got
                 print(f"   {stage:<12} {got.get('seconds', '-'):>9} s  peak "
                       f"{got.get('peak_rss_mb', '-')!s:>8} MB  {'ok' if got['ok'] else got['error']}",
