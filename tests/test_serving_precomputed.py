@@ -25,13 +25,14 @@ def test_served_lists_from_precomputed_lists_equal_recommend(paths: ProjectPaths
     recommender = state.recommender
     precomputed.attach_precomputed(recommender, depth=RANKED_DEPTH)
     used = []
-    real = precomputed.recommend_precomputed
+    real = precomputed.stored_top
 
     def counting(*args, **kwargs):
-        used.append(args[2])
-        return real(*args, **kwargs)
+        got = real(*args, **kwargs)
+        used.append(args[2] if got is not None else None)
+        return got
 
-    monkeypatch.setattr(precomputed, "recommend_precomputed", counting)
+    monkeypatch.setattr(precomputed, "stored_top", counting)
     with TestClient(create_app(paths, state=state)) as client:
         for user in (1, 2, 3, 7, 20, UNKNOWN_USER):
             for n in (1, 10, 100):

@@ -27,7 +27,7 @@ import numpy as np
 from recsys_utils.ranking.recommender import Recommendations, Recommender
 
 __all__ = ["DEFAULT_DEPTH", "PrecomputedLists", "attach_precomputed", "precompute_lists",
-           "recommend_precomputed"]
+           "recommend_precomputed", "stored_top"]
 
 #: Titles stored per user.
 DEFAULT_DEPTH = 100
@@ -92,21 +92,32 @@ def attach_precomputed(rec: Recommender, depth: int = DEFAULT_DEPTH) -> Precompu
     return lists
 
 
-def recommend_precomputed(rec: Recommender, lists: PrecomputedLists, user: int, n: int = 10,
-                          platforms: Sequence[str] | None = None,
-                          kind: str | None = None) -> Recommendations:
-    """``rec.recommend(user, n, platforms, kind)`` answered from ``lists`` (same result)."""
-    valid = rec.candidate_mask(platforms, kind)  # validates the filters like recommend
+def stored_top(rec: Recommender, lists: PrecomputedLists, user: int, n: int,
+               valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Catalog positions, ranking scores and displayed ratings of ``user``'s first ``n``
+    stored titles that ``valid`` allows; ``None`` when the lists cannot answer exactly
+    (unknown user, stale lists, or a filter that leaves fewer than ``n`` of a list that
+    was cut at ``depth``): then ``rec.recommend`` must rank in full."""
     row = lists.row(user) if rec.known_user(user) and lists.fits(rec) else None
     if row is None:
-        return rec.recommend(user, n, platforms, kind)
+        return None
     stored = lists.positions[row]
     filled = stored >= 0
     keep = filled & valid[np.where(filled, stored, 0)]
     chosen = stored[keep][:n].astype(np.int64)
     if len(chosen) < n and bool(filled.all()):
-        return rec.recommend(user, n, platforms, kind)  # cut at depth: rank in full
-    ranking = lists.scores[row][keep][:n]
-    pred = lists.ratings[row][keep][:n]
+        return None
+    return chosen, lists.scores[row][keep][:n], lists.ratings[row][keep][:n]
+
+
+def recommend_precomputed(rec: Recommender, lists: PrecomputedLists, user: int, n: int = 10,
+                          platforms: Sequence[str] | None = None,
+                          kind: str | None = None) -> Recommendations:
+    """``rec.recommend(user, n, platforms, kind)`` answered from ``lists`` (same result)."""
+    valid = rec.candidate_mask(platforms, kind)  # validates the filters like recommend
+    got = stored_top(rec, lists, user, n, valid)
+    if got is None:
+        return rec.recommend(user, n, platforms, kind)
+    chosen, ranking, pred = got
     return Recommendations(user=int(user), cold_start=False,
                            items=rec._frame(chosen, pred, ranking, platforms))

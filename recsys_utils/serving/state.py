@@ -313,6 +313,26 @@ def ranked_list(state: ServingState, recs: Any, depth: int) -> RankedList:
     )
 
 
+def stored_ranked_list(state: ServingState, positions: np.ndarray, ratings: np.ndarray,
+                       depth: int) -> RankedList:
+    """``ranked_list`` of a precomputed list (catalog positions, displayed ratings) read
+    straight from the model's arrays: no DataFrame on the request path (that frame cost
+    ~70% of a request's CPU at 1 M ratings). Same values as ``ranked_list`` of
+    ``recommend_precomputed`` (tested)."""
+    rec = state.recommender
+    ids = rec.item_ids[positions].astype(str).tolist()
+    scores = np.round(np.asarray(ratings, dtype=np.float64), 3).tolist()
+    return RankedList(
+        cold_start=False,
+        exhaustive=len(ids) < depth,
+        item_ids=tuple(ids),
+        titles=tuple(rec._titles[positions].astype(str).tolist()),
+        types=tuple(rec._types[positions].astype(str).tolist()),
+        scores=tuple(v if math.isfinite(v) else None for v in scores),
+        platforms=tuple(state.platforms_by_item.get(i, ()) for i in ids),
+    )
+
+
 def select(state: ServingState, ranked: RankedList, n: int,
             platforms: frozenset[str] | None, kind: str | None) -> list[RecommendedTitle] | None:
     """The first ``n`` entries of ``ranked`` within the filters; ``None`` when the list
@@ -367,10 +387,11 @@ def _ranked(state: ServingState, user: int | None) -> RankedList:
     rec = state.recommender
     lists = getattr(rec, "precomputed_", None)
     if user is not None and lists is not None and lists.depth >= RANKED_DEPTH:
-        from recsys_utils.ranking.precomputed import recommend_precomputed
+        from recsys_utils.ranking.precomputed import stored_top
 
-        return ranked_list(state, recommend_precomputed(rec, lists, user, RANKED_DEPTH),
-                           RANKED_DEPTH)
+        got = stored_top(rec, lists, user, RANKED_DEPTH, rec.candidate_mask(None, None))
+        if got is not None:
+            return stored_ranked_list(state, got[0], got[2], RANKED_DEPTH)
     recs = rec.recommend(UNKNOWN_USER_KEY if user is None else user, n=RANKED_DEPTH)
     stored = getattr(rec, "depth", RANKED_DEPTH) if user is not None else RANKED_DEPTH
     return ranked_list(state, recs, min(RANKED_DEPTH, stored))
