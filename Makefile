@@ -35,11 +35,7 @@ pipeline: $(STAMP) ## execute the notebooks in order with papermill (PARAMS=note
 book: $(STAMP) ## build the Jupyter Book from the executed notebooks (warnings are errors)
 	$(BIN)/python -m recsys_utils.run.book
 
-# The unit tests and the pipeline + nbval run side by side (-j2): the pipeline and nbval mostly
-# use one core, so in sequence half the machine idled for ~9 of CI's minutes. Each target's
-# output is printed whole when it ends (--output-sync), so the log still reads in order.
-test: lint ## everything CI runs: lint, then the unit tests beside the pipeline and nbval
-	$(MAKE) --no-print-directory -j2 --output-sync=target unit nbval
+test: lint unit nbval ## everything CI runs: lint, unit tests, the pipeline and nbval
 
 lint: $(STAMP) ## ruff over the package, tests, benchmarks and notebooks
 	$(BIN)/ruff check recsys_utils tests benchmarks notebooks
@@ -49,7 +45,7 @@ lint: $(STAMP) ## ruff over the package, tests, benchmarks and notebooks
 # (measured on 2 cores: 513 s with 2 workers, 440 s with 4).
 WORKERS ?= 4
 unit: $(STAMP) browser ## the unit and integration tests (WORKERS=4 processes)
-	$(BIN)/python -m pytest -n $(WORKERS)
+	$(BIN)/python -m pytest -n $(WORKERS) --dist worksteal
 
 # The demo's browser test needs Debian's chromium; install it where we may (root, apt).
 browser:

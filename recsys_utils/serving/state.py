@@ -320,14 +320,15 @@ def stored_ranked_list(state: ServingState, positions: np.ndarray, ratings: np.n
     ~70% of a request's CPU at 1 M ratings). Same values as ``ranked_list`` of
     ``recommend_precomputed`` (tested)."""
     rec = state.recommender
-    ids = rec.item_ids[positions].astype(str).tolist()
+    # the model's catalog arrays hold str objects (``catalog_rows``): no conversion needed
+    ids = rec.item_ids[positions].tolist()
     scores = np.round(np.asarray(ratings, dtype=np.float64), 3).tolist()
     return RankedList(
         cold_start=False,
         exhaustive=len(ids) < depth,
         item_ids=tuple(ids),
-        titles=tuple(rec._titles[positions].astype(str).tolist()),
-        types=tuple(rec._types[positions].astype(str).tolist()),
+        titles=tuple(rec._titles[positions].tolist()),
+        types=tuple(rec._types[positions].tolist()),
         scores=tuple(v if math.isfinite(v) else None for v in scores),
         platforms=tuple(state.platforms_by_item.get(i, ()) for i in ids),
     )
