@@ -379,8 +379,26 @@ def _rss_mb(pid: int) -> tuple[float | None, float | None]:
             round(int(vals["VmHWM"]) / 1024, 1) if "VmHWM" in vals else None)
 
 
-def measure_api(root: Path, requests: int, concurrency: int, seed: int) -> dict:
-    """Start the API on ``root``; time start-up; load it with distinct users; its RSS."""
+def _tree_rss_mb(pid: int) -> float | None:
+    """Current RSS (MB) of ``pid`` and its live descendants (a multi-worker server)."""
+    total, todo, seen = 0.0, [pid], False
+    while todo:
+        p = todo.pop()
+        now = _rss_mb(p)[0]
+        if now is not None:
+            total, seen = total + now, True
+        try:
+            todo += [int(c) for t in Path(f"/proc/{p}/task").iterdir()
+                     for c in (t / "children").read_text().split()]
+        except OSError:
+            pass
+    return round(total, 1) if seen else None
+
+
+def measure_api(root: Path, requests: int, concurrency: int, seed: int,
+                workers: int = 1) -> dict:
+    """Start the API on ``root`` (``workers`` processes); time start-up; load it with
+    distinct users; its RSS (with several workers: the sum over the process tree)."""
     import bench_load
     import httpx
     import pandas as pd
@@ -397,26 +415,28 @@ def measure_api(root: Path, requests: int, concurrency: int, seed: int) -> dict:
         sock.bind((HOST, 0))
         port = sock.getsockname()[1]
     cmd = [serve, "--host", HOST, "--port", str(port), "--root", str(root), "--log-level",
-           "warning", "--no-access-log", "--warm-seconds", "0"]
+           "warning", "--no-access-log", "--warm-seconds", "0", "--workers", str(workers)]
     env = {**os.environ, "RECSYS_ROOT": str(root)}
     started = time.perf_counter()
     proc = bench_load.start_server(cmd, port, env, timeout_s=600)
     startup = time.perf_counter() - started
     try:
-        rss_start, _ = _rss_mb(proc.pid)
+        rss_start = _tree_rss_mb(proc.pid)
         base = f"http://{HOST}:{port}"
         asyncio.run(bench_load._load(base, warm, 4, 120))
         cpu0 = bench_load._cpu_seconds(proc.pid)
         got = asyncio.run(bench_load._load(base, urls, concurrency, 300))
         got["server_cpu_ms_per_request"] = round(
             (bench_load._cpu_seconds(proc.pid) - cpu0) / max(got["requests_done"], 1) * 1000, 3)
-        rss_now, rss_peak = _rss_mb(proc.pid)
+        rss_now = _tree_rss_mb(proc.pid)
+        rss_peak = round(sum(_process_tree_hwm(proc.pid).values()), 1) or None
         health = httpx.get(f"{base}/health", timeout=10).json()
     finally:
         bench_load.stop_server(proc)
     got.update({"startup_seconds": round(startup, 2), "server_rss_start_mb": rss_start,
                 "server_rss_mb": rss_now, "server_peak_rss_mb": rss_peak,
-                "distinct_users": n, "cache": health.get("recommendation_cache")})
+                "distinct_users": n, "cache": health.get("recommendation_cache"),
+                "workers": workers})
     return got
 
 
@@ -483,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-api", action="store_true")
     parser.add_argument("--requests", type=int, default=1000, help="API requests (distinct users)")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--api-workers", type=int, default=1,
+                        help="API worker processes (each holds its own model copy)")
     parser.add_argument("--preset", default=None,
                         help="a params file with a bench_scale section (rating_params, "
                              "ranking_params), e.g. notebooks/params_large.yaml")
@@ -509,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage:
         return _child_main(args)
     if args.api_root:
-        got = measure_api(Path(args.api_root), args.requests, args.concurrency, args.seed)
+        got = measure_api(Path(args.api_root), args.requests, args.concurrency, args.seed,
+                          args.api_workers)
         print(json.dumps({"root": args.api_root, "api": got, "load": os.getloadavg()}))
         return 0
 
@@ -562,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
             if not args.skip_api and run["stages"].get("served_fit", {}).get("ok"):
                 try:
-                    run["api"] = measure_api(root, args.requests, args.concurrency, args.seed)
+                    run["api"] = measure_api(root, args.requests, args.concurrency, args.seed,
+                                             args.api_workers)
                     a = run["api"]
                     print(f"   api: start {a['startup_seconds']} s, p50 "
                           f"{a['latency_ms']['p50']} ms, p99 {a['latency_ms']['p99']} ms, "
