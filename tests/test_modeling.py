@@ -131,3 +131,37 @@ def test_key_numbers_name_the_best_single_model_wherever_it_comes_from():
     assert numbers["blend_gain"] == pytest.approx(0.03)
     assert numbers["target_met"] is False
     np.testing.assert_allclose(numbers["blend_vs_svd"], 0.85 / 0.92)
+
+
+# --------------------------------------------------------------------------- CV sample
+
+
+def test_cv_sample_takes_whole_users_up_to_the_cap_and_depends_on_the_seed(model_df):
+    from recsys_utils.rating.modeling import cv_sample
+
+    assert cv_sample(model_df, None) is model_df
+    assert cv_sample(model_df, len(model_df)) is model_df
+    cap = len(model_df) // 3
+    sample = cv_sample(model_df, cap, seed=1)
+    assert 0 < len(sample) <= cap
+    per_user = model_df.groupby("user").size()
+    # every sampled user keeps all of their ratings
+    assert (sample.groupby("user").size() == per_user[sample["user"].unique()]).all()
+    # the sample is as full as whole users allow: the next user would break the cap
+    assert len(sample) > cap - per_user.max()
+    assert cv_sample(model_df, cap, seed=1).equals(sample)
+    assert set(cv_sample(model_df, cap, seed=2)["user"]) != set(sample["user"])
+    with pytest.raises(ValueError, match="positive"):
+        cv_sample(model_df, 0)
+
+
+def test_run_modeling_on_a_sample_says_so_and_records_the_full_size(model_df, titles, paths):
+    cap = len(model_df) // 2
+    sampled = run_modeling(model_df, titles, n_folds=2, algorithms=["BaselineOnly"],
+                           tune=False, blend_components=SMALL_BLEND, target_rmse=1.0,
+                           seed=7, cv_max_ratings=cap, paths=paths)
+    assert sampled.n_ratings == len(model_df)  # the table the champion trains on
+    assert 0 < sampled.n_cv_ratings == sampled.key_numbers["cv_ratings"] <= cap
+    assert f"sample of {sampled.n_cv_ratings:,} ratings" in sampled.data_summary
+    holdout = sampled.registry_metrics()["holdout"]
+    assert holdout["n_ratings"] == sampled.n_cv_ratings and "sample" in holdout["protocol"]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -59,6 +60,8 @@ class ModelingResult:
     n_items: int = 0
     n_folds: int = 5
     seed: int = DEFAULT_SEED
+    #: ratings the comparison, tuning and cross-validation ran on (``cv_sample``)
+    n_cv_ratings: int = 0
 
     @property
     def n_ratings(self) -> int:
@@ -68,8 +71,11 @@ class ModelingResult:
     def data_summary(self) -> str:
         """One line: ratings, users, titles, density, folds and seed."""
         density = self.n_ratings / (self.n_users * self.n_items)
+        sample = (f" on a sample of {self.n_cv_ratings:,} ratings (whole users; the champion "
+                  f"is trained on all)" if 0 < self.n_cv_ratings < self.n_ratings else "")
         return (f"{self.n_ratings:,} ratings by {self.n_users:,} users on {self.n_items:,} "
-                f"titles (density {density:.2%}); {self.n_folds}-fold CV, seed {self.seed}")
+                f"titles (density {density:.2%}); {self.n_folds}-fold CV{sample}, "
+                f"seed {self.seed}")
 
     @property
     def tuned_params(self) -> dict[str, dict[str, Any]]:
@@ -105,13 +111,37 @@ class ModelingResult:
         cv = self.blend_cv
         return {
             "holdout": {"protocol": f"{self.n_folds}-fold cross-validation of the rating model, "
-                                    f"surprise KFold(random_state={self.seed}), all ratings",
-                        "n_ratings": self.n_ratings},
+                                    f"surprise KFold(random_state={self.seed}), "
+                                    + ("all ratings" if self.n_cv_ratings in (0, self.n_ratings)
+                                       else f"a sample of {self.n_cv_ratings:,} ratings "
+                                            "(whole users, drawn with the seed)"),
+                        "n_ratings": self.n_cv_ratings or self.n_ratings},
             "rmse": cv["rmse"], "mae": cv["mae"], "rmse_std": cv["rmse_std"],
             "fold_rmse": cv["fold_rmse"],
             "surprise_svd_rmse": self.key_numbers["svd_rmse"],
             "surprise_baseline_rmse": self.key_numbers["baseline_rmse"],
         }
+
+
+def cv_sample(model_df: pd.DataFrame, max_ratings: int | None,
+              seed: int = DEFAULT_SEED) -> pd.DataFrame:
+    """At most ``max_ratings`` ratings of whole users drawn in a seeded random order (the
+    table itself when it fits or ``max_ratings`` is None).
+
+    Why whole users: a user's ratings stay together, so the folds see the same activity
+    tail as the full data; the sample is what the comparison, tuning and cross-validation
+    of a large data set run on, while the champion is trained on everything (issue 12).
+    """
+    if max_ratings is None or len(model_df) <= max_ratings:
+        return model_df
+    if max_ratings < 1:
+        raise ValueError(f"cv_max_ratings must be a positive number of ratings, got {max_ratings}")
+    counts = model_df.groupby("user", sort=True).size()
+    order = np.random.default_rng(seed).permutation(len(counts))
+    taken = np.cumsum(counts.to_numpy()[order]) <= max_ratings
+    taken[0] = True  # at least one user, even when it alone is over the cap
+    users = counts.index.to_numpy()[order[taken]]
+    return model_df[model_df["user"].isin(users)].reset_index(drop=True)
 
 
 def key_numbers(comparison: pd.DataFrame, tuned: pd.DataFrame, blend_cv: dict[str, Any],
@@ -156,6 +186,7 @@ def run_modeling(model_df: pd.DataFrame, titles: pd.DataFrame, *, n_folds: int =
                  blend_components: dict[str, dict[str, Any]] | None = None,
                  blend_holdout: float = 0.2, blend_alpha: float = 1.0, blend_meta: bool = True,
                  target_rmse: float = 0.855, seed: int = DEFAULT_SEED, n_jobs: int = 1,
+                 cv_max_ratings: int | None = None,
                  paths: ProjectPaths | None = None) -> ModelingResult:
     """Compare, tune and cross-validate the blend on ``model_df``; save the figures.
 
@@ -166,8 +197,11 @@ def run_modeling(model_df: pd.DataFrame, titles: pd.DataFrame, *, n_folds: int =
     ``blend_components`` (None: ``blend.DEFAULT_COMPONENTS``), ``blend_holdout``,
     ``blend_alpha`` and ``blend_meta`` are the blend's ``rating_params``. ``titles`` gives
     the ``content`` component its genres and years. ``n_jobs`` processes run folds and
-    grid points; results do not depend on it. Figures go to ``paths``' figures folder.
+    grid points; results do not depend on it. ``cv_max_ratings``: the comparison, tuning
+    and cross-validation run on ``cv_sample(model_df, cv_max_ratings, seed)`` (None: all
+    ratings); the figures and numbers say so. Figures go to ``paths``' figures folder.
     """
+    full_df, model_df = model_df, cv_sample(model_df, cv_max_ratings, seed)
     comparison = compare_algorithms(model_df, None if algorithms is None else list(algorithms),
                                     n_folds=n_folds, seed=seed, slow_folds=slow_folds,
                                     n_jobs=n_jobs)
@@ -185,12 +219,14 @@ def run_modeling(model_df: pd.DataFrame, titles: pd.DataFrame, *, n_folds: int =
     blend_cv = cross_validate_model(factory, model_df, n_folds=n_folds, seed=seed,
                                     per_component=True, n_jobs=n_jobs)
     blend_table = cv_table(blend_cv)
-    numbers = key_numbers(comparison, tuned, blend_cv, blend_table, n_ratings=len(model_df),
+    numbers = key_numbers(comparison, tuned, blend_cv, blend_table, n_ratings=len(full_df),
                           n_folds=n_folds, target_rmse=target_rmse)
+    numbers["cv_ratings"] = len(model_df)
     result = ModelingResult(comparison=comparison, tuning=tuned, blend_cv=blend_cv,
                             blend_table=blend_table, rating_params=rating_params,
-                            key_numbers=numbers, n_users=int(model_df["user"].nunique()),
-                            n_items=int(model_df["item"].nunique()), n_folds=n_folds, seed=seed)
+                            key_numbers=numbers, n_users=int(full_df["user"].nunique()),
+                            n_items=int(full_df["item"].nunique()), n_folds=n_folds, seed=seed,
+                            n_cv_ratings=len(model_df))
     rmse = dict(zip(blend_table["model"], blend_table["rmse"], strict=True))
     for name, fig in {
         "algorithm_comparison": figures.plot_algorithm_comparison(comparison),
