@@ -150,20 +150,25 @@ def run_stage(stage: str, root: Path, raw: Path, preset: str | None, seed: int) 
     return info
 
 
-def _process_tree_hwm(pid: int) -> dict[int, float]:
-    """Peak RSS (VmHWM, MB) of ``pid`` and all its descendants still alive."""
+def _process_tree_rss(pid: int) -> dict[int, tuple[float | None, float | None]]:
+    """(current RSS, peak RSS) in MB of ``pid`` and all its descendants still alive."""
     found, todo = {}, [pid]
     while todo:
         p = todo.pop()
-        hwm = _rss_mb(p)[1]
+        now, hwm = _rss_mb(p)
         if hwm is not None:
-            found[p] = hwm
+            found[p] = (now, hwm)
         try:
             todo += [int(c) for t in Path(f"/proc/{p}/task").iterdir()
                      for c in (t / "children").read_text().split()]
         except OSError:
             pass
     return found
+
+
+def _process_tree_hwm(pid: int) -> dict[int, float]:
+    """Peak RSS (VmHWM, MB) of ``pid`` and all its descendants still alive."""
+    return {p: hwm for p, (_, hwm) in _process_tree_rss(pid).items()}
 
 
 def _cpu_s(pid: int) -> float:
@@ -381,18 +386,8 @@ def _rss_mb(pid: int) -> tuple[float | None, float | None]:
 
 def _tree_rss_mb(pid: int) -> float | None:
     """Current RSS (MB) of ``pid`` and its live descendants (a multi-worker server)."""
-    total, todo, seen = 0.0, [pid], False
-    while todo:
-        p = todo.pop()
-        now = _rss_mb(p)[0]
-        if now is not None:
-            total, seen = total + now, True
-        try:
-            todo += [int(c) for t in Path(f"/proc/{p}/task").iterdir()
-                     for c in (t / "children").read_text().split()]
-        except OSError:
-            pass
-    return round(total, 1) if seen else None
+    tree = _process_tree_rss(pid)
+    return round(sum(now or 0.0 for now, _ in tree.values()), 1) if tree else None
 
 
 def measure_api(root: Path, requests: int, concurrency: int, seed: int,

@@ -297,20 +297,28 @@ class RankedList:
     platforms: tuple[tuple[str, ...], ...]  # each title's platforms, sorted
 
 
+def _ranked_list(state: ServingState, cold_start: bool, depth: int, ids: list[str],
+                 titles: list[str], types: list[str], scores: np.ndarray) -> RankedList:
+    rounded = np.round(np.asarray(scores, dtype=np.float64), 3).tolist()
+    return RankedList(
+        cold_start=cold_start,
+        exhaustive=len(ids) < depth,
+        item_ids=tuple(ids),
+        titles=tuple(titles),
+        types=tuple(types),
+        scores=tuple(v if math.isfinite(v) else None for v in rounded),
+        platforms=tuple(state.platforms_by_item.get(i, ()) for i in ids),
+    )
+
+
 def ranked_list(state: ServingState, recs: Any, depth: int) -> RankedList:
     items = recs.items
     # Whole columns at once: per-row pandas access costs more than the ranking.
-    ids = [str(i) for i in items["item_id"].tolist()]
-    scores = np.round(items["score"].to_numpy(dtype=np.float64), 3).tolist()
-    return RankedList(
-        cold_start=bool(recs.cold_start),
-        exhaustive=len(ids) < depth,
-        item_ids=tuple(ids),
-        titles=tuple(str(t) for t in items["title"].tolist()),
-        types=tuple(str(t) for t in items["type"].tolist()),
-        scores=tuple(v if math.isfinite(v) else None for v in scores),
-        platforms=tuple(state.platforms_by_item.get(i, ()) for i in ids),
-    )
+    return _ranked_list(state, bool(recs.cold_start), depth,
+                        [str(i) for i in items["item_id"].tolist()],
+                        [str(t) for t in items["title"].tolist()],
+                        [str(t) for t in items["type"].tolist()],
+                        items["score"].to_numpy(dtype=np.float64))
 
 
 def stored_ranked_list(state: ServingState, positions: np.ndarray, ratings: np.ndarray,
@@ -321,17 +329,8 @@ def stored_ranked_list(state: ServingState, positions: np.ndarray, ratings: np.n
     ``recommend_precomputed`` (tested)."""
     rec = state.recommender
     # the model's catalog arrays hold str objects (``catalog_rows``): no conversion needed
-    ids = rec.item_ids[positions].tolist()
-    scores = np.round(np.asarray(ratings, dtype=np.float64), 3).tolist()
-    return RankedList(
-        cold_start=False,
-        exhaustive=len(ids) < depth,
-        item_ids=tuple(ids),
-        titles=tuple(rec._titles[positions].tolist()),
-        types=tuple(rec._types[positions].tolist()),
-        scores=tuple(v if math.isfinite(v) else None for v in scores),
-        platforms=tuple(state.platforms_by_item.get(i, ()) for i in ids),
-    )
+    return _ranked_list(state, False, depth, rec.item_ids[positions].tolist(),
+                        rec._titles[positions].tolist(), rec._types[positions].tolist(), ratings)
 
 
 def select(state: ServingState, ranked: RankedList, n: int,
