@@ -17,6 +17,7 @@ from recsys_utils.ranking.evaluation import (
     item_popularity,
     last_n_split,
     random_folds,
+    rating_params_for,
     rating_table,
     relevant_items,
     time_split,
@@ -158,6 +159,23 @@ def test_evaluate_ranking_reports_model_and_baselines_on_the_same_run(ratings: p
     assert sorted(by["platform"].unique()) == ["alpha", "beta"] and len(by) == 6
     assert (by["coverage"] <= 1).all()
     assert "by_platform" in res.to_dict()
+
+
+def test_rating_model_choice_changes_the_rmse_not_the_top_n(ratings: pd.DataFrame):
+    """The large preset evaluates with ``rating_model: baseline``: with ``rating_weight=0``
+    the ranked lists (so every top-N metric) are those of the other choices."""
+    split = last_n_split(ratings, fraction=0.25)
+    titles = synthetic_titles()
+    fitted = {choice: Recommender(rating_params_for(choice), seed=0).fit(split.train, titles)
+              for choice in ("baseline", "fast")}
+    assert set(fitted["baseline"].rating_model.components) == {"baseline"}
+    assert set(fitted["fast"].rating_model.components) == {"baseline", "svd"}
+    lists = {c: rec.recommend_all(5) for c, rec in fitted.items()}
+    assert lists["baseline"] == lists["fast"]
+    rmse = {c: evaluate_rating(rec, split.test)["rmse"] for c, rec in fitted.items()}
+    assert rmse["baseline"] != rmse["fast"]
+    with pytest.raises(ValueError, match="unknown rating model"):
+        rating_params_for("svdpp")
 
 
 def test_same_seed_same_metrics_and_other_seed_other_random_baseline():

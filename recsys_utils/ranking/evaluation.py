@@ -642,17 +642,22 @@ def _plain(value: Any) -> Any:
 
 # =========================================================================== notebook helpers
 
-#: ``rating_model`` choices of ``04_evaluation`` and the benchmark.
-RATING_MODEL_CHOICES: tuple[str, ...] = ("fast", "default")
+#: ``rating_model`` choices of ``04_evaluation``, ``06_scale_out`` and the benchmark.
+RATING_MODEL_CHOICES: tuple[str, ...] = ("fast", "default", "baseline")
+
+#: The blend's components each choice keeps (``default``: all of ``DEFAULT_COMPONENTS``).
+_CHOICE_COMPONENTS = {"fast": ("baseline", "svd"), "baseline": ("baseline",)}
 
 
 def rating_params_for(choice: str) -> dict[str, Any] | None:
     """``rating_params`` for a named choice: ``default`` = the served blend (``None``:
     ``blend.DEFAULT_RATING_PARAMS``, about 30 s per fit on the default data); ``fast`` =
-    the same blend with only its baseline and SVD components (a few seconds per fit).
+    the same blend with only its baseline and SVD components (a few seconds per fit);
+    ``baseline`` = the baseline component alone (the large preset: at 10 M ratings the
+    SVD's 50 epochs cost minutes per fit).
 
     Only the displayed scores and RMSE depend on it: with ``rating_weight=0`` the
-    ranking (and every top-N metric) is the same for both.
+    ranking (and every top-N metric) is the same for all three.
     """
     if choice not in RATING_MODEL_CHOICES:
         raise ValueError(f"unknown rating model {choice!r}; valid: {list(RATING_MODEL_CHOICES)}")
@@ -660,7 +665,7 @@ def rating_params_for(choice: str) -> dict[str, Any] | None:
         return None
     from recsys_utils.rating.blend import DEFAULT_COMPONENTS
 
-    return {"components": {name: DEFAULT_COMPONENTS[name] for name in ("baseline", "svd")}}
+    return {"components": {name: DEFAULT_COMPONENTS[name] for name in _CHOICE_COMPONENTS[choice]}}
 
 
 def jsonable(value: Any) -> Any:

@@ -120,9 +120,13 @@ def run_scale_out(settings: SparkSettings | None = None, *, k: int = 10,
                   holdout_fraction: float = 0.2, threshold: float = RELEVANCE_THRESHOLD,
                   ranks: Sequence[int] = (10,), regs: Sequence[float] = (0.1, 0.2),
                   alphas: Sequence[float] = (2.0, 5.0), max_iter: int = 10,
-                  register: bool = True, seed: int = DEFAULT_SEED,
+                  rating_model: str = "fast", register: bool = True, seed: int = DEFAULT_SEED,
                   paths: ProjectPaths | None = None, verbose: bool = True) -> ScaleOutResult:
-    """Run the scale-out step (see the module docstring); never raises for a missing Java."""
+    """Run the scale-out step (see the module docstring); never raises for a missing Java.
+
+    ``rating_model``: the single-machine row's rating model (``evaluation.rating_params_for``;
+    only its RMSE depends on it, not its top-N metrics)."""
+    rating_params = rating_params_for(rating_model)  # an unknown choice fails before Spark starts
     settings = settings or SparkSettings()
     problem = spark_unavailable()
     if problem:
@@ -187,15 +191,15 @@ def run_scale_out(settings: SparkSettings | None = None, *, k: int = 10,
         # 5. the single-machine recommender on the same split
         split_pd = last_n_split(processed.model, fraction=holdout_fraction)
         t1 = time.perf_counter()
-        rec = Recommender(rating_params_for("fast"), seed=seed).fit(split_pd.train,
-                                                                    processed.titles)
+        rec = Recommender(rating_params, seed=seed).fit(split_pd.train, processed.titles)
         fit_seconds = time.perf_counter() - t1
         ranking = evaluate_ranking(rec, split_pd.train, split_pd.test, k, threshold=threshold,
                                    seed=seed, strategies=("model",), by_platform=False)
         single = ranking.metrics["model"]
         rows.insert(0, {"model": _MODELS["single_machine"], "engine": "numpy/scipy",
                         "rmse": evaluate_rating(rec, split_pd.test)["rmse"], **_pick(single),
-                        "fit_seconds": fit_seconds, "params": "04_evaluation defaults"})
+                        "fit_seconds": fit_seconds,
+                        "params": f"default ranking, {rating_model} rating model"})
 
         # 6. the batch outputs: lists per platform, similar titles, factors; the registry
         written = {"top_n": sals.write_top_n(final, train, catalog, catalog_frame,
