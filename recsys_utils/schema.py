@@ -38,6 +38,8 @@ _TITLE_TEXT = [c for c in TITLES_COLUMNS if c not in ("date_added", "release_yea
 
 def text(values: pd.Series) -> pd.Series:
     """Cast to the text dtype, keeping missing values missing (never the string ``"nan"``)."""
+    if values.dtype == TEXT:
+        return values  # already text (its missing values are missing): no per-row copy
     out = values.astype(object).where(values.notna(), None)
     return out.astype(TEXT)
 

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import TINY_GOOD_RATINGS, TINY_KEPT_IDS, write_tiny_raw
@@ -114,6 +115,26 @@ def test_model_table_keeps_latest_rating_per_user_item() -> None:
                             "source_file": "f", "line": [2, 3, 4]})
     model = build_model_table(ratings)
     assert model[["user", "score"]].values.tolist() == [[1, 2.0], [2, 3.0]]
+
+
+def test_model_table_equals_the_sort_based_rule_on_duplicates_and_ties() -> None:
+    """The hash-based dedupe keeps exactly what "sort by (time, row), keep each pair's
+    last, back in row order" keeps, with many re-ratings and equal timestamps."""
+    rng = np.random.default_rng(0)
+    n = 5000
+    ratings = pd.DataFrame({"user_id": rng.integers(1, 60, n).astype("int32"),
+                            "item_id": [f"n{k}" for k in rng.integers(0, 40, n)],
+                            "score": rng.integers(1, 11, n) / 2,
+                            "timestamp": pd.to_datetime(rng.integers(0, 50, n), unit="s"),
+                            "source_file": "f", "line": np.arange(n, dtype="int32")})
+    expected = (ratings.rename(columns={"user_id": "user", "item_id": "item"})
+                .assign(_row=np.arange(n)).sort_values(["timestamp", "_row"], kind="stable")
+                .drop_duplicates(["user", "item"], keep="last").sort_values("_row"))
+    model = build_model_table(ratings)
+    assert len(model) < n / 2  # the case is real: most rows are re-ratings
+    assert model["score"].tolist() == expected["score"].tolist()
+    assert model["user"].tolist() == expected["user"].tolist()
+    assert model["item"].tolist() == expected["item"].tolist()
 
 
 def test_wrong_header_file_is_rejected_whole(tiny_raw_dir: Path, project: ProjectPaths,

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from recsys_utils import DEFAULT_SEED
@@ -187,11 +188,16 @@ def build_model_table(ratings: pd.DataFrame) -> pd.DataFrame:
     A user may rate an item twice (re-rating, or two MovieLens movies linked to one
     catalog item); the model sees the latest opinion (ties: the later row).
     """
-    model = ratings.rename(columns={"user_id": "user", "item_id": "item"})
-    model = model.assign(_order=range(len(model)))
-    model = model.sort_values(["timestamp", "_order"], kind="stable")
-    model = model.drop_duplicates(["user", "item"], keep="last").sort_values("_order")
-    return cast_model(model[MODEL_COLUMNS])
+    model = ratings.rename(columns={"user_id": "user", "item_id": "item"})[MODEL_COLUMNS]
+    # One int64 key per (user, item) and one hash pass: linear in the ratings (a sort on
+    # the pair of columns was 1.34 in the 1 M -> 10 M cost exponent).
+    items = pd.factorize(model["item"])[0].astype(np.int64)
+    pair = model["user"].to_numpy(np.int64) * (int(items.max(initial=0)) + 1) + items
+    by_time = np.argsort(pd.to_datetime(model["timestamp"]).to_numpy(), kind="stable")
+    latest = ~pd.Series(pair[by_time]).duplicated(keep="last").to_numpy()
+    keep = np.zeros(len(model), dtype=bool)
+    keep[by_time[latest]] = True  # a mask, so the rows stay in file order
+    return cast_model(model[keep])
 
 
 def _streaming(raw_dir: Path) -> dict[str, object]:
