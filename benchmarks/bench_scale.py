@@ -12,7 +12,7 @@ on a scratch project tree (never the project's ``data/`` or ``outputs/``):
     topn_all     Recommender.recommend_all(n=10) for every user
     precompute   ranking.precomputed lists (depth 100) for every user, then the in-process
                  cost of one request (500 distinct users): recommend vs the lists
-    evaluation   evaluate_split on the time-aware split (04's defaults: the fast rating model)
+    evaluation   evaluate_split on the time-aware split (04's rating model: the preset's, else fast)
     monitoring   replay_timeline (05's defaults: quarterly, numpy baseline)
     spark        scale_out on ``local[2]`` (driver memory ``SPARK_DRIVER_MEMORY``): Spark
                  cleaning of the raw folder, implicit ALS with fixed parameters
@@ -65,15 +65,22 @@ HOST = "127.0.0.1"
 # --------------------------------------------------------------------------- one stage
 
 
+def _preset(preset: str | None) -> dict[str, Any]:
+    """The params file's sections (``{}`` without a preset)."""
+    if not preset:
+        return {}
+    import yaml
+
+    return yaml.safe_load(Path(preset).read_text(encoding="utf-8")) or {}
+
+
 def _params(preset: str | None) -> tuple[dict | None, dict | None, dict[str, Any]]:
     """``(rating_params, ranking_params, 05 options)`` from a params file (``--preset``, e.g.
     ``notebooks/params_large.yaml``): 03's blend and ranking settings, 05's replay; None:
     the defaults."""
     if not preset:
         return None, None, {}
-    import yaml
-
-    data = yaml.safe_load(Path(preset).read_text(encoding="utf-8")) or {}
+    data = _preset(preset)
     m = data.get("03_modeling", {}) or {}
     rating = {k: v for k, v in (("components", m.get("blend_components")),
                                 ("holdout", m.get("blend_holdout")),
@@ -129,10 +136,11 @@ def run_stage(stage: str, root: Path, raw: Path, preset: str | None, seed: int) 
                 time_split,
             )
 
+            choice = (_preset(preset).get("04_evaluation") or {}).get("rating_model", "fast")
             got = evaluate_split(time_split(model, 0.8), titles,
-                                 rating_params=rating_params_for("fast"),
+                                 rating_params=rating_params_for(choice),
                                  ranking_params=ranking_params, seed=seed)
-            info = {"summary": _plain(got.to_dict().get("ranking", {}))}
+            info = {"rating_model": choice, "summary": _plain(got.to_dict().get("ranking", {}))}
         elif stage == "spark":
             info = _spark(root, raw, seed)
             started = time.perf_counter() - info["seconds"]
