@@ -259,6 +259,41 @@ def test_top_n_excludes_rated_titles_and_honours_filters(fitted) -> None:
 
 
 @pytest.mark.spark
+def test_top_n_and_similar_titles_do_not_depend_on_the_block_size(
+        fitted, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers score users (titles) in blocks of ``_BLOCK_CELLS`` scores: one user per block
+    gives the lists of one block per batch, and both equal a stable argsort over the
+    factors (ties to the smaller item id)."""
+    from recsys_utils.scale_out import als
+
+    f = fitted
+
+    def lists() -> tuple[pd.DataFrame, pd.DataFrame]:
+        top = als.top_n(f["model"], f["train"], f["catalog"], f["frame"], 5).toPandas()
+        sims = als.similar_titles(f["model"], f["catalog"], 4).toPandas()
+        return (top.sort_values(["user", "rank"]).reset_index(drop=True),
+                sims.sort_values(["item", "rank"]).reset_index(drop=True))
+
+    whole = lists()
+    monkeypatch.setattr(als, "_BLOCK_CELLS", 1)  # one row per block
+    for got, ref in zip(lists(), whole, strict=True):
+        pd.testing.assert_frame_equal(got, ref)
+    # the reference: every score, rated titles out, a stable sort on -score
+    items = f["catalog"].items["item_id"].to_numpy()
+    q = f["model"].itemFactors.toPandas().sort_values("id")
+    v = np.zeros((len(items), f["model"].rank))
+    v[q["id"].to_numpy()] = np.vstack(q["features"].to_numpy())
+    u = f["model"].userFactors.toPandas()
+    rated = synthetic_ratings(seed=0).groupby("user")["item"].agg(set).to_dict()
+    pos = {item: k for k, item in enumerate(items)}
+    for user, feats in zip(u["id"], u["features"], strict=True):
+        scores = np.asarray(feats) @ v.T
+        scores[[pos[i] for i in rated[int(user)]]] = -np.inf
+        expected = items[np.argsort(-scores, kind="stable")[:5]].tolist()
+        assert whole[0].loc[whole[0]["user"] == user, "item"].tolist() == expected
+
+
+@pytest.mark.spark
 def test_similar_titles_from_item_factors(fitted) -> None:
     from recsys_utils.scale_out import als
 

@@ -75,6 +75,7 @@ __all__ = [
     "Recommender",
     "STRATEGIES",
     "catalog_rows",
+    "top_positions",
     "train_recommender",
 ]
 
@@ -672,22 +673,7 @@ class Recommender:
 
     def _top_rows(self, scores: np.ndarray, ids: np.ndarray, n: int) -> dict[int, list[str]]:
         """Row-wise top ``n`` finite scores, ties broken by catalog position (vectorized)."""
-        n_rows, n_items = scores.shape
-        m = min(n, n_items)
-        if m <= 0 or n_rows == 0:
-            return {int(u): [] for u in ids}
-        # the m-th best value of each row; everything above it is in, and among the values
-        # equal to it the first positions fill the remaining places
-        kth = -np.partition(-scores, m - 1, axis=1)[:, m - 1:m]
-        above = scores > kth
-        tied = scores == kth
-        need = m - above.sum(axis=1, keepdims=True)
-        chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
-        pos = np.nonzero(chosen)[1].reshape(n_rows, m)  # row-major: ascending positions
-        vals = np.take_along_axis(scores, pos, axis=1)
-        order = np.lexsort((pos, -vals), axis=1)
-        pos = np.take_along_axis(pos, order, axis=1)
-        vals = np.take_along_axis(vals, order, axis=1)
+        pos, vals = top_positions(scores, n)
         finite = np.isfinite(vals)
         return {int(u): self.item_ids[pos[r][finite[r]]].tolist()
                 for r, u in enumerate(ids.tolist())}
@@ -695,6 +681,28 @@ class Recommender:
     def __repr__(self) -> str:
         state = "fitted" if self._fitted else "unfitted"
         return f"Recommender({state}, ranking_params={self.ranking_params})"
+
+
+def top_positions(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise best ``min(n, columns)`` positions of ``scores`` and their values, best
+    first, ties broken by position (the catalog order): ``(positions, values)``, each
+    ``rows x m``. Linear in the columns (a partition, not a sort); ``-inf`` marks what may
+    not be chosen (it comes last; the caller drops it)."""
+    n_rows, n_items = scores.shape
+    m = min(n, n_items)
+    if m <= 0 or n_rows == 0:
+        return np.zeros((n_rows, 0), dtype=np.int64), np.zeros((n_rows, 0))
+    # the m-th best value of each row; everything above it is in, and among the values
+    # equal to it the first positions fill the remaining places
+    kth = -np.partition(-scores, m - 1, axis=1)[:, m - 1:m]
+    above = scores > kth
+    tied = scores == kth
+    need = m - above.sum(axis=1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
+    pos = np.nonzero(chosen)[1].reshape(n_rows, m)  # row-major: ascending positions
+    vals = np.take_along_axis(scores, pos, axis=1)
+    order = np.lexsort((pos, -vals), axis=1)
+    return np.take_along_axis(pos, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
 def train_recommender(model_df: pd.DataFrame, titles: pd.DataFrame,

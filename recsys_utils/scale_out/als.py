@@ -29,12 +29,16 @@ import pandas as pd
 
 from recsys_utils import DEFAULT_SEED
 from recsys_utils.errors import UnknownFilterError
-from recsys_utils.ranking.recommender import KINDS
+from recsys_utils.ranking.recommender import KINDS, top_positions
 from recsys_utils.scale_out import evaluation as sev
 from recsys_utils.scale_out.cleaning import write_parquet_dir
 
 __all__ = ["AlsChoice", "AlsParams", "Catalog", "als_rmse", "fit_als", "similar_titles",
            "top_n", "tune_als", "write_top_n"]
+
+#: Scores held at once by a worker scoring users (or titles) against every title: blocks
+#: of this many cells (32 MB of float64), whatever the Arrow batch size.
+_BLOCK_CELLS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -140,24 +144,25 @@ def top_n(fitted: Any, train: Any, catalog: Catalog, catalog_frame: Any, n: int 
     rated = _indexed(train, catalog_frame).groupBy("user").agg(F.collect_list("idx").alias("rated"))
     users = fitted.userFactors.withColumnRenamed("id", "user").join(rated, "user")
 
+    # Users per block: an Arrow batch holds up to 10,000 users, and a dense block of all
+    # of them (10,000 x 25,000 titles at 10 M ratings) took 2 GB per array per worker.
+    block = max(1, _BLOCK_CELLS // max(n_items, 1))
+
     def rank_users(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            if batch.empty:
-                continue
-            scores = np.vstack(batch["features"].to_numpy()).astype(np.float64) @ item_factors.T
-            scores[:, ~valid] = -np.inf
-            for row, seen in enumerate(batch["rated"]):
-                scores[row, np.asarray(seen, dtype=np.int64)] = -np.inf
-            m = min(n, int(valid.sum()))
-            # stable sort on -score over items in id order: ties go to the smaller id
-            order = np.argsort(-scores, axis=1, kind="stable")[:, :m]
-            top = np.take_along_axis(scores, order, axis=1)
-            keep = np.isfinite(top)
-            rows, cols = np.nonzero(keep)
-            yield pd.DataFrame({"user": batch["user"].to_numpy()[rows].astype(np.int64),
-                                "rank": (cols + 1).astype(np.int32),
-                                "item": item_ids[order[rows, cols]].astype(str),
-                                "score": top[rows, cols]})
+            for start in range(0, len(batch), block):
+                part = batch.iloc[start:start + block]
+                scores = np.vstack(part["features"].to_numpy()).astype(np.float64) @ item_factors.T
+                scores[:, ~valid] = -np.inf
+                for row, seen in enumerate(part["rated"]):
+                    scores[row, np.asarray(seen, dtype=np.int64)] = -np.inf
+                # best first; ties go to the smaller item id (catalog order)
+                order, top = top_positions(scores, min(n, int(valid.sum())))
+                rows, cols = np.nonzero(np.isfinite(top))
+                yield pd.DataFrame({"user": part["user"].to_numpy()[rows].astype(np.int64),
+                                    "rank": (cols + 1).astype(np.int32),
+                                    "item": item_ids[order[rows, cols]].astype(str),
+                                    "score": top[rows, cols]})
 
     return users.mapInPandas(rank_users, "user long, rank int, item string, score double")
 
@@ -191,23 +196,25 @@ def similar_titles(fitted: Any, catalog: Catalog, n: int = 10) -> Any:
     unit, ids = unit[order_ids], ids[order_ids]
     item_ids = catalog.items["item_id"].to_numpy(dtype=object)
 
+    block = max(1, _BLOCK_CELLS // max(len(ids), 1))  # titles per block (as top_n's users)
+
     def neighbours(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            if batch.empty:
-                continue
-            q = np.vstack(batch["features"].to_numpy()).astype(np.float64)
-            q = q / np.where(np.linalg.norm(q, axis=1) > 0, np.linalg.norm(q, axis=1), 1.0)[:, None]
-            sims = q @ unit.T
-            own = np.searchsorted(ids, batch["id"].to_numpy())
-            sims[np.arange(len(batch)), own] = -np.inf
-            m = min(n, max(len(ids) - 1, 0))
-            order = np.argsort(-sims, axis=1, kind="stable")[:, :m]
-            rows = np.repeat(np.arange(len(batch)), m)
-            cols = order.ravel()
-            yield pd.DataFrame({"item": item_ids[batch["id"].to_numpy()[rows]].astype(str),
-                                "rank": np.tile(np.arange(1, m + 1), len(batch)).astype(np.int32),
-                                "similar": item_ids[ids[cols]].astype(str),
-                                "similarity": sims[rows, cols]})
+            for start in range(0, len(batch), block):
+                part = batch.iloc[start:start + block]
+                q = np.vstack(part["features"].to_numpy()).astype(np.float64)
+                norm = np.linalg.norm(q, axis=1)
+                sims = (q / np.where(norm > 0, norm, 1.0)[:, None]) @ unit.T
+                own = np.searchsorted(ids, part["id"].to_numpy())
+                sims[np.arange(len(part)), own] = -np.inf
+                m = min(n, max(len(ids) - 1, 0))
+                order, best = top_positions(sims, m)  # ties: the smaller item id
+                rows = np.repeat(np.arange(len(part)), order.shape[1])
+                yield pd.DataFrame({"item": item_ids[part["id"].to_numpy()[rows]].astype(str),
+                                    "rank": np.tile(np.arange(1, order.shape[1] + 1),
+                                                    len(part)).astype(np.int32),
+                                    "similar": item_ids[ids[order.ravel()]].astype(str),
+                                    "similarity": best.ravel()})
 
     return fitted.itemFactors.mapInPandas(
         neighbours, "item string, rank int, similar string, similarity double")
