@@ -63,6 +63,33 @@ def test_a_rerun_reuses_the_version(result, data, paths):
     assert again.summary.startswith("reused ")
 
 
+def test_precomputed_lists_are_registered_with_the_champion(result, data, paths):
+    """``precompute_depth`` (the large preset): the loaded champion carries every user's
+    stored list, they answer as ``recommend`` does, and the depth is a parameter of the
+    version (a champion without lists is not reused for one with them)."""
+    from recsys_utils.ranking.precomputed import recommend_precomputed
+
+    model_df, titles = data
+    plain = register_champion(result, model_df, titles, paths=paths)
+    stored = register_champion(result, model_df, titles, precompute_depth=7, paths=paths)
+    assert not stored.reused and stored.version != plain.version
+    assert "precomputed_depth" not in registry.read_manifest(plain.version, paths)["params"]
+    assert registry.read_manifest(stored.version, paths)["params"]["precomputed_depth"] == 7
+    rec, _ = registry.load_champion(paths)
+    lists = rec.precomputed_
+    assert lists.depth == 7 and lists.fits(rec)
+    for user in rec.user_ids[:20].tolist():
+        got = recommend_precomputed(rec, lists, user, n=5).items
+        assert got.equals(rec.recommend(user, n=5).items)
+    # a retrain trains with the champion's parameters: the lists come along
+    from recsys_utils.lifecycle.retrain import default_trainer
+
+    manifest = registry.read_manifest(stored.version, paths)
+    assert default_trainer(model_df, titles, manifest["params"]).precomputed_.depth == 7
+    assert not hasattr(default_trainer(model_df, titles, registry.read_manifest(
+        plain.version, paths)["params"]), "precomputed_")
+
+
 def test_the_registered_ranking_is_what_the_validation_chose(result, data, paths):
     model_df, titles = data
     grid = {"ease": {"weighting": ["score", "binary"], "l2": [5.0, 50.0],

@@ -27,6 +27,7 @@ from recsys_utils.lifecycle.registry import register_or_reuse
 from recsys_utils.paths import ProjectPaths
 from recsys_utils.plots import save_figure
 from recsys_utils.ranking.evaluation import TuningResult, jsonable
+from recsys_utils.ranking.precomputed import attach_precomputed
 from recsys_utils.ranking.recommender import Recommender, train_recommender
 from recsys_utils.rating.figures import plot_blend_weights
 from recsys_utils.rating.modeling import ModelingResult
@@ -76,7 +77,7 @@ def rating_tuning_record(result: ModelingResult, grid: str = "small") -> dict[st
 def register_champion(result: ModelingResult, model_df: pd.DataFrame, titles: pd.DataFrame,
                       *, ranking: TuningResult | None = None,
                       ranking_params: dict[str, Any] | None = None, rating_grid: str = "small",
-                      paths: ProjectPaths | None = None,
+                      precompute_depth: int | None = None, paths: ProjectPaths | None = None,
                       notes: str = "03_modeling: tuned ridge blend") -> Champion:
     """Train ``result``'s blend on all of ``model_df`` in a ``Recommender``; register it.
 
@@ -87,7 +88,9 @@ def register_champion(result: ModelingResult, model_df: pd.DataFrame, titles: pd
     chosen values with their validation scores, the grids (``rating_grid``: the name of
     the rating tuning grid ``run_modeling`` searched) and the rival rankers.
     ``model_df`` must be the table ``result`` was cross-validated on. Saves the
-    blend-weights figure.
+    blend-weights figure. ``precompute_depth``: store every user's top-``depth`` list with
+    the model (``ranking.precomputed``; the API answers from it, so a request's cost does
+    not grow with the catalog), recorded in the manifest's ``params``.
     """
     if ranking is not None:
         chosen = dict(ranking.best_params)
@@ -99,9 +102,17 @@ def register_champion(result: ModelingResult, model_df: pd.DataFrame, titles: pd
                           else "DEFAULT_RANKING_PARAMS (tuning off)"}
     params = {**result.registry_params(chosen),
               "tuning": {"ranking": ranking_record, "rating": rating_tuning_record(result, rating_grid)}}
+    if precompute_depth:
+        params["precomputed_depth"] = int(precompute_depth)
+
+    def train() -> Recommender:
+        rec = train_recommender(model_df, titles, result.rating_params, chosen, seed=result.seed)
+        if precompute_depth:
+            attach_precomputed(rec, int(precompute_depth))
+        return rec
+
     version, recommender, reused = register_or_reuse(
-        lambda: train_recommender(model_df, titles, result.rating_params, chosen,
-                                  seed=result.seed),
+        train,
         params=params, metrics=result.registry_metrics(),
         data_fingerprint=data_fingerprint(model_df), paths=paths, notes=notes)
     champion = Champion(version=version, recommender=recommender, reused=reused,

@@ -325,11 +325,16 @@ def evaluate_on_holdout(model: Any, holdout: pd.DataFrame, seen: pd.DataFrame, k
 
 
 def default_trainer(model_df: pd.DataFrame, titles: pd.DataFrame, params: dict) -> Any:
-    """Train the project's recommender with a manifest's parameters."""
+    """Train the project's recommender with a manifest's parameters (with the stored top-N
+    lists when the champion had them: ``precomputed_depth``, so the API stays fast)."""
+    from recsys_utils.ranking.precomputed import attach_precomputed
     from recsys_utils.ranking.recommender import train_recommender
 
-    return train_recommender(model_df, titles, params["rating_params"],
-                             params["ranking_params"], int(params.get("seed", 42)))
+    rec = train_recommender(model_df, titles, params["rating_params"],
+                            params["ranking_params"], int(params.get("seed", 42)))
+    if params.get("precomputed_depth"):
+        attach_precomputed(rec, int(params["precomputed_depth"]))
+    return rec
 
 
 def _check_params(manifest: dict) -> dict:

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from recsys_utils import DEFAULT_SEED
 from recsys_utils.paths import ProjectPaths
-from recsys_utils.plots import save_figure
+from recsys_utils.plots import save_figure, set_style
 from recsys_utils.rating import figures, tuning
 from recsys_utils.rating.blend import DEFAULT_COMPONENTS, build_rating_model, cv_table
 from recsys_utils.rating.comparison import compare_algorithms, cross_validate_model
@@ -228,6 +228,7 @@ def run_modeling(model_df: pd.DataFrame, titles: pd.DataFrame, *, n_folds: int =
                             n_items=int(full_df["item"].nunique()), n_folds=n_folds, seed=seed,
                             n_cv_ratings=len(model_df))
     rmse = dict(zip(blend_table["model"], blend_table["rmse"], strict=True))
+    set_style()  # the project's figure style (also for the champion's figure drawn next)
     for name, fig in {
         "algorithm_comparison": figures.plot_algorithm_comparison(comparison),
         "blend_vs_components": figures.plot_blend_vs_components(rmse, target=target_rmse),
