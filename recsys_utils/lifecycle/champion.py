@@ -24,11 +24,11 @@ from matplotlib.figure import Figure
 
 from recsys_utils.fingerprint import data_fingerprint
 from recsys_utils.lifecycle.registry import register_or_reuse
+from recsys_utils.lifecycle.retrain import default_trainer
 from recsys_utils.paths import ProjectPaths
 from recsys_utils.plots import save_figure
 from recsys_utils.ranking.evaluation import TuningResult, jsonable
-from recsys_utils.ranking.precomputed import attach_precomputed
-from recsys_utils.ranking.recommender import Recommender, train_recommender
+from recsys_utils.ranking.recommender import Recommender
 from recsys_utils.rating.figures import plot_blend_weights
 from recsys_utils.rating.modeling import ModelingResult
 from recsys_utils.rating.tuning import GRIDS
@@ -104,15 +104,8 @@ def register_champion(result: ModelingResult, model_df: pd.DataFrame, titles: pd
               "tuning": {"ranking": ranking_record, "rating": rating_tuning_record(result, rating_grid)}}
     if precompute_depth:
         params["precomputed_depth"] = int(precompute_depth)
-
-    def train() -> Recommender:
-        rec = train_recommender(model_df, titles, result.rating_params, chosen, seed=result.seed)
-        if precompute_depth:
-            attach_precomputed(rec, int(precompute_depth))
-        return rec
-
     version, recommender, reused = register_or_reuse(
-        train,
+        lambda: default_trainer(model_df, titles, params),  # as a retrain will, from the manifest
         params=params, metrics=result.registry_metrics(),
         data_fingerprint=data_fingerprint(model_df), paths=paths, notes=notes)
     champion = Champion(version=version, recommender=recommender, reused=reused,

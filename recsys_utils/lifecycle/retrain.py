@@ -635,7 +635,9 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
             record["retune"] = tuning
         log(f"training the challenger on {len(judge_model_df):,} ratings (holdout "
             f"{len(holdout):,} ratings of {holdout['user'].nunique()} users kept out) ...")
-        judged = trainer(judge_model_df, titles, params)
+        # the judged model only scores the holdout: no stored lists (a pass over every user)
+        judged = trainer(judge_model_df, titles,
+                         {k: v for k, v in params.items() if k != "precomputed_depth"})
         m_champion = evaluate_on_holdout(champion_model, holdout, judge_model_df, k=k)
         m_challenger = evaluate_on_holdout(judged, holdout, judge_model_df, k=k)
         decision = decide(m_champion, m_challenger, tolerance, ndcg_tolerance,
