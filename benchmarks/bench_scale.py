@@ -192,6 +192,7 @@ def _spark(root: Path, raw: Path, seed: int) -> dict:
     """The Spark stage: cleaning, implicit ALS fit, top-10 for all users (seconds each) and
     the JVM's peak RSS, read before the session stops (the JVM is this process's child
     but is never waited for, so ``RUSAGE_CHILDREN`` would miss it)."""
+    from recsys_utils.ranking.catalog import Catalog
     from recsys_utils.scale_out import als as sals
     from recsys_utils.scale_out.cleaning import clean_on_spark
     from recsys_utils.scale_out.session import SparkSettings, spark_session, spark_unavailable
@@ -216,8 +217,8 @@ def _spark(root: Path, raw: Path, seed: int) -> dict:
         clean_s = time.perf_counter() - t
         t = time.perf_counter()
         titles = cast_titles(pd.read_parquet(cleaning.written["titles"]))
-        catalog = sals.Catalog.from_titles(titles)
-        catalog_frame = catalog.index_frame(spark).cache()
+        catalog = Catalog(titles)
+        catalog_frame = sals.index_frame(spark, catalog).cache()
         model = spark.read.parquet(str(cleaning.written["model"])).cache()
         fitted = sals.fit_als(model, catalog_frame, params, implicit=True, seed=seed)
         fit_s = time.perf_counter() - t

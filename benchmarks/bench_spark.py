@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from recsys_utils.ranking.catalog import Catalog
 from recsys_utils.scale_out import als
 from recsys_utils.scale_out.cleaning import clean_on_spark, load_spark_processed
 from recsys_utils.scale_out.session import SparkSettings, spark_session, spark_unavailable
@@ -73,8 +74,8 @@ def run(size: str, master: str, work: Path) -> dict[str, float]:
                                  paths=None)
         out["clean_s"] = time.perf_counter() - t0
         titles = load_spark_processed(cleaned.output_dir).titles
-        catalog = als.Catalog.from_titles(titles)
-        frame = catalog.index_frame(spark).cache()
+        catalog = Catalog(titles)
+        frame = als.index_frame(spark, catalog).cache()
         model = spark.read.parquet(str(cleaned.written["model"])).cache()
         out["kept_ratings"] = model.count()
         t0 = time.perf_counter()

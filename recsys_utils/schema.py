@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["ANALYTICS_COLUMNS", "MODEL_COLUMNS", "RATINGS_COLUMNS", "TEXT", "TITLES_COLUMNS",
-           "cast_analytics", "cast_model", "cast_ratings", "cast_titles", "text"]
+__all__ = ["ANALYTICS_COLUMNS", "KINDS", "MODEL_COLUMNS", "RATINGS_COLUMNS", "TEXT",
+           "TITLES_COLUMNS", "cast_analytics", "cast_model", "cast_ratings", "cast_titles", "text"]
 
 
 def _text_dtype() -> object:
@@ -24,6 +24,10 @@ def _text_dtype() -> object:
 
 #: The dtype of every text column.
 TEXT = _text_dtype()
+
+#: The values of the titles' ``type`` column (the cleaning maps every variant to these);
+#: also the valid values of the ``kind`` filter.
+KINDS: tuple[str, ...] = ("Movie", "TV Show")
 
 TITLES_COLUMNS = ["id", "item_id", "platform", "show_id", "type", "title", "title_norm",
                   "director", "cast", "country", "genres", "description", "date_added",

@@ -286,6 +286,25 @@ def test_a_recommender_saved_before_rankers_still_ranks_like_ease(rec: Recommend
         rec.recommend(1, n=8).items["item_id"].tolist()
 
 
+def test_a_recommender_saved_before_the_catalog_class_still_answers_the_same(rec: Recommender):
+    """Champions pickled before ``ranking.catalog.Catalog`` kept the catalog arrays on the
+    Recommender itself; a registry may still hold such versions (rollback)."""
+    state = rec.__getstate__()
+    catalog = state.pop("catalog")
+    state.update(item_ids=catalog.item_ids, _item_index=catalog.index, _titles=catalog.titles,
+                 _types=catalog.types, platforms=catalog.platforms,
+                 _availability=catalog.availability, _filter_cache={})
+    old = Recommender.__new__(Recommender)
+    old.__setstate__(state)
+    assert not {"_titles", "_availability", "_filter_cache"} & set(old.__dict__)
+    for user, platforms in ((1, None), (2, ["beta"]), (10_000, ["alpha"])):
+        assert old.recommend(user, n=6, platforms=platforms).items.equals(
+            rec.recommend(user, n=6, platforms=platforms).items)
+    assert old.similar(item_id(3), n=4).equals(rec.similar(item_id(3), n=4))
+    # and it pickles in the new form
+    assert "catalog" in pickle.loads(pickle.dumps(old)).__dict__
+
+
 def test_recency_weights_a_users_latest_ratings_without_a_refit(ratings: pd.DataFrame):
     plain = svd_recommender(ratings)
     fitted = svd_recommender(ratings, recency=0.2)
@@ -297,8 +316,8 @@ def test_recency_weights_a_users_latest_ratings_without_a_refit(ratings: pd.Data
     u = fitted._user_pos[1]
     row = fitted._X[u].toarray().ravel()
     mine = ratings[ratings["user"] == 1].sort_values("timestamp")
-    last = fitted._item_index.get_loc(mine["item"].iloc[-1])
-    first = fitted._item_index.get_loc(mine["item"].iloc[0])
+    last = fitted.catalog.index.get_loc(mine["item"].iloc[-1])
+    first = fitted.catalog.index.get_loc(mine["item"].iloc[0])
     full = plain._X[u].toarray().ravel()
     assert row[last] == pytest.approx(full[last])
     assert abs(row[first]) < abs(full[first])

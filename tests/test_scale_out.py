@@ -23,6 +23,7 @@ from recsys_utils.data.cleaning import build_processed
 from recsys_utils.errors import UnknownFilterError
 from recsys_utils.paths import PROJECT_ROOT, ProjectPaths, project_paths
 from recsys_utils.ranking import metrics
+from recsys_utils.ranking.catalog import Catalog
 from recsys_utils.ranking.evaluation import last_n_split, relevant_items
 from recsys_utils.scale_out.session import _java_major, find_java
 
@@ -217,8 +218,8 @@ def fitted(spark):
     from recsys_utils.scale_out import als
 
     titles = synthetic_titles()
-    catalog = als.Catalog.from_titles(titles)
-    frame = catalog.index_frame(spark).cache()
+    catalog = Catalog(titles)
+    frame = als.index_frame(spark, catalog).cache()
     train = spark.createDataFrame(synthetic_ratings(seed=0)).cache()
     model = als.fit_als(train, frame, als.AlsParams(rank=4, reg=0.1, alpha=5.0), implicit=True,
                         seed=0)
@@ -255,7 +256,7 @@ def test_top_n_excludes_rated_titles_and_honours_filters(fitted) -> None:
     tv = als.top_n(f["model"], f["train"], f["catalog"], f["frame"], 3, kind="TV Show").toPandas()
     assert len(tv) and set(tv["item"]) <= shows
     with pytest.raises(UnknownFilterError):
-        f["catalog"].candidate_mask(["gamma"])
+        f["catalog"].mask(["gamma"])
 
 
 @pytest.mark.spark
@@ -279,7 +280,7 @@ def test_top_n_and_similar_titles_do_not_depend_on_the_block_size(
     for got, ref in zip(lists(), whole, strict=True):
         pd.testing.assert_frame_equal(got, ref)
     # the reference: every score, rated titles out, a stable sort on -score
-    items = f["catalog"].items["item_id"].to_numpy()
+    items = f["catalog"].item_ids
     q = f["model"].itemFactors.toPandas().sort_values("id")
     v = np.zeros((len(items), f["model"].rank))
     v[q["id"].to_numpy()] = np.vstack(q["features"].to_numpy())
@@ -380,8 +381,8 @@ def test_a_batch_written_by_spark_is_served(spark, tmp_path_factory: pytest.Temp
     model_df = pd.read_parquet(paths.processed / "model.parquet")
     titles = pd.read_parquet(paths.processed / "titles.parquet")
     out = paths.outputs / "scale_out" / "als"
-    catalog = als.Catalog.from_titles(titles)
-    frame = catalog.index_frame(spark).cache()
+    catalog = Catalog(titles)
+    frame = als.index_frame(spark, catalog).cache()
     train = spark.createDataFrame(model_df).cache()
     fitted = als.fit_als(train, frame, als.AlsParams(rank=4, reg=0.1, alpha=5.0, max_iter=5),
                          implicit=True, seed=0)

@@ -13,6 +13,7 @@ from ranking_fixtures import synthetic_ratings, synthetic_titles
 from spark_fixtures import LOCAL, StandaloneCluster, standalone_cluster  # noqa: F401
 
 from recsys_utils.paths import project_paths
+from recsys_utils.ranking.catalog import Catalog
 from recsys_utils.ranking.evaluation import last_n_split
 from recsys_utils.scale_out.session import SparkSettings, spark_session
 
@@ -29,14 +30,14 @@ def _run_spark_path(settings: SparkSettings, raw: Path, out: Path) -> dict[str, 
         cleaned = clean_on_spark(spark, raw, source="streaming", output_dir=out,
                                  paths=project_paths(out.parent / "project"))
         split = last_n_split(synthetic_ratings(seed=2), fraction=0.2)
-        catalog = als.Catalog.from_titles(synthetic_titles())
-        frame = catalog.index_frame(spark)
+        catalog = Catalog(synthetic_titles())
+        frame = als.index_frame(spark, catalog)
         train = spark.createDataFrame(split.train)
         model = als.fit_als(train, frame, als.AlsParams(rank=4, reg=0.1, alpha=5.0, max_iter=5),
                             implicit=True, seed=0)
         lists = als.top_n(model, train, catalog, frame, 5)
         report = sev.ranking_report(lists, spark.createDataFrame(split.test), 5,
-                                    sev.item_popularity(train), len(catalog.items))
+                                    sev.item_popularity(train), len(catalog))
         # block managers after the work: the driver's plus one per executor that ran tasks
         executors = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size()
         return {"master": spark.sparkContext.master, "executors": executors,

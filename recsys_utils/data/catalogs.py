@@ -20,7 +20,7 @@ from recsys_utils.data.accounting import REJECT_COLUMNS, SourceAccount, empty_re
 from recsys_utils.data.linking import normalize_titles
 from recsys_utils.data.rawcsv import RawTable, read_raw_csv
 from recsys_utils.errors import DataError
-from recsys_utils.schema import TITLES_COLUMNS, cast_titles
+from recsys_utils.schema import KINDS, TITLES_COLUMNS, cast_titles
 
 __all__ = ["CATALOG_SUFFIX", "CatalogRead", "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS",
            "clean_catalog", "discover_catalogs", "fill_missing_rating", "fix_misplaced_durations",
@@ -160,7 +160,7 @@ def fill_missing_rating(values: pd.Series) -> pd.Series:
 def normalize_type(values: pd.Series) -> pd.Series:
     """``movie`` / ``Movie`` → ``Movie``, ``tv show`` → ``TV Show``; anything else → missing."""
     key = values.astype(object).where(values.notna(), "").map(lambda v: " ".join(str(v).split()))
-    return key.str.lower().map({"movie": "Movie", "tv show": "TV Show"})
+    return key.str.lower().map({kind.lower(): kind for kind in KINDS})
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from recsys_utils.errors import DataError, UnknownFilterError
+from recsys_utils.schema import KINDS
 
 __all__ = [
     "ActorAnswer",
@@ -49,7 +50,6 @@ __all__ = [
     "top_actor",
 ]
 
-KINDS = ("Movie", "TV Show")
 DURATION_TYPES = ("min", "season")
 
 Filters = dict[str, Any]

@@ -120,4 +120,4 @@ def recommend_precomputed(rec: Recommender, lists: PrecomputedLists, user: int, 
         return rec.recommend(user, n, platforms, kind)
     chosen, ranking, pred = got
     return Recommendations(user=int(user), cold_start=False,
-                           items=rec._frame(chosen, pred, ranking, platforms))
+                           items=rec.catalog.frame(chosen, pred, ranking, platforms))

@@ -55,7 +55,7 @@ SVD (``n_factors``) of the same weighted interaction matrix.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,22 +65,22 @@ import scipy.sparse as sp
 
 from recsys_utils import DEFAULT_SEED
 from recsys_utils.data.tables import check_columns
-from recsys_utils.errors import UnknownFilterError, UnknownItemError
+from recsys_utils.ranking.catalog import (
+    Catalog,
+    bayesian_average,
+    cold_start_positions,
+    top_positions,
+    top_valid,
+)
 from recsys_utils.ranking.rankers import RANKERS, EaseRanker, fit_ranker
 
 __all__ = [
     "DEFAULT_RANKING_PARAMS",
-    "KINDS",
     "Recommendations",
     "Recommender",
     "STRATEGIES",
-    "catalog_rows",
-    "top_positions",
     "train_recommender",
 ]
-
-#: Valid values of the ``kind`` filter.
-KINDS: tuple[str, ...] = ("Movie", "TV Show")
 
 #: Ways ``recommend_all`` can rank: the model and the baselines evaluated beside it.
 STRATEGIES: tuple[str, ...] = ("model", "popularity", "random", "bayes", "rating")
@@ -181,14 +181,6 @@ def _zscore(v: np.ndarray) -> np.ndarray:
     return _zscore_rows(np.array(v, dtype=np.float64, ndmin=2))[0]
 
 
-def catalog_rows(titles: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The catalog in the order every served array follows: rows sorted by ``(item_id,
-    platform)`` with text columns as ``str``, and each title's first row (one per ``item_id``)."""
-    t = titles.astype({"item_id": str, "platform": str, "type": str, "title": str})
-    t = t.sort_values(["item_id", "platform"], kind="mergesort")
-    return t, t.drop_duplicates("item_id")
-
-
 class Recommender:
     """The served recommender: a rating model for scores, EASE for the ranking.
 
@@ -208,7 +200,6 @@ class Recommender:
         self.seed = int(seed)
         self.rating_model = rating_model
         self._fitted = False
-        self._filter_cache: dict[tuple, np.ndarray] = {}
 
     # ================================================================== fitting
     def fit(self, model_df: pd.DataFrame, titles: pd.DataFrame) -> Recommender:
@@ -227,26 +218,12 @@ class Recommender:
             self.rating_model = build_rating_model(self.rating_params, seed=self.seed,
                                                    titles=titles)
         self.rating_model.fit(model_df)
-        self._fit_catalog(titles)
+        self.catalog = Catalog(titles)
         self._fit_interactions(model_df)
         self._fit_ranker()
         self._fit_factors()
         self._fitted = True
         return self
-
-    def _fit_catalog(self, titles: pd.DataFrame) -> None:
-        """Catalog arrays: one entry per ``item_id`` (sorted), platforms as a boolean matrix."""
-        t, first = catalog_rows(titles[["item_id", "platform", "type", "title"]])
-        self.item_ids: np.ndarray = first["item_id"].to_numpy(dtype=object)
-        self._item_index = pd.Index(self.item_ids)
-        self._titles = first["title"].to_numpy(dtype=object)
-        self._types = first["type"].to_numpy(dtype=object)
-        self.platforms: list[str] = sorted(t["platform"].unique().tolist())
-        rows = self._item_index.get_indexer(t["item_id"])
-        cols = pd.Index(self.platforms).get_indexer(t["platform"])
-        avail = np.zeros((len(self.item_ids), len(self.platforms)), dtype=bool)
-        avail[rows, cols] = True
-        self._availability = avail
 
     def _fit_interactions(self, model_df: pd.DataFrame) -> None:
         """Training users, the rated-title matrix, counts, means and the Bayesian average."""
@@ -255,7 +232,7 @@ class Recommender:
         recent = (model_df.groupby("user")["timestamp"].rank(method="first", ascending=False)
                   .to_numpy() - 1 if "timestamp" in model_df.columns
                   else np.zeros(len(model_df)))
-        pos = self._item_index.get_indexer(df["item"].astype(str))
+        pos = self.catalog.index.get_indexer(df["item"].astype(str))
         inside = pos >= 0
         self.n_ratings_outside_catalog_ = int((~inside).sum())
         df, pos, recent = df[inside], pos[inside], recent[inside]
@@ -283,8 +260,7 @@ class Recommender:
         self.n_ratings: np.ndarray = np.bincount(pos, minlength=n_items).astype(np.int64)
         sums = np.bincount(pos, weights=scores, minlength=n_items)
         self.global_mean = float(scores.mean()) if scores.size else 0.0
-        c = float(p["prior_count"])
-        self._bayes = (sums + c * self.global_mean) / (self.n_ratings + c)
+        self._bayes = bayesian_average(sums, self.n_ratings, float(p["prior_count"]))
         self._pop_z = _zscore(np.log1p(self.n_ratings))
         self._item_popularity = self.n_ratings / max(len(self.user_ids), 1)
         # the rating model's item baseline (an unknown user): what a new user starts from
@@ -341,12 +317,18 @@ class Recommender:
     # ================================================================== state
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_filter_cache"] = {}  # derived, rebuilt on demand
         state.pop("_recent", None)  # only with_ranking(recency=...) needs it (tuning)
         state.pop("_rating_cache", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if "catalog" not in state and "_availability" in state:  # saved before Catalog
+            state = dict(state)
+            state["catalog"] = Catalog.from_arrays(
+                state.pop("item_ids"), state.pop("_titles"), state.pop("_types"),
+                state.pop("platforms"), state.pop("_availability"))
+            for derived in ("_item_index", "_filter_cache"):
+                state.pop(derived, None)
         self.__dict__.update(state)
         if "_B" in state:  # saved before rankers existed: EASE's B over _ease_cols
             ranker = EaseRanker(self.ranking_params["l2"], self.ranking_params["min_item_ratings"],
@@ -376,12 +358,20 @@ class Recommender:
             raise ValueError("the ranker was not fitted (ease_weight=0); refit to use it")
         other = copy.copy(self)
         other.ranking_params = {**self.ranking_params, **changes}
-        other._filter_cache = self._filter_cache
         if changes.get("recency", self.ranking_params["recency"]) != self.ranking_params["recency"]:
             other._X = self._scoring_rows(float(changes["recency"]))
         return other
 
     # ================================================================== lookups
+    @property
+    def item_ids(self) -> np.ndarray:
+        """The catalog's title ids, in the order of every served array."""
+        return self.catalog.item_ids
+
+    @property
+    def platforms(self) -> list[str]:
+        return self.catalog.platforms
+
     def known_user(self, user: int) -> bool:
         """Whether ``user`` rated at least one catalog title in the training data."""
         self._check_fitted()
@@ -390,54 +380,12 @@ class Recommender:
         except (TypeError, ValueError):
             return False
 
-    def _item_positions(self, item_ids: Iterable[str]) -> np.ndarray:
-        """Catalog positions of ``item_ids`` in one lookup; the first unknown one raises."""
-        ids = [str(i) for i in item_ids]
-        pos = self._item_index.get_indexer(ids).astype(np.int64)
-        if (pos < 0).any():
-            item_id = ids[int(np.argmax(pos < 0))]
-            raise UnknownItemError(item_id, f"unknown item {item_id!r}: not in the catalog")
-        return pos
-
-    def _item_position(self, item_id: str) -> int:
-        return int(self._item_positions([item_id])[0])
-
     def candidate_mask(self, platforms: Sequence[str] | None = None,
                        kind: str | None = None) -> np.ndarray:
-        """Boolean mask over ``item_ids``: titles on any of ``platforms`` and of ``kind``.
-
-        Raises ``UnknownFilterError`` (listing the valid values) for an unknown platform
-        or kind. An empty ``platforms`` list means no platform filter.
-        """
+        """Boolean mask over ``item_ids``: titles on any of ``platforms`` and of ``kind``
+        (``Catalog.mask``: ``UnknownFilterError`` for an unknown value)."""
         self._check_fitted()
-        plats = tuple(sorted(set(platforms))) if platforms else ()
-        key = (plats, kind)
-        cached = self._filter_cache.get(key)
-        if cached is not None:
-            return cached
-        for name in plats:
-            if name not in self.platforms:
-                raise UnknownFilterError("platform", name, self.platforms)
-        if kind is not None and kind not in KINDS:
-            raise UnknownFilterError("kind", kind, KINDS)
-        mask = np.ones(len(self.item_ids), dtype=bool)
-        if plats:
-            cols = [self.platforms.index(p) for p in plats]
-            mask &= self._availability[:, cols].any(axis=1)
-        if kind is not None:
-            mask &= self._types == kind
-        mask.setflags(write=False)
-        self._filter_cache[key] = mask
-        return mask
-
-    def _display_platform(self, positions: np.ndarray, platforms: Sequence[str] | None
-                          ) -> list[str]:
-        allowed = np.ones(len(self.platforms), dtype=bool)
-        if platforms:
-            allowed = np.isin(self.platforms, list(platforms))
-        avail = self._availability[positions] & allowed
-        first = np.argmax(avail, axis=1)
-        return [self.platforms[j] for j in first]
+        return self.catalog.mask(platforms, kind)
 
     # ================================================================== scoring
     def _ease_scores(self, weights: sp.csr_matrix) -> np.ndarray:
@@ -470,36 +418,6 @@ class Recommender:
         rating = self._rating_rows([user]) if self.ranking_params["rating_weight"] else None
         return self._blend(ease, rating)[0]
 
-    @staticmethod
-    def _top(scores: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
-        """Positions of the ``n`` best valid scores, best first, ties by position."""
-        masked = np.where(valid, scores, -np.inf)
-        m = min(n, masked.size)
-        if m <= 0:
-            return np.zeros(0, dtype=np.int64)
-        if masked.size > m:
-            # the m-th best value; keep everything >= it so ties at the cut are all seen
-            kth = -np.partition(-masked, m - 1)[m - 1]
-            idx = np.flatnonzero(masked >= kth)
-        else:
-            idx = np.arange(masked.size)
-        s = masked[idx]
-        keep = np.isfinite(s)
-        idx, s = idx[keep], s[keep]
-        return idx[np.lexsort((idx, -s))[:m]]
-
-    def _frame(self, positions: np.ndarray, scores: np.ndarray, ranking: np.ndarray,
-               platforms: Sequence[str] | None) -> pd.DataFrame:
-        return pd.DataFrame({
-            "rank": np.arange(1, len(positions) + 1, dtype=np.int64),
-            "item_id": self.item_ids[positions].astype(str),
-            "title": self._titles[positions].astype(str),
-            "platform": self._display_platform(positions, platforms),
-            "type": self._types[positions].astype(str),
-            "score": np.round(np.asarray(scores, dtype=np.float64), 3),
-            "ranking_score": np.asarray(ranking, dtype=np.float64),
-        })
-
     def _clip(self, est: np.ndarray) -> np.ndarray:
         return np.clip(est, 0.5, 5.0)
 
@@ -518,7 +436,7 @@ class Recommender:
         top, scores = self._rank_known(int(user), n, valid)
         pred = self.rating_model.predict_items(int(user), self.item_ids[top], clip=True)
         return Recommendations(user=int(user), cold_start=False,
-                               items=self._frame(top, pred, scores[top], platforms))
+                               items=self.catalog.frame(top, pred, scores[top], platforms))
 
     def top_items(self, user: int, n: int = 10, platforms: Sequence[str] | None = None,
                   kind: str | None = None) -> list[str]:
@@ -527,7 +445,7 @@ class Recommender:
         self._check_fitted()
         valid = self.candidate_mask(platforms, kind)
         if not self.known_user(user):
-            top = self._top(self._bayes + 1e-9 * np.log1p(self.n_ratings), valid, n)
+            top = cold_start_positions(self._bayes, self.n_ratings, valid, n)
         else:
             top, _ = self._rank_known(int(user), n, valid)
         return self.item_ids[top].tolist()
@@ -538,16 +456,14 @@ class Recommender:
         scores = self.ranking_scores(user)
         rated = self._rated.indices[self._rated.indptr[u]:self._rated.indptr[u + 1]]
         scores[rated] = -np.inf
-        top = self._top(scores, valid, n)
+        top = top_valid(scores, valid, n)
         return top, scores
 
     def _cold_start(self, user: int | None, n: int, valid: np.ndarray,
                     platforms: Sequence[str] | None) -> Recommendations:
-        # ties in the Bayesian average: more ratings first, then catalog order
-        key = self._bayes + 1e-9 * np.log1p(self.n_ratings)
-        top = self._top(key, valid, n)
+        top = cold_start_positions(self._bayes, self.n_ratings, valid, n)
         return Recommendations(user=user, cold_start=True,
-                               items=self._frame(top, self._bayes[top], self._bayes[top],
+                               items=self.catalog.frame(top, self._bayes[top], self._bayes[top],
                                                  platforms))
 
     def recommend_for_ratings(self, ratings: Mapping[str, float], n: int = 10,
@@ -564,7 +480,7 @@ class Recommender:
         valid = self.candidate_mask(platforms, kind)
         if not ratings:
             return self._cold_start(None, n, valid, platforms)
-        pos = self._item_positions(ratings)
+        pos = self.catalog.positions(ratings)
         scores = np.array([float(s) for s in ratings.values()], dtype=np.float64)
         p = self.ranking_params
         if p["weighting"] == "score":
@@ -579,10 +495,10 @@ class Recommender:
         ranking = self._blend(self._ease_scores(row), pred[None, :])[0]
         valid = valid.copy()
         valid[pos] = False
-        top = self._top(ranking, valid, n)
+        top = top_valid(ranking, valid, n)
         return Recommendations(user=None, cold_start=False,
-                               items=self._frame(top, self._clip(pred[top]), ranking[top],
-                                                 platforms))
+                               items=self.catalog.frame(top, self._clip(pred[top]),
+                                                        ranking[top], platforms))
 
     def similar(self, item_id: str, n: int = 10) -> pd.DataFrame:
         """The ``n`` titles closest to ``item_id`` by cosine similarity of item factors.
@@ -592,27 +508,19 @@ class Recommender:
         noise); a title nobody rated has no factors and gets an empty frame.
         """
         self._check_fitted()
-        pos = self._item_position(item_id)
+        pos = int(self.catalog.positions([item_id])[0])
         q = self._factors[pos] if self._factors.shape[1] else np.zeros(0, dtype=np.float32)
-        columns = ["item_id", "title", "platform", "similarity"]
         if q.size == 0 or not np.any(q):
-            return pd.DataFrame(columns=columns)
+            return self.catalog.similar_frame(np.zeros(0, dtype=np.int64), np.zeros(0))
         cand = self._ease_cols[self._ease_cols != pos]
         sims = self._factors[cand] @ q
-        valid = np.ones(cand.size, dtype=bool)
-        top = cand[self._top(sims.astype(np.float64), valid, n)]
-        sim_top = self._factors[top] @ q
-        return pd.DataFrame({
-            "item_id": self.item_ids[top].astype(str),
-            "title": self._titles[top].astype(str),
-            "platform": self._display_platform(top, None),
-            "similarity": np.round(sim_top.astype(np.float64), 4),
-        }, columns=columns)
+        top = cand[top_valid(sims.astype(np.float64), np.ones(cand.size, dtype=bool), n)]
+        return self.catalog.similar_frame(top, self._factors[top] @ q)
 
     def predict(self, user: int, item_id: str) -> float:
         """Predicted rating (0.5..5) of ``item_id`` by ``user`` (unknown user: item baseline)."""
         self._check_fitted()
-        self._item_position(item_id)
+        self.catalog.positions([item_id])
         return float(self.rating_model.predict_items(
             int(user), np.array([str(item_id)], dtype=object), clip=True)[0])
 
@@ -681,28 +589,6 @@ class Recommender:
     def __repr__(self) -> str:
         state = "fitted" if self._fitted else "unfitted"
         return f"Recommender({state}, ranking_params={self.ranking_params})"
-
-
-def top_positions(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise best ``min(n, columns)`` positions of ``scores`` and their values, best
-    first, ties broken by position (the catalog order): ``(positions, values)``, each
-    ``rows x m``. Linear in the columns (a partition, not a sort); ``-inf`` marks what may
-    not be chosen (it comes last; the caller drops it)."""
-    n_rows, n_items = scores.shape
-    m = min(n, n_items)
-    if m <= 0 or n_rows == 0:
-        return np.zeros((n_rows, 0), dtype=np.int64), np.zeros((n_rows, 0))
-    # the m-th best value of each row; everything above it is in, and among the values
-    # equal to it the first positions fill the remaining places
-    kth = -np.partition(-scores, m - 1, axis=1)[:, m - 1:m]
-    above = scores > kth
-    tied = scores == kth
-    need = m - above.sum(axis=1, keepdims=True)
-    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
-    pos = np.nonzero(chosen)[1].reshape(n_rows, m)  # row-major: ascending positions
-    vals = np.take_along_axis(scores, pos, axis=1)
-    order = np.lexsort((pos, -vals), axis=1)
-    return np.take_along_axis(pos, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
 def train_recommender(model_df: pd.DataFrame, titles: pd.DataFrame,

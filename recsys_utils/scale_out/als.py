@@ -28,12 +28,11 @@ import numpy as np
 import pandas as pd
 
 from recsys_utils import DEFAULT_SEED
-from recsys_utils.errors import UnknownFilterError
-from recsys_utils.ranking.recommender import KINDS, top_positions
+from recsys_utils.ranking.catalog import Catalog, top_positions
 from recsys_utils.scale_out import evaluation as sev
 from recsys_utils.scale_out.cleaning import write_parquet_dir
 
-__all__ = ["AlsChoice", "AlsParams", "Catalog", "als_rmse", "fit_als", "similar_titles",
+__all__ = ["AlsChoice", "AlsParams", "als_rmse", "fit_als", "index_frame", "similar_titles",
            "top_n", "tune_als", "write_top_n"]
 
 #: Scores held at once by a worker scoring users (or titles) against every title: blocks
@@ -51,47 +50,12 @@ class AlsParams:
     max_iter: int = 10
 
 
-@dataclass
-class Catalog:
-    """The items ALS knows about: ``item_id`` ↔ integer index, with the filter columns.
-
-    ``items``: one row per ``item_id`` (sorted; ``idx`` is its position), its ``type``
-    (first platform row, like the recommender) and the set of platforms it is on.
-    """
-
-    items: pd.DataFrame
-    platforms: list[str]
-
-    @classmethod
-    def from_titles(cls, titles: pd.DataFrame) -> Catalog:
-        t = titles[["item_id", "platform", "type"]].astype(str)
-        t = t.sort_values(["item_id", "platform"], kind="mergesort")
-        first = t.drop_duplicates("item_id").reset_index(drop=True)
-        on = t.groupby("item_id")["platform"].agg(frozenset)
-        items = pd.DataFrame({"item_id": first["item_id"], "idx": np.arange(len(first)),
-                              "type": first["type"],
-                              "platforms": first["item_id"].map(on).to_numpy()})
-        return cls(items, sorted(t["platform"].unique().tolist()))
-
-    def index_frame(self, spark: Any) -> Any:
-        return spark.createDataFrame(self.items[["item_id", "idx"]].rename(
-            columns={"item_id": "item"}), "item string, idx int")
-
-    def candidate_mask(self, platforms: Sequence[str] | None = None,
-                       kind: str | None = None) -> np.ndarray:
-        """Titles on any of ``platforms`` and of ``kind`` (the recommender's filter rule)."""
-        mask = np.ones(len(self.items), dtype=bool)
-        for name in platforms or ():
-            if name not in self.platforms:
-                raise UnknownFilterError("platform", name, self.platforms)
-        if platforms:
-            wanted = set(platforms)
-            mask &= self.items["platforms"].map(lambda on: bool(on & wanted)).to_numpy()
-        if kind is not None:
-            if kind not in KINDS:
-                raise UnknownFilterError("kind", kind, KINDS)
-            mask &= (self.items["type"] == kind).to_numpy()
-        return mask
+def index_frame(spark: Any, catalog: Catalog) -> Any:
+    """``(item, idx)``: each title's integer index for ALS, its position in the catalog
+    (``ranking.catalog.Catalog``, the order every served array follows)."""
+    return spark.createDataFrame(
+        pd.DataFrame({"item": catalog.item_ids.astype(str), "idx": np.arange(len(catalog))}),
+        "item string, idx int")
 
 
 def _indexed(model: Any, catalog_frame: Any) -> Any:
@@ -130,9 +94,9 @@ def top_n(fitted: Any, train: Any, catalog: Catalog, catalog_frame: Any, n: int 
     frame ``(user, rank, item, score)`` (rank 1 = best; ties: smaller item id first)."""
     from pyspark.sql import functions as F
 
-    valid = catalog.candidate_mask(platforms, kind)
+    valid = catalog.mask(platforms, kind)
     factors = fitted.itemFactors.toPandas()
-    n_items, rank = len(catalog.items), fitted.rank
+    n_items, rank = len(catalog), fitted.rank
     item_factors = np.zeros((n_items, rank), dtype=np.float64)
     known = np.zeros(n_items, dtype=bool)
     if len(factors):
@@ -140,7 +104,7 @@ def top_n(fitted: Any, train: Any, catalog: Catalog, catalog_frame: Any, n: int 
         item_factors[ids] = np.vstack(factors["features"].to_numpy())
         known[ids] = True
     valid = valid & known  # a title nobody rated in train has no factors: not ranked
-    item_ids = catalog.items["item_id"].to_numpy(dtype=object)
+    item_ids = catalog.item_ids
     rated = _indexed(train, catalog_frame).groupBy("user").agg(F.collect_list("idx").alias("rated"))
     users = fitted.userFactors.withColumnRenamed("id", "user").join(rated, "user")
 
@@ -194,7 +158,7 @@ def similar_titles(fitted: Any, catalog: Catalog, n: int = 10) -> Any:
     unit = mat / np.where(norms > 0, norms, 1.0)[:, None]
     order_ids = np.argsort(ids, kind="stable")  # rows in item-id order: ties to smaller ids
     unit, ids = unit[order_ids], ids[order_ids]
-    item_ids = catalog.items["item_id"].to_numpy(dtype=object)
+    item_ids = catalog.item_ids
 
     block = max(1, _BLOCK_CELLS // max(len(ids), 1))  # titles per block (as top_n's users)
 
@@ -252,7 +216,7 @@ def tune_als(train: Any, catalog: Catalog, catalog_frame: Any, *, implicit: bool
         row = {"rank": params.rank, "reg": params.reg}
         if implicit:
             lists = top_n(fitted, fit_part, catalog, catalog_frame, k)
-            rep = sev.ranking_report(lists, valid_part, k, popularity, len(catalog.items),
+            rep = sev.ranking_report(lists, valid_part, k, popularity, len(catalog),
                                      threshold)
             row.update(alpha=params.alpha, ndcg=rep["ndcg"], coverage=rep["coverage"])
         else:

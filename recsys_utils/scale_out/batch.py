@@ -22,16 +22,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys_utils.errors import UnknownFilterError, UnknownItemError
 from recsys_utils.fingerprint import data_fingerprint
 from recsys_utils.lifecycle.registry import find_version, register_model, sha256_file
 from recsys_utils.paths import ProjectPaths
-from recsys_utils.ranking.recommender import (
-    DEFAULT_RANKING_PARAMS,
-    KINDS,
-    Recommendations,
+from recsys_utils.ranking.catalog import (
+    Catalog,
+    bayesian_average,
     catalog_rows,
+    cold_start_positions,
 )
+from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, Recommendations
 
 __all__ = ["BatchOutput", "BatchRecommendations", "BatchRecommender", "is_batch_manifest",
            "register_batch", "save_batch"]
@@ -78,9 +78,10 @@ def save_batch(fitted: Any, catalog: Any, top_n_dir: Path, similar: pd.DataFrame
     """Write the factors (and the similar titles) beside the lists; gather all of them."""
     from pyspark.sql import functions as F
 
+    from recsys_utils.scale_out.als import index_frame
     from recsys_utils.scale_out.cleaning import write_parquet_dir
 
-    ids = catalog.index_frame(fitted.itemFactors.sparkSession)
+    ids = index_frame(fitted.itemFactors.sparkSession, catalog)
     items = fitted.itemFactors.join(ids, F.col("id") == F.col("idx")).select("item", "features")
     users = fitted.userFactors.select(F.col("id").alias("user"), "features")
     files = {"top_n": top_n_dir,
@@ -165,20 +166,13 @@ class BatchRecommender:
 
     def __init__(self, batch: BatchRecommendations, analytics: pd.DataFrame,
                  prior_count: float = DEFAULT_RANKING_PARAMS["prior_count"]) -> None:
-        t, first = catalog_rows(analytics)
-        self.item_ids: np.ndarray = first["item_id"].to_numpy(dtype=object)
-        self._index = pd.Index(self.item_ids)
-        self._titles = first["title"].to_numpy(dtype=object)
-        self._types = first["type"].to_numpy(dtype=object)
-        self.platforms: list[str] = sorted(t["platform"].unique().tolist())
-        on = t.groupby("item_id", sort=False)["platform"].agg(tuple)
-        self._on = [on[i] for i in self.item_ids]  # each title's platforms, sorted
-        # the cold-start key, as Recommender._fit_interactions / _cold_start compute it
-        n = first["n_ratings"].fillna(0).to_numpy(dtype=np.float64)
-        sums = first["mean_score"].fillna(0).to_numpy(dtype=np.float64) * n
-        mean = float(sums.sum() / n.sum()) if n.sum() > 0 else 0.0
-        self._bayes = (sums + prior_count * mean) / (n + prior_count)
-        self._cold_key = self._bayes + 1e-9 * np.log1p(n)
+        self.catalog = Catalog(analytics)
+        # the Recommender's cold-start list, from the analytics table's means and counts
+        # (each title's first row in catalog order: the catalog's own order)
+        first = catalog_rows(analytics)[1]
+        self._n_ratings = first["n_ratings"].fillna(0).to_numpy(dtype=np.float64)
+        sums = first["mean_score"].fillna(0).to_numpy(dtype=np.float64) * self._n_ratings
+        self._bayes = bayesian_average(sums, self._n_ratings, prior_count)
         top = batch.top_n
         self._lists = {str(p): _Lists(rows, "user", "item", "score")
                        for p, rows in top.groupby(top["platform"].astype(str))}
@@ -188,7 +182,14 @@ class BatchRecommender:
                                      else np.zeros(0, dtype=np.int64))
         #: titles stored per user and list (the lists' ``k``)
         self.depth = int(top["rank"].max()) if len(top) else 0
-        self._masks: dict[tuple, np.ndarray] = {}
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.catalog.item_ids
+
+    @property
+    def platforms(self) -> list[str]:
+        return self.catalog.platforms
 
     def known_user(self, user: int) -> bool:
         """Whether ``user`` has a stored list."""
@@ -200,43 +201,14 @@ class BatchRecommender:
 
     def candidate_mask(self, platforms: Sequence[str] | None = None,
                        kind: str | None = None) -> np.ndarray:
-        """Titles on any of ``platforms`` and of ``kind``; ``UnknownFilterError`` for an
-        unknown value (the ``Recommender``'s rule)."""
-        key = (tuple(sorted(set(platforms or ()))), kind)
-        if key not in self._masks:
-            for name in key[0]:
-                if name not in self.platforms:
-                    raise UnknownFilterError("platform", name, self.platforms)
-            if kind is not None and kind not in KINDS:
-                raise UnknownFilterError("kind", kind, KINDS)
-            wanted = set(key[0])
-            mask = np.array([not wanted or bool(wanted.intersection(on)) for on in self._on],
-                            dtype=bool)
-            if kind is not None:
-                mask &= self._types == kind
-            self._masks[key] = mask
-        return self._masks[key]
-
-    def _frame(self, positions: np.ndarray, scores: np.ndarray,
-               platforms: Sequence[str] | None) -> pd.DataFrame:
-        allowed = set(platforms or self.platforms)
-        return pd.DataFrame({
-            "rank": np.arange(1, len(positions) + 1, dtype=np.int64),
-            "item_id": self.item_ids[positions].astype(str),
-            "title": self._titles[positions].astype(str),
-            # the first of the title's platforms (sorted) the filter allows
-            "platform": [next(p for p in self._on[k] if p in allowed) for k in positions],
-            "type": self._types[positions].astype(str),
-            "score": np.round(scores, 3),
-            "ranking_score": scores,
-        })
+        """Titles on any of ``platforms`` and of ``kind`` (``Catalog.mask``)."""
+        return self.catalog.mask(platforms, kind)
 
     def _cold_start(self, n: int, valid: np.ndarray, platforms: Sequence[str] | None,
                     user: int | None) -> Recommendations:
-        order = np.lexsort((np.arange(len(valid)), -self._cold_key))  # ties: catalog order
-        top = order[valid[order]][:n]
-        return Recommendations(user=user, cold_start=True,
-                               items=self._frame(top, self._bayes[top], platforms))
+        top = cold_start_positions(self._bayes, self._n_ratings, valid, n)
+        return Recommendations(user=user, cold_start=True, items=self.catalog.frame(
+            top, self._bayes[top], self._bayes[top], platforms))
 
     def recommend(self, user: int, n: int = 10, platforms: Sequence[str] | None = None,
                   kind: str | None = None) -> Recommendations:
@@ -256,7 +228,8 @@ class BatchRecommender:
             if rows is not None:
                 items.append(lists.items[rows])
                 scores.append(lists.scores[rows])
-        pos = self._index.get_indexer(np.concatenate(items)) if items else np.zeros(0, int)
+        pos = (self.catalog.index.get_indexer(np.concatenate(items)) if items
+               else np.zeros(0, dtype=np.int64))
         score = np.concatenate(scores) if scores else np.zeros(0)
         if len(names) > 1:  # merge: best score first, ties by catalog order, once each
             order = np.lexsort((pos, -score))
@@ -264,8 +237,9 @@ class BatchRecommender:
             first = np.sort(np.unique(pos, return_index=True)[1])
             pos, score = pos[first], score[first]
         keep = (pos >= 0) & valid[np.where(pos >= 0, pos, 0)]
+        top, score = pos[keep][:n], score[keep][:n]
         return Recommendations(user=int(user), cold_start=False,
-                               items=self._frame(pos[keep][:n], score[keep][:n], platforms))
+                               items=self.catalog.frame(top, score, score, platforms))
 
     def recommend_for_ratings(self, ratings: Mapping[str, float], n: int = 10,
                               platforms: Sequence[str] | None = None,
@@ -273,27 +247,17 @@ class BatchRecommender:
         """The cold-start list without the rated titles (no model to fold them into);
         ``UnknownItemError`` for a title not in the catalog."""
         valid = self.candidate_mask(platforms, kind).copy()
-        for item in ratings:
-            pos = int(self._index.get_indexer([str(item)])[0])
-            if pos < 0:
-                raise UnknownItemError(item, f"unknown item {item!r}: not in the catalog")
-            valid[pos] = False
+        valid[self.catalog.positions(ratings)] = False
         return self._cold_start(n, valid, platforms, None)
 
     def similar(self, item_id: str, n: int = 10) -> pd.DataFrame:
         """The stored neighbours of ``item_id``: ``item_id, title, platform, similarity``."""
-        if self._index.get_indexer([str(item_id)])[0] < 0:
-            raise UnknownItemError(item_id, f"unknown item {item_id!r}: not in the catalog")
+        self.catalog.positions([item_id])
         rows = self._similar.find(str(item_id))
         names = self._similar.items[rows] if rows is not None else np.zeros(0, dtype=object)
         sims = self._similar.scores[rows] if rows is not None else np.zeros(0)
-        pos = self._index.get_indexer(names)
-        top, sims = pos[pos >= 0][:n], sims[pos >= 0][:n]
-        return pd.DataFrame({"item_id": self.item_ids[top].astype(str),
-                             "title": self._titles[top].astype(str),
-                             "platform": [self._on[k][0] for k in top],
-                             "similarity": np.round(sims, 4)},
-                            columns=["item_id", "title", "platform", "similarity"])
+        pos = self.catalog.index.get_indexer(names)
+        return self.catalog.similar_frame(pos[pos >= 0][:n], sims[pos >= 0][:n])
 
     def __repr__(self) -> str:
         return (f"BatchRecommender({len(self.user_ids):,} users x {self.depth} titles, "

@@ -29,6 +29,7 @@ from recsys_utils import DEFAULT_SEED
 from recsys_utils.data.cleaning import load_processed
 from recsys_utils.paths import ProjectPaths, project_paths
 from recsys_utils.ranking import metrics
+from recsys_utils.ranking.catalog import Catalog
 from recsys_utils.ranking.evaluation import (
     RELEVANCE_THRESHOLD,
     evaluate_ranking,
@@ -155,8 +156,8 @@ def run_scale_out(settings: SparkSettings | None = None, *, k: int = 10,
         # 2. the per-user time-aware split, on the cluster (the model table Spark wrote)
         model = spark.read.parquet(str(cleaning.written["model"]))
         train, test = (d.cache() for d in sev.last_n_split(model, fraction=holdout_fraction))
-        catalog = sals.Catalog.from_titles(processed.titles)
-        catalog_frame = catalog.index_frame(spark).cache()
+        catalog = Catalog(processed.titles)
+        catalog_frame = sals.index_frame(spark, catalog).cache()
         split = {"train_ratings": train.count(), "test_ratings": test.count(),
                  "test_users": test.select("user").distinct().count(),
                  "holdout": f"last {holdout_fraction:.0%} of each user's ratings by time"}
@@ -174,7 +175,7 @@ def run_scale_out(settings: SparkSettings | None = None, *, k: int = 10,
             fitted = sals.fit_als(train, catalog_frame, choice.best, choice.implicit, seed)
             fit_seconds = time.perf_counter() - t1
             top = sals.top_n(fitted, train, catalog, catalog_frame, k).cache()
-            report = sev.ranking_report(top, test, k, popularity, len(catalog.items), threshold)
+            report = sev.ranking_report(top, test, k, popularity, len(catalog), threshold)
             rmse = (sals.als_rmse(fitted, train, test, catalog_frame)["rmse"]
                     if not choice.implicit else float("nan"))
             rows.append({"model": label, "engine": "spark", "rmse": rmse, **_pick(report),
@@ -184,7 +185,7 @@ def run_scale_out(settings: SparkSettings | None = None, *, k: int = 10,
         assert lists is not None
         # 4. cross-check: the same lists scored by ranking.metrics on this machine
         local = metrics.ranking_report(sev.lists_to_dict(lists), relevant_items(
-            test.toPandas(), threshold), k, popularity, len(catalog.items))
+            test.toPandas(), threshold), k, popularity, len(catalog))
         max_diff = max(abs(local[m] - final_report[m]) for m in
                        ("precision", "recall", "ndcg", "map", "coverage", "novelty"))
 

@@ -328,9 +328,11 @@ def stored_ranked_list(state: ServingState, positions: np.ndarray, ratings: np.n
     ~70% of a request's CPU at 1 M ratings). Same values as ``ranked_list`` of
     ``recommend_precomputed`` (tested)."""
     rec = state.recommender
-    # the model's catalog arrays hold str objects (``catalog_rows``): no conversion needed
-    return _ranked_list(state, False, depth, rec.item_ids[positions].tolist(),
-                        rec._titles[positions].tolist(), rec._types[positions].tolist(), ratings)
+    # the model's catalog arrays hold str objects (``ranking.catalog``): no conversion needed
+    catalog = rec.catalog
+    return _ranked_list(state, False, depth, catalog.item_ids[positions].tolist(),
+                        catalog.titles[positions].tolist(), catalog.types[positions].tolist(),
+                        ratings)
 
 
 def select(state: ServingState, ranked: RankedList, n: int,
