@@ -58,12 +58,14 @@ __all__ = [
     "HELD_BACK_REASON",
     "RATING_KEY",
     "AppendResult",
+    "FrameRatings",
     "HistoryMerge",
     "append_ratings",
     "as_history_rows",
     "history_events",
     "history_file",
     "merge_history",
+    "replay_history",
     "write_history",
     "derive_analytics",
     "derive_model",
@@ -403,9 +405,32 @@ class HistoryMerge:
     withheld: int = 0
 
 
-def merge_history(ratings: pd.DataFrame, accounts: list[SourceAccount], paths: ProjectPaths,
-                  known_items: set[str] | None) -> HistoryMerge:
-    """Replay ``data/history`` over the cleaned raw ``ratings``, in stamp order.
+class FrameRatings:
+    """The ratings a history replay works on, as one pandas frame (the single-machine
+    engine of :func:`replay_history`; ``scale_out.cleaning`` has the Spark one)."""
+
+    def __init__(self, ratings: pd.DataFrame) -> None:
+        self.frame = cast_ratings(ratings).reset_index(drop=True)
+
+    def present(self, rows: pd.DataFrame) -> np.ndarray:
+        """Which of ``rows`` have a rating with the same :data:`RATING_KEY`."""
+        return np.asarray(rating_keys(rows).isin(rating_keys(self.frame)))
+
+    def append(self, rows: pd.DataFrame) -> None:
+        self.frame = pd.concat([self.frame, rows], ignore_index=True)
+
+    def take_out(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Remove the ratings with the key of one of ``rows``; return them."""
+        out = rating_keys(self.frame).isin(rating_keys(rows))
+        gone = self.frame[out]
+        self.frame = self.frame[~out].reset_index(drop=True)
+        return gone
+
+
+def replay_history(current: Any, accounts: list[SourceAccount], paths: ProjectPaths,
+                   known_items: set[str] | None) -> HistoryMerge:
+    """Replay ``data/history`` over the cleaned raw ratings ``current`` (an engine with
+    ``present``, ``append`` and ``take_out``, like :class:`FrameRatings`), in stamp order.
 
     * an ``accepted`` file is read with the cleaning step's reader and rules
       (``read_ratings_file``: its own accounting line); a rating already kept (from the
@@ -417,19 +442,19 @@ def merge_history(ratings: pd.DataFrame, accounts: list[SourceAccount], paths: P
 
     ``accounts`` (one per raw source) are updated in place and returned with the history
     files' accounts appended; ``read = kept + rejected + duplicates`` still holds for each.
+    The result's ``ratings`` is left empty: the engine holds them.
     """
     from recsys_utils.data.ratings import read_ratings_file
 
     by_file = {a.source_file: a for a in accounts if a.kind == "ratings"}
-    current = cast_ratings(ratings).reset_index(drop=True)
     rejected: list[pd.DataFrame] = []
-    merged = HistoryMerge(current, empty_rejects(), list(accounts))
+    merged = HistoryMerge(pd.DataFrame(), empty_rejects(), list(accounts))
     for kind, path in history_events(paths):
         name = relative_posix(path, paths.root)
         if kind == ACCEPTED:
             got = read_ratings_file(path, known_items, source_file=name)
             account = got.accounts[0]
-            present = rating_keys(got.ratings).isin(rating_keys(current))
+            present = current.present(got.ratings)
             if present.any():
                 dups = got.ratings[present]
                 raw_text = [got.raw.get((name, int(n)), "") for n in dups["line"]]
@@ -439,14 +464,12 @@ def merge_history(ratings: pd.DataFrame, accounts: list[SourceAccount], paths: P
                 account.kept -= int(present.sum())
                 account.duplicates += int(present.sum())
             rejected.append(got.rejected)
-            current = pd.concat([current, got.ratings[~present]], ignore_index=True)
+            current.append(got.ratings[~present])
             merged.accounts.append(account)
             by_file[name] = account
             merged.accepted_files += 1
         else:
-            got = read_ratings_file(path, None, source_file=name)
-            out = rating_keys(current).isin(rating_keys(got.ratings))
-            gone = current[out]
+            gone = current.take_out(read_ratings_file(path, None, source_file=name).ratings)
             rejected.append(pd.DataFrame({
                 "source_file": gone["source_file"].to_numpy(), "line": gone["line"].to_numpy(),
                 "reason": HELD_BACK_REASON,
@@ -462,10 +485,17 @@ def merge_history(ratings: pd.DataFrame, accounts: list[SourceAccount], paths: P
                 account.rejected += int(n)
                 account.note = "; ".join(filter(None, [account.note,
                                                        f"{int(n):,} held back by {name}"]))
-            current = current[~out].reset_index(drop=True)
             merged.held_back_files += 1
-            merged.withheld += int(out.sum())
+            merged.withheld += len(gone)
     parts = [r for r in rejected if len(r)]
-    merged.ratings = cast_ratings(current)
     merged.rejected = pd.concat(parts, ignore_index=True) if parts else empty_rejects()
+    return merged
+
+
+def merge_history(ratings: pd.DataFrame, accounts: list[SourceAccount], paths: ProjectPaths,
+                  known_items: set[str] | None) -> HistoryMerge:
+    """:func:`replay_history` on a pandas ratings table (the cleaning step's engine)."""
+    current = FrameRatings(ratings)
+    merged = replay_history(current, accounts, paths, known_items)
+    merged.ratings = cast_ratings(current.frame)
     return merged

@@ -16,6 +16,10 @@ files and partitions and does what needs all of them at once:
 * **The MovieLens ratings** (``movielens`` and ``linked`` sources) are split into
   partitions by user; exact duplicates share their user, so dropping them within a
   partition is dropping them globally.
+* **The ratings history** (``data/history``, what retrains accepted and held back) is
+  replayed by ``data.store.replay_history``, the single-machine loop, on a Spark engine
+  (``_SparkRatings``): a history file is one batch, read on the driver and joined against
+  the ratings on the rating key.
 * **Accounting.** Each task returns its files' ``read = kept + rejected + duplicates``;
   they are summed over partitions and checked with ``Accounting.check``.
 
@@ -41,6 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import pandas as pd
 
 from recsys_utils.atomic import atomic_write_text
@@ -57,6 +62,7 @@ from recsys_utils.data.movielens import (
     movielens_titles,
 )
 from recsys_utils.data.ratings import discover_ratings, read_ratings_file
+from recsys_utils.data.store import RATING_KEY, history_events, rating_keys, replay_history
 from recsys_utils.paths import ProjectPaths, project_paths
 from recsys_utils.schema import (
     RATINGS_COLUMNS,
@@ -298,6 +304,75 @@ def _movielens_on_spark(spark: Any, ml: pd.DataFrame, item_map: dict[int, str] |
     return ratings, rejected, account
 
 
+# --------------------------------------------------------------------------- history
+
+#: ``_order`` file index of the first history file: after every raw file, so a rating the
+#: history brings is the later row, as in the single-machine table.
+_HISTORY_FILE_IDX = 1_000_000
+
+
+class _SparkRatings:
+    """The ratings a history replay works on, as a Spark frame (the engine
+    ``data.store.replay_history`` drives; ``data.store.FrameRatings`` is the pandas one).
+
+    A history file is one retrain's batch, small next to the raw folder: its rows come in
+    as pandas, and the cluster only finds the ratings they match (a join on the rating key).
+    """
+
+    def __init__(self, spark: Any, ratings: Any) -> None:
+        self.spark, self.frame, self.files = spark, ratings, 0
+
+    def _keys(self, rows: pd.DataFrame) -> Any:
+        keys = _frame("key", 0, rows, _columns(_RATING_SCHEMA))[list(RATING_KEY)]
+        return self.spark.createDataFrame(keys, "user_id int, item_id string, "
+                                          "timestamp timestamp_ntz, score float").distinct()
+
+    def present(self, rows: pd.DataFrame) -> np.ndarray:
+        if rows.empty:
+            return np.zeros(0, dtype=bool)
+        found = self.frame.join(self._keys(rows), list(RATING_KEY), "left_semi")
+        return np.asarray(rating_keys(rows).isin(rating_keys(
+            found.select(*RATING_KEY).toPandas())))
+
+    def append(self, rows: pd.DataFrame) -> None:
+        from pyspark.sql import functions as F
+
+        idx = _HISTORY_FILE_IDX + self.files
+        self.files += 1
+        if rows.empty:
+            return
+        new = self.spark.createDataFrame(_frame("kept", idx, rows, _columns(_RATING_SCHEMA)),
+                                         _RATING_SCHEMA)
+        self.frame = self.frame.unionByName(new.select(
+            *RATINGS_COLUMNS, F.struct(F.lit(idx).alias("file_idx"), "line").alias("_order")))
+
+    def take_out(self, rows: pd.DataFrame) -> pd.DataFrame:
+        if rows.empty:
+            return cast_ratings(pd.DataFrame(columns=RATINGS_COLUMNS))
+        keys = self._keys(rows)
+        gone = self.frame.join(keys, list(RATING_KEY), "left_semi").select(*RATINGS_COLUMNS)
+        gone_pd = cast_ratings(gone.toPandas())
+        self.frame = self.frame.join(keys, list(RATING_KEY), "left_anti")
+        return gone_pd
+
+
+def _replay_history_on_spark(spark: Any, ratings: Any, rejected: Any,
+                             accounts: list[SourceAccount], paths: ProjectPaths,
+                             known_items: set[str]) -> tuple[Any, Any, list[SourceAccount]]:
+    """``data/history`` replayed over the cleaned raw ratings with the single-machine
+    rules (``data.store.replay_history``), so the Spark tables equal ``data/processed``
+    after a retrain; nothing to do without a history."""
+    if not history_events(paths):
+        return ratings, rejected, accounts
+    current = _SparkRatings(spark, ratings)
+    merged = replay_history(current, accounts, paths, known_items)
+    if len(merged.rejected):
+        rejected = rejected.unionByName(spark.createDataFrame(
+            merged.rejected.astype(object).where(merged.rejected.notna(), None),
+            "source_file string, line int, reason string, raw string"))
+    return current.frame, rejected, merged.accounts
+
+
 # --------------------------------------------------------------------------- derived tables
 
 
@@ -394,6 +469,8 @@ def clean_on_spark(spark: Any, raw_dir: str | Path | None = None, source: str = 
             rating_accounts = [rating_account]
         accounts = title_accounts + rating_accounts
 
+    ratings, rejected_ratings, accounts = _replay_history_on_spark(
+        spark, ratings, rejected_ratings, list(accounts), paths, set(titles_pd["item_id"]))
     ratings = ratings.cache()
     accounting = Accounting(list(accounts))
     accounting.check()
