@@ -22,6 +22,7 @@ import httpx
 import pytest
 from serving_fixture import KNOWN_USER, UNKNOWN_USER, register_other_champion, serving_project
 
+from recsys_utils.lifecycle import registry
 from recsys_utils.paths import PROJECT_ROOT, ProjectPaths, project_paths
 
 HOST = "127.0.0.1"
@@ -163,9 +164,14 @@ def test_server_reloads_a_promoted_champion_without_a_restart(
         ratings = {"ratings": [{"title_id": "ns1", "score": 4.5}]}
         answer = httpx.post(f"{base}/recommendations", json=ratings, timeout=10)
         assert answer.status_code == 200 and answer.json()["model_version"] == new
-        broken = register_other_champion(paths)
+        # a champion whose file goes bad on disk: the pointer moves only once the file is
+        # damaged (promoting first would race the server's 0.2 s poll, which could load the
+        # good file before the damage; and promote() itself refuses a damaged version)
+        broken = register_other_champion(paths, promote=False)
         model_file = paths.models / broken / "model.pkl"
         model_file.write_bytes(model_file.read_bytes() + b"tampered")
+        registry._write_pointer(paths.models, broken, "test: damaged after promotion",
+                                registry._earlier(registry._read_pointer(paths.models)) + [new])
         health = _poll(f"{base}/health", lambda b: b["status"] == "stale")
         assert health["status"] == "stale" and health["model_version"] == new
         assert health["reload"]["failed_version"] == broken
