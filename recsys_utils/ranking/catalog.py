@@ -25,7 +25,7 @@ import pandas as pd
 from recsys_utils.errors import UnknownFilterError, UnknownItemError
 from recsys_utils.schema import KINDS
 
-__all__ = ["Catalog", "bayesian_average", "catalog_rows", "cold_start_positions",
+__all__ = ["Catalog", "CatalogView", "bayesian_average", "catalog_rows", "cold_start_positions",
            "top_positions", "top_valid"]
 
 def catalog_rows(titles: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -140,6 +140,21 @@ class Catalog:
             "platform": self.display_platforms(positions),
             "similarity": np.round(np.asarray(similarity, dtype=np.float64), 4),
         }, columns=["item_id", "title", "platform", "similarity"])
+
+
+class CatalogView:
+    """What a served model (``Recommender``, ``BatchRecommender``) shows of its ``catalog``."""
+
+    catalog: Catalog
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        """The catalog's title ids, in the order of every served array."""
+        return self.catalog.item_ids
+
+    @property
+    def platforms(self) -> list[str]:
+        return self.catalog.platforms
 
 
 def bayesian_average(sums: np.ndarray, counts: np.ndarray, prior_count: float) -> np.ndarray:

@@ -67,6 +67,7 @@ from recsys_utils import DEFAULT_SEED
 from recsys_utils.data.tables import check_columns
 from recsys_utils.ranking.catalog import (
     Catalog,
+    CatalogView,
     bayesian_average,
     cold_start_positions,
     top_positions,
@@ -181,7 +182,7 @@ def _zscore(v: np.ndarray) -> np.ndarray:
     return _zscore_rows(np.array(v, dtype=np.float64, ndmin=2))[0]
 
 
-class Recommender:
+class Recommender(CatalogView):
     """The served recommender: a rating model for scores, EASE for the ranking.
 
     Args:
@@ -363,15 +364,6 @@ class Recommender:
         return other
 
     # ================================================================== lookups
-    @property
-    def item_ids(self) -> np.ndarray:
-        """The catalog's title ids, in the order of every served array."""
-        return self.catalog.item_ids
-
-    @property
-    def platforms(self) -> list[str]:
-        return self.catalog.platforms
-
     def known_user(self, user: int) -> bool:
         """Whether ``user`` rated at least one catalog title in the training data."""
         self._check_fitted()

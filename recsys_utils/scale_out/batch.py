@@ -27,6 +27,7 @@ from recsys_utils.lifecycle.registry import find_version, register_model, sha256
 from recsys_utils.paths import ProjectPaths
 from recsys_utils.ranking.catalog import (
     Catalog,
+    CatalogView,
     bayesian_average,
     catalog_rows,
     cold_start_positions,
@@ -143,7 +144,7 @@ class _Lists:
         return slice(int(self.starts[k]), int(self.starts[k] + self.counts[k]))
 
 
-class BatchRecommender:
+class BatchRecommender(CatalogView):
     """A Spark batch version answering like a ``Recommender`` (what ``serving`` calls).
 
     * **Known user** (one with a stored list): no filter → the stored overall list
@@ -182,14 +183,6 @@ class BatchRecommender:
                                      else np.zeros(0, dtype=np.int64))
         #: titles stored per user and list (the lists' ``k``)
         self.depth = int(top["rank"].max()) if len(top) else 0
-
-    @property
-    def item_ids(self) -> np.ndarray:
-        return self.catalog.item_ids
-
-    @property
-    def platforms(self) -> list[str]:
-        return self.catalog.platforms
 
     def known_user(self, user: int) -> bool:
         """Whether ``user`` has a stored list."""
