@@ -11,7 +11,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help all install pipeline book test unit lint nbval lab serve demo retrain holdback example bench bench-load screenshots screenshot docker-lint browser package-map openapi-snapshot clean
+.PHONY: help all install pipeline book test unit lint nbval lab serve demo retrain holdback example bench ranking-variants bench-load screenshots screenshot docker-lint browser package-map openapi-snapshot clean
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -105,6 +105,9 @@ bench: $(STAMP) ## print the benchmark figures (accuracy, ranking, latency, API 
 	$(BIN)/python benchmarks/bench_accuracy.py
 	$(BIN)/python benchmarks/bench_ranking.py
 	$(BIN)/python benchmarks/bench_load.py
+
+ranking-variants: $(STAMP) ## rerun the ranking variants tried beyond the tuned rivals (validation and test NDCG)
+	$(BIN)/python benchmarks/ranking_variants.py
 
 bench-load: $(STAMP) ## load-test the API on loopback (2,000 requests, 16 concurrent) against the first version's way
 	$(BIN)/python benchmarks/bench_load.py

@@ -1,0 +1,304 @@
+"""Ranking variants tried against the registered configuration (issue 10's record).
+
+The headline target asks NDCG@10 >= 2.5x popularity on the per-user time-aware split.
+This script re-runs, in one go, the variants tried beyond the rivals ``03_modeling``
+tunes, so the negative result can be checked and extended rather than taken on trust:
+
+* ``slit``: a sequential linear model in closed form (SLIT-style, Choi et al. 2021):
+  a user's recent ratings (decayed by position) -> the ratings that follow, blended into
+  the registered ranker's z-scores;
+* ``liked``: EASE trained to reconstruct the *liked* titles (score >= 4) from the
+  score-weighted rows (a zero-diagonal closed form);
+* ``edlae``: EASE with an emphasised-dropout penalty (Steck 2020) on its diagonal;
+* ``userknn``: user-kNN (cosine over the weighted rows), alone and blended;
+* ``session``: only the user's current session (a gap of more than an hour or a day
+  starts a new one) as the ranker's input, older sessions down-weighted;
+* ``rerank``: a logistic re-ranker over the ranker's top 200 (ranker scores with and
+  without recency, the sequential score, popularity, Bayesian average, popularity in the
+  30 / 365 days before the user's last training rating, title age, user activity),
+  fitted on the validation labels -- and, as an upper bound for these features (not a
+  method), on the test labels themselves.
+
+Every variant is scored on ``03_modeling``'s validation split and on ``04_evaluation``'s
+per-user test split (``evaluation.validation_split`` / ``last_n_split``, relevance and
+NDCG from ``ranking.evaluation`` / ``ranking.metrics``); Δ is the paired gain over the
+registered configuration with its standard error. Asserts nothing; prints the table.
+
+    .venv/bin/python benchmarks/ranking_variants.py            # ~2 min on the default data
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from _common import load_tables
+from scipy.optimize import minimize
+
+from recsys_utils.errors import DataError
+from recsys_utils.lifecycle.registry import load_champion
+from recsys_utils.ranking.catalog import top_positions
+from recsys_utils.ranking.evaluation import (
+    Split,
+    last_n_split,
+    rating_params_for,
+    relevant_items,
+    validation_split,
+)
+from recsys_utils.ranking.metrics import per_user_ndcg
+from recsys_utils.ranking.recommender import Recommender, _zscore_rows
+from recsys_utils.ranking.report import registered_configuration
+
+K = 10
+CANDIDATES = 200  # the re-ranker's candidates per user
+
+
+class Scored:
+    """One split: the registered configuration fitted on its training part, the users'
+    sequences, and NDCG@10 of any score matrix (users x catalog) over its candidates."""
+
+    def __init__(self, split: Split, titles: pd.DataFrame, ranking: dict[str, Any]) -> None:
+        self.split = split
+        self.rec = rec = Recommender(rating_params_for("baseline"), ranking).fit(split.train,
+                                                                                 titles)
+        self.base = _zscore_rows(rec._ease_scores(rec._X))
+        self.relevant = relevant_items(split.test)
+        df = split.train.sort_values(["user", "timestamp", "item"], kind="mergesort")
+        df = df[rec.catalog.index.get_indexer(df["item"].astype(str)) >= 0]  # catalog titles
+        self.u = np.searchsorted(rec.user_ids, df["user"].to_numpy())
+        self.i = rec.catalog.index.get_indexer(df["item"].astype(str))
+        self.t = df["timestamp"].astype("datetime64[s]").astype("int64").to_numpy()
+        self.w = (df["score"].to_numpy(dtype=np.float64) - 2.5) / 2.5
+        self.blocked = np.where(rec.candidate_mask(), 0.0, -np.inf)
+        self.baseline = self.ndcg(self.base)
+
+    def top(self, scores: np.ndarray, n: int) -> np.ndarray:
+        s = scores + self.blocked
+        rated = self.rec._rated.tocoo()
+        s[rated.row, rated.col] = -np.inf
+        return top_positions(s, n)[0]
+
+    def ndcg_of_top(self, top: np.ndarray) -> np.ndarray:
+        ids = self.rec.item_ids
+        lists = {int(u): ids[row].tolist() for u, row in zip(self.rec.user_ids, top, strict=True)}
+        per = per_user_ndcg(lists, self.relevant, K)
+        return np.array([per[u] for u in sorted(per)])
+
+    def ndcg(self, scores: np.ndarray) -> np.ndarray:
+        return self.ndcg_of_top(self.top(scores, K))
+
+    def rows(self, weights: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix((weights, (self.u, self.i)), shape=self.rec._weights.shape)
+
+
+def _on_ease_cols(s: Scored, scores: np.ndarray) -> np.ndarray:
+    """Scores over the ranker's titles, the rest below every scored title."""
+    cols = s.rec._ease_cols
+    out = np.empty((scores.shape[0], len(s.rec.item_ids)))
+    out[:] = scores.min(axis=1, keepdims=True)
+    out[:, cols] = scores
+    return out
+
+
+def slit(s: Scored, window: int = 50, decay: float = 10.0, l2: float = 100.0) -> np.ndarray:
+    """Sequential closed form ``B = (S'S + l2 I)^-1 S'T``: ``S`` = each position's past
+    ratings (decayed), ``T`` = the ratings after it; scored from each user's last ones."""
+    cols = s.rec._ease_cols
+    where = np.full(len(s.rec.item_ids), -1)
+    where[cols] = np.arange(cols.size)
+    ci, n, pos = where[s.i], len(s.u), np.arange(len(s.u))
+
+    def pairs(lags: range, sign: int) -> sp.csr_matrix:
+        rows, cc, vals = [], [], []
+        for lag in lags:
+            a = pos[lag:] if sign < 0 else pos[:n - lag]
+            b = a + sign * lag
+            ok = (s.u[a] == s.u[b]) & (ci[b] >= 0)
+            rows.append(a[ok])
+            cc.append(ci[b[ok]])
+            vals.append(s.w[b[ok]] * np.exp(-(lag - (sign > 0)) / decay))
+        return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cc))),
+                             shape=(n, cols.size))
+
+    source, target = pairs(range(window), -1), pairs(range(1, window + 1), +1)
+    gram = (source.T @ source).toarray()
+    gram[np.diag_indices_from(gram)] += l2
+    b = np.linalg.solve(gram, (source.T @ target).toarray())
+    last = np.r_[np.flatnonzero(np.diff(s.u)), n - 1]  # each user's last training rating
+    return _zscore_rows(_on_ease_cols(s, np.asarray(source[last] @ b)))
+
+
+def ease_variant(s: Scored, l2: float, target: str = "self", dropout: float = 0.0
+                 ) -> np.ndarray:
+    """EASE on the registered rows, reconstructing ``target`` ("self" or "liked")."""
+    cols = s.rec._ease_cols
+    x = s.rec._weights.tocsr()[:, cols].astype(np.float64)
+    gram = (x.T @ x).toarray()
+    gram[np.diag_indices_from(gram)] += l2 + dropout / (1 - dropout) * np.diag(gram)
+    p = np.linalg.inv(gram)
+    if target == "liked":
+        y = x.copy()
+        y.data = (y.data >= 0.6 - 1e-9).astype(np.float64)  # score >= 4 on the (s-2.5)/2.5 scale
+        c = p @ (x.T @ y).toarray()
+        b = c - p * (np.diag(c) / np.diag(p))
+    else:
+        b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    return _zscore_rows(_on_ease_cols(s, np.asarray(s.rec._X[:, cols] @ b)))
+
+
+def user_knn(s: Scored, k: int, shrink: float = 10.0) -> np.ndarray:
+    x = s.rec._weights.tocsr().astype(np.float64)
+    q = s.rec._X.tocsr().astype(np.float64)
+    norm_x = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    norm_q = np.sqrt(np.asarray(q.multiply(q).sum(axis=1)).ravel())
+    sim = (q @ x.T).toarray() / (np.outer(norm_q, norm_x) + shrink)
+    np.fill_diagonal(sim, 0.0)
+    sim = np.clip(sim, 0.0, None)
+    kth = -np.partition(-sim, k - 1, axis=1)[:, k - 1:k]
+    return _zscore_rows(np.where(sim >= kth, sim, 0.0) @ x.toarray())
+
+
+def session_input(s: Scored, gap_hours: float, older: float) -> np.ndarray:
+    """The ranker scored from the current session (older sessions x ``older``) with the
+    registered recency decay."""
+    new = np.r_[True, (np.diff(s.t) > gap_hours * 3600) | (np.diff(s.u) != 0)]
+    session = np.cumsum(new)
+    current = session == pd.Series(session).groupby(s.u).transform("max").to_numpy()
+    recency = float(s.rec.ranking_params["recency"])
+    count = np.bincount(s.u)[s.u].astype(np.float64)
+    from_end = pd.Series(np.arange(len(s.u))).groupby(s.u).transform("max").to_numpy() \
+        - np.arange(len(s.u))
+    decay = np.exp(-from_end / np.maximum(recency * count, 1.0)) if recency > 0 else 1.0
+    rows = s.rows(s.w * decay * np.where(current, 1.0, older)).astype(np.float32)
+    return _zscore_rows(s.rec._ranker.scores(rows))
+
+
+# --------------------------------------------------------------------------- re-ranker
+
+
+def rerank_features(s: Scored) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(top, features, labels)`` of each user's top ``CANDIDATES`` by the ranker."""
+    rec = s.rec
+    top = s.top(s.base, CANDIDATES)
+    users = np.repeat(np.arange(top.shape[0]), top.shape[1])
+    items = top.ravel()
+    no_recency = rec.with_ranking(recency=0.0)
+    last = pd.Series(s.t).groupby(s.u).max().reindex(range(len(rec.user_ids))).to_numpy()[users]
+    key = np.sort(s.i.astype(np.int64) * 10**10 + s.t)  # (title, time) of every rating
+
+    def ratings_between(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        base = items.astype(np.int64) * 10**10
+        return np.searchsorted(key, base + hi, "right") - np.searchsorted(key, base + lo, "left")
+
+    first = np.full(len(rec.item_ids), np.iinfo(np.int64).max)
+    np.minimum.at(first, s.i, s.t)
+    age = (last - first[items]) / (365 * 86400)
+    active = np.log1p(np.bincount(s.u, minlength=len(rec.user_ids)))[users]
+    ease, pop, seq = s.base[users, items], np.log1p(rec.n_ratings)[items], slit(s)[users, items]
+    columns = [ease, np.log1p(np.tile(np.arange(top.shape[1]), top.shape[0])),
+               _zscore_rows(no_recency._ease_scores(no_recency._X))[users, items], seq, pop,
+               rec._bayes[items], np.log1p(ratings_between(last - 30 * 86400, last)),
+               np.log1p(ratings_between(last - 365 * 86400, last)), (age < 0).astype(float),
+               np.clip(age, 0, None), active, ease * active, pop * active, seq * active,
+               ease * pop]
+    labels = np.array([rec.item_ids[i] in s.relevant.get(int(rec.user_ids[u]), ())
+                       for u, i in zip(users, items, strict=True)], dtype=np.float64)
+    return top, np.column_stack(columns), labels
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3
+                 ) -> Callable[[np.ndarray], np.ndarray]:
+    mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-9
+
+    def design(m: np.ndarray) -> np.ndarray:
+        return np.column_stack([(m - mu) / sd, np.ones(len(m))])
+
+    z = design(x)
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        p = 1 / (1 + np.exp(-(z @ w)))
+        value = -np.mean(y * np.log(p + 1e-12) + (1 - y) * np.log(1 - p + 1e-12))
+        grad = z.T @ (p - y) / len(y)
+        grad[:-1] += 2 * l2 * w[:-1]
+        return value + l2 * float(w[:-1] @ w[:-1]), grad
+
+    w = minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B").x
+    return lambda m: design(m) @ w
+
+
+def reranked(s: Scored, top: np.ndarray, x: np.ndarray, model: Callable) -> np.ndarray:
+    order = np.argsort(-model(x).reshape(top.shape), axis=1, kind="stable")[:, :K]
+    return s.ndcg_of_top(np.take_along_axis(top, order, axis=1))
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def variants(s: Scored) -> Iterator[tuple[str, np.ndarray]]:
+    for window, decay, l2 in ((20, 5.0, 100.0), (50, 10.0, 100.0), (50, 20.0, 300.0)):
+        seq = slit(s, window, decay, l2)
+        for weight in (0.3, 1.0):
+            yield f"slit w{window} d{decay:g} l2 {l2:g}, blend {weight}", s.base + weight * seq
+    for l2 in (50.0, 100.0, 200.0):
+        yield f"liked-target EASE l2 {l2:g}", ease_variant(s, l2, "liked")
+    for dropout in (0.1, 0.25, 0.5):
+        yield f"EDLAE-style dropout {dropout}, l2 50", ease_variant(s, 50.0, dropout=dropout)
+    for k in (30, 100, 300):
+        knn = user_knn(s, k)
+        yield f"user-kNN k {k}", knn
+        yield f"ranker + 0.2 user-kNN k {k}", s.base + 0.2 * knn
+    for gap in (1.0, 24.0):
+        for older in (0.0, 0.3, 0.6):
+            yield f"session input, gap {gap:g} h, older x {older}", session_input(s, gap, older)
+
+
+def _row(name: str, split: str, per: np.ndarray, base: np.ndarray) -> dict[str, Any]:
+    gain = per - base
+    return {"variant": name, "split": split, "ndcg": per.mean(),
+            "gain": gain.mean(), "gain_se": gain.std(ddof=1) / np.sqrt(gain.size)}
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    model_df, titles, source = load_tables()
+    try:
+        champion: tuple[Any, dict] | None = load_champion()
+    except DataError:
+        champion = None
+    ranking, _, where = registered_configuration(champion, model_df, titles)
+    print(f"data: {source}; ranking: {where}")
+    splits = {"validation": Scored(validation_split(model_df), titles, ranking),
+              "test": Scored(last_n_split(model_df, fraction=0.2), titles, ranking)}
+    rows = []
+    for name, s in splits.items():
+        pop = s.ndcg(np.broadcast_to(np.log1p(s.rec.n_ratings.astype(np.float64)),
+                                     s.base.shape).copy())
+        rows += [_row("registered", name, s.baseline, s.baseline),
+                 _row("popularity", name, pop, s.baseline)]
+        rows += [_row(label, name, s.ndcg(scores), s.baseline) for label, scores in variants(s)]
+    (top_v, x_v, y_v), (top_t, x_t, y_t) = (rerank_features(s) for s in splits.values())
+    on_validation = fit_logistic(x_v, y_v)
+    rows += [_row("re-ranker (fitted on validation labels)", "validation",
+                  reranked(splits["validation"], top_v, x_v, on_validation),
+                  splits["validation"].baseline),
+             _row("re-ranker (fitted on validation labels)", "test",
+                  reranked(splits["test"], top_t, x_t, on_validation), splits["test"].baseline),
+             _row("re-ranker fitted on the test labels (upper bound)", "test",
+                  reranked(splits["test"], top_t, x_t, fit_logistic(x_t, y_t)),
+                  splits["test"].baseline)]
+    table = pd.DataFrame(rows).pivot_table(index="variant", columns="split",
+                                           values=["ndcg", "gain", "gain_se"], sort=False)
+    pop = table.loc["popularity", ("ndcg", "test")]
+    table[("x_pop", "test")] = table[("ndcg", "test")] / pop
+    with pd.option_context("display.width", 200, "display.max_rows", 100):
+        print(table.round(4).to_string())
+    print(f"target: test NDCG@{K} >= 2.5 x popularity = {2.5 * pop:.4f}")
+
+
+if __name__ == "__main__":
+    main()
