@@ -76,6 +76,17 @@ def test_bounded_user_knn_predicts_like_the_exact_one_when_k_covers_all(ratings)
     assert small.sim.nnz <= 3 * n_users
 
 
+def test_bounded_item_knn_predicts_a_title_the_same_whatever_is_asked_with_it(ratings):
+    """A bounded matrix keeps each title's own neighbours (not symmetric): a top-N list
+    (few titles) and the whole catalog take different slicing paths, and must agree."""
+    knn = make_component("knn_item", {"k": 5, "max_neighbours": 4}).fit(ratings)
+    assert (knn.sim != knn.sim.T).nnz > 0  # the bound made it asymmetric
+    for user in sorted(ratings["user"].unique())[:20]:
+        every = knn.predict_items(user, knn.item_ids, clip=False)
+        few = knn.predict_items(user, knn.item_ids[:3], clip=False)
+        np.testing.assert_allclose(few, every[:3], atol=1e-12)
+
+
 def test_exclusion_rule_names_unbounded_neighbours_above_the_limits():
     users, items = blend.USER_NEIGHBOURS_MAX_USERS, blend.ITEM_NEIGHBOURS_MAX_ITEMS
     comps = blend.DEFAULT_COMPONENTS
