@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import warnings
 
 import numpy as np
@@ -85,6 +86,12 @@ def test_bounded_item_knn_predicts_a_title_the_same_whatever_is_asked_with_it(ra
         every = knn.predict_items(user, knn.item_ids, clip=False)
         few = knn.predict_items(user, knn.item_ids[:3], clip=False)
         np.testing.assert_allclose(few, every[:3], atol=1e-12)
+    # the transpose is derived: not pickled, rebuilt at load
+    assert "_sim_t" not in knn.__getstate__()
+    loaded = pickle.loads(pickle.dumps(knn))
+    user = sorted(ratings["user"].unique())[0]
+    np.testing.assert_array_equal(loaded.predict_items(user, knn.item_ids, clip=False),
+                                  knn.predict_items(user, knn.item_ids, clip=False))
 
 
 def test_exclusion_rule_names_unbounded_neighbours_above_the_limits():

@@ -394,6 +394,27 @@ class KNNBaselineComponent(SurpriseComponent):
             self.sim = sp.csr_matrix(np.where(sim > 0, sim, 0.0))
         if not self.keep_algo:
             algo.sim = None  # free the dense matrix now
+        self._sim_t = self._sim_by_neighbour()
+
+    def _sim_by_neighbour(self) -> sp.csr_matrix:
+        """``M`` with ``M[j, i] = sim[i, j]``: the rated rows of the many-targets path.
+
+        surprise's full matrix is symmetric, so that is ``sim`` itself. A bounded one
+        (``max_neighbours``) keeps each title's own most similar titles, which is not
+        symmetric: its transpose, so a title's prediction is the same whichever other
+        titles are asked with it. Derived: built at fit and at load, never pickled."""
+        bounded = self.params.get("max_neighbours") is not None
+        return self.sim.T.tocsr() if bounded else self.sim
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_sim_t", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if getattr(self, "sim", None) is not None:
+            self._sim_t = self._sim_by_neighbour()
 
     def _estimate_inner(self, u: int | None, inner_items: np.ndarray) -> np.ndarray:
         return self.estimate_with_stats(u, inner_items)[0]
@@ -452,7 +473,7 @@ class KNNBaselineComponent(SurpriseComponent):
         if items.size < rated.size:  # few targets (a top-N list): slice their rows
             block = self.sim[items][:, rated].tocsr()
         else:
-            rows = self._sim_by_neighbour()[rated]
+            rows = self._sim_t[rated]
             block = (rows if items.size == idx.n_items and np.array_equal(
                 items, np.arange(idx.n_items)) else rows[:, items]).tocsc()
         # either way: one compressed slice per target, index = position in ur[u]
@@ -460,18 +481,6 @@ class KNNBaselineComponent(SurpriseComponent):
         seg = np.repeat(np.arange(items.size), lengths)
         pos = block.indices.astype(np.int64)
         return _top_k_term(seg, pos, block.data, resid[pos], items.size, self.k, self.min_k)
-
-    def _sim_by_neighbour(self) -> sp.csr_matrix:
-        """``M`` with ``M[j, i] = sim[i, j]``: the rated rows of the many-targets path.
-
-        surprise's full matrix is symmetric, so that is ``sim`` itself. A bounded one
-        (``max_neighbours``) keeps each title's own most similar titles, which is not
-        symmetric: its transpose, built once (also for models pickled before it existed),
-        so a title's prediction is the same whichever other titles are asked with it."""
-        if "_sim_t" not in self.__dict__:
-            bounded = self.params.get("max_neighbours") is not None
-            self._sim_t = self.sim.T.tocsr() if bounded else self.sim
-        return self._sim_t
 
     def _user_based_term(self, u: int, items: np.ndarray, resid_all: np.ndarray | None = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
