@@ -107,7 +107,8 @@ def _sorted_rejects(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(["source_file", "line", "reason"], ignore_index=True)
 
 
-def _assert_same_cleaning(spark, raw: Path, source: str, tmp_path: Path) -> None:
+def _assert_same_cleaning(spark, raw: Path, source: str, tmp_path: Path,
+                          history: bool = False) -> None:
     from recsys_utils.scale_out.cleaning import (
         clean_on_spark,
         load_spark_processed,
@@ -117,7 +118,8 @@ def _assert_same_cleaning(spark, raw: Path, source: str, tmp_path: Path) -> None
 
     paths = project_paths(tmp_path / "project")
     ref = build_processed(raw, source=source, paths=paths, verbose=False)
-    got = clean_on_spark(spark, raw, source=source, output_dir=tmp_path / "spark", paths=paths)
+    got = clean_on_spark(spark, raw, source=source, output_dir=tmp_path / "spark", paths=paths,
+                         history=history)
     assert got.source == ref.source == source
     assert same_processed(ref.processed, load_spark_processed(got.output_dir)) == {
         "titles": True, "ratings": True, "analytics": True, "model": True}
@@ -169,7 +171,7 @@ def test_spark_cleaning_replays_the_history_like_pandas(spark, tmp_path: Path) -
     for (stamp, kind), rows in files.items():
         store.history_file(paths, stamp, kind).write_text(header + "\n".join(rows) + "\n",
                                                           encoding="utf-8")
-    _assert_same_cleaning(spark, raw, "streaming", tmp_path)
+    _assert_same_cleaning(spark, raw, "streaming", tmp_path, history=True)
     from recsys_utils.data.accounting import Accounting
 
     accounts = {a.source_file: a for a in Accounting.from_json(
@@ -186,6 +188,13 @@ def test_spark_cleaning_replays_the_history_like_pandas(spark, tmp_path: Path) -
     model = got.model
     mine = model[(model["user"] == 100) & (model["item"] == "ns1")]
     assert mine["score"].tolist() == [3.0]
+    # by default a folder is cleaned alone (a benchmark's data is not the project's raw)
+    from recsys_utils.scale_out.cleaning import clean_on_spark
+
+    alone = clean_on_spark(spark, raw, source="streaming", output_dir=tmp_path / "alone",
+                           paths=paths)
+    assert not [a for a in alone.accounting if a.source_file.startswith("data/history/")]
+    assert int((load_spark_processed(tmp_path / "alone").ratings["user_id"] == 101).sum()) == 0
 
 
 @pytest.mark.spark

@@ -426,10 +426,15 @@ def _sorted_rejects(df: Any) -> Any:
 
 def clean_on_spark(spark: Any, raw_dir: str | Path | None = None, source: str = "auto",
                    output_dir: str | Path | None = None,
-                   paths: ProjectPaths | None = None) -> SparkCleaningResult:
+                   paths: ProjectPaths | None = None, history: bool = False
+                   ) -> SparkCleaningResult:
     """Clean ``raw_dir`` (the ``source`` of ``data.cleaning.build_processed``) on Spark and
     write the processed layout under ``output_dir`` (default ``outputs/scale_out``:
     the single-machine tables in ``data/processed`` are left alone).
+
+    ``history``: replay the project's ``data/history`` too, as the cleaning step does when
+    it builds the store (``06_scale_out`` compares with the store); off by default, since
+    the history belongs to the project's raw folder, not to any folder cleaned here.
 
     Raises ``DataError`` (like the pandas step) when the raw folder does not hold what
     ``source`` needs, and ``AccountingError`` if the accounting does not add up.
@@ -469,8 +474,9 @@ def clean_on_spark(spark: Any, raw_dir: str | Path | None = None, source: str = 
             rating_accounts = [rating_account]
         accounts = title_accounts + rating_accounts
 
-    ratings, rejected_ratings, accounts = _replay_history_on_spark(
-        spark, ratings, rejected_ratings, list(accounts), paths, set(titles_pd["item_id"]))
+    if history:
+        ratings, rejected_ratings, accounts = _replay_history_on_spark(
+            spark, ratings, rejected_ratings, list(accounts), paths, set(titles_pd["item_id"]))
     ratings = ratings.cache()
     accounting = Accounting(list(accounts))
     accounting.check()

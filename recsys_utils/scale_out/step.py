@@ -140,7 +140,9 @@ def run_scale_out(settings: SparkSettings | None = None, *, k: int = 10,
     out_dir = paths.outputs / "scale_out"
     with spark_session(settings) as spark:
         # 1. cleaning: the same rules on the cluster, the same tables
-        cleaning = clean_on_spark(spark, raw_dir, source=source, output_dir=out_dir, paths=paths)
+        # the store replayed data/history over the raw folder: so does the comparison
+        cleaning = clean_on_spark(spark, raw_dir, source=source, output_dir=out_dir, paths=paths,
+                                  history=True)
         identical = same_processed(processed, load_spark_processed(out_dir))
         ref = json.loads((paths.processed / "accounting.json").read_text(encoding="utf-8"))
         identical["accounting"] = ref["sources"] == json.loads(
