@@ -4,6 +4,7 @@ docs pages work without internet."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -36,6 +37,34 @@ def test_cli_prints_error_and_exits_2_without_artifacts(tmp_path: Path,
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "make pipeline" in err
     assert "Traceback" not in err
+
+
+def test_cli_with_workers_checks_the_artifacts_in_a_throwaway_process(
+        paths: ProjectPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]):
+    """With several workers, the parent (which never serves) must not hold a copy of the
+    model: it checks the artifacts load in a spawned process (where this patch does not
+    reach), and still says a missing artifact in one line before binding the port."""
+    import uvicorn
+
+    from recsys_utils.serving import app
+
+    def no_copy_in_the_parent(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the parent process loaded the serving state")
+
+    served: dict = {}
+    monkeypatch.setattr(app, "load_state", no_copy_in_the_parent)
+    monkeypatch.setattr(uvicorn, "run", lambda target, **kw: served.update(target=target, **kw))
+    monkeypatch.delenv("RECSYS_ROOT", raising=False)
+    assert main(["--root", str(paths.root), "--port", "0", "--workers", "2"]) == 0
+    assert served["target"] == "recsys_utils.serving.app:create_app" and served["workers"] == 2
+    assert os.environ["RECSYS_ROOT"] == str(paths.root)
+
+    served.clear()
+    assert main(["--root", str(tmp_path / "empty"), "--port", "0", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "make pipeline" in err and "Traceback" not in err
+    assert not served
 
 
 def test_refuses_a_tampered_model(paths: ProjectPaths, tmp_path: Path,

@@ -26,9 +26,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -319,6 +321,20 @@ def openapi_json(app: FastAPI) -> str:
 # --------------------------------------------------------------------------- CLI
 
 
+def _load_and_drop(root: str) -> None:
+    load_state(project_paths(root))
+
+
+def check_state_loads(paths: ProjectPaths) -> None:
+    """Raise what :func:`load_state` would, from a throwaway process. A parent that
+    spawns workers never serves; a copy it loaded and dropped would mostly stay in its
+    memory (about half of one on the default data: 245 MB after ``del`` against 129 MB
+    imported and 365 MB loaded)."""
+    with ProcessPoolExecutor(max_workers=1,
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(_load_and_drop, str(paths.root)).result()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``recsys-serve``: load the artifacts, then serve the API with uvicorn."""
     parser = argparse.ArgumentParser(
@@ -363,17 +379,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = project_paths(args.root)
 
     def serve() -> None:
-        # Load before binding the port: a missing artifact is one clear line, not
-        # a traceback from inside the server.
-        state = load_state(paths)
         import uvicorn
 
         common: dict[str, Any] = {"host": args.host, "port": args.port,
                                   "log_level": args.log_level, "access_log": args.access_log}
+        # The artifacts load before the port is bound: a missing one is one clear line,
+        # not a traceback from inside the server.
         if args.workers > 1:
             # Each worker process imports the app factory and loads its own state in
             # its lifespan; the root reaches them through the environment.
-            del state
+            check_state_loads(paths)
             os.environ["RECSYS_ROOT"] = str(paths.root)
             os.environ["RECSYS_CACHE_SIZE"] = str(args.cache_size)
             os.environ["RECSYS_WARM_SECONDS"] = str(args.warm_seconds)
@@ -381,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             uvicorn.run("recsys_utils.serving.app:create_app", factory=True,
                         workers=args.workers, **common)
         else:
-            uvicorn.run(create_app(paths, state=state, cache_size=args.cache_size,
+            uvicorn.run(create_app(paths, state=load_state(paths), cache_size=args.cache_size,
                                    warm_seconds=args.warm_seconds,
                                    reload_seconds=args.reload_seconds), **common)
 
