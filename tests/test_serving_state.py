@@ -6,6 +6,8 @@ answers for the same query (every ``n``, platform filter and type).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -34,6 +36,27 @@ def test_load_state_holds_tables_model_and_lookups(paths: ProjectPaths):
     # most active first (the warm-up order)
     assert [counts[u] for u in state.active_users] == sorted(counts, reverse=True)
     assert state.load_seconds >= 0
+
+
+def test_load_state_reads_only_the_ratings_users_and_no_model_table_rows(
+        paths: ProjectPaths, monkeypatch: pytest.MonkeyPatch):
+    """The API needs the catalog tables and the users' activity, not the ratings or the
+    model table: reading them whole only raised its load peak."""
+    read: dict[str, object] = {}
+    real = pd.read_parquet
+
+    def reading(path, *args, **kwargs):  # noqa: ANN001, ANN202 - pandas' signature
+        read[Path(path).name] = kwargs.get("columns")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_parquet", reading)
+    state = load_state(paths)
+    assert {"titles.parquet", "analytics.parquet"} <= set(read)  # the reader is watched
+    assert read["ratings.parquet"] == ["user_id"]
+    assert "model.parquet" not in read
+    monkeypatch.undo()
+    counts = pd.read_parquet(paths.processed / "ratings.parquet")["user_id"].value_counts()
+    assert state.n_users == len(counts) and set(state.active_users) == set(counts.index)
 
 
 def test_states_hash_by_identity():

@@ -144,6 +144,28 @@ def test_read_table_casts_to_the_documented_dtypes(served):
     assert list(data.model.columns) == ["user", "item", "score", "timestamp"]
 
 
+def test_read_user_ids_is_the_checked_user_column(served):
+    users = tables.read_user_ids(served)
+    assert str(users.dtype) == "int32"
+    assert users.tolist() == tables.read_table("ratings", served)["user_id"].tolist()
+    _rewrite("ratings", lambda df: df.drop(columns="user_id"))(served)
+    with pytest.raises(DataError, match=r"ratings.parquet lacks the columns \['user_id'\]"):
+        tables.read_user_ids(served)
+    _rewrite("ratings", lambda df: df.assign(user_id="abc"))(served)
+    with pytest.raises(DataError, match="column 'user_id' holds"):
+        tables.read_user_ids(served)
+
+
+def test_check_table_reads_the_footer_alone(served):
+    tables.check_table("model", served)
+    _rewrite("model", lambda df: df.rename(columns={"score": "rating"}))(served)
+    with pytest.raises(DataError, match=r"model.parquet lacks the columns \['score'\]"):
+        tables.check_table("model", served)
+    _truncate(served.processed / "model.parquet")
+    with pytest.raises(DataError, match="model.parquet is not a readable parquet file"):
+        tables.check_table("model", served)
+
+
 def test_check_model_table_is_the_one_column_check():
     good = pd.DataFrame({"user": [1], "item": ["a"], "score": [4.0],
                          "timestamp": pd.to_datetime(["2020-01-01"])})

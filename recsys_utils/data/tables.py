@@ -20,8 +20,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from recsys_utils.atomic import atomic_write
 from recsys_utils.errors import DataError, excerpt
@@ -49,10 +51,12 @@ __all__ = [
     "TITLES_FILE",
     "check_columns",
     "check_model_table",
+    "check_table",
     "ratings_fingerprint",
     "read_json_object",
     "read_stamp",
     "read_table",
+    "read_user_ids",
     "table_path",
     "write_table",
 ]
@@ -104,17 +108,42 @@ def check_model_table(df: pd.DataFrame,
     check_columns(df, MODEL_COLUMNS, source)
 
 
-def _read_parquet(path: Path, hint: str) -> pd.DataFrame:
+def _damaged(path: Path, exc: Exception, hint: str) -> DataError:
+    why = str(exc).rsplit(": ", 1)[-1]  # pyarrow's reason, without its copy of the path
+    return DataError(f"{path} is not a readable parquet file, truncated or damaged "
+                     f"({excerpt(why, 80)}); {hint}")
+
+
+def _parquet_columns(path: Path, hint: str) -> list[str]:
+    """The file's column names, from its footer alone (no rows read)."""
     if not path.is_file():
         raise DataError(f"{path} not found; {hint}")
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty (0 bytes); {hint}")
     try:
-        return pd.read_parquet(path, engine="pyarrow")
+        return list(pq.read_schema(path).names)
     except Exception as exc:  # pyarrow raises several types for a damaged file
-        why = str(exc).rsplit(": ", 1)[-1]  # pyarrow's reason, without its copy of the path
-        raise DataError(f"{path} is not a readable parquet file, truncated or damaged "
-                        f"({excerpt(why, 80)}); {hint}") from exc
+        raise _damaged(path, exc, hint) from exc
+
+
+def _read_parquet(path: Path, hint: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The file, or only its ``columns`` (a missing one is named, like a table's)."""
+    present = _parquet_columns(path, hint)
+    if columns is not None:
+        check_columns(pd.DataFrame(columns=present), columns, path, hint)
+    try:
+        return pd.read_parquet(path, engine="pyarrow", columns=columns)
+    except Exception as exc:  # a footer can be whole and the data damaged
+        raise _damaged(path, exc, hint) from exc
+
+
+def check_table(name: str, paths: ProjectPaths | None = None, hint: str = PIPELINE_HINT) -> None:
+    """That a processed table is there, is parquet and has its columns, from its footer
+    alone: for a reader that does not use the table but must not start on a broken store
+    (the API and the model table)."""
+    path = table_path(name, paths)
+    check_columns(pd.DataFrame(columns=_parquet_columns(path, hint)), _CONTRACT[name][0], path,
+                  hint)
 
 
 def read_table(name: str, paths: ProjectPaths | None = None, folder: Path | None = None,
@@ -130,7 +159,22 @@ def read_table(name: str, paths: ProjectPaths | None = None, folder: Path | None
     path = table_path(name, paths, folder)
     df = _read_parquet(path, hint)
     check_columns(df, columns, path, hint)
-    for column in _NUMERIC[name]:
+    return _checked(df, name, cast, path, hint)
+
+
+def read_user_ids(paths: ProjectPaths | None = None, hint: str = PIPELINE_HINT) -> pd.Series:
+    """The ratings table's ``user_id`` column alone (int32), checked like :func:`read_table`.
+    The API orders users by their number of ratings and needs nothing else of the ratings:
+    reading the whole table (and the model table) only to drop it raised its load peak."""
+    path = table_path("ratings", paths)
+    df = _read_parquet(path, hint, columns=["user_id"])
+    return _checked(df, "ratings", lambda d: d["user_id"].astype("int32"), path, hint)
+
+
+def _checked(df: pd.DataFrame, name: str, cast: Callable[[pd.DataFrame], Any], path: Path,
+             hint: str) -> Any:
+    """``cast(df)`` once ``name``'s numeric columns among ``df``'s hold numbers."""
+    for column in (c for c in _NUMERIC[name] if c in df.columns):
         if not pd.api.types.is_numeric_dtype(df[column]):
             first = df[column].dropna().head(1).tolist()
             raise DataError(f"{path}: column {column!r} holds {df[column].dtype} values "

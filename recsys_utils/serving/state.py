@@ -2,11 +2,14 @@
 
 Why it is shaped this way:
 
-* **Everything is loaded once per champion.** ``load_state`` reads the processed tables
-  (``cleaning.load_processed``) and the champion model (``registry.load_champion``,
-  which verifies the checksum in the manifest before unpickling). A request only
-  does array work on objects already in memory. Missing or corrupt artifacts raise
-  ``DataError`` naming the file and the command that creates it (``make pipeline``).
+* **Everything is loaded once per champion.** ``load_state`` reads the catalog tables
+  (titles, analytics), the ratings' user column alone (``tables.read_user_ids``: users by
+  activity), the model table's footer only (``tables.check_table``), and the champion
+  model (``registry.load_champion``, which verifies the checksum in the manifest before
+  unpickling). The whole ratings and model tables are never read: at 10 M ratings they
+  only raised the load peak. A request only does array work on objects already in
+  memory. Missing or corrupt artifacts raise ``DataError`` naming the file and the
+  command that creates it (``make pipeline``).
 * **A Spark batch champion** (``06_scale_out``'s lists, promoted) is served by
   ``scale_out.batch.BatchRecommender`` from its precomputed lists, filters applied per
   request; loading it reads only the titles and analytics tables (the cold-start list
@@ -143,8 +146,7 @@ def load_state(paths: ProjectPaths | None = None) -> ServingState:
             message names the file and says to run ``make pipeline``.
     """
     # Imported here so `recsys-serve --help` and the module import stay fast.
-    from recsys_utils.data.cleaning import load_processed
-    from recsys_utils.data.tables import read_table
+    from recsys_utils.data.tables import check_table, read_table, read_user_ids
     from recsys_utils.lifecycle.registry import load_champion
     from recsys_utils.scale_out.batch import BatchRecommendations, BatchRecommender
 
@@ -164,10 +166,10 @@ def load_state(paths: ProjectPaths | None = None) -> ServingState:
                 f"the champion model in {paths.models} is a {type(recommender).__name__}, "
                 f"not a Recommender; {PIPELINE_HINT}"
             )
-        data = load_processed(paths)
-        titles, analytics = data.titles, data.analytics
+        titles, analytics = read_table("titles", paths), read_table("analytics", paths)
         # Users by number of ratings, most active first: the order the cache is warmed in.
-        counts = data.ratings["user_id"].value_counts(sort=False)
+        counts = read_user_ids(paths).value_counts(sort=False)
+        check_table("model", paths)  # not used here, but a store without it is broken
         active = counts.sort_index().sort_values(ascending=False, kind="mergesort")
     titles_by_id = title_records(analytics)
     platforms = sorted(str(p) for p in analytics["platform"].dropna().unique())
