@@ -55,7 +55,10 @@ def test_cli_with_workers_checks_the_artifacts_in_a_throwaway_process(
     served: dict = {}
     monkeypatch.setattr(app, "load_state", no_copy_in_the_parent)
     monkeypatch.setattr(uvicorn, "run", lambda target, **kw: served.update(target=target, **kw))
-    monkeypatch.delenv("RECSYS_ROOT", raising=False)
+    for name in ("RECSYS_ROOT", "RECSYS_CACHE_SIZE", "RECSYS_WARM_SECONDS",
+                 "RECSYS_RELOAD_SECONDS"):  # main sets them for the workers: undone after
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     assert main(["--root", str(paths.root), "--port", "0", "--workers", "2"]) == 0
     assert served["target"] == "recsys_utils.serving.app:create_app" and served["workers"] == 2
     assert os.environ["RECSYS_ROOT"] == str(paths.root)
