@@ -114,12 +114,16 @@ def _damaged(path: Path, exc: Exception, hint: str) -> DataError:
                      f"({excerpt(why, 80)}); {hint}")
 
 
-def _parquet_columns(path: Path, hint: str) -> list[str]:
-    """The file's column names, from its footer alone (no rows read)."""
+def _check_file(path: Path, hint: str) -> None:
     if not path.is_file():
         raise DataError(f"{path} not found; {hint}")
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty (0 bytes); {hint}")
+
+
+def _parquet_columns(path: Path, hint: str) -> list[str]:
+    """The file's column names, from its footer alone (no rows read)."""
+    _check_file(path, hint)
     try:
         return list(pq.read_schema(path).names)
     except Exception as exc:  # pyarrow raises several types for a damaged file
@@ -128,12 +132,13 @@ def _parquet_columns(path: Path, hint: str) -> list[str]:
 
 def _read_parquet(path: Path, hint: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The file, or only its ``columns`` (a missing one is named, like a table's)."""
-    present = _parquet_columns(path, hint)
-    if columns is not None:
-        check_columns(pd.DataFrame(columns=present), columns, path, hint)
+    if columns is None:
+        _check_file(path, hint)
+    else:  # pyarrow's error for a missing column would read as a damaged file
+        check_columns(pd.DataFrame(columns=_parquet_columns(path, hint)), columns, path, hint)
     try:
         return pd.read_parquet(path, engine="pyarrow", columns=columns)
-    except Exception as exc:  # a footer can be whole and the data damaged
+    except Exception as exc:  # pyarrow raises several types for a damaged file
         raise _damaged(path, exc, hint) from exc
 
 
