@@ -357,3 +357,33 @@ def test_changed_package_code_reruns_every_step(project: Path, monkeypatch):
     monkeypatch.setattr(pipeline, "code_fingerprint", lambda: "edited-code")
     assert statuses(run(project)) == ["ran", "ran"]
     assert statuses(run(project)) == ["skipped", "skipped"]
+
+
+def test_a_kernel_that_dies_while_starting_is_started_once_more(project: Path, monkeypatch,
+                                                                capsys):
+    """A kernel that dies before any cell ran (ports raced by kernels starting at once) is
+    restarted once; a second death, or any other failure, stops the step."""
+    import papermill as pm
+
+    real, calls = pm.execute_notebook, []
+
+    def dies_first(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - papermill's signature
+        calls.append(args[0])
+        if len(calls) == 1:
+            raise RuntimeError(pipeline.KERNEL_START_FAILED)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pm, "execute_notebook", dies_first)
+    assert statuses(run(project)) == ["ran", "ran"]
+    assert len(calls) == 3 and calls[0] == calls[1]  # 01 twice, then 02
+    assert "the kernel died while starting; starting another" in capsys.readouterr().out
+
+    def always_dies(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(args[0])
+        raise RuntimeError(pipeline.KERNEL_START_FAILED)
+
+    calls.clear()
+    monkeypatch.setattr(pm, "execute_notebook", always_dies)
+    with pytest.raises(StepFailed, match="01_make could not be executed: RuntimeError: Kernel"):
+        run(project, force=True)
+    assert len(calls) == 2  # once more, not forever

@@ -614,26 +614,41 @@ def _failing_line(traceback: Sequence[str], exec_count: int | None = None) -> st
     return found
 
 
+#: How nbclient says a kernel died while starting, before any cell ran (seen when many
+#: kernels start at once, e.g. parallel runs on a loaded machine: a port taken meanwhile).
+KERNEL_START_FAILED = "Kernel died before replying to kernel_info"
+
+
 def _execute(step: Step, params: Mapping[str, Any], executed: Path, log_output: bool) -> None:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    try:
-        pm.execute_notebook(
-            str(step.path),
-            str(executed),
-            parameters=dict(params),
-            cwd=str(step.path.parent),  # same working directory as in JupyterLab
-            progress_bar=sys.stderr.isatty(),
-            log_output=log_output,
-            # The kernel's own start-up warnings (e.g. "running over TCP without
-            # encryption" on a local kernel) would bury the progress lines.
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        )
-    except PapermillExecutionError:
-        raise  # a cell raised: reported with notebook, cell and exception by the caller
-    except Exception as exc:  # dead kernel, cell timeout, missing kernelspec, ...
-        raise StepFailed(f"{step.name} could not be executed: {type(exc).__name__}: {exc}") from exc
+    for attempt in (1, 2):
+        try:
+            pm.execute_notebook(
+                str(step.path),
+                str(executed),
+                parameters=dict(params),
+                cwd=str(step.path.parent),  # same working directory as in JupyterLab
+                progress_bar=sys.stderr.isatty(),
+                log_output=log_output,
+                # The kernel's own start-up warnings (e.g. "running over TCP without
+                # encryption" on a local kernel) would bury the progress lines.
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            )
+            return
+        except PapermillExecutionError:
+            raise  # a cell raised: reported with notebook, cell and exception by the caller
+        except RuntimeError as exc:
+            # no cell has run yet, so starting a fresh kernel once more is safe
+            if attempt == 1 and str(exc).startswith(KERNEL_START_FAILED):
+                print(f"    {step.name}: the kernel died while starting; starting another",
+                      flush=True)
+                continue
+            raise StepFailed(f"{step.name} could not be executed: RuntimeError: {exc}") from exc
+        except Exception as exc:  # cell timeout, missing kernelspec, ...
+            raise StepFailed(f"{step.name} could not be executed: "
+                             f"{type(exc).__name__}: {exc}") from exc
 
 
 @dataclass
