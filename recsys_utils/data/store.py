@@ -60,6 +60,7 @@ __all__ = [
     "AppendResult",
     "FrameRatings",
     "HistoryMerge",
+    "HistoryReplay",
     "append_ratings",
     "as_history_rows",
     "history_events",
@@ -394,15 +395,22 @@ def write_history(path: Path, ratings: pd.DataFrame) -> Path:
 
 
 @dataclass
-class HistoryMerge:
-    """The raw ratings with the history replayed over them (:func:`merge_history`)."""
+class HistoryReplay:
+    """What a replay of ``data/history`` did (:func:`replay_history`); the ratings stay in
+    the engine it ran on."""
 
-    ratings: pd.DataFrame
     rejected: pd.DataFrame
     accounts: list[SourceAccount]
     accepted_files: int = 0
     held_back_files: int = 0
     withheld: int = 0
+
+
+@dataclass
+class HistoryMerge(HistoryReplay):
+    """The raw ratings with the history replayed over them (:func:`merge_history`)."""
+
+    ratings: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 class FrameRatings:
@@ -428,7 +436,7 @@ class FrameRatings:
 
 
 def replay_history(current: Any, accounts: list[SourceAccount], paths: ProjectPaths,
-                   known_items: set[str] | None) -> HistoryMerge:
+                   known_items: set[str] | None) -> HistoryReplay:
     """Replay ``data/history`` over the cleaned raw ratings ``current`` (an engine with
     ``present``, ``append`` and ``take_out``, like :class:`FrameRatings`), in stamp order.
 
@@ -442,13 +450,13 @@ def replay_history(current: Any, accounts: list[SourceAccount], paths: ProjectPa
 
     ``accounts`` (one per raw source) are updated in place and returned with the history
     files' accounts appended; ``read = kept + rejected + duplicates`` still holds for each.
-    The result's ``ratings`` is left empty: the engine holds them.
+    The ratings are ``current``'s to hand out (:func:`merge_history` for pandas).
     """
     from recsys_utils.data.ratings import read_ratings_file
 
     by_file = {a.source_file: a for a in accounts if a.kind == "ratings"}
     rejected: list[pd.DataFrame] = []
-    merged = HistoryMerge(pd.DataFrame(), empty_rejects(), list(accounts))
+    merged = HistoryReplay(empty_rejects(), list(accounts))
     for kind, path in history_events(paths):
         name = relative_posix(path, paths.root)
         if kind == ACCEPTED:
@@ -496,6 +504,5 @@ def merge_history(ratings: pd.DataFrame, accounts: list[SourceAccount], paths: P
                   known_items: set[str] | None) -> HistoryMerge:
     """:func:`replay_history` on a pandas ratings table (the cleaning step's engine)."""
     current = FrameRatings(ratings)
-    merged = replay_history(current, accounts, paths, known_items)
-    merged.ratings = cast_ratings(current.frame)
-    return merged
+    replay = replay_history(current, accounts, paths, known_items)
+    return HistoryMerge(**vars(replay), ratings=cast_ratings(current.frame))

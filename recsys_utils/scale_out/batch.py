@@ -29,7 +29,6 @@ from recsys_utils.ranking.catalog import (
     Catalog,
     CatalogView,
     bayesian_average,
-    catalog_rows,
     cold_start_positions,
 )
 from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, Recommendations
@@ -169,8 +168,10 @@ class BatchRecommender(CatalogView):
                  prior_count: float = DEFAULT_RANKING_PARAMS["prior_count"]) -> None:
         self.catalog = Catalog(analytics)
         # the Recommender's cold-start list, from the analytics table's means and counts
-        # (each title's first row in catalog order: the catalog's own order)
-        first = catalog_rows(analytics)[1]
+        # (those of the title's item_id, equal on each of its rows), in catalog order
+        per_title = analytics[["item_id", "n_ratings", "mean_score"]].astype({"item_id": str})
+        first = per_title.drop_duplicates("item_id").set_index("item_id").reindex(
+            self.catalog.item_ids)
         self._n_ratings = first["n_ratings"].fillna(0).to_numpy(dtype=np.float64)
         sums = first["mean_score"].fillna(0).to_numpy(dtype=np.float64) * self._n_ratings
         self._bayes = bayesian_average(sums, self._n_ratings, prior_count)

@@ -365,12 +365,12 @@ def _replay_history_on_spark(spark: Any, ratings: Any, rejected: Any,
     if not history_events(paths):
         return ratings, rejected, accounts
     current = _SparkRatings(spark, ratings)
-    merged = replay_history(current, accounts, paths, known_items)
-    if len(merged.rejected):
+    replay = replay_history(current, accounts, paths, known_items)
+    if len(replay.rejected):
         rejected = rejected.unionByName(spark.createDataFrame(
-            merged.rejected.astype(object).where(merged.rejected.notna(), None),
+            replay.rejected.astype(object).where(replay.rejected.notna(), None),
             "source_file string, line int, reason string, raw string"))
-    return current.frame, rejected, merged.accounts
+    return current.frame, rejected, replay.accounts
 
 
 # --------------------------------------------------------------------------- derived tables
