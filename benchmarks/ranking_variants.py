@@ -23,7 +23,10 @@ Also tried, not kept here (the issue's note has the figures): EASE with time-per
 pseudo-titles (the periods a user rated in, as extra columns; at best test 0.1457,
 validation below the registered one); a LightGBM lambdarank re-ranker on the same
 features (test 0.1435-0.1490: it overfits the validation labels); ``min_item_ratings``
-1-3 and finer ``recency`` / ``l2`` grids (within +-0.001 of the registered one).
+1-3 and finer ``recency`` / ``l2`` grids (within +-0.001 of the registered one); a
+"future-target" linear model regressing each user's later training ratings on the earlier
+ones (cut at 80%, or at 50/65/80/90%; l2 100-2000; alone at best test 0.0846, blended
+never above the registered one).
 The last line printed says how much of the test is within reach of any re-ranker.
 
 Every variant is scored on ``03_modeling``'s validation split and on ``04_evaluation``'s
@@ -305,23 +308,36 @@ def main() -> None:
     with pd.option_context("display.width", 200, "display.max_rows", 100):
         print(table.round(4).to_string())
     print(f"target: test NDCG@{K} >= 2.5 x popularity = {2.5 * pop:.4f}")
-    print(reach(splits["test"], top_t))
+    print(reach(splits["test"], top_t, titles))
 
 
-def reach(s: Scored, top: np.ndarray) -> str:
+def reach(s: Scored, top: np.ndarray, titles: pd.DataFrame) -> str:
     """How many relevant test titles the ranker can reach at all, and within its top
-    ``CANDIDATES`` (what any re-ranker of those candidates works with)."""
+    ``CANDIDATES`` (what any re-ranker of those candidates works with); and what the
+    unreachable ones are: how old when the user last rated in training, and how many test
+    users find each relevant (long-tail titles relevant to one user each cannot be learned
+    from others' ratings; new releases shared by many users could)."""
     ids, in_ranker = s.rec.item_ids, np.zeros(len(s.rec.item_ids), dtype=bool)
     in_ranker[s.rec._ease_cols] = True
     position = {item: j for j, item in enumerate(ids)}
-    total = outside = found = 0
+    released = pd.to_numeric(titles.set_index("item_id")["release_year"], errors="coerce"
+                             ).reindex(ids).to_numpy()
+    last_year = pd.to_datetime(pd.Series(s.t).groupby(s.u).max(), unit="s").dt.year.reindex(
+        range(len(s.rec.user_ids))).to_numpy()
+    total = found = 0
+    outside: list[tuple[int, float]] = []  # (title position, years before the user's time)
     for row, user in enumerate(s.rec.user_ids):
         relevant = s.relevant.get(int(user), set())
         total += len(relevant)
-        outside += sum(not in_ranker[position[item]] for item in relevant if item in position)
+        outside += [(position[item], last_year[row] - released[position[item]])
+                    for item in relevant if item in position and not in_ranker[position[item]]]
         found += len(relevant & set(ids[top[row]].tolist()))
+    users_per_title = pd.Series([j for j, _ in outside]).value_counts()
     return (f"relevant test titles: {total:,}; outside the ranker's titles (fewer than "
-            f"min_item_ratings training ratings): {outside / total:.1%}; in its top "
+            f"min_item_ratings training ratings): {len(outside) / total:.1%} (released a "
+            f"median {np.nanmedian([a for _, a in outside]):.0f} years before the user's last "
+            f"training rating; {users_per_title.mean():.2f} test users per title, "
+            f"{(users_per_title == 1).mean():.0%} relevant to one user only); in its top "
             f"{CANDIDATES}: {found / total:.1%}")
 
 
