@@ -410,7 +410,7 @@ class HistoryReplay:
 class HistoryMerge(HistoryReplay):
     """The raw ratings with the history replayed over them (:func:`merge_history`)."""
 
-    ratings: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ratings: pd.DataFrame = field(kw_only=True)  # after the replay's defaulted fields
 
 
 class FrameRatings:
