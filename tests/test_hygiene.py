@@ -218,3 +218,17 @@ def test_book_workflow_publishes_with_pages_actions():
     assert any(u.startswith("actions/deploy-pages@") for u in uses)
     deploy = next(j for j in wf["jobs"].values() if "deploy-pages" in str(j))
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+
+
+def test_optional_benchmark_without_torch_says_how_to_install_it():
+    """PyTorch is not a dependency: the SASRec trial, run without it, stops before loading
+    any data with an install hint instead of an ImportError traceback."""
+    script = PROJECT_ROOT / "benchmarks" / "sasrec_trial.py"
+    hide_torch = ("import runpy, sys; sys.modules['torch'] = None; "  # import torch -> ImportError
+                  f"sys.argv = [{str(script)!r}]; sys.path.insert(0, {str(script.parent)!r}); "
+                  f"runpy.run_path({str(script)!r}, run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", hide_torch], capture_output=True, text=True,
+                          timeout=120, cwd=PROJECT_ROOT)
+    assert done.returncode == 1
+    assert "needs PyTorch" in done.stderr and "pip install torch" in done.stderr
+    assert "Traceback" not in done.stderr
