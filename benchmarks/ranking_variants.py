@@ -12,7 +12,7 @@ tunes, so the negative result can be checked and extended rather than taken on t
 * ``edlae``: EASE with an emphasised-dropout penalty (Steck 2020) on its diagonal;
 * ``userknn``: user-kNN (cosine over the weighted rows), alone and blended;
 * ``content``: content-based user profiles (genres, release period, age rating,
-  duration; the only variant that can rank titles with too few ratings for EASE), alone
+  duration; like user-kNN, it also scores titles with too few ratings for EASE), alone
   and blended;
 * ``session``: only the user's current session (a gap of more than an hour or a day
   starts a new one) as the ranker's input, older sessions down-weighted;
@@ -95,6 +95,8 @@ class Scored:
         self.i = rec.catalog.index.get_indexer(df["item"].astype(str))
         self.t = df["timestamp"].astype("datetime64[s]").astype("int64").to_numpy()
         self.w = (df["score"].to_numpy(dtype=np.float64) - 2.5) / 2.5
+        last = pd.Series(np.arange(len(self.u))).groupby(self.u).transform("max").to_numpy()
+        self.from_end = last - np.arange(len(self.u))  # 0 = the user's latest rating
         self.blocked = np.where(rec.candidate_mask(), 0.0, -np.inf)
         self.baseline = self.ndcg(self.base)
 
@@ -193,9 +195,7 @@ def session_input(s: Scored, gap_hours: float, older: float) -> np.ndarray:
     current = session == pd.Series(session).groupby(s.u).transform("max").to_numpy()
     recency = float(s.rec.ranking_params["recency"])
     count = np.bincount(s.u)[s.u].astype(np.float64)
-    from_end = pd.Series(np.arange(len(s.u))).groupby(s.u).transform("max").to_numpy() \
-        - np.arange(len(s.u))
-    decay = np.exp(-from_end / np.maximum(recency * count, 1.0)) if recency > 0 else 1.0
+    decay = np.exp(-s.from_end / np.maximum(recency * count, 1.0)) if recency > 0 else 1.0
     rows = s.rows(s.w * decay * np.where(current, 1.0, older)).astype(np.float32)
     return _zscore_rows(s.rec._ranker.scores(rows))
 
@@ -215,9 +215,7 @@ def content_profile(s: Scored, half_life: float | None) -> np.ndarray:
     f = np.hstack([part.to_numpy(np.float64) * weight for part, weight in parts])
     f *= np.log((len(f) + 1) / ((f > 0).sum(axis=0) + 1))
     f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-    from_end = pd.Series(np.arange(len(s.u))).groupby(s.u).transform("max").to_numpy() \
-        - np.arange(len(s.u))
-    decay = 0.5 ** (from_end / half_life) if half_life else 1.0
+    decay = 0.5 ** (s.from_end / half_life) if half_life else 1.0
     profile = s.rows(s.w * decay) @ f
     profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
     return _zscore_rows(profile @ f.T)
