@@ -88,6 +88,20 @@ def test_blend_predict_items_matches_predict_and_falls_back(ratings, titles):
                                                     model.predict(999, items[1])])
 
 
+def test_blend_on_too_little_data_predicts_with_its_baseline(ratings):
+    # Each user rated one title nobody else rated: no held-out rating has a known user
+    # and title, so nothing can weigh the components.
+    lone = ratings.drop_duplicates("user").assign(item=lambda df: "solo" + df["user"].astype(str))
+    with pytest.warns(UserWarning, match="0 held-out ratings .* baseline component alone"):
+        model = BlendedRatingModel({"baseline": {}, "svd": {"n_factors": 2, "n_epochs": 3}},
+                                   seed=1).fit(lone)
+    assert model.n_holdout_ == 0 and model.weights.to_dict()["baseline"] == 1.0
+    assert (model.weights.drop("baseline") == 0).all()
+    user, items = lone["user"].iloc[0], model.item_ids
+    np.testing.assert_allclose(model.predict_items(user, items),
+                               model.components["baseline"].predict_items(user, items))
+
+
 def test_blend_survives_pickle(ratings, titles):
     model = BlendedRatingModel(SMALL_BLEND, seed=1, titles=titles).fit(ratings)
     clone = pickle.loads(pickle.dumps(model))

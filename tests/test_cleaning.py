@@ -15,6 +15,7 @@ from recsys_utils.data.accounting import Accounting
 from recsys_utils.data.cleaning import (
     build_model_table,
     build_processed,
+    check_folder,
     load_processed,
     main,
     resolve_source,
@@ -146,6 +147,22 @@ def test_wrong_header_file_is_rejected_whole(tiny_raw_dir: Path, project: Projec
     bad = result.rejected_ratings[result.rejected_ratings["source_file"] == "ratings/other.csv"]
     assert bad["reason"].tolist() == ["wrong header"]
     assert len(result.ratings) == TINY_GOOD_RATINGS  # the good file is unaffected
+
+
+def test_no_rating_kept_is_a_clear_error_and_keeps_the_old_tables(
+        tiny_raw_dir: Path, project: ProjectPaths, capsys: pytest.CaptureFixture[str]) -> None:
+    build_processed(tiny_raw_dir, source="streaming", paths=project)
+    before = {p.name: p.read_bytes() for p in project.processed.iterdir()}
+    # every rating now names a title no catalog has, or has no number
+    (tiny_raw_dir / "ratings" / "ratings.csv").write_text(
+        "userId,rating,timestamp,movieId\n1,4,1500000000,nzzz\n2,good,1500000000,ns1\n")
+    with pytest.raises(DataError, match=r"no rating was kept.*1 non-numeric rating.*"
+                                        r"1 unknown movieId.*recsys-clean --check"):
+        build_processed(tiny_raw_dir, source="streaming", paths=project)
+    assert "ratings total: 2 read = 0 kept + 2 rejected" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in project.processed.iterdir()} == before
+    # a dry run still reports, it does not stop
+    assert check_folder(tiny_raw_dir).ratings.empty
 
 
 def test_missing_raw_dir_with_streaming_is_a_clear_error(project: ProjectPaths) -> None:

@@ -159,6 +159,9 @@ def test_evaluate_ranking_reports_model_and_baselines_on_the_same_run(ratings: p
     assert sorted(by["platform"].unique()) == ["alpha", "beta"] and len(by) == 6
     assert (by["coverage"] <= 1).all()
     assert "by_platform" in res.to_dict()
+    # a split where popularity finds nothing has no ratio (not a division by zero)
+    res.metrics["popularity"] = {**res.metrics["popularity"], "ndcg": 0.0}
+    assert math.isnan(res.ratio("ndcg")) and res.ratio("coverage") > 0
 
 
 def test_rating_model_choice_changes_the_rmse_not_the_top_n(ratings: pd.DataFrame):

@@ -358,8 +358,34 @@ def test_monitor_timeline_in_months_uses_twelve_periods_for_the_last_year():
 
 def test_single_period_model_table_is_a_clear_data_error():
     ratings = rating_history("2004-07-01", "2004-09-30", n_users=10, seed=4)  # 2004Q3 only
-    with pytest.raises(DataError, match=r"one period \(2004Q3\)"):
-        mon.monitor_timeline(ratings)
+    with pytest.raises(DataError, match=r"one period \(2004Q3\).*shorter than 'Q'"):
+        mon.monitor_timeline(ratings, period="Q")
+    # Unless set, the period is derived: these three months are cut into weeks.
+    result = mon.monitor_timeline(ratings)
+    assert result.settings["period"] == "W" and result.settings["period_source"] == "derived"
+    assert "period W (derived from the data" in result.overview()
+    assert len(result.decay) >= 2
+
+
+@pytest.mark.parametrize(("first", "last", "expected"), [
+    ("1995-01-09", "2016-10-16", "Q"),  # the default data's span
+    ("2015-01-01", "2016-12-31", "Q"),  # two years: 8 quarters
+    ("2015-04-01", "2016-12-31", "M"),  # 7 quarters
+    ("2016-01-01", "2016-08-31", "M"),  # 8 months
+    ("2016-01-01", "2016-03-31", "W"),  # 3 months
+    ("2016-01-01", "2016-01-02", "W"),  # even weeks cannot make 8: the finest there is
+])
+def test_derived_period_is_the_coarsest_giving_eight_periods(first, last, expected):
+    stamps = pd.Series(pd.to_datetime([first, last]))
+    assert mon.derived_period(stamps) == expected
+
+
+def test_a_start_period_in_another_unit_starts_where_it_begins():
+    ratings = rating_history("2004-07-01", "2004-09-30", n_users=10, seed=4)
+    result = mon.monitor_timeline(ratings, period="W", start_period="2004-08")
+    assert result.start_period == str(pd.Period("2004-08-01", freq="W"))
+    with pytest.raises(DataError, match="'the 3rd week' is not a calendar period"):
+        mon.monitor_timeline(ratings, start_period="the 3rd week")
 
 
 def test_one_replayed_period_has_no_gain_share_instead_of_dividing_by_zero():
@@ -406,14 +432,16 @@ def test_derived_thresholds_are_the_cheapest_policy_keeping_the_target_share():
 
 def test_monitor_timeline_derives_the_policy_from_its_own_sweep(shifting):
     # Only the error signal sees the reversal; with a grid that allows it, it is chosen.
-    result = mon.monitor_timeline(shifting, start_period="2020Q2", psi_grid=[np.inf],
-                                  error_grid=[0.5, np.inf], new_user_grid=[np.inf])
+    result = mon.monitor_timeline(shifting, period="Q", start_period="2020Q2",
+                                  psi_grid=[np.inf], error_grid=[0.5, np.inf],
+                                  new_user_grid=[np.inf])
     assert result.settings["thresholds_derived"] == list(mon.THRESHOLDS)
     assert result.settings["error_increase"] == 0.5
     assert result.policy.log["retrain"].tolist() == [False, True, False]
     assert "derived: the cheapest swept policy keeping 90%" in result.overview()
     # All three given: used as they are.
-    given = mon.monitor_timeline(shifting, start_period="2020Q2", psi_threshold=np.inf,
+    given = mon.monitor_timeline(shifting, period="Q", start_period="2020Q2",
+                                 psi_threshold=np.inf,
                                  error_increase=np.inf, new_user_threshold=np.inf)
     assert given.settings["thresholds_derived"] == [] and given.policy.n_retrains == 0
     assert "(set)" in given.overview()

@@ -1,6 +1,6 @@
 """The whole pipeline (01-05) with the project's default parameters on other real data.
 
-Two data sets a new user could bring, neither of them the embedded default:
+Three data sets a new user could bring, none of them the embedded default:
 
 * **the shared platform catalogs** (``../shared/data/catalogs``: four real Kaggle
   catalogs, no ratings) through the ``linked`` source: MovieLens ratings linked to the
@@ -8,7 +8,10 @@ Two data sets a new user could bring, neither of them the embedded default:
 * **two years of ratings in the raw streaming layout**: ``<platform>_titles.csv``
   catalogs and ``ratings/*.csv`` written here from the embedded MovieLens ratings of 2015
   and 2016 only (a calendar that ends long after and starts long after the default
-  data's, so nothing derived from the default calendar can pass by accident).
+  data's, so nothing derived from the default calendar can pass by accident);
+* **a small, short export** in the same layout: the last three and a half months of
+  MovieLens (22 users), too short for quarters and too small for the time split to find
+  much.
 
 Each run uses ``notebooks/params.yaml`` as it is, plus only the data location (``raw_dir``,
 ``source``). Not run: ``06_scale_out`` (Spark's start-up alone takes most of the budget; its
@@ -47,11 +50,13 @@ CATALOG_COLUMNS = ["show_id", "type", "title", "director", "cast", "country", "d
                    "release_year", "rating", "duration", "listed_in", "description"]
 
 
-def two_year_raw_folder(folder: Path) -> Path:
-    """MovieLens ratings of 2015-2016 and their titles, as a streaming company delivers them:
-    two catalogs (odd / even MovieLens ids) and two ratings files."""
+def movielens_raw_folder(folder: Path, first_day: str = "2015-01-01",
+                         end_day: str = "2017-01-01") -> Path:
+    """MovieLens ratings from ``first_day`` to before ``end_day`` and their titles, as a
+    streaming company delivers them: two catalogs (odd / even MovieLens ids) and two
+    ratings files."""
     titles, model = embedded_movielens()
-    ratings = model[(model["timestamp"] >= "2015-01-01") & (model["timestamp"] < "2017-01-01")]
+    ratings = model[(model["timestamp"] >= first_day) & (model["timestamp"] < end_day)]
     rated = titles[titles["item_id"].isin(set(ratings["item"]))].drop_duplicates("item_id")
     movie_id = rated["item_id"].str[2:].astype(int)
     platforms = ["stream_odd", "stream_even"]
@@ -126,9 +131,22 @@ def test_default_pipeline_on_the_shared_catalogs(tmp_path: Path,
 @pytest.mark.slow
 def test_default_pipeline_on_two_years_of_streaming_ratings(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch):
-    raw = two_year_raw_folder(tmp_path / "raw")
+    raw = movielens_raw_folder(tmp_path / "raw")
     run_default_pipeline(tmp_path / "project", raw, "streaming", monkeypatch)
     check_outputs(tmp_path / "project", "streaming")
     processed = pd.read_parquet(project_paths(tmp_path / "project").processed / "model.parquet")
     years = processed["timestamp"].dt.year
     assert set(years) == {2015, 2016}
+
+
+@pytest.mark.slow
+def test_default_pipeline_on_a_short_small_export(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch):
+    """The last three and a half months of MovieLens (about 2,400 ratings by 22 users): a
+    first export is small and short, so monitoring must cut it into weeks by itself."""
+    raw = movielens_raw_folder(tmp_path / "raw", first_day="2016-07-01")
+    run_default_pipeline(tmp_path / "project", raw, "streaming", monkeypatch)
+    check_outputs(tmp_path / "project", "streaming")
+    monitoring = json.loads((project_paths(tmp_path / "project").reports / "monitoring.json")
+                            .read_text(encoding="utf-8"))
+    assert monitoring["period"] == "W"

@@ -312,15 +312,28 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
         match_rate=parts.get("match_rate"), match_label=str(parts.get("match_label", "")),
         stats=stats)
 
-    if write:
-        _write_all(result, paths, output_dir)
     if verbose:
         print(f"source: {chosen}" + (f" (raw dir {raw})" if result.raw_dir else ""))
         for line in accounting.summary_lines():
             print(line)
         if result.match_rate is not None:
             print(f"match rate: {result.match_rate:.1%} of {result.match_label}")
+    if write and result.model.empty:
+        # Empty tables would only fail later, and obscurely, in every step after this one.
+        raise DataError(_nothing_kept(result, raw))
+    if write:
+        _write_all(result, paths, output_dir)
     return result
+
+
+def _nothing_kept(result: CleaningResult, raw: Path) -> str:
+    """Why no rating was kept, by reason, and how to see the rejected rows."""
+    counts = result.rejected_by_reason()
+    reasons = "; ".join(f"{r.table}: {r.rows:,} {r.reason}" for r in counts.itertuples())
+    where = "" if result.raw_dir is None else f" {raw}"
+    return (f"no rating was kept, so there is nothing to model ({len(result.titles):,} titles "
+            f"kept; rows not kept: {reasons or 'none'}). Nothing was written; see every "
+            f"rejected row with its reason: recsys-clean --check{where or ' data/raw'}")
 
 
 def _write_all(result: CleaningResult, paths: ProjectPaths,

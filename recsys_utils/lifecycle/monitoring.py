@@ -146,10 +146,34 @@ def assign_periods(timestamps: pd.Series, period: str = "Q") -> pd.Series:
     return pd.Series(pd.PeriodIndex(pd.to_datetime(timestamps), freq=period), index=timestamps.index)
 
 
+#: Periods a derived ``period`` is chosen from, coarsest first.
+PERIOD_LADDER = ("Q", "M", "W")
+#: The fewest periods a derived ``period`` cuts the timeline into (when weeks can).
+MIN_PERIODS = 8
+
+
+def derived_period(timestamps: pd.Series) -> str:
+    """The period chosen from the data: the coarsest of quarters, months and weeks that cuts
+    the timeline (first to last rating) into at least :data:`MIN_PERIODS` periods, so a
+    short history is still compared period by period (weeks when even months cannot).
+    Quarters on the default data (1995-2016) and on any history of two years or more."""
+    for period in PERIOD_LADDER:
+        periods = assign_periods(timestamps, period)
+        if periods.max().ordinal - periods.min().ordinal + 1 >= MIN_PERIODS:
+            return period
+    return PERIOD_LADDER[-1]
+
+
 def _check_model_table(model_df: pd.DataFrame) -> None:
     check_model_table(model_df)
     if model_df.empty:
         raise DataError("the model table (data/processed/model.parquet) is empty")
+
+
+def _shorter_than(period: str) -> str:
+    units = {"Q": "quarters", "M": "months", "W": "weeks", "D": "days"}
+    return ", ".join(f"{alias} {name}" for alias, name in units.items()
+                     if periods_per_year(alias) > periods_per_year(period))
 
 
 def derived_start_period(periods: pd.Series, period: str = "Q") -> pd.Period:
@@ -168,11 +192,25 @@ def derived_start_period(periods: pd.Series, period: str = "Q") -> pd.Period:
     if first == last:
         raise DataError(
             f"every rating of the model table falls in one period ({first}): monitoring "
-            f"compares periods and needs ratings in at least two; use a shorter period "
-            f"(e.g. period M, months) or a longer rating history"
+            f"compares periods and needs ratings in at least two; set a period shorter than "
+            f"{period!r} (pandas alias: {_shorter_than(period)}) or bring a longer history"
         )
     median = ordered[(len(ordered) - 1) // 2]  # the lower median: an actual rating's period
     return max(median, first + 1)
+
+
+def _as_period(start: str | pd.Period, period: str) -> pd.Period:
+    """``start`` as a ``period``; a start in another unit (``2005Q1`` with weeks) becomes
+    the ``period`` holding its first day."""
+    try:
+        return pd.Period(start, freq=period)
+    except (ValueError, TypeError):
+        pass
+    try:
+        return pd.Period(pd.Period(start).start_time, freq=period)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"start_period {start!r} is not a calendar period: give one such as "
+                        f"2005Q1, 2005-03 or 2005-03-07") from exc
 
 
 def _period_list(periods: pd.Series, start: str | pd.Period | None, period: str
@@ -183,10 +221,8 @@ def _period_list(periods: pd.Series, start: str | pd.Period | None, period: str
     """
     last = periods.max()
     first_data = periods.min()
-    if start is None:
-        start_p = derived_start_period(periods, period)
-    else:
-        start_p = pd.Period(start, freq=period)
+    start_p = derived_start_period(periods, period) if start is None else \
+        _as_period(start, period)
     if start_p <= first_data:
         raise DataError(
             f"start period {start_p} leaves no ratings before it to train on "
@@ -723,7 +759,8 @@ class MonitoringResult:
         return self.drift[["period", *cols, "psi_platform"]].tail(8)
 
     def overview(self) -> str:
-        """The timeline, its split into reference window and replay, and where the start came from."""
+        """The timeline, its periods, its split into reference window and replay, and where
+        the period and the start came from."""
         how = ("derived from the data: the period of the median rating"
                if self.start_period_source == "derived" else "set by the start_period parameter")
         s = self.settings
@@ -732,9 +769,13 @@ class MonitoringResult:
                 f"every-period gain")
         rule = ("set" if not derived else f"derived: {rule}" if len(derived) == len(THRESHOLDS)
                 else f"{', '.join(derived)} derived: {rule}")
+        period = (f"derived from the data: the coarsest of {', '.join(PERIOD_LADDER)} cutting "
+                  f"the timeline into at least {MIN_PERIODS} periods"
+                  if s.get("period_source") == "derived" else "set by the period parameter")
         return (f"{self.n_ratings:,} ratings from {self.first_rating:%Y-%m-%d} to "
                 f"{self.last_rating:%Y-%m-%d}; {self.n_reference:,} in the reference window "
                 f"(before {self.start_period}), {self.n_ratings - self.n_reference:,} replayed\n"
+                f"period {s['period']} ({period})\n"
                 f"start period {self.start_period} ({how})\n"
                 f"trigger thresholds: PSI {s['psi_threshold']:g}, error increase "
                 f"{s['error_increase']:g}, new users {s['new_user_threshold']:g} ({rule})")
@@ -827,7 +868,7 @@ def monitor_timeline(
     model_df: pd.DataFrame,
     titles: pd.DataFrame | None = None,
     *,
-    period: str = "Q",
+    period: str | None = None,
     start_period: str | pd.Period | None = None,
     replay_model: str = "baseline",
     psi_threshold: float | None = None,
@@ -846,7 +887,8 @@ def monitor_timeline(
     Args:
         model_df: the model table (user, item, score, timestamp).
         titles: the titles table (adds the platform mix when it names several platforms).
-        period: pandas period alias (``"Q"`` quarters, ``"Y"`` years, ``"M"`` months).
+        period: pandas period alias (``"Q"`` quarters, ``"Y"`` years, ``"M"`` months,
+            ``"W"`` weeks). ``None``: :func:`derived_period`.
         start_period: first replayed period; every rating before it is the reference
             window. ``None``: :func:`derived_start_period` (the period of the median rating).
         replay_model: the rating model retrained in the replay (see :func:`replay_timeline`).
@@ -865,6 +907,8 @@ def monitor_timeline(
         one period, or a start period outside its timeline.
     """
     _check_model_table(model_df)
+    period_source = "derived" if period is None else "set"
+    period = period or derived_period(model_df["timestamp"])
     periods = assign_periods(model_df["timestamp"], period)
     start_p, _ = _period_list(periods, start_period, period)
     given = {name: value for name, value in zip(
@@ -886,7 +930,8 @@ def monitor_timeline(
     policies["gain_share"] = (frozen - policies["rmse"]) / (frozen - every) if frozen != every \
         else np.nan
     settings: dict[str, Any] = {
-        "period": period, "start_period": str(start_p), "replay_model": replay_model,
+        "period": period, "period_source": period_source, "start_period": str(start_p),
+        "replay_model": replay_model,
         **thresholds, "thresholds_derived": [n for n in THRESHOLDS if n not in given],
         "target_gain_share": target_gain_share, "psi_eps": psi_eps,
         "psi_grid": grids[0], "error_grid": grids[1], "new_user_grid": grids[2], "seed": seed,

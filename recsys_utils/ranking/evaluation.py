@@ -279,8 +279,10 @@ class RankingResult:
                              for s, m in self.metrics.items()])
 
     def ratio(self, metric: str, baseline: str = "popularity") -> float:
-        """``metric`` of the model over the baseline's."""
-        return float(self.metrics["model"][metric] / self.metrics[baseline][metric])
+        """``metric`` of the model over the baseline's; NaN when the baseline's is 0 (a
+        split too small for the baseline to find anything has no ratio)."""
+        base = self.metrics[baseline][metric]
+        return float(self.metrics["model"][metric] / base) if base else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: metrics per strategy, and the platform breakdown as records."""

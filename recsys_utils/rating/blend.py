@@ -157,6 +157,15 @@ class _Ridge:
         self.intercept_ = float(y.mean())  # z is centred, so the intercept is the mean
         return self
 
+    @classmethod
+    def only(cls, names: list[str], feature: str) -> _Ridge:
+        """The fit that predicts ``feature`` unchanged (weight 1, every other 0)."""
+        ridge = cls(0.0)
+        ridge.mean_, ridge.scale_ = np.zeros(len(names)), np.ones(len(names))
+        ridge.coef_ = (np.array(names) == feature).astype(np.float64)
+        ridge.intercept_ = 0.0
+        return ridge
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
 
@@ -240,16 +249,25 @@ class BlendedRatingModel(BatchPredictions):
         x_hold, self.feature_names = self._features(
             inner_components, inner_index, h_users[known], h_items[known])
         y = y[known]
-        self.ridge = _Ridge(self.alpha).fit(x_hold, y)
+        self.n_holdout_ = int(known.sum())
+        if self.n_holdout_ <= x_hold.shape[1]:
+            # Too few pairs to weigh the components (tiny or very sparse data): predict
+            # with the baseline, which every other component builds on.
+            warnings.warn(f"blend: only {self.n_holdout_} held-out ratings have a known user "
+                          f"and title, not more than the {x_hold.shape[1]} blend features; "
+                          "predicting with the baseline component alone", stacklevel=2)
+            self.ridge = _Ridge.only(self.feature_names, "baseline")
+        else:
+            self.ridge = _Ridge(self.alpha).fit(x_hold, y)
         # Holdout diagnostics: each component vs the blend, on the very rows the weights
         # were fitted on (optimistic for the blend; the CV figure is the honest one).
         lo, hi = inner_index.rating_scale
         self.holdout_rmse_ = {
-            name: rmse_mae(y, np.clip(x_hold[:, k], lo, hi))[0]
+            name: rmse_mae(y, np.clip(x_hold[:, k], lo, hi))[0] if len(y) else float("nan")
             for k, name in enumerate(self.active_components_)
         }
-        self.holdout_rmse_["blend"] = rmse_mae(y, np.clip(self.ridge.predict(x_hold), lo, hi))[0]
-        self.n_holdout_ = int(known.sum())
+        self.holdout_rmse_["blend"] = rmse_mae(
+            y, np.clip(self.ridge.predict(x_hold), lo, hi))[0] if len(y) else float("nan")
         # Refit on everything: the weights carry over, the components see all ratings.
         self.index = TrainIndex.from_trainset(trainset)
         self.components = self._fit_components(trainset, self.index)
@@ -272,7 +290,7 @@ class BlendedRatingModel(BatchPredictions):
             out = {"pred": np.empty(len(users))}
             if isinstance(comp, KNNBaselineComponent):
                 out.update(term=np.empty(len(users)), sum_w=np.empty(len(users)))
-            for group in np.split(order, bounds):
+            for group in np.split(order, bounds) if len(order) else ():
                 _fill(out, comp, int(inner_u[group[0]]), inner_i[group], group)
             outputs[name] = out
         return component_features(outputs, log_nu, log_ni, self.meta)
