@@ -79,7 +79,7 @@ demo: $(STAMP) ## start the Gradio demo
 retrain: $(STAMP) ## append new ratings; retrain if the policy says so (FORCE=1: always), promote if not worse: make retrain NEW=path.csv
 	$(BIN)/recsys-retrain --new-ratings $(NEW) $(if $(FORCE),--force)
 
-holdback: $(STAMP) ## retrain demo: newest ratings (last 91 days, or from QUARTER=2016Q3) -> data/raw/new_ratings_YYYYMMDD_YYYYMMDD.csv
+holdback: $(STAMP) ## retrain demo: newest ratings (the newest 2%, or from QUARTER=2016Q3) -> data/raw/new_ratings_YYYYMMDD_YYYYMMDD.csv
 	$(BIN)/recsys-retrain --hold-back $(QUARTER)
 
 EXAMPLE ?= data/example

@@ -239,6 +239,18 @@ def test_hold_back_moves_the_latest_ratings_out(scenario):
     assert record["store"]["added"] == summary["held_back"]
 
 
+def test_default_hold_back_is_the_newest_share_of_the_ratings(scenario):
+    """No window given: the newest 2% by time, whatever the calendar (a fixed number of
+    days would hold back everything of a short export, or nothing of a sparse one)."""
+    paths, _, n_old, _ = scenario
+    before, _ = load_store(paths)
+    stamps = pd.to_datetime(before["timestamp"])
+    summary = retrain.hold_back(paths, trainer=fake_trainer(), log=lambda s: None)
+    cutoff = stamps.quantile(1 - retrain.HOLD_BACK_SHARE, interpolation="higher")
+    assert summary["held_back"] == int((stamps >= cutoff).sum())
+    assert 0 < summary["held_back"] <= 2 * retrain.HOLD_BACK_SHARE * n_old + 1
+
+
 # --------------------------------------------------------------------------- CLI
 def test_cli_without_store_prints_error_and_exits_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RECSYS_ROOT", str(tmp_path))
