@@ -274,3 +274,17 @@ def test_durations_boxplot_names_the_platforms(titles):
     fig = eda.plot_durations(eda.durations(titles))
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == ["disney_plus", "hulu", "netflix"]
+
+
+def test_the_release_year_figure_starts_where_the_catalog_does():
+    def counts(n_old: int, first: int = 1990) -> pd.DataFrame:
+        # n_old titles of 1901, then 300 titles over 30 years from ``first``
+        return pd.DataFrame({"platform": "p", "release_year": [1901, *range(first, first + 30)],
+                             "n_titles": [n_old] + [10] * 30})
+
+    assert eda.first_drawn_year(counts(5)) == 1900  # 5 of 305: more than the oldest 1%
+    assert eda.first_drawn_year(counts(1)) == 1990  # 1 of 301: the thin tail is cut
+    assert eda.first_drawn_year(counts(1, first=2093)) == 2090  # any calendar
+    fig = eda.plot_release_years(counts(1))
+    assert min(fig.axes[0].lines[0].get_xdata()) == 1990
+    assert min(eda.plot_release_years(counts(1), since=1900).axes[0].lines[0].get_xdata()) == 1901

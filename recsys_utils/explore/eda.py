@@ -439,9 +439,19 @@ def plot_titles_per_platform(counts: pd.DataFrame) -> Figure:
     return fig
 
 
+def first_drawn_year(counts: pd.DataFrame, share: float = 0.01) -> int:
+    """The first release year worth drawing: the start of the decade that holds the oldest
+    ``share`` of the titles (1930 on the default data), so a thin tail of very old titles
+    does not squeeze the years that hold the catalog, whatever years the catalog covers."""
+    years = np.repeat(counts["release_year"].to_numpy(), counts["n_titles"].to_numpy())
+    return int(np.quantile(years, share, method="lower") // 10 * 10) if years.size else 0
+
+
 def plot_release_years(counts: pd.DataFrame, since: int | None = None) -> Figure:
-    """Titles per release year, one line per platform (log scale: recent years dominate)."""
-    rows = counts if since is None else counts[counts["release_year"] >= since]
+    """Titles per release year, one line per platform (log scale: recent years dominate),
+    from ``since`` on (``None``: :func:`first_drawn_year`)."""
+    since = first_drawn_year(counts) if since is None else since
+    rows = counts[counts["release_year"] >= since]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     sns.lineplot(data=rows, x="release_year", y="n_titles", hue="platform", ax=ax)
     ax.set_yscale("log")
