@@ -46,6 +46,10 @@ def test_valid_rows_are_kept_with_compact_dtypes() -> None:
     (["1", "3.7", "1600000000", "ns1"], "score not a multiple of 0.5"),
     (["1", "4", "yesterday", "ns1"], "unparseable timestamp"),
     (["1", "4", "-5", "ns1"], "unparseable timestamp"),
+    (["1", "4", "14/07/2017", "ns1"], "unparseable timestamp"),  # day or month first?
+    (["1", "4", "2017-13-40T00:00:00", "ns1"], "unparseable timestamp"),
+    (["1", "4", "1969-12-31", "ns1"], "unparseable timestamp"),
+    (["1", "4", "2090-01-01T00:00:00Z", "ns1"], "timestamp in the future"),
     (["1", "4", "1600000000", "zz9"], "unknown movieId"),
     (["1", "4", None, "ns1"], "missing value"),
     (["1", "", "1600000000", "ns1"], "missing value"),
@@ -57,6 +61,20 @@ def test_each_bad_value_is_rejected_with_its_reason(row: list[object], reason: s
     assert rejected[["source_file", "line", "reason"]].values.tolist() == [
         ["f.csv", 11, reason]]
     assert rejected["raw"].iloc[0].startswith(str(row[0]))
+
+
+def test_iso_8601_times_are_read_as_utc_unless_they_carry_an_offset() -> None:
+    stamps = ["1500000000", "2017-07-14T02:40:00", "2017-07-14 02:40:00Z",
+              "2017-07-14T04:40:00+02:00", "2017-07-13T22:40:00-0400", "2017-07-14T02:40:00.9",
+              "2017-07-14"]
+    kept, rejected = validate_ratings(_raw([["1", "4", t, "ns1"] for t in stamps]), "f.csv",
+                                      KNOWN)
+    assert rejected.empty
+    assert kept["timestamp"].tolist() == [pd.Timestamp("2017-07-14 02:40:00")] * 6 + [
+        pd.Timestamp("2017-07-14")]
+    # the same rating in both notations is one rating
+    kept, dups = drop_exact_duplicates(kept)
+    assert len(kept) == 2 and (dups["reason"] == "exact duplicate").all()
 
 
 def test_numeric_input_and_no_known_items() -> None:

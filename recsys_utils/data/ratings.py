@@ -51,6 +51,23 @@ def _integers(text: pd.Series) -> pd.Series:
     return num.where(num % 1 == 0)
 
 
+#: An ISO 8601 date, or date and time, with an optional UTC offset (what databases and
+#: spreadsheets export); anything else that is not whole seconds stays unparseable.
+_ISO_8601 = r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
+
+
+def _unix_seconds(text: pd.Series) -> pd.Series:
+    """Whole Unix seconds, or ISO 8601 dates and times as Unix seconds (UTC when no offset
+    is given; fractions of a second dropped); NaN for anything else."""
+    seconds = _integers(text)
+    iso = seconds.isna() & text.str.match(_ISO_8601)
+    if iso.any():
+        when = pd.to_datetime(text[iso], format="ISO8601", utc=True, errors="coerce")
+        epoch = pd.Timestamp(0, tz="UTC")
+        seconds[iso] = ((when - epoch) // pd.Timedelta(seconds=1)).astype("float64")
+    return seconds
+
+
 def validate_ratings(df: pd.DataFrame, source_file: str, known_items: set[str] | None,
                      first_line: int = 2, now: float | None = None,
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -69,7 +86,8 @@ def validate_ratings(df: pd.DataFrame, source_file: str, known_items: set[str] |
         now: the current time in Unix seconds (default: the clock); a timestamp later
             than ``now`` + :data:`CLOCK_SKEW_SECONDS` is rejected.
 
-    Returns ``(kept, rejected)``. ``kept`` has the ratings columns (``movieId``
+    ``timestamp`` is whole Unix seconds or an ISO 8601 date / date and time (UTC unless it
+    carries an offset). Returns ``(kept, rejected)``. ``kept`` has the ratings columns (``movieId``
     becomes ``item_id``) in input order; ``rejected`` has ``source_file, line,
     reason, raw``. Each row gets the first failing reason of: ``missing value``,
     ``non-numeric userId``, ``userId out of range``, ``non-numeric rating``,
@@ -92,7 +110,7 @@ def validate_ratings(df: pd.DataFrame, source_file: str, known_items: set[str] |
 
     user = _integers(cols["userId"])
     score = pd.to_numeric(cols["rating"], errors="coerce").astype("float64")
-    stamp = _integers(cols["timestamp"])
+    stamp = _unix_seconds(cols["timestamp"])
     item = cols["movieId"]
 
     checks = [
