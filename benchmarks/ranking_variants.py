@@ -37,7 +37,13 @@ test alone 0.0796 / 0.0863, blended 0.1438-0.1485 (at most 2.23x popularity). Se
 validation blended 0.1419-0.1458, test 0.1454-0.1480; a first run with a different
 initialisation: validation up to 0.1468, test up to 0.1458. The seed moves the blend by
 about +-0.004. The blend chosen on validation scores on test 0.1446 at seed 0 (epoch 35,
-weight 0.25: 2.17x) and 0.1471 at seed 1 (epoch 70, weight 1: 2.21x).
+weight 0.25: 2.17x) and 0.1471 at seed 1 (epoch 70, weight 1: 2.21x). EASE trained on
+sessions as rows (a gap of an hour or a week starts a new one; l2 50 / 200; scored from the
+current session, older ones x 0 / 0.3): alone at best test 0.1307, blended at weight 0.3 /
+1 test 0.1345-0.1455, validation at best 0.1436, whose test is 0.1419. EASE's item-item
+statistics weighted by absolute time (each rating, or each user by their latest rating,
+as exp(-age / 2, 5 or 10 years); l2 30 / 100): the stronger the decay the worse, at best
+test 0.1409 blended.
 The last line printed says how much of the test is within reach of any re-ranker.
 
 Every variant is scored on ``03_modeling``'s validation split and on ``04_evaluation``'s
