@@ -171,6 +171,7 @@ def _check_model_table(model_df: pd.DataFrame) -> None:
 
 
 def _shorter_than(period: str) -> str:
+    """The period aliases shorter than ``period``, named (for the one-period error)."""
     units = {"Q": "quarters", "M": "months", "W": "weeks", "D": "days"}
     return ", ".join(f"{alias} {name}" for alias, name in units.items()
                      if periods_per_year(alias) > periods_per_year(period))

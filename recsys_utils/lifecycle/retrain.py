@@ -730,7 +730,7 @@ HOLD_BACK_SHARE = 0.02
 def hold_back(paths: ProjectPaths | None = None, quarter: str | None = None,
               days: float | None = None, retrain_champion: bool = True,
               trainer: Trainer | None = None, log: Callable[[str], None] = print) -> dict:
-    """Set up the "most recent quarter arrives later" scenario on an existing store.
+    """Set up the "newest ratings arrive later" scenario on an existing store.
 
     Moves the most recent ratings out of the store into
     ``data/raw/new_ratings_<from>_<to>.csv`` (raw layout ``userId,rating,timestamp,movieId``)
