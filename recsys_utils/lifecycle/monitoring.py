@@ -157,9 +157,10 @@ def derived_period(timestamps: pd.Series) -> str:
     the timeline (first to last rating) into at least :data:`MIN_PERIODS` periods, so a
     short history is still compared period by period (weeks when even months cannot).
     Quarters on the default data (1995-2016) and on any history of two years or more."""
+    ends = pd.Series([timestamps.min(), timestamps.max()])  # all it needs, at any size
     for period in PERIOD_LADDER:
-        periods = assign_periods(timestamps, period)
-        if periods.max().ordinal - periods.min().ordinal + 1 >= MIN_PERIODS:
+        first, last = assign_periods(ends, period)
+        if last.ordinal - first.ordinal + 1 >= MIN_PERIODS:
             return period
     return PERIOD_LADDER[-1]
 
