@@ -60,7 +60,9 @@ def _unix_seconds(text: pd.Series) -> pd.Series:
     """Whole Unix seconds, or ISO 8601 dates and times as Unix seconds (UTC when no offset
     is given; fractions of a second dropped); NaN for anything else."""
     seconds = _integers(text)
-    iso = seconds.isna() & text.str.match(_ISO_8601)
+    iso = seconds.isna()
+    if iso.any():  # the regex only reads what is not already whole seconds
+        iso[iso] = text[iso].str.match(_ISO_8601)
     if iso.any():
         when = pd.to_datetime(text[iso], format="ISO8601", utc=True, errors="coerce")
         epoch = pd.Timestamp(0, tz="UTC")
