@@ -330,10 +330,9 @@ def _nothing_kept(result: CleaningResult, raw: Path) -> str:
     """Why no rating was kept, by reason, and how to see the rejected rows."""
     counts = result.rejected_by_reason()
     reasons = "; ".join(f"{r.table}: {r.rows:,} {r.reason}" for r in counts.itertuples())
-    where = "" if result.raw_dir is None else f" {raw}"
     return (f"no rating was kept, so there is nothing to model ({len(result.titles):,} titles "
             f"kept; rows not kept: {reasons or 'none'}). Nothing was written; see every "
-            f"rejected row with its reason: recsys-clean --check{where or ' data/raw'}")
+            f"rejected row with its reason: recsys-clean --check {raw}")
 
 
 def _write_all(result: CleaningResult, paths: ProjectPaths,

@@ -262,12 +262,10 @@ class BlendedRatingModel(BatchPredictions):
         # Holdout diagnostics: each component vs the blend, on the very rows the weights
         # were fitted on (optimistic for the blend; the CV figure is the honest one).
         lo, hi = inner_index.rating_scale
-        self.holdout_rmse_ = {
-            name: rmse_mae(y, np.clip(x_hold[:, k], lo, hi))[0] if len(y) else float("nan")
-            for k, name in enumerate(self.active_components_)
-        }
-        self.holdout_rmse_["blend"] = rmse_mae(
-            y, np.clip(self.ridge.predict(x_hold), lo, hi))[0] if len(y) else float("nan")
+        predictions = {name: x_hold[:, k] for k, name in enumerate(self.active_components_)}
+        predictions["blend"] = self.ridge.predict(x_hold)
+        self.holdout_rmse_ = {name: rmse_mae(y, np.clip(pred, lo, hi))[0] if len(y)
+                              else float("nan") for name, pred in predictions.items()}
         # Refit on everything: the weights carry over, the components see all ratings.
         self.index = TrainIndex.from_trainset(trainset)
         self.components = self._fit_components(trainset, self.index)
