@@ -260,3 +260,25 @@ def test_a_batch_saved_with_another_pandas_major_is_refused(
     manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(DataError, match="pandas 99.0.0 when saved"):
         load_state(paths)
+
+
+def test_a_filter_naming_every_platform_reads_the_overall_list(fixture_paths: ProjectPaths
+                                                               ) -> None:
+    """A one-platform catalog stores only the overall list (``write_top_n``): filtering on
+    its platform must answer from it, not find no list and answer nothing."""
+    analytics = pd.read_parquet(fixture_paths.processed / "analytics.parquet")
+    titles = pd.read_parquet(fixture_paths.processed / "titles.parquet")
+    model_df = pd.read_parquet(fixture_paths.processed / "model.parquet")
+    one = titles[titles["platform"] == "netflix"]
+    batch = build_batch(model_df[model_df["item"].astype(str).isin(one["item_id"])], one)
+    batch.top_n = batch.top_n[batch.top_n["platform"] == "all"]
+    rec = BatchRecommender(batch, analytics[analytics["platform"] == "netflix"])
+    three = BatchRecommender(build_batch(model_df, titles), analytics)
+    for user in rec.user_ids[:10]:
+        for n in (3, DEPTH, DEPTH + 5):
+            whole = rec.recommend(int(user), n).items["item_id"].tolist()
+            assert len(whole) == min(n, DEPTH)
+            assert rec.recommend(int(user), n, ["netflix"]).items["item_id"].tolist() == whole
+            assert (three.recommend(int(user), n, ["hulu", "netflix", "amazon_prime"])
+                    .items["item_id"].tolist() == three.recommend(int(user), n)
+                    .items["item_id"].tolist())

@@ -214,7 +214,11 @@ class BatchRecommender(CatalogView):
             except (TypeError, ValueError):
                 as_int = None
             return self._cold_start(n, valid, platforms, as_int)
-        names = sorted(set(platforms)) if platforms else ["all"]
+        # a filter naming every platform is no filter (a one-platform catalog stores only
+        # the overall list: its platform's list would be the same rows)
+        wanted = set(platforms or ())
+        names = sorted(wanted) if wanted and not wanted >= set(self.catalog.platforms) \
+            else ["all"]
         items, scores = [], []
         for name in names:
             lists = self._lists.get(name)

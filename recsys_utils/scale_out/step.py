@@ -5,9 +5,10 @@ read from ``accounting.json``) and checks the tables equal ``data/processed``; s
 the Spark tables per user by time (the ``04_evaluation`` holdout); tunes and fits
 explicit and implicit ALS; scores them with the project's metrics on the cluster,
 cross-checked against the single-machine ``ranking.metrics`` on the same lists; fits
-the single-machine recommender on the same split for comparison; writes the top-N
-lists (partitioned by platform), the similar titles and the factors; and registers
-them as a (not promoted) registry version.
+the single-machine recommender on the same split for comparison; refits the evaluated
+implicit-ALS configuration on every rating and writes its top-N lists (partitioned by
+platform), similar titles and factors; and registers them as a (not promoted) registry
+version.
 
 Without Java >= 17 or pyspark it prints one line saying why and returns a result
 with ``ran=False``: the rest of the pipeline does not depend on this step.
@@ -183,7 +184,7 @@ def run_scale_out(settings: SparkSettings | None = None, *, k: int = 10,
             rows.append({"model": label, "engine": "spark", "rmse": rmse, **_pick(report),
                          "fit_seconds": fit_seconds, "params": str(sals.params_dict(choice.best))})
             if choice.implicit:
-                lists, final, final_report = top, fitted, report
+                lists, final_report = top, report
         assert lists is not None
         # 4. cross-check: the same lists scored by ranking.metrics on this machine
         local = metrics.ranking_report(sev.lists_to_dict(lists), relevant_items(
@@ -204,11 +205,14 @@ def run_scale_out(settings: SparkSettings | None = None, *, k: int = 10,
                         "fit_seconds": fit_seconds,
                         "params": f"default ranking, {rating_model} rating model"})
 
-        # 6. the batch outputs: lists per platform, similar titles, factors; the registry
-        written = {"top_n": sals.write_top_n(final, train, catalog, catalog_frame,
+        # 6. the batch outputs: the evaluated configuration refitted on every rating (as
+        # 03 registers its champion), so a served list never holds a title the user rated
+        # in the held-out part; lists per platform, similar titles, factors; the registry
+        served = sals.fit_als(model, catalog_frame, implicit.best, True, seed)
+        written = {"top_n": sals.write_top_n(served, model, catalog, catalog_frame,
                                              out_dir / "als" / "top_n.parquet", k)}
-        similar = sals.similar_titles(final, catalog, k).toPandas()
-        batch = save_batch(final, catalog, written["top_n"], similar, out_dir / "als")
+        similar = sals.similar_titles(served, catalog, k).toPandas()
+        batch = save_batch(served, catalog, written["top_n"], similar, out_dir / "als")
         written.update(batch.files)
         version = None
         if register:
