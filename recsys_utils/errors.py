@@ -9,10 +9,12 @@ its body through :func:`run_command`, which prints ``error: ...`` for a
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable, Iterable, Mapping
 
-__all__ = ["DataError", "UnknownFilterError", "UnknownItemError", "excerpt", "run_command"]
+__all__ = ["DataError", "UnknownFilterError", "UnknownItemError", "environment_message", "excerpt",
+           "run_command"]
 
 
 def excerpt(value: object, limit: int = 40) -> str:
@@ -66,8 +68,10 @@ def run_command(body: Callable[[], int | None],
 
     ``DataError`` → ``error: <message>`` on stderr and exit 2 (a user's data or state is
     wrong: the message says what to run). ``exit_codes`` adds command-specific
-    exceptions (e.g. a failed notebook → 1) printed the same way. Anything else is a bug
-    and keeps its traceback. Ctrl-C exits 130 with one line, not a traceback.
+    exceptions (e.g. a failed notebook → 1) printed the same way. An ``OSError`` naming a
+    file the machine refuses (permissions, a full or read-only disk, a folder where a file
+    is expected) → one line naming it, exit 2. Anything else is a bug and keeps its
+    traceback. Ctrl-C exits 130 with one line, not a traceback.
     """
     codes = {DataError: 2, **(exit_codes or {})}
     try:
@@ -79,3 +83,26 @@ def run_command(body: Callable[[], int | None],
         code = next(code for kind, code in codes.items() if isinstance(exc, kind))
         print(f"error: {exc}", file=sys.stderr)
         return code
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS or not exc.filename:
+            raise  # no file to blame: a bug, keep the traceback
+        print(f"error: {environment_message(exc)}", file=sys.stderr)
+        return 2
+
+
+#: File-system refusals that are the machine's state, not a bug: say which file and why.
+_ENVIRONMENT_ERRNOS = {errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
+                       errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space",
+                       errno.EROFS: "the file system is read-only", errno.ENOTDIR: "",
+                       errno.EISDIR: "", errno.ENAMETOOLONG: "", errno.EMFILE: "",
+                       errno.ELOOP: ""}
+
+
+def environment_message(exc: OSError) -> str:
+    """``cannot <...> <file>: <reason> (<what to do>)``: one line for an ``OSError`` the
+    file system raised. Atomic writes leave no half-written file, so a rerun is safe."""
+    hint = _ENVIRONMENT_ERRNOS.get(exc.errno or 0, "")
+    reason = (exc.strerror or str(exc)).lower()
+    other = f" -> {exc.filename2}" if exc.filename2 else ""
+    return (f"{exc.filename}{other}: {reason}" + (f" ({hint}; then run the command again)"
+                                                   if hint else ""))

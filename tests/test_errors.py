@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
+import pandas as pd
 import pytest
 
 from recsys_utils.errors import DataError, UnknownFilterError, UnknownItemError, run_command
@@ -58,3 +62,54 @@ def test_run_command_interrupt_is_one_line(capsys: pytest.CaptureFixture[str]) -
 
     assert run_command(interrupted) == 130
     assert capsys.readouterr().err.startswith("error: interrupted")
+
+
+def test_run_command_names_the_file_the_machine_refuses(tmp_path, capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """Permissions, a full disk, a folder where a file is expected: one line naming the
+    file and what to do, exit 2 -- a real open() of a directory, and the refusals no test
+    can provoke as root, raised as the OS raises them."""
+    def open_a_folder() -> int:
+        open(tmp_path, encoding="utf-8")  # IsADirectoryError, with the filename
+        return 0
+
+    assert run_command(open_a_folder) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}: is a directory\n"
+    for code, hint in ((errno.EACCES, "check its permissions"), (errno.ENOSPC, "disk space")):
+        def refused(code: int = code) -> int:
+            raise OSError(code, os.strerror(code), "data/processed/model.parquet")
+
+        assert run_command(refused) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: data/processed/model.parquet: ") and hint in err
+        assert err.count("\n") == 1
+
+
+def test_run_command_keeps_the_traceback_of_an_os_error_without_a_file() -> None:
+    def bug() -> int:
+        raise OSError(errno.EACCES, "no file named: a bug")
+
+    with pytest.raises(OSError, match="a bug"):
+        run_command(bug)
+
+
+def test_an_unreadable_table_is_not_called_damaged(tmp_path, monkeypatch: pytest.MonkeyPatch
+                                                   ) -> None:
+    """pyarrow's PermissionError has no filename: the table reader names the file and
+    does not advise rebuilding a sound file."""
+    import pyarrow.parquet as pq
+
+    from recsys_utils.data.tables import read_table
+
+    path = tmp_path / "titles.parquet"
+    pd.DataFrame({"a": [1]}).to_parquet(path)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Failed to open local file. Permission denied")
+
+    monkeypatch.setattr(pq, "read_schema", refuse)
+    monkeypatch.setattr(pd, "read_parquet", refuse)
+    with pytest.raises(DataError) as info:
+        read_table("titles", folder=tmp_path)
+    assert str(info.value).startswith(f"{path}: permission denied (check its permissions")
+    assert "damaged" not in str(info.value) and "pipeline" not in str(info.value)

@@ -109,6 +109,9 @@ def check_model_table(df: pd.DataFrame,
 
 
 def _damaged(path: Path, exc: Exception, hint: str) -> DataError:
+    if isinstance(exc, PermissionError):  # a sound file we may not read: not "rebuild it"
+        return DataError(f"{path}: permission denied (check its permissions; then run the "
+                         "command again)")
     why = str(exc).rsplit(": ", 1)[-1]  # pyarrow's reason, without its copy of the path
     return DataError(f"{path} is not a readable parquet file, truncated or damaged "
                      f"({excerpt(why, 80)}); {hint}")
