@@ -137,6 +137,9 @@ screenshots: ## headless-Chromium screenshots of the built book (outputs/screens
 package-map: $(STAMP) ## regenerate the README's package map from the modules' docstrings
 	$(BIN)/python -m recsys_utils.run.package_map --write
 
-clean: ## remove generated data, outputs and the book (keeps .venv)
-	rm -rf _build outputs/notebooks outputs/figures outputs/models outputs/reports outputs/screenshots
-	find data/raw data/interim data/processed -mindepth 1 ! -name README.md -delete
+# data/raw (the user's inputs and hold-back files) and data/history (ratings that retraining
+# accepted) are inputs, not results: never removed here
+clean: ## remove what the pipeline generates: processed data, outputs, the book (keeps data/raw, data/history, .venv)
+	rm -rf _build outputs/notebooks outputs/figures outputs/models outputs/reports \
+		outputs/screenshots outputs/scale_out data/synthetic data/example
+	find data/interim data/processed -mindepth 1 ! -name README.md -delete

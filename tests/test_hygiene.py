@@ -232,3 +232,22 @@ def test_optional_benchmark_without_torch_says_how_to_install_it():
     assert done.returncode == 1
     assert "needs PyTorch" in done.stderr and "pip install torch" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_make_clean_removes_results_and_keeps_the_users_inputs(tmp_path: Path):
+    """``make clean`` on a project tree: the pipeline's results go, the raw folder (the
+    user's catalogs and ratings, the hold-back files) and the accepted history stay."""
+    shutil.copy(PROJECT_ROOT / "Makefile", tmp_path / "Makefile")
+    kept = ["data/raw/README.md", "data/raw/netflix_titles.csv", "data/raw/ratings/r.csv",
+            "data/raw/new_ratings_20160101_20160301.csv", "data/history/append_0001.parquet",
+            "data/interim/README.md", "outputs/README.md"]
+    removed = ["data/processed/model.parquet", "data/interim/rejected_ratings.parquet",
+               "outputs/models/champion.json", "outputs/reports/evaluation.json",
+               "outputs/scale_out/als/top_n.parquet", "_build/html/index.html",
+               "data/synthetic/1M/synthetic.json", "data/example/README.md"]
+    for name in kept + removed:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name, encoding="utf-8")
+    subprocess.run(["make", "-s", "clean"], cwd=tmp_path, check=True, capture_output=True)
+    assert [n for n in kept if not (tmp_path / n).is_file()] == []
+    assert [n for n in removed if (tmp_path / n).exists()] == []

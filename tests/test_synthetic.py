@@ -138,3 +138,39 @@ def test_cli_writes_the_layout_and_reports_errors(tmp_path, capsys):
     assert synthetic.main(["--ratings", "many", "--source", "embedded",
                            "--out", str(tmp_path / "bad")]) == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+def test_a_folder_it_did_not_write_is_never_overwritten(tmp_path, source):
+    """A user's raw folder (their catalogs, a README) is refused before anything is
+    fitted or deleted; a folder the generator wrote is replaced whole (no stale part)."""
+    mine = tmp_path / "raw"
+    (mine / "ratings").mkdir(parents=True)
+    (mine / "netflix_titles.csv").write_text("show_id,title\ns1,Mine\n", encoding="utf-8")
+    (mine / "ratings" / "part1.csv").write_text("userId,rating,timestamp,movieId\n",
+                                                encoding="utf-8")
+    before = {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()}
+    with pytest.raises(DataError, match="did not write .*netflix_titles.csv"):
+        synthetic.generate(mine, 2_000, n_users=30, n_titles=500, source=source)
+    assert {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()} == before
+    (tmp_path / "a_file").write_text("x", encoding="utf-8")
+    with pytest.raises(DataError, match="is a file"):
+        synthetic.generate(tmp_path / "a_file", 2_000, n_users=30, source=source)
+
+    out = tmp_path / "generated"
+    synthetic.generate(out, 3_000, n_users=40, n_titles=500, source=source, chunk_ratings=1_000)
+    assert len(list((out / "ratings").glob("part-*.csv"))) >= 2
+    (out / "ratings" / ".part-00000.csv.abc.tmp").write_text("half", encoding="utf-8")
+    again = synthetic.generate(out, 2_000, n_users=30, n_titles=500, source=source)
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert on_disk == set(again.files) | {synthetic.MANIFEST, synthetic.LABEL}
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(DataError, match="notes.txt"):
+        synthetic.generate(out, 2_000, n_users=30, n_titles=500, source=source)
+
+
+def test_more_users_than_ratings_and_a_negative_seed_are_refused(tmp_path, source, capsys):
+    with pytest.raises(DataError, match="1,000 users need at least 1,000 ratings"):
+        synthetic.generate(tmp_path / "g", 500, n_users=1_000, source=source)
+    with pytest.raises(SystemExit) as info:
+        synthetic.main(["--seed", "-1", "--out", str(tmp_path / "s")])
+    assert info.value.code == 2 and "a seed is a whole number" in capsys.readouterr().err

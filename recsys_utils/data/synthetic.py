@@ -37,6 +37,7 @@ import argparse
 import hashlib
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -411,10 +412,13 @@ def _make_users(source: SourceModel, n_users: int, n_ratings: int, n_titles: int
     tmpl = rng.integers(0, source.n_users, n_users)
     activity = source.user_counts[tmpl] * np.exp(rng.normal(0.0, 0.2, n_users))
     cap = max(1, int(MAX_USER_SHARE * n_titles))
+    if n_users > n_ratings:  # a user without a rating is not in a rating file
+        raise DataError(f"{n_users:,} users need at least {n_users:,} ratings (one each); "
+                        f"give --users {n_ratings:,} or fewer")
     if n_ratings > cap * n_users:
         raise DataError(f"{n_ratings} ratings do not fit {n_users} users x {n_titles} titles "
                         f"(at most {MAX_USER_SHARE:.0%} of the catalog per user)")
-    counts = _allocate(activity, n_ratings, cap=cap, floor=1 if n_ratings >= n_users else 0)
+    counts = _allocate(activity, n_ratings, cap=cap, floor=1)
     k = source.user_factors.shape[1]
     f_sd = source.user_factors.std(axis=0) * 0.3
     b_sd = float(source.user_bias.std()) * 0.3
@@ -480,6 +484,7 @@ def generate(out_dir: str | Path, n_ratings: int, n_users: int | None = None,
         chunk_ratings: about this many ratings are held in memory and written per file.
     """
     started = time.perf_counter()
+    ours = _files_to_replace(Path(out_dir))  # before the fit: a refusal costs nothing
     model_df, titles, what = load_source(source) if isinstance(source, str) else source
     src = fit_source(model_df, seed=seed, description=what)
     n_titles = n_titles or default_titles(n_ratings, len(titles), src.n_ratings)
@@ -514,7 +519,7 @@ def generate(out_dir: str | Path, n_ratings: int, n_users: int | None = None,
 
     out = Path(out_dir)
     (out / "ratings").mkdir(parents=True, exist_ok=True)
-    for old in [*out.glob(f"*{CATALOG_SUFFIX}"), *(out / "ratings").glob("part-*.csv")]:
+    for old in ours:
         old.unlink()
     files: dict[str, str] = {}
     for platform, part in catalog.groupby("platform", sort=True):
@@ -571,6 +576,38 @@ def generate(out_dir: str | Path, n_ratings: int, n_users: int | None = None,
                            time.perf_counter() - started, manifest)
 
 
+def _is_generated(path: Path, out: Path) -> bool:
+    """A file this generator writes in ``out``: a catalog, a ratings part, the manifest,
+    the label, or the temporary file of one of them."""
+    rel = path.relative_to(out)
+    if rel.name.startswith(".") and rel.name.endswith(".tmp"):
+        return True  # an atomic write's leftover from a killed run
+    return (rel.name in (MANIFEST, LABEL) and len(rel.parts) == 1) or (
+        len(rel.parts) == 1 and rel.name.endswith(CATALOG_SUFFIX)) or (
+        rel.parts[0] == "ratings" and len(rel.parts) == 2
+        and re.fullmatch(r"part-\d{5}\.csv", rel.name) is not None)
+
+
+def _files_to_replace(out: Path) -> list[Path]:
+    """The previous generation's catalogs and parts in ``out``, to replace; ``DataError``
+    when ``out`` holds anything else, or was not written by the generator (no manifest):
+    a user's real catalogs are never deleted."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file; give a new or empty folder")
+    found = sorted(p for p in out.rglob("*") if not p.is_dir()) if out.exists() else []
+    if not found:
+        return []
+    # without a manifest, not even a file named like ours was written by the generator
+    foreign = ([p for p in found if not _is_generated(p, out)] if (out / MANIFEST).is_file()
+               else found)
+    if foreign:
+        named = ", ".join(str(p.relative_to(out)) for p in foreign[:3])
+        raise DataError(f"--out {out} holds files recsys-generate did not write ({named}"
+                        f"{', ...' if len(foreign) > 3 else ''}); give a new or empty folder "
+                        "(a folder it generated is replaced)")
+    return [p for p in found if p.name not in (MANIFEST, LABEL)]
+
+
 def _label(manifest: dict[str, Any]) -> str:
     s = manifest["source"]
     return (
@@ -585,6 +622,12 @@ def _label(manifest: dict[str, Any]) -> str:
         "audience. Parameters, statistics and file hashes: `synthetic.json`.\n")
 
 
+def _seed(text: str) -> int:
+    if not text.isdigit():  # numpy's seeds are non-negative integers
+        raise argparse.ArgumentTypeError(f"a seed is a whole number >= 0, got {text!r}")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``recsys-generate``: write a synthetic rating set in the raw streaming layout."""
     parser = argparse.ArgumentParser(prog="recsys-generate", description=__doc__.split("\n\n")[0])
@@ -594,7 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--titles", default=None,
                         help=f"titles (default: source titles x ratings ratio^"
                              f"{TITLE_GROWTH_EXPONENT})")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--seed", type=_seed, default=DEFAULT_SEED)
     parser.add_argument("--out", type=Path, required=True, help="output folder (the raw layout)")
     parser.add_argument("--source", choices=["processed", "embedded"], default="processed",
                         help="the real data to fit: the processed tables (default) or the "
