@@ -19,6 +19,7 @@ from recsys_utils.data.cleaning import (
     load_processed,
     main,
     resolve_source,
+    unread_entries,
 )
 from recsys_utils.errors import DataError, UnknownFilterError
 from recsys_utils.paths import PROJECT_ROOT, ProjectPaths, project_paths
@@ -260,3 +261,42 @@ def test_an_explicit_raw_dir_that_does_not_exist_is_an_error(project: ProjectPat
     with pytest.raises(DataError, match="raw directory .*no-such-dir does not exist"):
         build_processed(project.root / "no-such-dir", source="auto", paths=project)
     assert resolve_source(project.root / "no-such-dir", "auto") == "movielens"  # not named
+
+
+def test_an_explicit_raw_dir_must_hold_inputs_in_the_layout(project: ProjectPaths,
+                                                            tiny_raw_dir: Path) -> None:
+    """An empty folder the user named, a file named as the folder, or a file named
+    ``ratings``: a clear error, never the embedded MovieLens data in their place."""
+    empty = project.root / "empty"
+    empty.mkdir(parents=True)
+    with pytest.raises(DataError, match="empty holds no .* catalog and no ratings"):
+        build_processed(empty, source="auto", paths=project, write=False)
+    assert resolve_source(empty, "auto") == "movielens"  # the default data/raw, empty
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        resolve_source(tiny_raw_dir / "netflix_titles.csv", "auto", explicit=True)
+    shutil.rmtree(tiny_raw_dir / "ratings")
+    (tiny_raw_dir / "ratings").write_text("userId,rating,timestamp,movieId\n", encoding="utf-8")
+    with pytest.raises(DataError, match="ratings is a file; ratings go in a folder"):
+        resolve_source(tiny_raw_dir, "auto", explicit=True)
+
+
+def test_entries_not_read_are_listed_and_csv_in_any_case_is_read(
+        tiny_raw_dir: Path, project: ProjectPaths, capsys: pytest.CaptureFixture[str]) -> None:
+    """A misplaced input is named in the run's output instead of vanishing: a top-level
+    ``ratings.csv``, a folder named like a catalog, what ``ratings/`` holds besides .csv
+    files. Hold-back files, notes and hidden files are expected and not listed."""
+    ratings = next((tiny_raw_dir / "ratings").glob("*.csv"))
+    before = build_processed(tiny_raw_dir, paths=project, write=False, verbose=False)
+    shutil.copy(ratings, tiny_raw_dir / "ratings.csv")
+    (tiny_raw_dir / "hulu_titles.csv").mkdir()
+    (tiny_raw_dir / "ratings" / "notes.txt").write_text("x", encoding="utf-8")
+    for expected in ("README.md", ".DS_Store", "new_ratings_20200101_20200301.csv"):
+        (tiny_raw_dir / expected).write_text("x", encoding="utf-8")
+    assert [e.split(" ")[0] for e in unread_entries(tiny_raw_dir)] == [
+        "hulu_titles.csv/", "ratings.csv", "ratings/notes.txt"]
+    ratings.rename(ratings.with_suffix(".CSV"))
+    after = build_processed(tiny_raw_dir, paths=project, write=False)
+    out = capsys.readouterr().out
+    assert "not read: ratings.csv (not `<platform>_titles.csv`; ratings go in `ratings/`)" in out
+    assert "README" not in out and "new_ratings" not in out
+    assert len(after.ratings) == len(before.ratings) > 0  # the .CSV file is read

@@ -22,7 +22,7 @@ import pandas as pd
 from recsys_utils import DEFAULT_SEED
 from recsys_utils.atomic import atomic_write_text
 from recsys_utils.data.accounting import Accounting, empty_rejects
-from recsys_utils.data.catalogs import discover_catalogs, read_catalogs
+from recsys_utils.data.catalogs import CATALOG_SUFFIX, discover_catalogs, read_catalogs
 from recsys_utils.data.linking import link_movielens
 from recsys_utils.data.movielens import (
     ENRICH_SOURCE,
@@ -142,16 +142,22 @@ def resolve_source(raw_dir: Path, source: str = "auto", *, explicit: bool = Fals
     """The source to use for ``raw_dir``; raises :class:`DataError` when it cannot apply.
 
     ``explicit``: the user named ``raw_dir`` (not the project's default ``data/raw``). A
-    folder the user named must exist: falling back to the embedded data would silently
-    run on data they did not ask for.
+    folder the user named must exist and hold a catalog or ratings: falling back to the
+    embedded data would silently run on data they did not ask for.
     """
     if source not in SOURCES:
         raise UnknownFilterError("source", source, SOURCES)
     if source == "movielens":
         return source
+    if raw_dir.exists() and not raw_dir.is_dir():
+        raise DataError(f"raw directory {raw_dir} is a file, not a folder; expected {_LAYOUT} "
+                        "in a folder")
     if explicit and not raw_dir.is_dir():
         raise DataError(f"raw directory {raw_dir} does not exist; expected {_LAYOUT} there "
                         f"(or leave raw_dir at its default for the embedded MovieLens data)")
+    if (raw_dir / "ratings").exists() and not (raw_dir / "ratings").is_dir():
+        raise DataError(f"{raw_dir / 'ratings'} is a file; ratings go in a folder "
+                        f"{raw_dir / 'ratings'}/ of .csv files ({_LAYOUT})")
     catalogs = discover_catalogs(raw_dir)
     ratings = discover_ratings(raw_dir)
     if source == "auto":
@@ -160,6 +166,10 @@ def resolve_source(raw_dir: Path, source: str = "auto", *, explicit: bool = Fals
         if ratings:
             raise DataError(f"{raw_dir}: found ratings files but no `<platform>_titles.csv` "
                             f"catalog to rate; expected {_LAYOUT}")
+        if explicit:  # a folder the user named: the embedded data is not what they asked for
+            raise DataError(f"raw directory {raw_dir} holds no `<platform>_titles.csv` catalog "
+                            f"and no ratings; expected {_LAYOUT} (or leave raw_dir at its "
+                            "default for the embedded MovieLens data)")
         return "movielens"
     if not raw_dir.is_dir():
         raise DataError(f"raw directory {raw_dir} does not exist; source={source!r} expects "
@@ -172,6 +182,34 @@ def resolve_source(raw_dir: Path, source: str = "auto", *, explicit: bool = Fals
                         f"`ratings/*.csv` with userId,rating,timestamp,movieId "
                         f"(or use source='linked' to link the MovieLens ratings)")
     return source
+
+
+def unread_entries(raw_dir: Path) -> list[str]:
+    """What in ``raw_dir`` looks like an input but is not read, with why: a ``.csv`` beside
+    the catalogs that is not one (``ratings.csv`` at the top), a folder other than
+    ``ratings``, and anything in ``ratings/`` but ``.csv`` files. Hidden files, notes
+    (``README.md``) and hold-back files (``new_ratings_*.csv``, for ``recsys-retrain``)
+    are expected there and not listed."""
+    def shown(p: Path) -> str:
+        return p.relative_to(raw_dir).as_posix() + ("/" if p.is_dir() else "")
+
+    out = []
+    for p in sorted(raw_dir.iterdir()) if raw_dir.is_dir() else []:
+        name = p.name.lower()
+        if name.startswith(".") or name == "ratings":
+            continue
+        if p.is_dir():
+            out.append(f"{shown(p)} (a folder: catalogs are files `<platform>{CATALOG_SUFFIX}` "
+                       "and ratings go in `ratings/`)")
+        elif name.endswith(".csv") and not (name.endswith(CATALOG_SUFFIX)
+                                            or name.startswith("new_ratings_")):
+            out.append(f"{shown(p)} (not `<platform>{CATALOG_SUFFIX}`; ratings go in "
+                       "`ratings/`)")
+    folder = raw_dir / "ratings"
+    for p in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if not p.name.startswith(".") and not (p.is_file() and p.suffix.lower() == ".csv"):
+            out.append(f"{shown(p)} (only .csv files are read there)")
+    return out
 
 
 def build_analytics(titles: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
@@ -314,6 +352,9 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
 
     if verbose:
         print(f"source: {chosen}" + (f" (raw dir {raw})" if result.raw_dir else ""))
+        if result.raw_dir is not None:
+            for entry in unread_entries(raw):
+                print(f"not read: {entry}")
         for line in accounting.summary_lines():
             print(line)
         if result.match_rate is not None:

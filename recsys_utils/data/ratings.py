@@ -35,9 +35,11 @@ CLOCK_SKEW_SECONDS = 86_400
 
 
 def discover_ratings(raw_dir: str | Path) -> list[Path]:
-    """The ``ratings/*.csv`` files under ``raw_dir``, sorted by name ([] when none)."""
+    """The ``ratings/*.csv`` files under ``raw_dir`` (any case of ``.csv``, as catalogs),
+    sorted by name ([] when none)."""
     folder = Path(raw_dir) / "ratings"
-    return sorted(p for p in folder.glob("*.csv") if p.is_file()) if folder.is_dir() else []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".csv"
+                  ) if folder.is_dir() else []
 
 
 def _as_text(values: pd.Series) -> pd.Series:
