@@ -237,6 +237,18 @@ def test_only_from_and_force_select_steps(project: Path):
     assert statuses(run(project, force=True)) == ["ran", "ran"]
     with pytest.raises(ParameterError, match="unknown notebook '7'"):
         run(project, only=["7"])
+    for only, start in (([""], None), (["01"], "02")):  # `--only ""`; `--only 01 --from 02`
+        with pytest.raises(ParameterError, match="names no notebook to run"):
+            run(project, only=only, start=start)
+
+
+def test_cli_params_file_not_utf8_exits_2(project, monkeypatch, capsys):
+    monkeypatch.setenv("RECSYS_ROOT", str(project))
+    latin1 = project / "latin1.yaml"
+    latin1.write_bytes("common:\n  raw_dir: caf\u00e9\n".encode("latin-1"))
+    assert pipeline.main(["--params", str(latin1), "--list"]) == 2
+    err = capsys.readouterr().err
+    assert "latin1.yaml is not UTF-8 text (byte 22: b'\\xe9')" in err and "Traceback" not in err
 
 
 def test_list_runs_nothing(project: Path, capsys):

@@ -301,6 +301,10 @@ def load_params_file(path: Path | None) -> ParamsFile:
         raise ParameterError(f"parameters file {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ParameterError(f"{path} is not UTF-8 text (byte {exc.start}: "
+                             f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8"
+                             ) from exc
     except yaml.YAMLError as exc:
         raise ParameterError(f"{path} is not valid YAML: {exc}") from exc
     data = _fix_numbers(data or {})
@@ -696,6 +700,10 @@ def run_pipeline(
         first = _match_step(steps, start)
         selected = [s for s in selected if s.prefix >= first.prefix]
         explicit = True
+    if explicit and not selected:  # `--only ""`, or `--only 04 --from 05`: surely a slip
+        raise ParameterError(f"the selection (--only {','.join(only) or '(empty)'}"
+                             f"{f' --from {start}' if start else ''}) names no notebook to "
+                             f"run; see the notebooks with --list")
 
     out_dir = paths.executed_notebooks
     state_path = out_dir / STATE_FILE
