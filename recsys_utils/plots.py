@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from recsys_utils.atomic import atomic_write  # noqa: E402
 from recsys_utils.paths import ProjectPaths, project_paths  # noqa: E402
 
 #: Resolution of every saved PNG (the contract: dpi 120).
@@ -83,5 +84,6 @@ def save_figure(fig: Figure, name: str, paths: ProjectPaths | None = None) -> Pa
     folder = (paths or project_paths()).figures
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return path
+    # atomic: a book built after a killed run shows the old figure or the new, never half
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, bbox_inches="tight",
+                                                      format="png"))

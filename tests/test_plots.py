@@ -3,6 +3,8 @@ and the backend choice (headless only when nobody chose one)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import pytest
 
@@ -119,3 +121,24 @@ def test_save_figure_does_not_close_the_figure(tmp_path):
     ax.set(title="t", xlabel="x", ylabel="y")
     save_figure(fig, "kept_open", project_paths(tmp_path))
     assert fig.number in plt.get_fignums()  # Jupyter still shows it inline
+
+
+def test_save_figure_is_atomic_a_failed_save_keeps_the_old_png(tmp_path, monkeypatch):
+    """A save that fails half-way (a full disk, a kill) leaves the previous figure whole and
+    no temporary file behind; the write goes through the fault hook like every other."""
+    fig, ax = plt.subplots()
+    ax.set(title="t", xlabel="x", ylabel="y")
+    paths = project_paths(tmp_path)
+    old = save_figure(fig, "fig", paths).read_bytes()
+    ax.set_title("changed")
+
+    def half_then_fail(self, fname, **kwargs):
+        Path(fname).write_bytes(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(fig), "savefig", half_then_fail)
+    with pytest.raises(OSError):
+        save_figure(fig, "fig", paths)
+    assert (paths.figures / "fig.png").read_bytes() == old
+    assert [p.name for p in paths.figures.iterdir()] == ["fig.png"]
+    plt.close(fig)
