@@ -175,6 +175,8 @@ def test_cli_missing_params_file_exits_2(project, monkeypatch, capsys):
     monkeypatch.setenv("RECSYS_ROOT", str(project))
     assert pipeline.main(["--params", str(project / "nope.yaml")]) == 2
     assert "nope.yaml does not exist" in capsys.readouterr().err
+    assert pipeline.main(["--params", str(project)]) == 2
+    assert f"parameters file {project} is a folder" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- running

@@ -298,7 +298,9 @@ def load_params_file(path: Path | None) -> ParamsFile:
     if path is None:
         return ParamsFile({}, {})
     if not path.is_file():
-        raise ParameterError(f"parameters file {path} does not exist")
+        raise ParameterError(f"parameters file {path} "
+                             + ("is a folder; give a YAML file" if path.is_dir() else
+                                "does not exist"))
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
