@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import pickle
+from pathlib import Path
 
 import pytest
 
@@ -235,3 +239,118 @@ def test_find_version_compares_code(paths, monkeypatch):
     assert registry.find_version(paths=paths, **same) == "v0001"
     monkeypatch.setattr(registry, "code_fingerprint", lambda: "edited-code")
     assert registry.find_version(paths=paths, **same) is None
+
+
+# --------------------------------------------------------------------------- damage
+
+
+def _replace_model(paths, version, data):
+    """Replace ``model.pkl`` and record its checksum: the checksum passes, unpickling fails."""
+    (paths.models / version / "model.pkl").write_bytes(data)
+    manifest_path = paths.models / version / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["model.pkl"]["sha256"] = registry.sha256_file(
+        paths.models / version / "model.pkl")
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def test_a_damaged_manifest_blocks_only_its_own_version(paths):
+    v1 = _register(paths, 1)
+    v2, v3 = _register(paths, 2, promote=False), _register(paths, 3, promote=False)
+    (paths.models / v2 / "manifest.json").write_bytes(b"")
+    table = registry.versions_table(paths).set_index("version")
+    assert table.loc[v2, "status"].startswith("damaged: manifest.json is not valid JSON")
+    assert table.loc[v1, "status"] == "ok" and table.loc[v1, "champion"]
+    assert registry.recover_registry(paths) == []  # it reads the never-promoted v2
+    # an identical run is still found (a pipeline rerun reuses it instead of failing)
+    assert registry.find_version(params={"rating_params": {"k": 1}, "seed": 42},
+                                 metrics={"rmse": 0.9, "holdout": {"rule": "test"}},
+                                 data_fingerprint="fp1", paths=paths) == v1
+    assert registry.rollback(v3, paths) == v3
+    assert registry.rollback(paths=paths) == v1
+    with pytest.raises(DataError, match=f"{v2}/manifest.json is not valid JSON"):
+        registry.rollback(v2, paths)
+    assert registry.champion_version(paths) == v1
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    ('{"version": "v00', "is not valid JSON"),
+    ('{"version": "v0042"}', "names v0042, but there is no model version 'v0042'"),
+    ('["v0001"]', "holds a JSON list, not an object"),
+], ids=["torn", "missing-version", "not-an-object"])
+def test_a_damaged_pointer_names_the_rollback_that_repairs_it(paths, content, problem):
+    v1, v2 = _register(paths, 1), _register(paths, 2)
+    pointer, history = paths.models / "champion.json", paths.models / "champion_history.jsonl"
+    pointer.write_text(content)
+    logged = history.read_text()
+    for needs_the_pointer in (registry.load_champion, registry.champion_version,
+                              lambda p: registry.rollback(paths=p),
+                              lambda p: registry.promote(v1, p, expected=v2)):
+        with pytest.raises(DataError, match=problem) as err:
+            needs_the_pointer(paths)
+        assert "`recsys-retrain --rollback VERSION` (the last good champion was v0002" in str(
+            err.value)
+    assert registry.pointer_problem(paths).startswith(f"{pointer} {problem}")
+    assert not registry.versions_table(paths)["champion"].any()
+    # never logged as a pointer change (the history is what a rollback trusts)
+    assert registry.recover_registry(paths) == []
+    assert history.read_text() == logged
+    # a rollback to a named version rewrites it, logged as such; the walk-back list is
+    # that of the last sound pointer
+    assert registry.rollback(v2, paths) == v2
+    assert registry.pointer_problem(paths) is None
+    last = json.loads(history.read_text().splitlines()[-1])
+    assert last["version"] == v2 and "replaced a damaged champion.json that " + problem in (
+        last["reason"])
+    # a crash between the pointer and its log line is still repaired by recovery
+    history.write_text("".join(history.read_text().splitlines(keepends=True)[:-1]))
+    assert registry.recover_registry(paths) == [f"logged the pointer change to {v2}"]
+    assert registry.rollback(paths=paths) == v1
+
+
+@pytest.mark.parametrize(("data", "cause"), [
+    (pickle.dumps({"payload": 1})[:-5], "UnpicklingError|EOFError"),  # truncated
+    (b"cno_such_module_for_this_test\nModel\n.", "ModuleNotFoundError"),  # code that moved
+    (b"crecsys_utils.errors\nNoSuchModelClass\n.", "AttributeError"),  # a class removed
+], ids=["truncated", "module-gone", "class-gone"])
+def test_a_model_that_cannot_be_unpickled_is_a_data_error(paths, data, cause):
+    v1 = _register(paths, 1)
+    _replace_model(paths, v1, data)
+    with pytest.raises(DataError, match=rf"^{v1}: .*model.pkl cannot be unpickled \(({cause}):"):
+        registry.load_champion(paths)
+
+
+def test_an_unreadable_registry_file_is_not_called_damaged(paths, monkeypatch):
+    """A permission error is raised as such (the command says: check its permissions), not
+    reported as damage to repair, and never makes a rollback replace the file."""
+    v1, v2 = _register(paths, 1), _register(paths, 2, promote=False)
+    real_read, real_stat = Path.read_bytes, os.stat
+    refused: set[str] = set()
+
+    def read_bytes(self):
+        if self.name in refused or self.parent.name in refused:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_read(self)
+
+    def stat(path, *args, **kwargs):  # a version folder we may not enter
+        if "no-entry" in refused and Path(path).parent.name == v1:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(os, "stat", stat)
+    refused.add(v2)
+    table = registry.versions_table(paths).set_index("version")
+    assert table.loc[v2, "status"] == "unreadable: manifest.json: permission denied"
+    with pytest.raises(PermissionError):
+        registry.read_manifest(v2, paths)
+    refused.update({"champion.json", "no-entry"})
+    for needs_the_pointer in (registry.champion_version, registry.versions_table,
+                              lambda p: registry.rollback(v1, p)):
+        with pytest.raises(PermissionError):
+            needs_the_pointer(paths)
+    refused.discard("champion.json")
+    with pytest.raises(PermissionError):  # not "names v0001, but there is no model version"
+        registry.champion_version(paths)
+    monkeypatch.undo()
+    assert registry.champion_version(paths) == v1

@@ -10,6 +10,7 @@ import pytest
 from store_fixtures import build_store, fake_trainer, make_ratings, make_titles, to_raw_csv
 
 from recsys_utils.data.store import load_store
+from recsys_utils.errors import DataError
 from recsys_utils.fingerprint import data_fingerprint
 from recsys_utils.lifecycle import registry, retrain
 from recsys_utils.paths import project_paths
@@ -543,3 +544,102 @@ def test_05_saves_its_thresholds_for_retraining(tmp_path):
     got, source = monitoring.read_thresholds(paths)
     assert "05_monitoring" in source
     assert got == {n: result.settings[n] for n in monitoring.THRESHOLDS}
+
+
+# --------------------------------------------------------------------------- damage, bad values
+def test_cli_a_damaged_version_is_listed_and_blocks_only_itself(scenario, monkeypatch, capsys):
+    paths, _, _, _ = scenario
+    monkeypatch.setenv("RECSYS_ROOT", str(paths.root))
+    for payload, promote in ((2, True), (3, False)):
+        registry.register_model({"x": payload}, params=PARAMS, metrics={}, data_fingerprint="f",
+                                paths=paths, promote=promote)
+    (paths.models / "v0003" / "manifest.json").write_bytes(b"")  # never champion
+    assert retrain.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert "damaged: manifest.json is not valid JSON" in out and "v0002" in out
+    assert retrain.main(["--rollback", "v0001"]) == 0
+    assert registry.champion_version(paths) == "v0001"
+    assert retrain.main(["--rollback", "v0003"]) == 2  # the one command that needs it
+    assert "v0003/manifest.json is not valid JSON" in capsys.readouterr().err
+    # the champion's own manifest garbled: rolling back away from it still works
+    (paths.models / "v0001" / "manifest.json").write_text("{garbled")
+    assert retrain.main(["--rollback", "v0002"]) == 0
+    assert registry.champion_version(paths) == "v0002"
+
+
+@pytest.mark.parametrize("content", ['{"version": "v00', '{"version": "v0042"}'])
+def test_cli_a_damaged_pointer_is_repaired_by_a_named_rollback(scenario, monkeypatch, capsys,
+                                                               content):
+    paths, csv, _, _ = scenario
+    monkeypatch.setenv("RECSYS_ROOT", str(paths.root))
+    registry.register_model({"x": 2}, params=PARAMS, metrics={}, data_fingerprint="f",
+                            paths=paths)
+    pointer, history = paths.models / "champion.json", paths.models / "champion_history.jsonl"
+    pointer.write_text(content)
+    logged = history.read_text()
+    store = (paths.processed / "ratings.parquet").read_bytes()
+    assert retrain.main(["--new-ratings", str(csv)]) == 2
+    assert retrain.main(["--rollback"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("`recsys-retrain --rollback VERSION` (the last good champion was v0002") == 2
+    assert "make pipeline" not in err and "Traceback" not in err
+    assert history.read_text() == logged  # not logged as a pointer change
+    assert (paths.processed / "ratings.parquet").read_bytes() == store
+    assert retrain.main(["--list"]) == 0
+    assert capsys.readouterr().err.startswith(f"warning: {pointer} ")
+    assert retrain.main(["--rollback", "v0001"]) == 0
+    assert registry.champion_version(paths) == "v0001"
+    assert "replaced a damaged champion.json" in json.loads(history.read_text().splitlines()[-1])[
+        "reason"]
+
+
+def test_recovery_removes_no_version_while_the_pointer_is_damaged(scenario):
+    """The champion could be any version then: orphans wait for the repair."""
+    paths, _, _, _ = scenario
+    orphan = registry.register_model(
+        {"x": 2}, params=PARAMS, metrics={}, data_fingerprint="f", paths=paths, promote=False,
+        extra={"decision_record": "outputs/reports/decisions/never-written.json"})
+    (paths.models / "champion.json").write_text("{")
+    retrain.recover(paths, log=lambda _: None)
+    assert orphan in registry.list_versions(paths)
+    registry.rollback("v0001", paths)
+    assert f"removed {orphan} (registered by a transaction that did not commit)" in (
+        retrain.recover(paths, log=lambda _: None))
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--hold-back", "2016Q9"], "expected a quarter such as 2016Q3"),
+    (["--hold-back", "abc"], "expected a quarter such as 2016Q3"),
+    (["--new-ratings", "new.csv", "--force", "--holdout-fraction", "2"],
+     "--holdout-fraction: expected a fraction in (0, 1]"),
+    (["--new-ratings", "new.csv", "--holdout-fraction", "nan"], "a fraction in (0, 1]"),
+    (["--new-ratings", "new.csv", "--holdout-days", "0"], "a number of days > 0"),
+    (["--new-ratings", "new.csv", "--tolerance", "-1"], "--tolerance: expected a number >= 0"),
+    (["--new-ratings", "new.csv", "--ndcg-tolerance", "inf"], "a number >= 0"),
+    (["--new-ratings", "new.csv", "--min-holdout", "-5"], "a whole number >= 1"),
+    (["--new-ratings", "new.csv", "--psi-threshold", "nan"], "--psi-threshold: expected"),
+])
+def test_cli_bad_values_are_usage_errors(tmp_path, monkeypatch, capsys, args, expected):
+    """Refused by argparse (exit 2, the accepted form), before any file is read."""
+    monkeypatch.setenv("RECSYS_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "new.csv").write_text("userId,rating,timestamp,movieId\n1,4,1600000000,ml1\n")
+    with pytest.raises(SystemExit) as exited:
+        retrain.main(args)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and expected in err and "Traceback" not in err
+
+
+def test_good_values_parse():
+    parse = retrain.build_parser().parse_args
+    assert parse(["--hold-back", "2016q3"]).hold_back == "2016Q3"
+    assert parse(["--hold-back"]).hold_back == ""  # the default share
+    args = parse(["--new-ratings", "f.csv", "--holdout-fraction", "1", "--min-holdout", "1",
+                  "--tolerance", "0", "--psi-threshold", "inf", "--error-increase", "-0.1"])
+    assert (args.holdout_fraction, args.min_holdout, args.tolerance) == (1.0, 1, 0.0)
+
+
+def test_hold_back_refuses_a_bad_quarter(scenario):
+    paths, _, _, _ = scenario
+    with pytest.raises(DataError, match="'2016Q9' is not a quarter"):
+        retrain.hold_back(paths, quarter="2016Q9", trainer=fake_trainer())

@@ -37,6 +37,7 @@ import pickle
 import platform
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -48,7 +49,6 @@ import pandas as pd
 
 from recsys_utils.atomic import append_line, atomic_rename, atomic_write_text, fsync_dir
 from recsys_utils.data.store import store_lock
-from recsys_utils.data.tables import read_json_object
 from recsys_utils.errors import DataError, excerpt
 from recsys_utils.fingerprint import code_fingerprint
 from recsys_utils.lifecycle.compat import check_libraries
@@ -72,6 +72,8 @@ __all__ = [
     "check_version_name",
     "recover_registry",
     "remove_version",
+    "pointer_problem",
+    "manifest_or_damage",
 ]
 
 MODEL_FILE = "model.pkl"
@@ -131,9 +133,18 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; a folder we may not enter raises ``PermissionError`` (never
+    "missing", which would call a sound version or pointer damaged)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
 def _is_version_dir(folder: Path) -> bool:
-    return (folder.is_dir() and _VERSION_NAME.fullmatch(folder.name) is not None
-            and (folder / MANIFEST_FILE).is_file())
+    return (_VERSION_NAME.fullmatch(folder.name) is not None
+            and _is_file(folder / MANIFEST_FILE))
 
 
 def check_version_name(version: str) -> str:
@@ -162,13 +173,18 @@ def _earlier(record: dict | None) -> list[str]:
     return [record["previous"]] if record.get("previous") else []
 
 
+def _walk_back(record: dict | None) -> list[str]:
+    """The walk-back list once the pointer moves away from ``record``'s champion."""
+    return _earlier(record) + ([record["version"]] if record else [])
+
+
 def _write_pointer(models: Path, version: str, reason: str, earlier: list[str]) -> None:
     """Move the champion pointer atomically, then append the change to the history log.
 
     The pointer is the source of truth; the log is its audit trail (a crash between the
-    two is repaired by :func:`recover_registry`).
+    two is repaired by :func:`recover_registry`). A damaged pointer has no ``previous``.
     """
-    previous = _read_pointer(models)
+    previous, _ = _pointer(models)
     record = {
         "version": version,
         "previous": previous["version"] if previous else None,
@@ -180,17 +196,61 @@ def _write_pointer(models: Path, version: str, reason: str, earlier: list[str]) 
     append_line(models / HISTORY_FILE, json.dumps(record))
 
 
-def _read_pointer(models: Path) -> dict | None:
-    pointer = models / CHAMPION_FILE
-    if not pointer.is_file():
-        return None
-    record = read_json_object(pointer, _PIPELINE_HINT)
+def _json_object(path: Path) -> tuple[dict | None, str | None]:
+    """``(value, None)``, or ``(None, what is wrong)`` when ``path`` holds no JSON object.
+
+    Only damage is reported: an ``OSError`` (permissions, ...) is raised, so a sound file
+    we may not read is never called damaged.
+    """
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"is not valid JSON ({excerpt(exc, 80)})"
+    if not isinstance(value, dict):
+        return None, f"holds a JSON {type(value).__name__}, not an object"
+    return value, None
+
+
+def _pointer(models: Path) -> tuple[dict | None, str | None]:
+    """The champion pointer: ``(record, None)``, ``(None, None)`` when there is none yet, or
+    ``(None, what is wrong)`` when it is damaged or names a version that is not registered."""
+    path = models / CHAMPION_FILE
+    if not _is_file(path):
+        return None, None
+    record, problem = _json_object(path)
+    if record is None:
+        return None, problem
     version = record.get("version")
     if not isinstance(version, str) or _VERSION_NAME.fullmatch(version) is None:
-        raise DataError(f"{pointer} names no version (\"version\": {excerpt(version)}; expected "
-                        f"v0001, v0002, ...); roll back (`recsys-retrain --rollback VERSION`) "
-                        f"or {_PIPELINE_HINT}")
+        return None, (f"names no version (\"version\": {excerpt(version)}; expected v0001, "
+                      "v0002, ...)")
+    if not _is_version_dir(models / version):
+        return None, f"names {version}, but there is no model version {version!r}"
+    return record, None
+
+
+def _pointer_message(models: Path, problem: str) -> str:
+    """A damaged pointer, and the command that rewrites it (a rollback to a named version)."""
+    last = _last_good_record(models)
+    known = f"the last good champion was {last['version']}; " if last else ""
+    return (f"{models / CHAMPION_FILE} {problem}; point it at a registered version with "
+            f"`recsys-retrain --rollback VERSION` ({known}versions: `recsys-retrain --list`)")
+
+
+def _read_pointer(models: Path) -> dict | None:
+    """The champion pointer (``None``: none yet); ``DataError`` when it is damaged."""
+    record, problem = _pointer(models)
+    if problem is not None:
+        raise DataError(_pointer_message(models, problem))
     return record
+
+
+def pointer_problem(paths: ProjectPaths | None = None) -> str | None:
+    """What is wrong with the champion pointer (the error of a command that needs it), or
+    ``None`` when it is sound or absent."""
+    models = _paths(paths).models
+    _, problem = _pointer(models)
+    return None if problem is None else _pointer_message(models, problem)
 
 
 def _history(models: Path) -> list[dict]:
@@ -199,10 +259,23 @@ def _history(models: Path) -> list[dict]:
     records = []
     for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict):
+            records.append(record)
     return records
+
+
+def _last_good_record(models: Path) -> dict | None:
+    """The newest logged pointer naming a version still registered (a damaged pointer's
+    stand-in: what a rollback over it walks back from)."""
+    for record in reversed(_history(models)):
+        version = record.get("version")
+        if (isinstance(version, str) and _VERSION_NAME.fullmatch(version)
+                and _is_version_dir(models / version)):
+            return record
+    return None
 
 
 def _last_history_record(models: Path) -> dict | None:
@@ -241,17 +314,24 @@ def recover_registry(paths: ProjectPaths | None = None) -> list[str]:
     for tmp in sorted(models.glob(".*.tmp")):
         tmp.unlink(missing_ok=True)
         done.append(f"removed {tmp.name}")
-    pointer = _read_pointer(models)
-    last = _last_history_record(models)
-    if pointer is not None and (last is None or (last.get("version"), last.get("updated_at"))
-                                != (pointer["version"], pointer.get("updated_at"))):
+    # Pointer writes are atomic, so a damaged pointer is no crash's doing and no change to
+    # log: it is reported where it is needed, and `--rollback VERSION` rewrites it.
+    # The whole record is compared: the same version promoted again within the second of
+    # its last line has the same version and updated_at, but not the same reason.
+    pointer, _ = _pointer(models)
+    if pointer is not None and _last_history_record(models) != pointer:
         append_line(models / HISTORY_FILE, json.dumps(pointer))
         done.append(f"logged the pointer change to {pointer['version']}")
     # A version registered to be promoted that the pointer never named: the crash came
-    # between the rename and the pointer; finish the registration.
+    # between the rename and the pointer; finish the registration. A damaged manifest
+    # (never a crash's doing: it is written before the rename) is left to the commands
+    # that need that version.
     ever = {r.get("version") for r in _history(models)}
     for version in list_versions(paths):
-        if version not in ever and read_manifest(version, paths).get("promote_on_register"):
+        if version in ever:
+            continue
+        manifest, _ = manifest_or_damage(version, paths)
+        if manifest is not None and manifest.get("promote_on_register"):
             _promote(version, paths, reason="registered (recovered)", expected=None)
             done.append(f"promoted {version} (its registration was cut short)")
     return done
@@ -351,16 +431,28 @@ def _register(model: object, *, params: dict, metrics: dict, data_fingerprint: s
 def read_manifest(version: str, paths: ProjectPaths | None = None) -> dict:
     """The manifest of ``version``; ``DataError`` if the name is not a version name, the
     version does not exist or its manifest is not a JSON object."""
+    manifest, problem = manifest_or_damage(version, paths)
+    if manifest is None:
+        raise DataError(f"{_paths(paths).models / version / MANIFEST_FILE} {problem}; roll back "
+                        f"to another version (`recsys-retrain --rollback VERSION`; see "
+                        f"`recsys-retrain --list`) or {_PIPELINE_HINT}")
+    return manifest
+
+
+def manifest_or_damage(version: str,
+                       paths: ProjectPaths | None = None) -> tuple[dict | None, str | None]:
+    """``(manifest, None)`` or ``(None, what is wrong with it)``: for the commands that go over
+    every version and must not stop at a damaged one. ``DataError`` when there is no such
+    version; ``OSError`` (permissions, ...) is raised."""
     models = _paths(paths).models
     manifest_path = models / check_version_name(version) / MANIFEST_FILE
-    if not manifest_path.is_file():
+    if not _is_file(manifest_path):
         known = ", ".join(list_versions(paths)) or "none"
         raise DataError(
             f"no model version {version!r} in {models} (expected {manifest_path}); "
             f"known versions: {known}"
         )
-    return read_json_object(manifest_path, f"roll back (`recsys-retrain --rollback`) or "
-                                           f"{_PIPELINE_HINT}")
+    return _json_object(manifest_path)
 
 
 def list_versions(paths: ProjectPaths | None = None) -> list[str]:
@@ -382,7 +474,9 @@ def find_version(*, params: dict, metrics: dict, data_fingerprint: str,
     wanted = json.dumps([data_fingerprint, _jsonable(params), _jsonable(metrics),
                          library_versions(), code_fingerprint()], sort_keys=True)
     for version in reversed(list_versions(paths)):
-        m = read_manifest(version, paths)
+        m, _ = manifest_or_damage(version, paths)
+        if m is None:  # damaged: not a match (so `make pipeline` registers a sound one)
+            continue
         found = [m.get("data_fingerprint"), m.get("params"), m.get("metrics"),
                  m.get("libraries"), m.get("code_fingerprint")]
         if json.dumps(found, sort_keys=True) == wanted:
@@ -412,38 +506,63 @@ def register_or_reuse(
                                  data_fingerprint=data_fingerprint, paths=paths, notes=notes)
         return version, model, False
     model, _ = load_version(version, paths)
-    if champion_version(paths) != version:
+    if champion_version(paths, strict=False) != version:  # a damaged pointer is replaced
         promote(version, paths, reason="the same run again: reused")
     return version, model, True
 
 
-def champion_version(paths: ProjectPaths | None = None) -> str | None:
-    """The version the champion pointer names, or ``None`` when no model was promoted yet."""
-    record = _read_pointer(_paths(paths).models)
+def champion_version(paths: ProjectPaths | None = None, *, strict: bool = True) -> str | None:
+    """The version the champion pointer names, or ``None`` when no model was promoted yet.
+
+    A damaged pointer (or one naming a version that is not registered) is a ``DataError``
+    saying how to repair it; with ``strict=False`` it reads as ``None`` (recovery, listing).
+    """
+    models = _paths(paths).models
+    record = _read_pointer(models) if strict else _pointer(models)[0]
     return record["version"] if record else None
 
 
+def _status(version: str, paths: ProjectPaths | None) -> tuple[dict, str]:
+    """A version's manifest (``{}`` if unusable) and ``ok``/``damaged: ...``/``unreadable: ...``
+    (model checksums are not verified here: that reads every model)."""
+    folder = _paths(paths).models / version
+    try:
+        manifest, problem = manifest_or_damage(version, paths)
+    except OSError as exc:  # a permission problem, not damage
+        return {}, f"unreadable: {MANIFEST_FILE}: {(exc.strerror or str(exc)).lower()}"
+    if manifest is None:
+        return {}, f"damaged: {MANIFEST_FILE} {problem}"
+    if not _is_file(folder / MODEL_FILE):
+        return manifest, f"damaged: {MODEL_FILE} is missing"
+    return manifest, "ok"
+
+
 def versions_table(paths: ProjectPaths | None = None) -> pd.DataFrame:
-    """One row per version: created_at, champion flag, data fingerprint, scalar metrics, notes."""
-    champ = champion_version(paths)
+    """One row per version: champion flag, created_at, data fingerprint, scalar metrics, notes
+    and status (``ok``, or ``damaged: <why>``: a version commands cannot use; last, as it can
+    be long). A damaged version or pointer does not stop the listing
+    (:func:`pointer_problem` says what is wrong with the pointer)."""
+    champ = champion_version(paths, strict=False)
     rows = []
     for version in list_versions(paths):
-        manifest = read_manifest(version, paths)
+        manifest, status = _status(version, paths)
         row = {
             "version": version,
             "champion": version == champ,
             "created_at": manifest.get("created_at"),
             "data_fingerprint": manifest.get("data_fingerprint"),
         }
-        row.update(
-            {k: v for k, v in manifest.get("metrics", {}).items() if isinstance(v, int | float)}
-        )
+        metrics = manifest.get("metrics")
+        row.update({k: v for k, v in (metrics if isinstance(metrics, dict) else {}).items()
+                    if isinstance(v, int | float)})
         row["notes"] = manifest.get("notes", "")
+        row["status"] = status
         rows.append(row)
+    last = ["notes", "status"]
     if not rows:
-        return pd.DataFrame(columns=["version", "champion", "created_at", "notes"])
+        return pd.DataFrame(columns=["version", "champion", "created_at", *last])
     table = pd.DataFrame(rows)
-    return table[[c for c in table.columns if c != "notes"] + ["notes"]]
+    return table[[c for c in table.columns if c not in last] + last]
 
 
 def _verify(version: str, paths: ProjectPaths | None) -> tuple[Path, dict]:
@@ -455,7 +574,7 @@ def _verify(version: str, paths: ProjectPaths | None) -> tuple[Path, dict]:
         raise DataError(f"{folder / MANIFEST_FILE} lists no checksum for {MODEL_FILE}")
     for name, info in files.items():
         path = folder / name
-        if not path.is_file():
+        if not _is_file(path):
             raise DataError(f"{path} is missing (listed in its manifest); {_PIPELINE_HINT}")
         actual = sha256_file(path)
         if actual != info.get("sha256"):
@@ -476,7 +595,17 @@ def load_version(version: str, paths: ProjectPaths | None = None) -> tuple[objec
     folder, manifest = _verify(version, paths)
     check_libraries(manifest, library_versions())
     with open(folder / MODEL_FILE, "rb") as fh:
-        model = pickle.load(fh)  # noqa: S301 - checksum verified against our own manifest
+        try:
+            model = pickle.load(fh)  # noqa: S301 - checksum verified against our own manifest
+        except OSError:
+            raise  # the machine refused the read: not a bad file
+        except Exception as exc:
+            # The file is the one registered, yet unpickling runs its classes' code: a
+            # truncated pickle or a class the code no longer has can fail in any way.
+            raise DataError(
+                f"{version}: {folder / MODEL_FILE} cannot be unpickled ({type(exc).__name__}: "
+                f"{excerpt(exc, 80)}); roll back (`recsys-retrain --rollback VERSION`) or "
+                f"{_PIPELINE_HINT}") from exc
     return model, manifest
 
 
@@ -510,7 +639,8 @@ def promote(version: str, paths: ProjectPaths | None = None, reason: str = "prom
     """Make ``version`` the champion (checksums verified first); returns the previous champion.
 
     Takes the store lock; with ``expected``, refuses (``DataError``) when the champion is
-    no longer the one the caller read (another command moved the pointer meanwhile).
+    no longer the one the caller read (another command moved the pointer meanwhile) or the
+    pointer is damaged. Without it, a damaged pointer is replaced (the history says so).
     """
     with store_lock(paths):
         return _promote(version, paths, reason, expected)
@@ -520,16 +650,25 @@ def _promote(version: str, paths: ProjectPaths | None, reason: str,
              expected: str | None) -> str:
     _verify(version, paths)
     models = _paths(paths).models
-    current = _read_pointer(models)
+    current, problem = _pointer(models)
+    if problem is not None:
+        if expected is not None:  # the caller judged against a champion we cannot read
+            raise DataError(_pointer_message(models, problem))
+        reason = _replacing(reason, problem)
     previous = current["version"] if current else None
     if expected is not None and previous != expected:
         raise DataError(f"the champion changed from {expected} to {previous} while this "
                         f"command ran; {version} was not promoted (run the command again)")
     if previous == version:
         return previous
-    earlier = _earlier(current) + ([previous] if previous else [])
+    earlier = _walk_back(current if problem is None else _last_good_record(models))
     _write_pointer(models, version, reason, earlier)
     return previous or ""
+
+
+def _replacing(reason: str, problem: str) -> str:
+    """The history's note that a pointer change replaced a damaged pointer."""
+    return f"{reason} (replaced a damaged {CHAMPION_FILE} that {problem})"
 
 
 def rollback(version: str | None = None, paths: ProjectPaths | None = None) -> str:
@@ -540,12 +679,20 @@ def rollback(version: str | None = None, paths: ProjectPaths | None = None) -> s
     version (a validated registry name), the pointer moves there and the walk-back list is
     cut at that version. The target's checksums are verified before the pointer moves,
     under the store lock. Returns the new champion version.
+
+    A damaged pointer (not JSON, or naming no registered version) is rewritten by a
+    rollback to a named version, the walk-back list taken from the last sound pointer in
+    the history; the history line says it replaced a damaged pointer.
     """
     models = _paths(paths).models
     if version is not None:
         check_version_name(version)
     with store_lock(paths):
-        current = _read_pointer(models)
+        current, problem = _pointer(models)
+        if problem is not None:
+            if version is None:  # no walk-back list to follow: the user names the version
+                raise DataError(_pointer_message(models, problem))
+            return _rollback_over_damage(models, version, problem, paths)
         if current is None:
             raise DataError(f"nothing to roll back: {models / CHAMPION_FILE} does not exist; "
                             f"{_PIPELINE_HINT}")
@@ -567,4 +714,15 @@ def rollback(version: str | None = None, paths: ProjectPaths | None = None) -> s
             return version
         _verify(version, paths)
         _write_pointer(models, version, f"rollback to {version}", earlier)
+    return version
+
+
+def _rollback_over_damage(models: Path, version: str, problem: str,
+                          paths: ProjectPaths | None) -> str:
+    """Rewrite a damaged pointer to name ``version`` (under the store lock)."""
+    earlier = _walk_back(_last_good_record(models))
+    if version in earlier:  # cut the walk-back list there, as a rollback to it would
+        earlier = earlier[:len(earlier) - 1 - earlier[::-1].index(version)]
+    _verify(version, paths)
+    _write_pointer(models, version, _replacing(f"rollback to {version}", problem), earlier)
     return version

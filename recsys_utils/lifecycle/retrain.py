@@ -73,6 +73,7 @@ import argparse
 import hashlib
 import json
 import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -105,7 +106,7 @@ from recsys_utils.data.tables import (
     read_stamp,
     read_table,
 )
-from recsys_utils.errors import DataError, run_command
+from recsys_utils.errors import DataError, excerpt, run_command
 from recsys_utils.fingerprint import data_fingerprint
 from recsys_utils.lifecycle import registry
 from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
@@ -439,19 +440,22 @@ def _finish_pending(paths: ProjectPaths, record: dict) -> str:
     else:
         forward = _store_fingerprint(paths) == tx.get("ratings_after")
     version = tx.get("version")
+    # A damaged pointer reads as none: the promotion below then refuses to move it (it
+    # cannot re-check the champion), and the version being undone was never promoted.
+    champion = registry.champion_version(paths, strict=False)
     if forward:
         status = "done (recovered)"
         promote = tx.get("promote")
-        if promote and registry.champion_version(paths) != promote:
+        if promote and champion != promote:
             try:
                 registry.promote(promote, paths, reason=f"recovered {record['stamp']}",
                                  expected=tx.get("champion_before"))
             except DataError as exc:
                 status = f"done (recovered; not promoted: {exc})"
-        record["champion_after"] = registry.champion_version(paths)
+        record["champion_after"] = registry.champion_version(paths, strict=False)
         return status
     # The store never saw this transaction's ratings: undo what it created.
-    if version and version != registry.champion_version(paths):
+    if version and version != champion:
         registry.remove_version(version, paths)
     for name in tx.get("creates", []):
         (paths.root / name).unlink(missing_ok=True)
@@ -460,13 +464,21 @@ def _finish_pending(paths: ProjectPaths, record: dict) -> str:
 
 
 def _orphan_versions(paths: ProjectPaths, records: dict[str, dict]) -> list[str]:
-    """Versions registered by a transaction that never wrote its record, or abandoned it."""
+    """Versions registered by a transaction that never wrote its record, or abandoned it.
+
+    None while the pointer is damaged (the champion could be any of them), and never a
+    version whose manifest is damaged (its record is unknown): both wait for a repair.
+    """
+    if registry.pointer_problem(paths) is not None:
+        return []
     pointer = registry.champion_version(paths)
     orphans = []
     for version in registry.list_versions(paths):
-        manifest = registry.read_manifest(version, paths)
-        link = manifest.get("decision_record")
-        if not link or version == pointer:
+        if version == pointer:
+            continue
+        manifest, _ = registry.manifest_or_damage(version, paths)
+        link = (manifest or {}).get("decision_record")
+        if not link:
             continue
         record = records.get(Path(link).stem)
         if record is None or record.get("decision") == "abandoned":
@@ -749,7 +761,7 @@ def hold_back(paths: ProjectPaths | None = None, quarter: str | None = None,
         ratings, _ = load_store(paths)
         ts = pd.to_datetime(ratings["timestamp"])
         if quarter is not None:
-            cutoff = pd.Period(quarter, freq="Q").start_time
+            cutoff = pd.Period(_quarter(quarter), freq="Q").start_time
         elif days is not None:
             cutoff = ts.max() - pd.Timedelta(days=days)
         else:
@@ -814,6 +826,43 @@ def hold_back(paths: ProjectPaths | None = None, quarter: str | None = None,
 
 # --------------------------------------------------------------------------- CLI
 
+_QUARTER = re.compile(r"(\d{4})[Qq]([1-4])")
+
+
+def _quarter(text: str) -> str:
+    """``2016Q3`` (``2016q3`` normalised); ``DataError`` for anything else."""
+    match = _QUARTER.fullmatch(text.strip())
+    if match is None:
+        raise DataError(f"{excerpt(text)} is not a quarter: expected YYYYQ1..YYYYQ4, e.g. 2016Q3")
+    return f"{match[1]}Q{match[2]}"
+
+
+def _arg(convert: Callable[[str], Any], ok: Callable[[Any], bool],
+         expected: str) -> Callable[[str], Any]:
+    """An argparse ``type``: ``convert`` the text, refuse it unless ``ok``, so a bad value is
+    a usage error (exit 2) before any file is read."""
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except (ValueError, DataError):
+            value = None
+        if value is None or not ok(value):  # NaN fails every comparison: refused too
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {excerpt(text)}")
+        return value
+    return parse
+
+
+# argparse converts a string const too: "" (a bare --hold-back) stays the default share.
+_QUARTER_ARG = _arg(lambda text: text and _quarter(text), lambda _: True,
+                    "a quarter such as 2016Q3 (YYYYQ1..YYYYQ4)")
+_FRACTION = _arg(float, lambda v: 0 < v <= 1, "a fraction in (0, 1], e.g. 0.5")
+_DAYS = _arg(float, lambda v: 0 < v < math.inf, "a number of days > 0, e.g. 30")
+_TOLERANCE = _arg(float, lambda v: 0 <= v < math.inf, "a number >= 0, e.g. 0.005")
+_COUNT = _arg(int, lambda v: v >= 1, "a whole number >= 1, e.g. 50")
+_THRESHOLD = _arg(float, lambda v: v >= 0, "a number >= 0 (inf: the signal never fires)")
+_ANY_THRESHOLD = _arg(float, lambda v: not math.isnan(v),
+                      "a number, e.g. 0.05 (inf: the signal never fires)")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -830,30 +879,31 @@ def build_parser() -> argparse.ArgumentParser:
                         help="point the champion at VERSION (v0001, ...; default: the champion "
                              "before the current one, one further back each time)")
     action.add_argument("--hold-back", nargs="?", const="", metavar="QUARTER",
+                        type=_QUARTER_ARG,
                         help="move the latest ratings (from QUARTER, e.g. 2016Q3, or the "
                              "newest 2%%: about three months on the default data) out of the "
                              "store into data/raw/new_ratings_*.csv and register a champion "
                              "trained without them")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+    parser.add_argument("--tolerance", type=_TOLERANCE, default=DEFAULT_TOLERANCE,
                         help="allowed RMSE increase (default %(default)s)")
-    parser.add_argument("--ndcg-tolerance", type=float, default=None,
+    parser.add_argument("--ndcg-tolerance", type=_TOLERANCE, default=None,
                         help="allowed NDCG@10 decrease (default: --tolerance)")
     split = parser.add_mutually_exclusive_group()
-    split.add_argument("--holdout-fraction", type=float, default=0.5,
+    split.add_argument("--holdout-fraction", type=_FRACTION, default=0.5,
                        help="newest share of the added ratings used to judge (default 0.5)")
-    split.add_argument("--holdout-days", type=float, default=None,
+    split.add_argument("--holdout-days", type=_DAYS, default=None,
                        help="judge on the added ratings within this many days of the newest")
-    parser.add_argument("--min-holdout", type=int, default=50,
+    parser.add_argument("--min-holdout", type=_COUNT, default=50,
                         help="fewest holdout ratings to judge on (default %(default)s)")
     policy = parser.add_argument_group(
         "trigger policy", "retrain only when a signal of the new ratings crosses its threshold "
         "(default: the thresholds 05_monitoring saved in outputs/reports/monitoring.json, else "
         "PSI 0.1, error increase 0.05, unseen users 0.3); the ratings are appended either way")
-    policy.add_argument("--psi-threshold", type=float, default=None,
+    policy.add_argument("--psi-threshold", type=_THRESHOLD, default=None,
                         help="score PSI of the new ratings vs the store")
-    policy.add_argument("--error-increase", type=float, default=None,
+    policy.add_argument("--error-increase", type=_ANY_THRESHOLD, default=None,
                         help="champion's RMSE on them / on its first served batch - 1")
-    policy.add_argument("--new-user-threshold", type=float, default=None,
+    policy.add_argument("--new-user-threshold", type=_THRESHOLD, default=None,
                         help="share of them from users the store has never seen")
     policy.add_argument("--force", action="store_true",
                         help="train and judge a challenger whatever the policy says")
@@ -872,6 +922,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             table = registry.versions_table(paths)
             table["notes"] = table["notes"].astype(str).str.slice(0, 60)
             print(table.to_string(index=False) if len(table) else "no registered model")
+            problem = registry.pointer_problem(paths)  # listed anyway: the listing helps fix it
+            if problem:
+                print(f"warning: {problem}", file=sys.stderr)
         elif args.rollback is not None:
             with store_lock(paths):
                 recover(paths)
