@@ -5,6 +5,8 @@ CI installs it with `apt-get install -y chromium`)."""
 from __future__ import annotations
 
 import html
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -199,6 +201,67 @@ def test_demo_page_renders_in_headless_chromium(state: ServingState, tmp_path: P
 
 def test_demo_cli_refuses_to_start_without_artifacts(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]):
-    assert demo.main(["--root", str(tmp_path / "empty")]) == 2
+    # a free port: 7860 may be taken by a running demo
+    assert demo.main(["--root", str(tmp_path / "empty"), "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "make pipeline" in err
+
+
+@pytest.mark.parametrize("value", ["99999", "-1", "abc"])
+def test_demo_cli_port_out_of_range_is_a_usage_error(value: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as stop:
+        demo.main(["--root", str(tmp_path), "--port", value])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert f"error: argument --port: '{value}' is not a whole number from 0 to 65535" in err
+
+
+def test_demo_cli_bad_port_variable_is_one_line_naming_it(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]):
+    monkeypatch.setenv("RECSYS_DEMO_PORT", "abc")
+    with pytest.raises(SystemExit) as stop:  # --help still works
+        demo.main(["--help"])
+    assert stop.value.code == 0 and "usage: recsys-demo" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        demo.main(["--root", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert "error: environment variable RECSYS_DEMO_PORT: 'abc' is not" in err
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_demo_cli_busy_port_is_one_line_before_loading(busy_port: int,
+                                                       tmp_path_factory: pytest.TempPathFactory,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]):
+    def not_loaded(*_args: object) -> None:
+        raise AssertionError("the state was loaded before the port was checked")
+
+    root = serving_project(tmp_path_factory).root
+    monkeypatch.setattr(demo, "load_state", not_loaded)
+    assert demo.main(["--root", str(root), "--port", str(busy_port)]) == 2
+    assert capsys.readouterr().err == (f"error: cannot listen on 127.0.0.1:{busy_port}: "
+                                       "address already in use; choose another --port\n")
+
+
+def test_demo_cli_port_taken_while_loading_is_one_line(busy_port: int,
+                                                       tmp_path_factory: pytest.TempPathFactory,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]):
+    """Free at the check, taken by the time Gradio binds: Gradio's OSError (which points at
+    GRADIO_SERVER_PORT) becomes the same one line naming --port."""
+    root = serving_project(tmp_path_factory).root
+    monkeypatch.setattr(demo, "check_port", lambda host, port: None)
+    assert demo.main(["--root", str(root), "--port", str(busy_port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot listen on 127.0.0.1:{busy_port}: ")
+    assert err.endswith("choose another --port\n") and err.count("\n") == 1

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -76,8 +78,80 @@ def test_refuses_a_tampered_model(paths: ProjectPaths, tmp_path: Path,
     shutil.copytree(paths.root, copy.root)
     model_file = copy.models / champion_version(copy) / "model.pkl"
     model_file.write_bytes(model_file.read_bytes() + b"tampered")
-    assert main(["--root", str(copy.root)]) == 2
+    assert main(["--root", str(copy.root), "--port", "0"]) == 2  # 8000 may be in use
     assert "checksum" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--port", "99999"), ("--port", "-1"), ("--port", "http"), ("--workers", "0"),
+    ("--cache-size", "-1"), ("--reload-seconds", "-1"), ("--warm-seconds", "nan"),
+    ("--reload-seconds", "inf"), ("--max-body-bytes", "0"), ("--workers", "1.5"),
+])
+def test_out_of_range_options_are_usage_errors(option: str, value: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as stop:
+        main(["--root", str(tmp_path), option, value])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert f"error: argument {option}: '{value}' is not" in err and "Traceback" not in err
+
+
+#: The variables ``recsys-serve`` reads its defaults from, and the option each stands for.
+VARIABLES = {"RECSYS_PORT": "--port", "RECSYS_CACHE_SIZE": "--cache-size",
+             "RECSYS_WARM_SECONDS": "--warm-seconds",
+             "RECSYS_RELOAD_SECONDS": "--reload-seconds",
+             "RECSYS_MAX_BODY_BYTES": "--max-body-bytes"}
+
+
+@pytest.mark.parametrize("variable", sorted(VARIABLES))
+@pytest.mark.parametrize("value", ["abc", "-1"])
+def test_a_bad_environment_variable_is_one_line_naming_it(
+        variable: str, value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as stop:  # --help still works
+        main(["--help"])
+    assert stop.value.code == 0 and "usage: recsys-serve" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        main(["--root", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert f"error: environment variable {variable}: '{value}' is not" in err
+    # the option given on the command line wins over the variable
+    good = "1" if variable != "RECSYS_PORT" else "0"
+    assert main(["--root", str(tmp_path / "empty"), VARIABLES[variable], good,
+                 *(["--port", "0"] if variable != "RECSYS_PORT" else [])]) == 2
+    assert "make pipeline" in capsys.readouterr().err  # got past the options
+    # a bare `uvicorn --factory ...:create_app` reads them too: a DataError naming it
+    if variable != "RECSYS_PORT":
+        with pytest.raises(DataError, match=f"environment variable {variable}"):
+            create_app(paths=project_paths(tmp_path))
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_a_busy_port_is_one_line_before_loading(paths: ProjectPaths, busy_port: int,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]):
+    from recsys_utils.serving import app
+
+    def not_loaded(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the state was loaded before the port was checked")
+
+    monkeypatch.setattr(app, "load_state", not_loaded)
+    assert main(["--root", str(paths.root), "--port", str(busy_port)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: cannot listen on 127.0.0.1:{busy_port}: address already in use; "
+                   "choose another --port\n")
 
 
 

@@ -15,7 +15,7 @@ from serving_fixture import PLATFORMS, RATED_ID, UNKNOWN_USER, UNRATED_ID, servi
 
 from recsys_utils.paths import ProjectPaths
 from recsys_utils.serving.app import create_app
-from recsys_utils.serving.schemas import MAX_RATINGS, NewUserRatingsIn
+from recsys_utils.serving.schemas import MAX_BODY_BYTES, MAX_RATINGS, NewUserRatingsIn
 from recsys_utils.serving.state import (
     RatingsError,
     ServingState,
@@ -107,7 +107,9 @@ def test_scores_on_the_half_step_scale_are_accepted(client: TestClient, score: f
     assert client.post(URL, json=_body({RATED_ID: score})).status_code == 200
 
 
-@pytest.mark.parametrize("score", [0, 0.4, 5.5, 3.3, 4.25, -1, "abc", None, 1e308])
+@pytest.mark.parametrize("score", [0, 0.4, 5.5, 3.3, 4.25, -1, "abc", None, 1e308,
+                                   # a JSON number only: not a bool or a numeric string
+                                   True, False, "4", "4.5", [4]])
 def test_scores_off_the_scale_are_422(client: TestClient, score):
     response = client.post(URL, json=_body({RATED_ID: score}))
     assert response.status_code == 422
@@ -182,7 +184,9 @@ def test_at_most_max_ratings(client: TestClient):
                                   {"ratings": [], "user": 3},
                                   {"ratings": [{"title_id": "ns1", "score": 4, "x": 1}]},
                                   {"ratings": [{"title_id": "", "score": 4}]},
-                                  {"ratings": [{"score": 4}]}])
+                                  {"ratings": [{"score": 4}]},
+                                  {"ratings": [{"title_id": 1, "score": 4}]},
+                                  {"ratings": [{"title_id": True, "score": 4}]}])
 def test_malformed_bodies_are_422(client: TestClient, body):
     response = client.post(URL, json=body)
     assert response.status_code == 422 and response.json()["detail"]
@@ -217,3 +221,79 @@ def test_a_body_that_is_not_json_is_a_readable_error(client: TestClient):
     response = client.post(URL, content=b"\xff6\xfe", headers={"content-type":
                                                               "application/json"})
     assert response.status_code == 400 and response.json()["detail"]  # documented in the schema
+
+
+# --------------------------------------------------------------------------- the body itself
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
+                                          None])
+def test_json_sent_as_another_type_is_415_naming_application_json(client: TestClient,
+                                                                  content_type: str | None):
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post(URL, content=b'{"ratings": []}', headers=headers)
+    assert response.status_code == 415
+    body = response.json()
+    assert "application/json" in body["detail"] and body["field"] == "body"
+    assert (content_type or "no Content-Type") in body["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8",
+                                          "Application/JSON", "application/vnd.api+json"])
+def test_any_json_content_type_is_read(client: TestClient, content_type: str):
+    response = client.post(URL, content=b'{"ratings": []}',
+                           headers={"content-type": content_type})
+    assert response.status_code == 200 and response.json()["cold_start"] is True
+
+
+def test_no_body_at_all_is_still_the_422_that_says_it_is_missing(client: TestClient):
+    response = client.post(URL, headers={"content-type": "text/plain"})
+    assert response.status_code == 422 and response.json()["field"] == "body"
+
+
+def _padded(size: int) -> bytes:
+    """A valid body of exactly ``size`` bytes (blanks are valid JSON)."""
+    body = b'{"ratings": [{"title_id": "ns1", "score": 4}]}'
+    return body + b" " * (size - len(body))
+
+
+def test_a_body_over_the_limit_is_413_in_the_error_shape(client: TestClient):
+    assert client.post(URL, content=_padded(MAX_BODY_BYTES),
+                       headers={"content-type": "application/json"}).status_code == 200
+    response = client.post(URL, content=_padded(MAX_BODY_BYTES + 1),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    body = response.json()
+    assert body["field"] == "body" and f"{MAX_BODY_BYTES:,} bytes" in body["detail"]
+
+
+def test_a_streamed_body_without_length_is_counted(client: TestClient):
+    """Chunked: no Content-Length to refuse up front, so the bytes are counted as read."""
+    def chunks(body: bytes):  # noqa: ANN202 - a generator
+        yield from (body[i:i + 4096] for i in range(0, len(body), 4096))
+
+    big = client.post(URL, content=chunks(_padded(MAX_BODY_BYTES + 1)),
+                      headers={"content-type": "application/json"})
+    assert big.request.headers.get("transfer-encoding") == "chunked"
+    assert "content-length" not in big.request.headers
+    assert big.status_code == 413 and big.json()["field"] == "body"
+    small = client.post(URL, content=chunks(_padded(1000)),
+                        headers={"content-type": "application/json"})
+    assert small.status_code == 200
+
+
+def test_the_body_limit_is_a_setting(paths: ProjectPaths, state: ServingState,
+                                     monkeypatch: pytest.MonkeyPatch):
+    body = _padded(2000)
+    for app in (create_app(paths, state=state, reload_seconds=0, max_body_bytes=1000),
+                _with_env(monkeypatch, "RECSYS_MAX_BODY_BYTES", "1000", paths, state)):
+        with TestClient(app) as test_client:
+            response = test_client.post(URL, content=body,
+                                        headers={"content-type": "application/json"})
+        assert response.status_code == 413 and "1,000 bytes" in response.json()["detail"]
+
+
+def _with_env(monkeypatch: pytest.MonkeyPatch, name: str, value: str, paths: ProjectPaths,
+              state: ServingState):  # noqa: ANN202 - a FastAPI app
+    monkeypatch.setenv(name, value)
+    return create_app(paths, state=state, reload_seconds=0)

@@ -143,8 +143,14 @@ def test_a_bad_new_champion_keeps_the_old_one_and_health_says_why(
         assert health["reload"]["failed_version"] == new
         assert ("checksum mismatch" if damage == "tamper" else "is missing") in (
             health["reload"]["error"])
+        # /health is public: the file is named from the project root, the server's own
+        # directories are not shown (the log, for the operator, keeps the whole path)
+        assert f"outputs/models/{new}/model.pkl" in health["reload"]["error"]
+        assert str(paths.root) not in health["reload"]["error"]
+        assert str(paths.root.resolve()) not in health["reload"]["error"]
         lines = [r.getMessage() for r in caplog.records]
         assert len(lines) == 1 and f"still serving {old}" in lines[0]
+        assert str(model_file) in lines[0]
         # unchanged pointer: not retried (each try would hash the model again)
         assert app.state.watch.check() is False and len(caplog.records) == 1
         # a good promotion clears the error

@@ -10,6 +10,7 @@ swap the state with ``app.dependency_overrides[get_state]``.
 from __future__ import annotations
 
 import math
+import re
 from urllib.parse import quote
 
 import pandas as pd
@@ -27,6 +28,7 @@ from serving_fixture import (
 from recsys_utils.explore import analytics
 from recsys_utils.lifecycle.registry import champion_version, read_manifest
 from recsys_utils.paths import ProjectPaths
+from recsys_utils.serving import routes
 from recsys_utils.serving.app import create_app
 from recsys_utils.serving.schemas import MAX_N
 from recsys_utils.serving.state import get_state, load_state
@@ -133,7 +135,7 @@ def test_unknown_platform_is_404_listing_valid_ones(client: TestClient):
     assert response.status_code == 404
     body = response.json()
     assert "disney" in body["detail"]
-    assert body["field"] == "platform"
+    assert body["field"] == "platforms"  # the parameter's name, as ErrorOut documents
     assert body["valid"] == VALID_PLATFORMS
 
 
@@ -145,6 +147,21 @@ def test_unknown_platform_is_404_listing_valid_ones(client: TestClient):
     ("/users/abc/recommendations", "user_id"),
     ("/users/-1/recommendations", "user_id"),
     ("/users/99999999999999999999/recommendations", "user_id"),
+    # another spelling of an id is not that id (int() would read 1_0 as 10, the rest as 1)
+    ("/users/1_0/recommendations", "user_id"),
+    ("/users/+1/recommendations", "user_id"),
+    ("/users/%201/recommendations", "user_id"),
+    ("/users/01/recommendations", "user_id"),
+    ("/users/00/recommendations", "user_id"),
+    ("/users/1.0/recommendations", "user_id"),
+    ("/users/%D9%A1/recommendations", "user_id"),  # an Arabic-Indic digit one
+    # an empty filter value is a 422 on every route, never "unknown ''" or an empty answer
+    ("/analytics/longest?platform=", "platform"),
+    ("/analytics/count-above-score?platform=%20", "platform"),
+    ("/analytics/top-actor?platform=", "platform"),
+    ("/analytics/titles-per-rating?rating=", "rating"),
+    ("/analytics/productions-per-country?country=", "country"),
+    ("/analytics/productions-per-country?country=%20%20", "country"),
     (f"/titles/{'x' * 65}", "title_id"),
     ("/analytics/longest?year=abc", "year"),
     ("/analytics/count-above-score?min_score=6", "min_score"),
@@ -184,6 +201,7 @@ def test_unknown_title_is_404(client: TestClient):
         response = client.get(url)
         assert response.status_code == 404
         assert "zz999" in response.json()["detail"]
+        assert response.json()["field"] == "title_id"  # the path parameter's name
 
 
 def test_similar_titles(client: TestClient):
@@ -353,13 +371,61 @@ def test_platform_spellings_of_one_platform_are_one_filter(client: TestClient):
     assert mixed.json()["platforms"] == ["amazon_prime"]  # the analytics rule: blanks = _
 
 
-@pytest.mark.parametrize("url", ["/analytics/top-actor?platform=Disney",
-                                 f"/users/{KNOWN_USER}/recommendations?platforms=Disney"])
-def test_unknown_platform_in_any_case_is_the_same_404(client: TestClient, url: str):
+@pytest.mark.parametrize(("url", "field"), [
+    ("/analytics/top-actor?platform=Disney", "platform"),
+    (f"/users/{KNOWN_USER}/recommendations?platforms=Disney", "platforms")])
+def test_unknown_platform_in_any_case_is_the_same_404(client: TestClient, url: str,
+                                                      field: str):
     response = client.get(url)
     assert response.status_code == 404
-    assert response.json()["field"] == "platform"
+    assert response.json()["detail"].startswith("unknown platform 'Disney'")
+    assert response.json()["field"] == field  # each route's own parameter
     assert response.json()["valid"] == VALID_PLATFORMS
+
+
+@pytest.mark.parametrize("value", [",,,", "netflix,", "netflix, ,hulu", " "])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_platforms_value_naming_no_platform_is_422(client: TestClient, value: str,
+                                                      method: str):
+    """Like the empty `platforms=`: dropping the blank names served the list unfiltered."""
+    url = f"/users/{KNOWN_USER}/recommendations" if method == "GET" else "/recommendations"
+    response = client.request(method, url, params={"platforms": value},
+                              json={"ratings": []} if method == "POST" else None)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["field"] == "platforms" and "non-blank" in body["detail"]
+    assert body["errors"][0]["location"] == "query.platforms.0"
+
+
+def test_canonical_user_ids_are_accepted(client: TestClient):
+    for user in (0, 10, KNOWN_USER, 2**31 - 1):
+        response = client.get(f"/users/{user}/recommendations", params={"n": 1})
+        assert response.status_code == 200 and response.json()["user_id"] == user
+
+
+@pytest.mark.parametrize(("pattern", "url"), [
+    (routes.PLATFORM_NAMES, f"/users/{KNOWN_USER}/recommendations?n=1&platforms="),
+    (routes.NON_BLANK, "/analytics/top-actor?platform="),
+    (routes.NON_BLANK, "/analytics/productions-per-country?country="),
+])
+@pytest.mark.parametrize("value", ["netflix", " hulu , netflix ", ",,,", "netflix,", " ",
+                                   "\t", "a,\x1c", "\x1c", ",netflix", "x"])
+def test_the_published_pattern_is_the_rule_applied(client: TestClient, pattern: str,
+                                                   url: str, value: str):
+    """The schema's `pattern` (what clients and schemathesis go by) accepts exactly the
+    values the API does not refuse with a 422."""
+    assert pattern in _patterns(client.get("/openapi.json").json())
+    refused = client.get(url + quote(value, safe="")).status_code == 422
+    assert refused == (re.search(pattern, value) is None), value
+
+
+def _patterns(node: object) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["pattern"]} if isinstance(node.get("pattern"), str) else set()
+        return found.union(*(_patterns(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_patterns(v) for v in node))
+    return set()
 
 
 # --------------------------------------------------------------------------- bad input, short answers

@@ -24,6 +24,7 @@ from serving_fixture import KNOWN_USER, UNKNOWN_USER, register_other_champion, s
 
 from recsys_utils.lifecycle import registry
 from recsys_utils.paths import PROJECT_ROOT, ProjectPaths, project_paths
+from recsys_utils.serving.schemas import MAX_BODY_BYTES
 
 HOST = "127.0.0.1"
 
@@ -135,6 +136,53 @@ def test_server_handles_concurrent_requests(server: str):
         return [r.status_code for r in responses]
 
     assert asyncio.run(burst()) == [200] * 40
+
+
+def _read_answer(sock: socket.socket) -> tuple[int, dict]:
+    """Status and JSON body of one HTTP/1.1 answer read off ``sock``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before an answer: {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return int(head.split()[1]), json.loads(body)
+
+
+_POST_HEAD = (b"POST /recommendations HTTP/1.1\r\nHost: test\r\n"
+              b"Content-Type: application/json\r\n")
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_sent(server: str):
+    """200 MB announced, not one byte of it sent: the 413 comes from the header alone (the
+    server used to read and parse it all, +470 MB, for a 422)."""
+    port = int(server.rsplit(":", 1)[1])
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(_POST_HEAD + b"Content-Length: 209715200\r\n\r\n")
+        status, body = _read_answer(sock)
+    assert status == 413 and body["field"] == "body" and f"{MAX_BODY_BYTES:,}" in body["detail"]
+
+
+def test_a_streamed_body_is_refused_while_it_streams(server: str):
+    """Chunked, no length: the 413 arrives while the client is still sending, long before
+    the body would end (it never does here)."""
+    import select
+
+    port = int(server.rsplit(":", 1)[1])
+    chunk = b"[" * 16384
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(_POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n")
+        sent = 0
+        while not select.select([sock], [], [], 0.05)[0]:
+            assert sent < 64 * MAX_BODY_BYTES, "no answer after 64 times the limit"
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            sent += len(chunk)
+        status, body = _read_answer(sock)
+    assert sent > MAX_BODY_BYTES  # refused for its size, not for anything else
+    assert status == 413 and body["field"] == "body"
 
 
 def _poll(url: str, done, seconds: float = 60) -> dict:  # noqa: ANN001 - a predicate

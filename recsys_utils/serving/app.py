@@ -13,7 +13,8 @@ Why it is shaped this way:
   ``recsys-serve`` prints ``error: ...`` and exits 2 before binding the port.
 * **Every error answers the same body** (``schemas.ErrorOut``): 422 for a bad
   parameter (one entry per invalid parameter), 404 for an unknown platform or title
-  (listing the valid values), and a logged 500 that never shows a traceback.
+  (listing the valid values), 413/415 for a body too large (``BodyLimit``, refused
+  unread) or not sent as JSON, and a logged 500 that never shows a traceback.
 * **A promotion needs no restart.** The lifespan runs ``state.ChampionWatch.check``
   every ``reload_seconds`` in a worker thread: a changed ``champion.json`` loads the new
   champion and swaps it in; a failed load keeps the old one (``/health`` says why).
@@ -24,12 +25,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
+import math
 import multiprocessing
 import os
+import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -40,6 +44,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -52,8 +57,8 @@ from recsys_utils.errors import (
     run_command,
 )
 from recsys_utils.paths import ProjectPaths, project_paths
-from recsys_utils.serving.routes import ROUTERS
-from recsys_utils.serving.schemas import ErrorOut, FieldErrorOut
+from recsys_utils.serving.routes import ROUTERS, BodyError
+from recsys_utils.serving.schemas import MAX_BODY_BYTES, MAX_RATINGS, ErrorOut, FieldErrorOut
 from recsys_utils.serving.state import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_RELOAD_SECONDS,
@@ -65,7 +70,7 @@ from recsys_utils.serving.state import (
     warm_cache,
 )
 
-__all__ = ["create_app", "main", "openapi_json"]
+__all__ = ["BodyLimit", "check_port", "create_app", "main", "openapi_json"]
 
 log = logging.getLogger(__name__)
 
@@ -115,18 +120,22 @@ async def _unknown_filter_handler(request: Request, exc: UnknownFilterError) -> 
     # 512 bytes of control characters); `valid` lists the accepted values.
     listed = ", ".join(repr(v) for v in exc.valid) or "(none)"
     detail = f"unknown {exc.field} {excerpt(exc.value)}; valid values: {listed}"
-    body = ErrorOut(detail=detail, field=exc.field, valid=list(exc.valid))
+    # `field` is the request parameter: `platforms` on recommendations (state.
+    # UnknownPlatformsError), else the analytics parameter the filter is named after
+    body = ErrorOut(detail=detail, field=getattr(exc, "parameter", exc.field),
+                    valid=list(exc.valid))
     return JSONResponse(status_code=404, content=body.model_dump(exclude_none=True))
 
 
 async def _unknown_item_handler(request: Request, exc: UnknownItemError) -> JSONResponse:
-    # `field`: "id" for a path id, "title_id" for a rated title (state.UnknownTitlesError)
-    body = ErrorOut(detail=str(exc), field=getattr(exc, "field", "id"))
+    # Every item id the API takes is a title id: the path's `title_id`, or a rated
+    # title's `title_id` in a POST body (state.UnknownTitlesError)
+    body = ErrorOut(detail=str(exc), field=getattr(exc, "field", "title_id"))
     return JSONResponse(status_code=404, content=body.model_dump(exclude_none=True))
 
 
 async def _http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    body = ErrorOut(detail=str(exc.detail))
+    body = ErrorOut(detail=str(exc.detail), field=getattr(exc, "field", None))  # routes.BodyError
     return JSONResponse(status_code=exc.status_code, content=body.model_dump(exclude_none=True),
                         headers=getattr(exc, "headers", None))
 
@@ -181,6 +190,51 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET"}, receive, send_without_body)
 
 
+def _too_large(limit: int) -> BodyError:
+    return BodyError(413, f"body: larger than this server's limit of {limit:,} bytes (the "
+                          f"most one request may carry, {MAX_RATINGS} ratings, is ~10 KB)")
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` is a 413 (``ErrorOut``, field
+    ``body``) without being read. A ``Content-Length`` over the limit is refused before
+    the first byte of the body arrives; a body without one (chunked) is counted as it
+    streams in and refused as soon as it passes the limit.
+
+    Why: FastAPI reads and parses the whole body before validating it, so a 200 MB body
+    cost the server ~470 MB for a 422. FastAPI's own ``max_body_size`` checks only as the
+    app reads or answers, with a bare "Content Too Large"; this refuses up front, in the
+    API's error shape, naming the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = await _http_handler(Request(scope), _too_large(self.max_bytes))
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                # an HTTPException: FastAPI re-raises it from its body reading, and the
+                # app's handler answers it (any other error became a 400)
+                raise _too_large(self.max_bytes)
+            return message
+
+        await self.app(scope, counted, send)
+
+
 #: Where the Swagger UI and ReDoc files are served from (no CDN: /docs works offline).
 DOCS_ASSETS = "/docs-assets"
 
@@ -222,7 +276,8 @@ def _add_offline_docs(app: FastAPI) -> None:
 
 def create_app(paths: ProjectPaths | None = None, *, state: ServingState | None = None,
                cache_size: int | None = None, warm_seconds: float | None = None,
-               reload_seconds: float | None = None) -> FastAPI:
+               reload_seconds: float | None = None,
+               max_body_bytes: int | None = None) -> FastAPI:
     """The API app. Tables and model load once, in the lifespan (or pass a loaded ``state``),
     and again whenever the champion pointer changes.
 
@@ -239,13 +294,20 @@ def create_app(paths: ProjectPaths | None = None, *, state: ServingState | None 
         reload_seconds: how often to check ``champion.json`` for a new champion
             (default ``$RECSYS_RELOAD_SECONDS`` or ``DEFAULT_RELOAD_SECONDS``; 0 = never,
             though ``app.state.watch.check()`` still reloads on demand).
+        max_body_bytes: largest request body accepted; a larger one is a 413 without
+            being read (default ``$RECSYS_MAX_BODY_BYTES`` or ``schemas.MAX_BODY_BYTES``).
+
+    Raises:
+        DataError: one of these environment variables is not a valid value.
     """
     if cache_size is None:
-        cache_size = int(os.environ.get("RECSYS_CACHE_SIZE", DEFAULT_CACHE_SIZE))
+        cache_size = from_environment(*ENVIRONMENT["cache_size"])
     if warm_seconds is None:
-        warm_seconds = float(os.environ.get("RECSYS_WARM_SECONDS", 0))
+        warm_seconds = from_environment("RECSYS_WARM_SECONDS", "0", SECONDS)
     if reload_seconds is None:
-        reload_seconds = float(os.environ.get("RECSYS_RELOAD_SECONDS", DEFAULT_RELOAD_SECONDS))
+        reload_seconds = from_environment(*ENVIRONMENT["reload_seconds"])
+    if max_body_bytes is None:
+        max_body_bytes = from_environment(*ENVIRONMENT["max_body_bytes"])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -299,6 +361,7 @@ def create_app(paths: ProjectPaths | None = None, *, state: ServingState | None 
         app.include_router(router)
     _add_offline_docs(app)
     app.add_middleware(HeadAsGet)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # outermost: before any read
     return app
 
 
@@ -319,6 +382,84 @@ def openapi_json(app: FastAPI) -> str:
 
 
 # --------------------------------------------------------------------------- CLI
+
+
+def _bounded(kind: type[int] | type[float], low: float,
+             high: float | None = None) -> Callable[[str], Any]:
+    """An argparse ``type``: a finite ``kind`` from ``low`` to ``high``, else a usage error
+    saying what is expected (a bare ``int`` took ``--port 99999`` and ``--workers 0``)."""
+    top = math.inf if high is None else high
+    expected = ("a whole number" if kind is int else "a number") + (
+        f" from {low:g} to {top:g}" if high is not None else f" >= {low:g}")
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not low <= value <= top:
+            raise argparse.ArgumentTypeError(f"{excerpt(text)} is not {expected}")
+        return value
+
+    return convert
+
+
+PORT = _bounded(int, 0, 65535)  # 0: any free port
+COUNT = _bounded(int, 0)  # a capacity; 0 turns the feature off
+WORKERS = _bounded(int, 1)
+SECONDS = _bounded(float, 0)
+BYTES = _bounded(int, 1)
+
+#: Options an environment variable sets when the command line does not:
+#: ``dest -> (variable, default, type)``.
+ENVIRONMENT: dict[str, tuple[str, str, Callable[[str], Any]]] = {
+    "port": ("RECSYS_PORT", "8000", PORT),
+    "cache_size": ("RECSYS_CACHE_SIZE", str(DEFAULT_CACHE_SIZE), COUNT),
+    "warm_seconds": ("RECSYS_WARM_SECONDS", "30", SECONDS),
+    "reload_seconds": ("RECSYS_RELOAD_SECONDS", f"{DEFAULT_RELOAD_SECONDS:g}", SECONDS),
+    "max_body_bytes": ("RECSYS_MAX_BODY_BYTES", str(MAX_BODY_BYTES), BYTES),
+}
+
+
+def from_environment(variable: str, default: str, convert: Callable[[str], Any]) -> Any:
+    """``convert`` of ``$variable`` (of ``default`` when unset or empty, as a bare ``VAR=``
+    line of an env file leaves it); a bad value is a ``DataError`` naming the variable."""
+    text = os.environ.get(variable) or default
+    try:
+        return convert(text)
+    except argparse.ArgumentTypeError as exc:
+        raise DataError(f"environment variable {variable}: {exc}") from None
+
+
+def fill_from_environment(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                          settings: Mapping[str, tuple[str, str, Callable[[str], Any]]]
+                          ) -> None:
+    """Options left out (``None``) take their environment variable, checked like the option
+    itself: a bad one is a usage error naming it. Read after parsing, not as argparse
+    defaults: an ``int()`` there made a bad variable a traceback, even for ``--help``."""
+    for dest, setting in settings.items():
+        if getattr(args, dest) is None:
+            try:
+                setattr(args, dest, from_environment(*setting))
+            except DataError as exc:
+                parser.error(str(exc))
+
+
+def check_port(host: str, port: int) -> None:
+    """``DataError`` unless ``host:port`` can be listened on: a busy port is one line before
+    the seconds of loading, where uvicorn and Gradio only find out after them."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as sock:
+            # as uvicorn and Gradio bind: a port only in TIME_WAIT is free
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        hint = "choose another --port" if exc.errno == errno.EADDRINUSE else \
+            "check --host and --port"
+        raise DataError(f"cannot listen on {host}:{port}: "
+                        f"{(exc.strerror or str(exc)).lower()}; {hint}") from None
 
 
 def _load_and_drop(root: str) -> None:
@@ -342,7 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--host", default=os.environ.get("RECSYS_HOST", "127.0.0.1"),
                         help="interface to bind (default 127.0.0.1; 0.0.0.0 in a container)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("RECSYS_PORT", "8000")))
+    parser.add_argument("--port", type=PORT,
+                        help="port to listen on (default $RECSYS_PORT or 8000; 0 = any free)")
     parser.add_argument("--root", default=None,
                         help="project root holding data/processed and outputs/models "
                              "(default: the repository or $RECSYS_ROOT)")
@@ -350,27 +492,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                         choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                         help="log every request (off for load tests)")
-    parser.add_argument("--cache-size", type=int,
-                        default=int(os.environ.get("RECSYS_CACHE_SIZE", DEFAULT_CACHE_SIZE)),
-                        help="recommendation lists kept in memory per worker "
-                             f"(LRU; 0 disables; default {DEFAULT_CACHE_SIZE})")
-    parser.add_argument("--warm-seconds", type=float,
-                        default=float(os.environ.get("RECSYS_WARM_SECONDS", 30)),
+    parser.add_argument("--cache-size", type=COUNT,
+                        help="recommendation lists kept in memory per worker (LRU; 0 "
+                             f"disables; default $RECSYS_CACHE_SIZE or {DEFAULT_CACHE_SIZE})")
+    parser.add_argument("--warm-seconds", type=SECONDS,
                         help="at startup, precompute the ranked lists of the most active "
-                             "users for up to this long (default 30; 0 = off)")
-    parser.add_argument("--reload-seconds", type=float,
-                        default=float(os.environ.get("RECSYS_RELOAD_SECONDS",
-                                                     DEFAULT_RELOAD_SECONDS)),
+                             "users for up to this long (default $RECSYS_WARM_SECONDS or 30; "
+                             "0 = off)")
+    parser.add_argument("--reload-seconds", type=SECONDS,
                         help="check outputs/models/champion.json this often and load a new "
-                             f"champion without a restart (default {DEFAULT_RELOAD_SECONDS:g}; "
-                             "0 = never)")
-    parser.add_argument("--workers", type=int, default=1,
+                             "champion without a restart (default $RECSYS_RELOAD_SECONDS or "
+                             f"{DEFAULT_RELOAD_SECONDS:g}; 0 = never)")
+    parser.add_argument("--max-body-bytes", type=BYTES,
+                        help="refuse larger request bodies with a 413, unread (default "
+                             f"$RECSYS_MAX_BODY_BYTES or {MAX_BODY_BYTES})")
+    parser.add_argument("--workers", type=WORKERS, default=1,
                         help="worker processes, each with its own copy of the model "
                              "(default 1; up to the number of cores for more throughput)")
     parser.add_argument("--openapi", action="store_true",
                         help="print the OpenAPI schema and exit (needs no artifacts; "
                              "`make openapi-snapshot` pins it in tests/openapi_snapshot.json)")
     args = parser.parse_args(argv)
+    fill_from_environment(parser, args, ENVIRONMENT)
     if args.openapi:
         sys.stdout.write(openapi_json(create_app()))
         return 0
@@ -383,8 +526,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         common: dict[str, Any] = {"host": args.host, "port": args.port,
                                   "log_level": args.log_level, "access_log": args.access_log}
-        # The artifacts load before the port is bound: a missing one is one clear line,
-        # not a traceback from inside the server.
+        # The port and the artifacts are checked before uvicorn starts: a busy port or a
+        # missing artifact is one clear line, not a traceback from inside the server.
+        check_port(args.host, args.port)
         if args.workers > 1:
             # Each worker process imports the app factory and loads its own state in
             # its lifespan; the root reaches them through the environment.
@@ -393,12 +537,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ["RECSYS_CACHE_SIZE"] = str(args.cache_size)
             os.environ["RECSYS_WARM_SECONDS"] = str(args.warm_seconds)
             os.environ["RECSYS_RELOAD_SECONDS"] = str(args.reload_seconds)
+            os.environ["RECSYS_MAX_BODY_BYTES"] = str(args.max_body_bytes)
             uvicorn.run("recsys_utils.serving.app:create_app", factory=True,
                         workers=args.workers, **common)
         else:
             uvicorn.run(create_app(paths, state=load_state(paths), cache_size=args.cache_size,
                                    warm_seconds=args.warm_seconds,
-                                   reload_seconds=args.reload_seconds), **common)
+                                   reload_seconds=args.reload_seconds,
+                                   max_body_bytes=args.max_body_bytes), **common)
 
     return run_command(serve)
 

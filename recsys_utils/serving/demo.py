@@ -22,6 +22,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from recsys_utils.errors import (
+    DataError,
     UnknownFilterError,
     UnknownItemError,
     excerpt,
@@ -29,6 +30,7 @@ from recsys_utils.errors import (
 )
 from recsys_utils.explore import analytics
 from recsys_utils.paths import project_paths
+from recsys_utils.serving.app import PORT, check_port, fill_from_environment
 from recsys_utils.serving.schemas import NewUserRatingsIn, RatingIn, RecommendedTitle
 from recsys_utils.serving.state import (
     RatingsError,
@@ -517,17 +519,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="recsys-demo",
                                      description="Serve the Gradio demo of the recommender.")
     parser.add_argument("--host", default=os.environ.get("RECSYS_DEMO_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("RECSYS_DEMO_PORT",
-                                                                       "7860")))
+    parser.add_argument("--port", type=PORT,
+                        help="port to listen on (default $RECSYS_DEMO_PORT or 7860)")
     parser.add_argument("--root", default=None,
                         help="project root (default: the repository or $RECSYS_ROOT)")
     args = parser.parse_args(argv)
+    fill_from_environment(parser, args, {"port": ("RECSYS_DEMO_PORT", "7860", PORT)})
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry, no update check
 
     def body() -> None:
+        check_port(args.host, args.port)  # before the load, as `recsys-serve` does
         demo = build_demo(load_state(project_paths(args.root)))
-        demo.launch(server_name=args.host, server_port=args.port, share=False,
-                    ssr_mode=False, show_error=True)
+        try:
+            demo.launch(server_name=args.host, server_port=args.port, share=False,
+                        ssr_mode=False, show_error=True)
+        except OSError as exc:
+            if exc.filename:
+                raise  # a file, not the port: run_command names it
+            # Gradio could not bind after `check_port` passed (taken while loading); its
+            # own message points at GRADIO_SERVER_PORT, which this command does not read
+            raise DataError(f"cannot listen on {args.host}:{args.port}: the port was taken "
+                            "while the demo loaded; choose another --port") from None
 
     return run_command(body)
 

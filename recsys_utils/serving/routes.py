@@ -30,17 +30,21 @@ Why the handlers are shaped this way:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+from starlette.exceptions import HTTPException
 
 from recsys_utils import __version__
 from recsys_utils.errors import UnknownItemError, excerpt
 from recsys_utils.serving.schemas import (
     INT32_MAX,
+    MAX_BODY_BYTES,
     MAX_ID_LEN,
     MAX_N,
     MAX_PLATFORMS,
@@ -75,27 +79,78 @@ from recsys_utils.serving.state import (
 
 __all__ = [
     "ROUTERS",
+    "BodyError",
     "analytics_routes",
     "recommendation_routes",
     "service_routes",
     "title_routes",
 ]
 
+# --------------------------------------------------------------------------- parameter rules
+# Each rule is one regex, enforced here with Python's `re` and published as the schema's
+# `pattern`, which clients and schemathesis read with other engines (ECMA-262, Rust).
+# "Blank" is spelled out as the six ASCII blanks because `\s` differs between them
+# (Python's counts \x1c-\x1f, ECMA's \ufeff).
+
+#: What "blank" means in these rules (and what a platform name is stripped of).
+BLANKS = " \t\n\r\f\v"
+_BLANK_CLASS = r" \t\n\r\f\v"  # BLANKS as a regex character class
+#: A filter value with something in it: an empty or blank value is a 422, not a filter
+#: that matches nothing (to filter on nothing, leave the parameter out).
+NON_BLANK = rf"[^{_BLANK_CLASS}]"
+_NAME = rf"[{_BLANK_CLASS}]*[^{_BLANK_CLASS},][^,]*"
+#: A `platforms` value: comma-separated names, none of them blank (`,,,` or `netflix,`).
+PLATFORM_NAMES = rf"^{_NAME}(,{_NAME})*$"
+
+
+def _rule(pattern: str, message: str) -> AfterValidator:
+    """A validator refusing (422, ``message``) a value in which ``pattern`` is not found."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if compiled.search(value) is None:
+            raise PydanticCustomError("value_error", message)
+        return value
+
+    return AfterValidator(check)
+
+
+def _plain_digits(value: object) -> object:
+    """A user id as the URL writes it: ASCII digits, no leading zero. Pydantic reads an int
+    loosely, so `1_0` was user 10 and `+1`, ` 1`, `01` or `1.0` user 1: one id, one spelling."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()
+                                       and (value == "0" or not value.startswith("0"))):
+        raise PydanticCustomError(
+            "value_error", "a user id is digits only, without sign, blank, '_', '.' or "
+                           "leading zero (e.g. 42)")
+    return value
+
+
 # Parameter types shared by several routes (module level: FastAPI resolves the
 # string annotations of `from __future__ import annotations` against module globals).
 State = Annotated[ServingState, Depends(get_state)]
 TitleId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN,
                               description="Title id (`ml1`, `ns123`, ...).")]
+UserId = Annotated[int, Path(ge=0, le=INT32_MAX,
+                             description="User id (int32; digits only, no leading zero)."),
+                   BeforeValidator(_plain_digits)]
 N = Annotated[int, Query(ge=1, le=MAX_N, description=f"How many titles (1-{MAX_N}).")]
 #: The default list size (`n`).
 DEFAULT_N = 10
-Platform = Annotated[str | None, Query(max_length=MAX_ID_LEN,
-                                       description="Platform (null = all platforms).")]
+#: A text filter of the analytics routes (platform, country, maturity rating).
+FilterText = Annotated[str, StringConstraints(max_length=MAX_ID_LEN),
+                       _rule(NON_BLANK, "must not be empty or blank (leave the parameter "
+                                        "out for no filter)"),
+                       Field(json_schema_extra={"pattern": NON_BLANK})]
+Platform = Annotated[FilterText | None, Query(description="Platform (null = all platforms).")]
 Year = Annotated[int | None, Query(ge=1800, le=2100, description="Release year.")]
 KindQ = Annotated[Kind | None, Query(alias="type", description="Title type.")]
 #: The recommendation filters (`GET /users/{id}/recommendations`, `POST /recommendations`).
 Platforms = Annotated[
-    list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN * 8)]] | None,
+    list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN * 8),
+                   _rule(PLATFORM_NAMES, "every comma-separated platform name must be "
+                                         "non-blank"),
+                   Field(json_schema_extra={"pattern": PLATFORM_NAMES})]] | None,
     Query(max_length=MAX_PLATFORMS,
           description="Only these platforms: repeat the parameter or separate by commas."),
 ]
@@ -226,11 +281,11 @@ recommendation_routes = APIRouter(tags=["recommendations"])
 
 
 def split_platforms(platforms: Sequence[str] | None) -> list[str] | None:
-    """``?platforms=a&platforms=b`` and ``?platforms=a,b`` both mean ``[a, b]``."""
+    """``?platforms=a&platforms=b`` and ``?platforms=a,b`` both mean ``[a, b]`` (``Platforms``
+    has refused a blank name)."""
     if not platforms:
         return None
-    names = [p.strip() for value in platforms for p in value.split(",") if p.strip()]
-    return list(dict.fromkeys(names)) or None
+    return list(dict.fromkeys(p.strip(BLANKS) for value in platforms for p in value.split(",")))
 
 
 @recommendation_routes.get(
@@ -240,7 +295,7 @@ def split_platforms(platforms: Sequence[str] | None) -> list[str] | None:
 async def recommendations(
     state: State,
     request: Request,
-    user_id: Annotated[int, Path(ge=0, le=INT32_MAX, description="User id (int32).")],
+    user_id: UserId,
     n: N = DEFAULT_N,
     platforms: Platforms = None,
     kind: KindFilter = None,
@@ -256,9 +311,36 @@ async def recommendations(
         model_version=str(state.manifest.get("version")), items=items)
 
 
+class BodyError(HTTPException):
+    """A request body refused whole (413: too large, 415: not JSON); ``ErrorOut.field`` is
+    ``body``."""
+
+    field = "body"
+
+
+async def json_body(request: Request) -> None:
+    """Dependency: a body must be sent as JSON. FastAPI parses only an ``application/json``
+    (or ``+json``) body and validates any other as raw bytes, so JSON sent as ``text/plain``
+    was a puzzling 422 "Input should be a valid dictionary"."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/")
+                                       and media.endswith("+json")):
+        return
+    if not await request.body():  # FastAPI has read it already: no cost
+        return  # no body: the 422 says it is missing
+    sent = f"Content-Type {excerpt(media)}" if media else "no Content-Type"
+    raise BodyError(415, f"body: send JSON with Content-Type: application/json ({sent} "
+                         "was sent)")
+
+
 @recommendation_routes.post(
     "/recommendations", response_model=NewUserRecommendationsOut,
+    dependencies=[Depends(json_body)],
     responses={400: {"model": ErrorOut, "description": "The body cannot be read (not UTF-8)."},
+               413: {"model": ErrorOut, "description": "The body is larger than the "
+                     f"server's limit ({MAX_BODY_BYTES // 1024} KiB unless configured)."},
+               415: {"model": ErrorOut,
+                     "description": "The body is not sent as `application/json`."},
                **_ERRORS_404_422, **_link_to_titles("$response.body#/items/0/id",
                                                       "the first recommendation")})
 async def new_user_recommendations(
@@ -336,8 +418,7 @@ def top_actor(state: State, request: Request, platform: Platform = None,
 @analytics_routes.get("/analytics/productions-per-country", response_model=CountsOut)
 def per_country(
     state: State, request: Request, kind: KindQ = None, year: Year = None,
-    country: Annotated[str | None, Query(max_length=MAX_ID_LEN,
-                                         description="One country only.")] = None,
+    country: Annotated[FilterText | None, Query(description="One country only.")] = None,
     platform: Platform = None,
     top_n: Annotated[int | None, Query(ge=1, le=1000,
                                        description="Keep the largest counts.")] = None,
@@ -350,8 +431,7 @@ def per_country(
 @analytics_routes.get("/analytics/titles-per-rating", response_model=CountsOut)
 def per_rating(
     state: State, request: Request,
-    rating: Annotated[str | None, Query(max_length=MAX_ID_LEN,
-                                        description="One maturity rating.")] = None,
+    rating: Annotated[FilterText | None, Query(description="One maturity rating.")] = None,
     platform: Platform = None,
 ) -> CountsOut:
     """Number of titles per maturity rating (or for one rating)."""

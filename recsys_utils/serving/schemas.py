@@ -23,6 +23,7 @@ from recsys_utils.data.ratings import MAX_SCORE, MIN_SCORE
 
 __all__ = [
     "INT32_MAX",
+    "MAX_BODY_BYTES",
     "MAX_ID_LEN",
     "MAX_N",
     "MAX_PLATFORMS",
@@ -65,6 +66,11 @@ MAX_PLATFORMS = 32
 MAX_RATINGS = 200
 #: Scores are on the ratings table's scale: 0.5 to 5 in half steps.
 SCORE_STEP = 0.5
+#: Largest request body read (bytes; ``$RECSYS_MAX_BODY_BYTES`` or ``--max-body-bytes``
+#: change it): ``MAX_RATINGS`` ratings with ids of ``MAX_ID_LEN`` characters are ~20 KB
+#: (~10 KB with real ids), so this only refuses bodies no client needs. Without it, a
+#: 200 MB body was read and parsed whole (+470 MB of server memory) before its 422.
+MAX_BODY_BYTES = 64 * 1024
 
 
 # --------------------------------------------------------------------------- JSON values
@@ -276,10 +282,12 @@ class RatingIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title_id: str = Field(min_length=1, max_length=MAX_ID_LEN,
+    # strict: a JSON string only (never a number turned into an id) and a JSON number
+    # only (`true` or `"4"` is a client bug, not a score of 1 or 4)
+    title_id: str = Field(min_length=1, max_length=MAX_ID_LEN, strict=True,
                           description="Title id, as in `GET /titles/{id}`.")
     score: float = Field(ge=MIN_SCORE, le=MAX_SCORE, multiple_of=SCORE_STEP,
-                         allow_inf_nan=False,
+                         allow_inf_nan=False, strict=True,
                          description=f"The user's score, {MIN_SCORE:g} to {MAX_SCORE:g} "
                          f"in steps of {SCORE_STEP:g}.")
 

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 from fastapi import Request
 
-from recsys_utils.errors import DataError, UnknownItemError, excerpt
+from recsys_utils.errors import DataError, UnknownFilterError, UnknownItemError, excerpt
 from recsys_utils.paths import ProjectPaths, project_paths
 from recsys_utils.serving.schemas import (
     MAX_N,
@@ -73,6 +73,7 @@ __all__ = [
     "RatingsError",
     "ResponseCache",
     "ServingState",
+    "UnknownPlatformsError",
     "UnknownTitlesError",
     "cache_of",
     "canonical_platforms",
@@ -492,16 +493,26 @@ def warm_cache(state: ServingState, cache: ResponseCache, seconds: float) -> int
 # --------------------------------------------------------------------------- a new user
 
 
+class UnknownPlatformsError(UnknownFilterError):
+    """An unknown platform in the recommendations' ``platforms`` filter: the analytics'
+    "unknown platform" 404, under the request parameter's name (``ErrorOut.field``)."""
+
+    parameter = "platforms"
+
+
 def canonical_platforms(state: ServingState, names: Sequence[str] | None) -> list[str] | None:
     """Platform filter values as the model spells them (``NETFLIX`` -> ``netflix``: the
-    analytics routes' rule), duplicates dropped; ``UnknownFilterError`` (a 404 listing
+    analytics routes' rule), duplicates dropped; ``UnknownPlatformsError`` (a 404 listing
     the valid platforms) for an unknown one. ``None`` or empty: no filter."""
     from recsys_utils.explore.analytics import match_filter
 
     if not names:
         return None
     valid = state.recommender.platforms
-    return list(dict.fromkeys(match_filter("platform", name, valid) for name in names))
+    try:
+        return list(dict.fromkeys(match_filter("platform", name, valid) for name in names))
+    except UnknownFilterError as exc:
+        raise UnknownPlatformsError(exc.field, exc.value, exc.valid) from None
 
 
 class RatingsError(ValueError):
@@ -659,7 +670,8 @@ class ChampionWatch:
             new = load_state(current.paths)
         except Exception as exc:  # noqa: BLE001 - whatever the artifact, keep serving
             reason = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
-            self.error, self.failed_version = reason, named
+            # /health is public: paths relative to the project (the log keeps them whole)
+            self.error, self.failed_version = relative_paths(reason, current.paths), named
             log.error("champion reload failed, still serving %s: %s", old, reason)
             return False
         cache = ResponseCache(self.cache_size, new)
@@ -681,6 +693,16 @@ class ChampionWatch:
         return ReloadOut(check_seconds=self.check_seconds, checked_at=_utc(self.checked_at),
                          reloads=self.reloads, reloaded_at=_utc(self.reloaded_at),
                          error=self.error, failed_version=self.failed_version)
+
+
+def relative_paths(message: str, paths: ProjectPaths) -> str:
+    """``message`` with the project root cut from the paths it names
+    (``/srv/app/outputs/models/v0002/model.pkl`` -> ``outputs/models/v0002/model.pkl``):
+    a client has no use for the server's directory layout."""
+    roots = {str(paths.root), str(paths.root.resolve())}
+    for root in sorted(roots, key=len, reverse=True):  # longest first: one may contain another
+        message = message.replace(root.rstrip(os.sep) + os.sep, "")
+    return message
 
 
 def watch_of(request: Request) -> ChampionWatch:
