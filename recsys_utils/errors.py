@@ -9,12 +9,15 @@ its body through :func:`run_command`, which prints ``error: ...`` for a
 
 from __future__ import annotations
 
+import argparse
 import errno
+import math
 import sys
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-__all__ = ["DataError", "UnknownFilterError", "UnknownItemError", "environment_message", "excerpt",
-           "run_command"]
+__all__ = ["DataError", "UnknownFilterError", "UnknownItemError", "arg_type", "bounded",
+           "environment_message", "excerpt", "run_command"]
 
 
 def excerpt(value: object, limit: int = 40) -> str:
@@ -106,3 +109,28 @@ def environment_message(exc: OSError) -> str:
     other = f" -> {exc.filename2}" if exc.filename2 else ""
     return (f"{exc.filename}{other}: {reason}" + (f" ({hint}; then run the command again)"
                                                    if hint else ""))
+
+
+def arg_type(convert: Callable[[str], Any], ok: Callable[[Any], bool],
+             expected: str) -> Callable[[str], Any]:
+    """An argparse ``type``: ``convert`` the text, refuse it unless ``ok``, so a bad value is
+    a usage error (exit 2) saying what is expected, before any file is read."""
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except (ValueError, DataError):
+            value = None
+        if value is None or not ok(value):  # NaN fails every comparison: refused too
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {excerpt(text)}")
+        return value
+    return parse
+
+
+def bounded(kind: type[int] | type[float], low: float,
+            high: float | None = None) -> Callable[[str], Any]:
+    """:func:`arg_type` for a finite ``kind`` from ``low`` to ``high`` (a bare ``int`` took
+    ``--port 99999`` and ``--workers 0``)."""
+    top = math.inf if high is None else high
+    expected = ("a whole number" if kind is int else "a number") + (
+        f" from {low:g} to {top:g}" if high is not None else f" >= {low:g}")
+    return arg_type(kind, lambda v: math.isfinite(v) and low <= v <= top, expected)

@@ -181,3 +181,22 @@ def test_the_command_twice_with_the_real_recommender(tmp_path):
     missing = _recsys_ct(paths.root, "run", "--new-ratings", "nope.csv")
     assert missing.returncode == 2 and missing.stderr.startswith("error: no new-ratings file")
     assert "Traceback" not in missing.stderr
+
+
+def test_cli_bad_counts_are_usage_errors_and_prune_says_why_nothing_went(tmp_path, capsys,
+                                                                        monkeypatch):
+    """--keep -1 would prune every version it may; --min-holdout 0 and a negative
+    tolerance make no sense: usage errors before anything runs. A prune with nothing in
+    the remote yet says so instead of printing nothing."""
+    for argv, message in ((["prune", "--keep", "-1"], "--keep: expected a whole number >= 0"),
+                          (["run", "--new-ratings", "x.csv", "--min-holdout", "0"],
+                           "--min-holdout: expected a whole number >= 1"),
+                          (["run", "--new-ratings", "x.csv", "--tolerance", "-0.1"],
+                           "--tolerance: expected a number >= 0")):
+        with pytest.raises(SystemExit) as info:
+            ct.main(argv)
+        assert info.value.code == 2 and message in capsys.readouterr().err
+    paths = init_project(tmp_path / "p")
+    monkeypatch.setenv("RECSYS_ROOT", str(paths.root))
+    assert ct.main(["prune", "--keep", "0"]) == 0
+    assert capsys.readouterr().out.startswith("nothing pruned: registry not in the remote yet")

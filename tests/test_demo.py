@@ -214,7 +214,7 @@ def test_demo_cli_port_out_of_range_is_a_usage_error(value: str, tmp_path: Path,
         demo.main(["--root", str(tmp_path), "--port", value])
     err = capsys.readouterr().err
     assert stop.value.code == 2
-    assert f"error: argument --port: '{value}' is not a whole number from 0 to 65535" in err
+    assert f"error: argument --port: expected a whole number from 0 to 65535, got '{value}'" in err
 
 
 def test_demo_cli_bad_port_variable_is_one_line_naming_it(tmp_path: Path,
@@ -228,7 +228,7 @@ def test_demo_cli_bad_port_variable_is_one_line_naming_it(tmp_path: Path,
         demo.main(["--root", str(tmp_path)])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "Traceback" not in err
-    assert "error: environment variable RECSYS_DEMO_PORT: 'abc' is not" in err
+    assert "error: environment variable RECSYS_DEMO_PORT: expected a whole number" in err
 
 
 @pytest.fixture

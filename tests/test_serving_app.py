@@ -96,7 +96,7 @@ def test_out_of_range_options_are_usage_errors(option: str, value: str, tmp_path
         main(["--root", str(tmp_path), option, value])
     err = capsys.readouterr().err
     assert stop.value.code == 2
-    assert f"error: argument {option}: '{value}' is not" in err and "Traceback" not in err
+    assert f"error: argument {option}: expected " in err and f"got '{value}'" in err and "Traceback" not in err
 
 
 #: The variables ``recsys-serve`` reads its defaults from, and the option each stands for.
@@ -119,7 +119,7 @@ def test_a_bad_environment_variable_is_one_line_naming_it(
         main(["--root", str(tmp_path)])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "Traceback" not in err
-    assert f"error: environment variable {variable}: '{value}' is not" in err
+    assert f"error: environment variable {variable}: expected " in err
     # the option given on the command line wins over the variable
     good = "1" if variable != "RECSYS_PORT" else "0"
     assert main(["--root", str(tmp_path / "empty"), VARIABLES[variable], good,

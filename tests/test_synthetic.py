@@ -173,4 +173,4 @@ def test_more_users_than_ratings_and_a_negative_seed_are_refused(tmp_path, sourc
         synthetic.generate(tmp_path / "g", 500, n_users=1_000, source=source)
     with pytest.raises(SystemExit) as info:
         synthetic.main(["--seed", "-1", "--out", str(tmp_path / "s")])
-    assert info.value.code == 2 and "a seed is a whole number" in capsys.readouterr().err
+    assert info.value.code == 2 and "expected a whole number >= 0" in capsys.readouterr().err

@@ -53,7 +53,7 @@ from recsys_utils import DEFAULT_SEED
 from recsys_utils.atomic import atomic_write, atomic_write_text
 from recsys_utils.data.catalogs import CATALOG_SUFFIX, platform_prefixes
 from recsys_utils.data.ratings import EXPECTED_COLUMNS
-from recsys_utils.errors import DataError, run_command
+from recsys_utils.errors import DataError, bounded, run_command
 
 __all__ = ["MANIFEST", "SourceModel", "SyntheticResult", "default_titles", "default_users",
            "fit_source", "generate", "load_source", "main", "parse_count"]
@@ -622,12 +622,6 @@ def _label(manifest: dict[str, Any]) -> str:
         "audience. Parameters, statistics and file hashes: `synthetic.json`.\n")
 
 
-def _seed(text: str) -> int:
-    if not text.isdigit():  # numpy's seeds are non-negative integers
-        raise argparse.ArgumentTypeError(f"a seed is a whole number >= 0, got {text!r}")
-    return int(text)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``recsys-generate``: write a synthetic rating set in the raw streaming layout."""
     parser = argparse.ArgumentParser(prog="recsys-generate", description=__doc__.split("\n\n")[0])
@@ -637,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--titles", default=None,
                         help=f"titles (default: source titles x ratings ratio^"
                              f"{TITLE_GROWTH_EXPONENT})")
-    parser.add_argument("--seed", type=_seed, default=DEFAULT_SEED)
+    parser.add_argument("--seed", type=bounded(int, 0), default=DEFAULT_SEED)
     parser.add_argument("--out", type=Path, required=True, help="output folder (the raw layout)")
     parser.add_argument("--source", choices=["processed", "embedded"], default="processed",
                         help="the real data to fit: the processed tables (default) or the "

@@ -45,7 +45,7 @@ import pandas as pd
 
 from recsys_utils.atomic import atomic_write_text
 from recsys_utils.data.tables import RATINGS_FILE, TITLES_FILE
-from recsys_utils.errors import DataError, run_command
+from recsys_utils.errors import DataError, bounded, run_command
 from recsys_utils.lifecycle import retrain, versioning
 from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
 
@@ -259,11 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="pull → validate and append → challenger → decide → push")
     run.add_argument("--new-ratings", type=Path, required=True, metavar="PATH",
                      help="CSV with header userId,rating,timestamp,movieId")
-    run.add_argument("--tolerance", type=float, default=retrain.DEFAULT_TOLERANCE,
+    run.add_argument("--tolerance", type=retrain.TOLERANCE_ARG, default=retrain.DEFAULT_TOLERANCE,
                      help="allowed RMSE increase (default %(default)s)")
-    run.add_argument("--min-holdout", type=int, default=50,
+    run.add_argument("--min-holdout", type=retrain.COUNT_ARG, default=50,
                      help="fewest holdout ratings to judge on (default %(default)s)")
-    run.add_argument("--keep", type=int, default=versioning.DEFAULT_KEEP,
+    run.add_argument("--keep", type=_KEEP, default=versioning.DEFAULT_KEEP,
                      help="non-champion versions kept in the workspace (default %(default)s)")
     pull = sub.add_parser("pull", help="fetch the store and the registry the pointer files name")
     pull.add_argument("--discard", action="store_true",
@@ -273,10 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     remote = sub.add_parser("remote", help="show the remote, or set the team's (commit .dvc/config)")
     remote.add_argument("url", nargs="?", help="gs://bucket/path, s3://bucket/path or a folder")
     prune = sub.add_parser("prune", help="retention: drop old non-champion versions (kept remotely)")
-    prune.add_argument("--keep", type=int, default=versioning.DEFAULT_KEEP)
+    prune.add_argument("--keep", type=_KEEP, default=versioning.DEFAULT_KEEP,
+                       help="non-champion versions kept in the workspace (default %(default)s)")
     restore = sub.add_parser("restore", help="fetch a pruned registry version back from the remote")
     restore.add_argument("version")
     return parser
+
+
+_KEEP = bounded(int, 0)  # 0: keep only the protected versions
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -303,7 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(versioning.set_remote(args.url, paths) if args.url
                   else versioning.ensure_repo(paths, log=lambda _: None))
         elif args.command == "prune":
-            versioning.prune_versions(paths, args.keep)
+            done = versioning.prune_versions(paths, args.keep)
+            if not done.pruned:
+                print(f"nothing pruned: {done.reason}")
         else:
             versioning.restore_version(args.version, paths)
         return 0

@@ -106,7 +106,7 @@ from recsys_utils.data.tables import (
     read_stamp,
     read_table,
 )
-from recsys_utils.errors import DataError, excerpt, run_command
+from recsys_utils.errors import DataError, arg_type, excerpt, run_command
 from recsys_utils.fingerprint import data_fingerprint
 from recsys_utils.lifecycle import registry
 from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
@@ -837,30 +837,15 @@ def _quarter(text: str) -> str:
     return f"{match[1]}Q{match[2]}"
 
 
-def _arg(convert: Callable[[str], Any], ok: Callable[[Any], bool],
-         expected: str) -> Callable[[str], Any]:
-    """An argparse ``type``: ``convert`` the text, refuse it unless ``ok``, so a bad value is
-    a usage error (exit 2) before any file is read."""
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text)
-        except (ValueError, DataError):
-            value = None
-        if value is None or not ok(value):  # NaN fails every comparison: refused too
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {excerpt(text)}")
-        return value
-    return parse
-
-
 # argparse converts a string const too: "" (a bare --hold-back) stays the default share.
-_QUARTER_ARG = _arg(lambda text: text and _quarter(text), lambda _: True,
+_QUARTER_ARG = arg_type(lambda text: text and _quarter(text), lambda _: True,
                     "a quarter such as 2016Q3 (YYYYQ1..YYYYQ4)")
-_FRACTION = _arg(float, lambda v: 0 < v <= 1, "a fraction in (0, 1], e.g. 0.5")
-_DAYS = _arg(float, lambda v: 0 < v < math.inf, "a number of days > 0, e.g. 30")
-_TOLERANCE = _arg(float, lambda v: 0 <= v < math.inf, "a number >= 0, e.g. 0.005")
-_COUNT = _arg(int, lambda v: v >= 1, "a whole number >= 1, e.g. 50")
-_THRESHOLD = _arg(float, lambda v: v >= 0, "a number >= 0 (inf: the signal never fires)")
-_ANY_THRESHOLD = _arg(float, lambda v: not math.isnan(v),
+_FRACTION = arg_type(float, lambda v: 0 < v <= 1, "a fraction in (0, 1], e.g. 0.5")
+_DAYS = arg_type(float, lambda v: 0 < v < math.inf, "a number of days > 0, e.g. 30")
+TOLERANCE_ARG = arg_type(float, lambda v: 0 <= v < math.inf, "a number >= 0, e.g. 0.005")
+COUNT_ARG = arg_type(int, lambda v: v >= 1, "a whole number >= 1, e.g. 50")
+_THRESHOLD = arg_type(float, lambda v: v >= 0, "a number >= 0 (inf: the signal never fires)")
+_ANY_THRESHOLD = arg_type(float, lambda v: not math.isnan(v),
                       "a number, e.g. 0.05 (inf: the signal never fires)")
 
 
@@ -884,16 +869,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "newest 2%%: about three months on the default data) out of the "
                              "store into data/raw/new_ratings_*.csv and register a champion "
                              "trained without them")
-    parser.add_argument("--tolerance", type=_TOLERANCE, default=DEFAULT_TOLERANCE,
+    parser.add_argument("--tolerance", type=TOLERANCE_ARG, default=DEFAULT_TOLERANCE,
                         help="allowed RMSE increase (default %(default)s)")
-    parser.add_argument("--ndcg-tolerance", type=_TOLERANCE, default=None,
+    parser.add_argument("--ndcg-tolerance", type=TOLERANCE_ARG, default=None,
                         help="allowed NDCG@10 decrease (default: --tolerance)")
     split = parser.add_mutually_exclusive_group()
     split.add_argument("--holdout-fraction", type=_FRACTION, default=0.5,
                        help="newest share of the added ratings used to judge (default 0.5)")
     split.add_argument("--holdout-days", type=_DAYS, default=None,
                        help="judge on the added ratings within this many days of the newest")
-    parser.add_argument("--min-holdout", type=_COUNT, default=50,
+    parser.add_argument("--min-holdout", type=COUNT_ARG, default=50,
                         help="fewest holdout ratings to judge on (default %(default)s)")
     policy = parser.add_argument_group(
         "trigger policy", "retrain only when a signal of the new ratings crosses its threshold "

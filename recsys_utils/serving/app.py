@@ -28,7 +28,6 @@ import contextlib
 import errno
 import json
 import logging
-import math
 import multiprocessing
 import os
 import socket
@@ -53,6 +52,7 @@ from recsys_utils.errors import (
     DataError,
     UnknownFilterError,
     UnknownItemError,
+    bounded,
     excerpt,
     run_command,
 )
@@ -384,31 +384,11 @@ def openapi_json(app: FastAPI) -> str:
 # --------------------------------------------------------------------------- CLI
 
 
-def _bounded(kind: type[int] | type[float], low: float,
-             high: float | None = None) -> Callable[[str], Any]:
-    """An argparse ``type``: a finite ``kind`` from ``low`` to ``high``, else a usage error
-    saying what is expected (a bare ``int`` took ``--port 99999`` and ``--workers 0``)."""
-    top = math.inf if high is None else high
-    expected = ("a whole number" if kind is int else "a number") + (
-        f" from {low:g} to {top:g}" if high is not None else f" >= {low:g}")
-
-    def convert(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or not low <= value <= top:
-            raise argparse.ArgumentTypeError(f"{excerpt(text)} is not {expected}")
-        return value
-
-    return convert
-
-
-PORT = _bounded(int, 0, 65535)  # 0: any free port
-COUNT = _bounded(int, 0)  # a capacity; 0 turns the feature off
-WORKERS = _bounded(int, 1)
-SECONDS = _bounded(float, 0)
-BYTES = _bounded(int, 1)
+PORT = bounded(int, 0, 65535)  # 0: any free port
+COUNT = bounded(int, 0)  # a capacity; 0 turns the feature off
+WORKERS = bounded(int, 1)
+SECONDS = bounded(float, 0)
+BYTES = bounded(int, 1)
 
 #: Options an environment variable sets when the command line does not:
 #: ``dest -> (variable, default, type)``.
