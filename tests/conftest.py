@@ -7,6 +7,8 @@ Other test modules may reuse ``tiny_raw_dir`` (a raw folder) and ``processed_tin
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -128,3 +130,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return getattr(module, "__name__", "") not in LONGEST_FIRST
 
     items.sort(key=rest)  # stable: the others keep their order
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A loopback port something is listening on (for the busy-port errors)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])

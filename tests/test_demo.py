@@ -5,8 +5,6 @@ CI installs it with `apt-get install -y chromium`)."""
 from __future__ import annotations
 
 import html
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -229,14 +227,6 @@ def test_demo_cli_bad_port_variable_is_one_line_naming_it(tmp_path: Path,
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "Traceback" not in err
     assert "error: environment variable RECSYS_DEMO_PORT: expected a whole number" in err
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield int(sock.getsockname()[1])
 
 
 def test_demo_cli_busy_port_is_one_line_before_loading(busy_port: int,

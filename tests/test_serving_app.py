@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -129,14 +127,6 @@ def test_a_bad_environment_variable_is_one_line_naming_it(
     if variable != "RECSYS_PORT":
         with pytest.raises(DataError, match=f"environment variable {variable}"):
             create_app(paths=project_paths(tmp_path))
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield int(sock.getsockname()[1])
 
 
 def test_a_busy_port_is_one_line_before_loading(paths: ProjectPaths, busy_port: int,
