@@ -193,21 +193,21 @@ def unread_entries(raw_dir: Path) -> list[str]:
     def shown(p: Path) -> str:
         return p.relative_to(raw_dir).as_posix() + ("/" if p.is_dir() else "")
 
+    read = {*discover_catalogs(raw_dir).values(), *discover_ratings(raw_dir)}
     out = []
     for p in sorted(raw_dir.iterdir()) if raw_dir.is_dir() else []:
         name = p.name.lower()
-        if name.startswith(".") or name == "ratings":
+        if name.startswith(".") or name == "ratings" or p in read:
             continue
         if p.is_dir():
             out.append(f"{shown(p)} (a folder: catalogs are files `<platform>{CATALOG_SUFFIX}` "
                        "and ratings go in `ratings/`)")
-        elif name.endswith(".csv") and not (name.endswith(CATALOG_SUFFIX)
-                                            or name.startswith("new_ratings_")):
+        elif name.endswith(".csv") and not name.startswith("new_ratings_"):
             out.append(f"{shown(p)} (not `<platform>{CATALOG_SUFFIX}`; ratings go in "
                        "`ratings/`)")
     folder = raw_dir / "ratings"
     for p in sorted(folder.iterdir()) if folder.is_dir() else []:
-        if not p.name.startswith(".") and not (p.is_file() and p.suffix.lower() == ".csv"):
+        if not p.name.startswith(".") and p not in read:
             out.append(f"{shown(p)} (only .csv files are read there)")
     return out
 

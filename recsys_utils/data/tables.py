@@ -17,6 +17,7 @@ stamps agree, which is checked without reading the tables
 
 from __future__ import annotations
 
+import errno
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from recsys_utils.atomic import atomic_write
-from recsys_utils.errors import DataError, excerpt
+from recsys_utils.errors import DataError, environment_message, excerpt
 from recsys_utils.fingerprint import data_fingerprint
 from recsys_utils.paths import ProjectPaths, project_paths
 from recsys_utils.schema import (
@@ -53,6 +54,7 @@ __all__ = [
     "check_model_table",
     "check_table",
     "ratings_fingerprint",
+    "json_object_or_problem",
     "read_json_object",
     "read_stamp",
     "read_table",
@@ -110,8 +112,9 @@ def check_model_table(df: pd.DataFrame,
 
 def _damaged(path: Path, exc: Exception, hint: str) -> DataError:
     if isinstance(exc, PermissionError):  # a sound file we may not read: not "rebuild it"
-        return DataError(f"{path}: permission denied (check its permissions; then run the "
-                         "command again)")
+        # pyarrow's error names no file: give it this one, worded as every command words it
+        return DataError(environment_message(PermissionError(errno.EACCES, "Permission denied",
+                                                              str(path))))
     why = str(exc).rsplit(": ", 1)[-1]  # pyarrow's reason, without its copy of the path
     return DataError(f"{path} is not a readable parquet file, truncated or damaged "
                      f"({excerpt(why, 80)}); {hint}")
@@ -198,13 +201,23 @@ def read_json_object(path: Path, hint: str = PIPELINE_HINT) -> dict:
     """A JSON file that must hold an object (a manifest, a record); ``DataError`` otherwise."""
     if not path.is_file():
         raise DataError(f"{path} not found; {hint}")
+    value, problem = json_object_or_problem(path)
+    if value is None:
+        raise DataError(f"{path} {problem}; {hint}")
+    return value
+
+
+def json_object_or_problem(path: Path) -> tuple[dict | None, str | None]:
+    """``(value, None)``, or ``(None, what is wrong)`` when ``path`` holds no JSON object: for
+    a caller that goes over many files and must not stop at a damaged one. An ``OSError``
+    (permissions, ...) is raised: a sound file we may not read is never called damaged."""
     try:
         value = json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path} is not valid JSON ({excerpt(exc, 80)}); {hint}") from exc
+        return None, f"is not valid JSON ({excerpt(exc, 80)})"
     if not isinstance(value, dict):
-        raise DataError(f"{path} holds a JSON {type(value).__name__}, not an object; {hint}")
-    return value
+        return None, f"holds a JSON {type(value).__name__}, not an object"
+    return value, None
 
 
 def ratings_fingerprint(ratings: pd.DataFrame) -> str:

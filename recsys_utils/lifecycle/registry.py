@@ -49,6 +49,7 @@ import pandas as pd
 
 from recsys_utils.atomic import append_line, atomic_rename, atomic_write_text, fsync_dir
 from recsys_utils.data.store import store_lock
+from recsys_utils.data.tables import json_object_or_problem
 from recsys_utils.errors import DataError, excerpt
 from recsys_utils.fingerprint import code_fingerprint
 from recsys_utils.lifecycle.compat import check_libraries
@@ -196,28 +197,13 @@ def _write_pointer(models: Path, version: str, reason: str, earlier: list[str]) 
     append_line(models / HISTORY_FILE, json.dumps(record))
 
 
-def _json_object(path: Path) -> tuple[dict | None, str | None]:
-    """``(value, None)``, or ``(None, what is wrong)`` when ``path`` holds no JSON object.
-
-    Only damage is reported: an ``OSError`` (permissions, ...) is raised, so a sound file
-    we may not read is never called damaged.
-    """
-    try:
-        value = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, f"is not valid JSON ({excerpt(exc, 80)})"
-    if not isinstance(value, dict):
-        return None, f"holds a JSON {type(value).__name__}, not an object"
-    return value, None
-
-
 def _pointer(models: Path) -> tuple[dict | None, str | None]:
     """The champion pointer: ``(record, None)``, ``(None, None)`` when there is none yet, or
     ``(None, what is wrong)`` when it is damaged or names a version that is not registered."""
     path = models / CHAMPION_FILE
     if not _is_file(path):
         return None, None
-    record, problem = _json_object(path)
+    record, problem = json_object_or_problem(path)
     if record is None:
         return None, problem
     version = record.get("version")
@@ -452,7 +438,7 @@ def manifest_or_damage(version: str,
             f"no model version {version!r} in {models} (expected {manifest_path}); "
             f"known versions: {known}"
         )
-    return _json_object(manifest_path)
+    return json_object_or_problem(manifest_path)
 
 
 def list_versions(paths: ProjectPaths | None = None) -> list[str]:

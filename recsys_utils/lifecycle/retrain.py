@@ -839,14 +839,14 @@ def _quarter(text: str) -> str:
 
 # argparse converts a string const too: "" (a bare --hold-back) stays the default share.
 _QUARTER_ARG = arg_type(lambda text: text and _quarter(text), lambda _: True,
-                    "a quarter such as 2016Q3 (YYYYQ1..YYYYQ4)")
+                        "a quarter such as 2016Q3 (YYYYQ1..YYYYQ4)")
 _FRACTION = arg_type(float, lambda v: 0 < v <= 1, "a fraction in (0, 1], e.g. 0.5")
 _DAYS = arg_type(float, lambda v: 0 < v < math.inf, "a number of days > 0, e.g. 30")
 TOLERANCE_ARG = arg_type(float, lambda v: 0 <= v < math.inf, "a number >= 0, e.g. 0.005")
 COUNT_ARG = arg_type(int, lambda v: v >= 1, "a whole number >= 1, e.g. 50")
 _THRESHOLD = arg_type(float, lambda v: v >= 0, "a number >= 0 (inf: the signal never fires)")
 _ANY_THRESHOLD = arg_type(float, lambda v: not math.isnan(v),
-                      "a number, e.g. 0.05 (inf: the signal never fires)")
+                          "a number, e.g. 0.05 (inf: the signal never fires)")
 
 
 def build_parser() -> argparse.ArgumentParser:
