@@ -8,6 +8,8 @@ run to about a second; one test drives the real command with the real Recommende
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -30,6 +32,7 @@ from store_fixtures import FakeRecommender, fake_trainer
 from recsys_utils.data.store import load_store
 from recsys_utils.errors import DataError
 from recsys_utils.lifecycle import ct, registry, versioning
+from recsys_utils.paths import project_paths
 
 pytestmark = needs_dvc
 PARAMS = {"rating_params": {"model": "fake"}, "ranking_params": {}, "seed": 42}
@@ -199,4 +202,138 @@ def test_cli_bad_counts_are_usage_errors_and_prune_says_why_nothing_went(tmp_pat
     paths = init_project(tmp_path / "p")
     monkeypatch.setenv("RECSYS_ROOT", str(paths.root))
     assert ct.main(["prune", "--keep", "0"]) == 0
-    assert capsys.readouterr().out.startswith("nothing pruned: registry not in the remote yet")
+    assert capsys.readouterr().out.startswith("nothing pruned: the registry is not in the remote yet")
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def _tree(root) -> dict[str, bytes]:
+    """Every file under ``root`` with its content, but git's own and DVC's scratch folder
+    (``.dvc/tmp``: locks and state, ignored by the committed ``.dvc/.gitignore``)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and not p.relative_to(root).as_posix().startswith((".git/",
+                                                                               ".dvc/tmp/"))}
+
+
+@pytest.mark.parametrize("argv", [["status"], ["remote"], ["pull"], ["prune"],
+                                  ["restore", "v0001"]])
+def test_outside_a_dvc_project_the_read_commands_say_so_and_change_nothing(
+        tmp_path, capsys, monkeypatch, argv):
+    """`recsys-ct status` used to run `dvc init` in the folder it was given: a read-only
+    command must not, and neither may the ones that only make sense on an existing DVC
+    project. With no project folder at all, one line too, not a traceback."""
+    folder = tmp_path / "not-dvc"
+    folder.mkdir()
+    git(folder, "init", "-q")
+    (folder / "notes.txt").write_text("mine\n")
+    before = _tree(folder)
+    monkeypatch.setenv("RECSYS_ROOT", str(folder))
+    assert ct.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {folder.resolve()} is not a DVC project (no .dvc/ folder): run it "
+                   "from the project's clone (or point $RECSYS_ROOT at it), or `dvc init` "
+                   "first\n")
+    assert not (folder / ".dvc").exists() and _tree(folder) == before
+    assert not (tmp_path / "xdg-cache").exists()  # no default remote folder either
+
+    monkeypatch.setenv("RECSYS_ROOT", str(tmp_path / "nowhere"))
+    assert ct.main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"error: no project folder {tmp_path / 'nowhere'}")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_remote_url_is_the_one_command_besides_run_and_push_that_initialises_and_says_so(
+        tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "clone"
+    folder.mkdir()
+    git(folder, "init", "-q")
+    monkeypatch.setenv("RECSYS_ROOT", str(folder))
+    assert ct.main(["remote", str(tmp_path / "team")]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1] == str((tmp_path / "team").resolve())
+    assert f"initialised DVC in {folder.resolve()} (commit .dvc/ and .dvcignore)" in err
+    assert versioning.configured_remote(project_paths(folder)) == str((tmp_path / "team")
+                                                                     .resolve())
+
+
+def test_status_and_remote_write_nothing_even_with_an_override_remote(tmp_path, capsys,
+                                                                      monkeypatch):
+    """`status` used to write the override to `.dvc/config.local` (the clone's remote from
+    then on), add lines to `.dvcignore` and create the remote folder; it reports against
+    the override remote (which holds nothing yet) and changes nothing."""
+    paths = init_project(tmp_path / "p")
+    titles, _, _ = store_with_new_quarter(paths)
+    _, model_df = load_store(paths)
+    register(paths, FakeRecommender().fit(model_df, titles), PARAMS)
+    versioning.push(paths, remote=str(tmp_path / "remote"), log=_quiet)
+    (paths.root / ".dvc" / "config.local").unlink()
+    commit_all(paths, "pushed")
+    before = _tree(paths.root)
+    monkeypatch.setenv("RECSYS_ROOT", str(paths.root))
+    monkeypatch.setenv(versioning.ENV_REMOTE, str(tmp_path / "elsewhere"))
+
+    assert ct.main(["status"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["remote_url"] == str((tmp_path / "elsewhere").resolve())
+    assert found["workspace"] == {} and found["remote"]  # nothing of it in that remote
+    assert ct.main(["remote"]) == 0
+    assert capsys.readouterr().out == str((tmp_path / "elsewhere").resolve()) + "\n"
+    assert _tree(paths.root) == before and git(paths.root, "status", "--porcelain") == ""
+    assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "xdg-cache").exists()
+
+    monkeypatch.delenv(versioning.ENV_REMOTE)
+    assert ct.main(["status"]) == 0  # the default local remote: absent, so holds nothing
+    assert json.loads(capsys.readouterr().out)["remote"]
+    assert _tree(paths.root) == before and not (tmp_path / "xdg-cache").exists()
+
+
+def test_a_remote_dvc_cannot_use_or_a_broken_config_is_one_line_not_a_traceback(
+        tmp_path, capsys, monkeypatch):
+    paths = init_project(tmp_path / "p")
+    monkeypatch.setenv("RECSYS_ROOT", str(paths.root))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder\n")
+    before = _tree(paths.root)
+
+    assert ct.main(["remote", str(a_file / "sub")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: the DVC remote {a_file / 'sub'} (from the command line) is not a folder: "
+        f"{a_file} is a file")
+    monkeypatch.setenv(versioning.ENV_REMOTE, str(a_file))
+    for argv in (["status"], ["push"], ["pull"], ["run", "--new-ratings", str(a_file)]):
+        assert ct.main(argv) == 2, argv
+        assert capsys.readouterr().err.startswith(
+            f"error: the DVC remote {a_file} (from $RECSYS_DVC_REMOTE) is not a folder"), argv
+    if importlib.util.find_spec("dvc_gs") is None:  # the plugin of the CI workflow's remote
+        monkeypatch.setenv(versioning.ENV_REMOTE, "gs://bucket/dvc")
+        assert ct.main(["status"]) == 2
+        assert "requires 'dvc-gs'" in capsys.readouterr().err
+    monkeypatch.delenv(versioning.ENV_REMOTE)
+    assert _tree(paths.root) == before
+
+    with (paths.root / ".dvc" / "config").open("a") as config:
+        config.write("[[[not ini\n")
+    assert ct.main(["status"]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: cannot read the DVC configuration in {paths.root / '.dvc'}")
+
+
+@pytest.mark.parametrize(("argv", "usage", "message"), [
+    (["--bogus"], "usage: recsys-ct [-h]", "recsys-ct: error: unrecognized arguments: --bogus"),
+    (["--bogus", "--other"], "usage: recsys-ct [-h]",
+     "recsys-ct: error: unrecognized arguments: --bogus --other"),
+    (["status", "--bogus"], "usage: recsys-ct status [-h]",
+     "recsys-ct status: error: unrecognized arguments: --bogus"),
+    (["run", "--new-ratings", "x.csv", "extra"], "usage: recsys-ct run [-h] --new-ratings",
+     "recsys-ct run: error: unrecognized arguments: extra"),
+    (["bogus"], "usage: recsys-ct [-h]", "argument command: invalid choice: 'bogus'"),
+    ([], "usage: recsys-ct [-h]", "the following arguments are required: command"),
+])
+def test_usage_errors_give_the_accurate_reason(argv, usage, message, capsys):
+    """`recsys-ct --bogus` used to say a command was missing, not that --bogus is unknown."""
+    with pytest.raises(SystemExit) as info:
+        ct.main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith(usage) and message in err, err
+    assert "Traceback" not in err

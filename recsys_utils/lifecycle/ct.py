@@ -29,12 +29,19 @@ pointer files and the remote do not change.
 
 Other subcommands: ``pull``, ``push``, ``status``, ``remote [URL]``, ``prune``,
 ``restore VERSION`` (``make pull`` / ``make push``).
+
+Only the commands that create versions or set the remote (``run``, ``push``, ``remote URL``)
+initialise DVC in a git clone without ``.dvc/`` (and say so); ``status``, ``remote``,
+``pull``, ``prune`` and ``restore`` need an existing DVC project and refuse outside one.
+``status`` and ``remote`` (without URL) are read-only: they write nothing, not even the
+clone's remote setting or ``.dvcignore``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -255,7 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Continuous training with DVC: pull the store and the champion, retrain "
                     "with new ratings, push. Remote: $RECSYS_DVC_REMOTE, else the DVC config, "
                     "else ~/.cache/recsys-dvc-remote.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # Not required=True: argparse would then report `recsys-ct --bogus` as a missing
+    # command; parse_args checks both, the unknown option first.
+    sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="pull → validate and append → challenger → decide → push")
     run.add_argument("--new-ratings", type=Path, required=True, metavar="PATH",
                      help="CSV with header userId,rating,timestamp,movieId")
@@ -283,30 +292,71 @@ def build_parser() -> argparse.ArgumentParser:
 _KEEP = bounded(int, 0)  # 0: keep only the protected versions
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, or a usage error (exit 2) giving the accurate reason: an unknown
+    option is named (``recsys-ct --bogus`` used to report a missing command), with the
+    subcommand's usage line when there is a subcommand."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        commands = next(a.choices for a in parser._actions  # the subcommands' parsers
+                        if isinstance(a, argparse._SubParsersAction))
+        commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        parser.error("the following arguments are required: command")
+    return args
+
+
+#: Subcommands that may turn a git clone without ``.dvc/`` into a DVC project (they say
+#: so): they create versions or set the remote. The others need an existing DVC project.
+_MAY_INIT = ("run", "push", "remote URL")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``recsys-ct``; ``DataError`` → ``error: ...`` on stderr, exit 2."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     paths = project_paths()
 
     def body() -> int:
-        if args.command == "run":
+        command = "remote URL" if args.command == "remote" and args.url else args.command
+        if not paths.root.is_dir():
+            raise DataError(f"no project folder {paths.root}: set $RECSYS_ROOT to the "
+                            "project's clone")
+        if command not in _MAY_INIT:
+            versioning.require_project(paths)
+        was_dvc = (paths.root / ".dvc").is_dir()
+        if command in ("run", "pull", "push", "restore"):
+            versioning.check_remote(*versioning.remote_in_use(paths))  # before any DVC call
+        if command == "run":
             run_ct(args.new_ratings, paths=paths, tolerance=args.tolerance, keep=args.keep,
                    min_holdout=args.min_holdout)
-        elif args.command == "pull":
+        elif command == "pull":
             versioning.pull(paths, discard=args.discard)
-        elif args.command == "push":
+        elif command == "push":
             hashes = versioning.push(paths)
             ignores = {versioning.pointer_file(f).parent / ".gitignore"
                        for f in versioning.tracked_paths(paths)}
             print("commit the pointer files: git add " + " ".join(
                 [p for p, h in hashes.items() if h] + [".dvc/config", ".dvcignore"]
                 + sorted(relative_posix(f, paths.root) for f in ignores if f.is_file())))
-        elif args.command == "status":
+        elif command == "status":
             print(json.dumps(versioning.status(paths), indent=2))
-        elif args.command == "remote":
-            print(versioning.set_remote(args.url, paths) if args.url
-                  else versioning.ensure_repo(paths, log=lambda _: None))
-        elif args.command == "prune":
+        elif command == "remote":
+            url, _ = versioning.remote_in_use(paths)
+            print(url if "://" in url else Path(url).expanduser().resolve())
+        elif command == "remote URL":
+            if os.environ.get(versioning.ENV_REMOTE):
+                versioning.check_remote(os.environ[versioning.ENV_REMOTE],
+                                        f"${versioning.ENV_REMOTE}", plugin_needed=False)
+            note = versioning.check_remote(args.url, "the command line", plugin_needed=False)
+            url = versioning.set_remote(args.url, paths)
+            if not was_dvc:
+                print(f"initialised DVC in {paths.root} (commit .dvc/ and .dvcignore)",
+                      file=sys.stderr)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
+            print(url)
+        elif command == "prune":
             done = versioning.prune_versions(paths, args.keep)
             if not done.pruned:
                 print(f"nothing pruned: {done.reason}")

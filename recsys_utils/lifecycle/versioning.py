@@ -73,6 +73,9 @@ __all__ = [
     "pointer_file",
     "default_local_remote",
     "configured_remote",
+    "require_project",
+    "remote_in_use",
+    "check_remote",
     "ensure_repo",
     "set_remote",
     "track",
@@ -117,16 +120,19 @@ _NOT_INSTALLED = ("DVC is not installed: `.venv/bin/pip install -e '.[dvc]'` (ad
 
 
 @contextlib.contextmanager
-def _repo(paths: ProjectPaths, what: str) -> Iterator[Any]:
+def _repo(paths: ProjectPaths, what: str, remote_url: str | None = None) -> Iterator[Any]:
     """DVC's Python API on the project (in-process: a subprocess per call costs a second);
-    any DVC failure becomes a ``DataError`` naming the operation."""
+    any DVC failure becomes a ``DataError`` naming the operation. ``remote_url``: the
+    default remote for this call only, in memory (nothing written to the configuration)."""
     try:
         from dvc.exceptions import DvcException
         from dvc.repo import Repo
     except ImportError as exc:
         raise DataError(_NOT_INSTALLED) from exc
+    config = ({"core": {"remote": REMOTE_NAME}, "remote": {REMOTE_NAME: {"url": remote_url}}}
+              if remote_url else None)
     try:
-        with Repo(str(paths.root)) as repo:
+        with Repo(str(paths.root), config=config) as repo:
             yield repo
     except DvcException as exc:
         raise DataError(f"`dvc {what}` failed in {paths.root}: "
@@ -150,6 +156,68 @@ def configured_remote(paths: ProjectPaths) -> str | None:
     config = Config(dvc_dir=str(paths.root / ".dvc"))
     name = config["core"].get("remote")
     return config["remote"].get(name, {}).get("url") if name else None
+
+
+def require_project(paths: ProjectPaths) -> None:
+    """Commands that only read or fetch need an existing DVC project: they never create one
+    (only ``run``, ``push`` and ``remote URL`` may, through :func:`ensure_repo`)."""
+    if not (paths.root / ".dvc").is_dir():
+        raise DataError(f"{paths.root} is not a DVC project (no .dvc/ folder): run it from the "
+                        "project's clone (or point $RECSYS_ROOT at it), or `dvc init` first")
+    _require_git(paths)
+
+
+def remote_in_use(paths: ProjectPaths, remote: str | None = None) -> tuple[str, str]:
+    """``(url, where it comes from)``: the remote a command uses, in :func:`ensure_repo`'s
+    order (``remote``, ``$RECSYS_DVC_REMOTE``, the DVC configuration, the local default),
+    found without writing anything."""
+    if remote:
+        return remote, "the remote argument"
+    if os.environ.get(ENV_REMOTE):
+        return os.environ[ENV_REMOTE], f"${ENV_REMOTE}"
+    try:
+        from dvc.exceptions import DvcException
+    except ImportError as exc:
+        raise DataError(_NOT_INSTALLED) from exc
+    try:
+        configured = configured_remote(paths)
+    except DvcException as exc:  # a malformed .dvc/config
+        raise DataError(f"cannot read the DVC configuration in {paths.root / '.dvc'}: "
+                        + " ".join(str(exc).split())) from exc
+    if configured:
+        return configured, "the DVC configuration"
+    return str(default_local_remote()), "the default local remote"
+
+
+def check_remote(url: str, origin: str, *, plugin_needed: bool = True) -> str | None:
+    """Refuse a remote DVC cannot use, in one line instead of a traceback deep in DVC: a
+    local path that is (or lies under) a file, or a cloud URL whose DVC plugin is missing.
+    A missing plugin returns the message instead when ``plugin_needed`` is false."""
+    if "://" not in url:
+        folder = Path(url).expanduser()
+        for part in (folder, *folder.parents):
+            if part.exists():
+                if not part.is_dir():
+                    raise DataError(f"the DVC remote {url} (from {origin}) is not a folder: "
+                                    f"{part} is a file; choose a folder (`recsys-ct remote "
+                                    f"PATH`, ${ENV_REMOTE})")
+                break
+        return None
+    scheme = url.split("://", 1)[0].lower()
+    try:
+        from dvc_objects.fs import registry as filesystems
+    except ImportError:
+        return None  # DVC itself is missing: the command says so
+    try:
+        filesystems[scheme]
+    except ImportError as exc:
+        extra = (f"`.venv/bin/pip install -e '.[dvc-{scheme}]'`" if scheme in ("gs", "s3")
+                 else f"`.venv/bin/pip install dvc-{scheme}`")
+        message = f"the DVC remote {url} (from {origin}): {exc}: {extra}"
+        if plugin_needed:
+            raise DataError(message) from exc
+        return message
+    return None
 
 
 def _write_remote(paths: ProjectPaths, url: str, level: str) -> None:
@@ -346,15 +414,22 @@ def status(paths: ProjectPaths | None = None, remote: str | None = None) -> dict
     """What differs: ``workspace`` (folders vs pointers) and ``remote`` (cache vs remote).
 
     Both are DVC's status (empty dict = in sync); ``remote_url`` and ``pointers``
-    (the hashes) say which remote and which versions.
+    (the hashes) say which remote and which versions. Read-only: no ``dvc init`` (outside
+    a DVC project it is a ``DataError``), no remote written to the configuration, no
+    ``.dvcignore`` edit, no remote folder created (a remote that does not exist yet holds
+    nothing: everything is new there).
     """
     paths = paths or project_paths()
-    url = ensure_repo(paths, remote, log=lambda _: None)
+    require_project(paths)
+    url, origin = remote_in_use(paths, remote)
+    check_remote(url, origin)
+    if "://" not in url:
+        url = str(Path(url).expanduser().resolve())
     hashes = pointer_hashes(paths)
     found: dict[str, Any] = {"remote_url": url, "pointers": hashes, "workspace": {},
                              "remote": {}}
     if _tracked(hashes):
-        with _repo(paths, "status") as repo:
+        with _repo(paths, "status", remote_url=url) as repo:
             targets = _absolute(paths, _tracked(hashes))
             found["workspace"] = repo.status(targets)
             found["remote"] = repo.status(targets, cloud=True)
@@ -402,7 +477,7 @@ def prune_versions(paths: ProjectPaths | None = None, keep: int = DEFAULT_KEEP,
                                             .relative_to(paths.root).as_posix()]
     if pushed_hash is None:
         return PruneResult([], registry.list_versions(paths),
-                           "registry not in the remote yet: nothing pruned")
+                           "the registry is not in the remote yet")
     in_remote = set(_versions_in(paths, pushed_hash))
     with store_lock(paths):  # no rollback or retrain moves the pointer meanwhile
         protected = _protected(paths)
