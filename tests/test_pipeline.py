@@ -171,6 +171,37 @@ def test_cli_unknown_parameter_exits_2_without_traceback(project, monkeypatch, c
     assert not (project / "outputs/notebooks/01_make.ipynb").exists()  # nothing ran
 
 
+def test_cli_refuses_a_bad_value_before_any_notebook_runs(project, monkeypatch, capsys):
+    """A value its rule refuses (recsys_utils.run.parameter_rules) is exit 2, one line, and
+    nothing runs, not even the notebooks before the one that declares it."""
+    write_notebook(project / "notebooks/03_fit.ipynb", "n_folds = 5\nseed = 1",
+                   "print(n_folds, seed)")
+    monkeypatch.setenv("RECSYS_ROOT", str(project))
+    for args, message in (
+        (["--set", "n_folds=-1"], "--set n_folds: 03_fit's n_folds must be an integer >= 2, got -1"),
+        (["--set", "03.n_folds=1"], "--set 03.n_folds: 03_fit's n_folds must be an integer >= 2, "
+                                    "got 1"),
+        (["--set", "seed=-3", "--list"], "--set seed: 01_make's seed must be an integer in "
+                                         "[0, 4294967295], got -3"),
+    ):
+        assert pipeline.main(args) == 2
+        captured = capsys.readouterr()
+        assert captured.err == f"error: {message}\n"
+        assert "running" not in captured.out and "pipeline:" not in captured.out
+    params = project / "params.yaml"
+    params.write_text("03_fit:\n  n_folds: 0\n", encoding="utf-8")
+    assert pipeline.main(["--params", str(params)]) == 2
+    assert capsys.readouterr().err == (f"error: {params} [03_fit]: 03_fit's n_folds must be an "
+                                       "integer >= 2, got 0\n")
+    # no notebook ran: no executed copy, no state file, not 01's output either
+    assert not (project / "outputs/notebooks").exists()
+    assert not (project / "data/processed").exists()
+    # the same values, valid, do run
+    assert pipeline.main(["--set", "n_folds=2", "--set", "seed=0"]) == 0
+    assert (project / "outputs/notebooks" / pipeline.STATE_FILE).is_file()
+    assert (project / "outputs/notebooks/03_fit.ipynb").is_file()
+
+
 def test_cli_missing_params_file_exits_2(project, monkeypatch, capsys):
     monkeypatch.setenv("RECSYS_ROOT", str(project))
     assert pipeline.main(["--params", str(project / "nope.yaml")]) == 2

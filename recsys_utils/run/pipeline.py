@@ -10,7 +10,11 @@ What it does, in order:
 3. checks every name against what the notebooks *declare* in their
    ``parameters`` cell (``papermill.inspect_notebook``): a name no notebook
    declares is an error (a typo must not silently run the defaults), and each
-   notebook receives only the names it declares;
+   notebook receives only the names it declares; and checks every value, against
+   the declared type and against its rule in
+   :mod:`recsys_utils.run.parameter_rules` (``n_folds`` an integer >= 2,
+   ``holdout_fraction`` in (0, 1), ``source`` one of the sources, ...), so a bad
+   value stops the run, naming where it came from, before any notebook runs;
 4. runs each selected notebook into ``outputs/notebooks/`` (inside the book
    root), printing one progress line per notebook, and stops at the first
    failure naming the notebook, the cell and the exception; papermill keeps
@@ -47,6 +51,7 @@ from recsys_utils.atomic import atomic_write_text
 from recsys_utils.errors import DataError, run_command
 from recsys_utils.fingerprint import code_fingerprint
 from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
+from recsys_utils.run.parameter_rules import rule_for, value_problem
 
 __all__ = [
     "STATE_FILE",
@@ -354,6 +359,20 @@ def _check_type(step: Step, param: DeclaredParam, value: Any, origin: str) -> No
         )
 
 
+def _check_value(step: Step, param: DeclaredParam, value: Any, origin: str) -> None:
+    """The type check, then the value's rule (``parameter_rules``): refused before anything runs.
+
+    ``None`` skips the type check where the rule allows it: the notebook documents what
+    ``None`` means (``slow_folds``: all folds) even when its default is a number.
+    """
+    rule = rule_for(step.name, param.name)
+    if not (value is None and rule is not None and rule.none):
+        _check_type(step, param, value, origin)
+    problem = value_problem(step.name, param.name, value)
+    if problem:
+        raise ParameterError(f"{origin}: {problem}")
+
+
 def resolve_parameters(
     steps: Sequence[Step],
     params: ParamsFile,
@@ -363,7 +382,9 @@ def resolve_parameters(
 
     Precedence (later wins): notebook default < ``common`` < the notebook's section
     < ``--set name=value`` < ``--set notebook.name=value``. A name that no notebook
-    declares, or a section name that is no notebook, is a :class:`ParameterError`.
+    declares, a section name that is no notebook, a value of the wrong type or one that
+    breaks its rule (:data:`recsys_utils.run.parameter_rules.RULES`) is a
+    :class:`ParameterError`, raised before anything runs.
     """
     origin_file = str(params.path) if params.path else "parameters"
     effective: dict[str, dict[str, Any]] = {s.name: {} for s in steps}
@@ -395,7 +416,7 @@ def resolve_parameters(
                 f"Declared names: {', '.join(known) or '(none)'}"
             )
         for step in receivers:
-            _check_type(step, step.declared[name], value, origin)
+            _check_value(step, step.declared[name], value, origin)
             effective[step.name][name] = value
     return effective
 
