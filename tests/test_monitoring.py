@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -386,6 +387,16 @@ def test_a_start_period_in_another_unit_starts_where_it_begins():
     assert result.start_period == str(pd.Period("2004-08-01", freq="W"))
     with pytest.raises(DataError, match="'the 3rd week' is not a calendar period"):
         mon.monitor_timeline(ratings, start_period="the 3rd week")
+
+
+def test_a_bare_year_as_an_int_is_that_year_not_a_period_number():
+    """``--set start_period=2005`` reaches the step as the int 2005 (YAML): pandas would read
+    it as period number 2005 (a deprecation warning, then another date altogether)."""
+    ratings = rating_history("2003-01-01", "2006-12-31", n_users=20, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = mon.monitor_timeline(ratings, period="Q", start_period=2005)
+    assert result.start_period == "2005Q1"
 
 
 def test_one_replayed_period_has_no_gain_share_instead_of_dividing_by_zero():

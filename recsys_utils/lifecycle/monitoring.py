@@ -203,7 +203,10 @@ def derived_start_period(periods: pd.Series, period: str = "Q") -> pd.Period:
 
 def _as_period(start: str | pd.Period, period: str) -> pd.Period:
     """``start`` as a ``period``; a start in another unit (``2005Q1`` with weeks) becomes
-    the ``period`` holding its first day."""
+    the ``period`` holding its first day. A bare year (``2005``, an int once YAML has read
+    ``--set start_period=2005``) is that year, not pandas' period number 2005."""
+    if isinstance(start, int) and not isinstance(start, bool):
+        start = str(start)
     try:
         return pd.Period(start, freq=period)
     except (ValueError, TypeError):
