@@ -268,3 +268,14 @@ def test_an_s3_remote_round_trip(project, s3_endpoint):
     versioning.pull(paths, log=lambda _: None)
     assert _recommendations(paths) == before
     assert versioning.status(paths)["remote"] == {}
+
+
+def test_a_push_with_nothing_to_track_leaves_no_dvc_project_behind(tmp_path, no_env_remote):
+    """It used to run `dvc init` (and set the clone's remote) before finding nothing to push."""
+    folder = tmp_path / "clone"
+    folder.mkdir()
+    git(folder, "init", "-q")
+    with pytest.raises(DataError, match="nothing to track"):
+        versioning.push(project_paths(folder), log=lambda _: None)
+    assert sorted(p.name for p in folder.iterdir()) == [".git"]
+    assert not (tmp_path / "xdg-cache").exists()

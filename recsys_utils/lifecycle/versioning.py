@@ -328,12 +328,12 @@ def track(paths: ProjectPaths | None = None, remote: str | None = None,
     Unchanged folders keep their pointer as it was (DVC re-hashes from its state cache).
     """
     paths = paths or project_paths()
-    ensure_repo(paths, remote, log)
     present = [f.relative_to(paths.root).as_posix() for f in tracked_paths(paths)
                if f.is_dir() and any(f.iterdir())]
-    if not present:
+    if not present:  # checked first: a failed push leaves no new .dvc/ behind
         raise DataError(f"nothing to track: {paths.processed} and {paths.models} are empty; "
                         "run `make pipeline` first")
+    ensure_repo(paths, remote, log)
     with _repo(paths, "add " + " ".join(present)) as repo:
         repo.add(_absolute(paths, present))
     return pointer_hashes(paths)
