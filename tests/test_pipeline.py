@@ -288,7 +288,9 @@ def test_list_runs_nothing(project: Path, capsys):
     assert run(project, list_only=True, overrides=["seed=2"]) == []
     out = capsys.readouterr().out
     assert "01_make" in out and "would run (no successful run recorded)" in out
-    assert "seed: int = 2" in out and "ks: list = [5, 10]  (notebook default)" in out
+    assert "ks: list = [5, 10]  (notebook default)" in out
+    # what each value accepts, from the rules the run checks
+    assert "seed: int = 2  [an integer in [0, 4294967295]]" in out
     assert not (project / "outputs/notebooks/01_make.ipynb").exists()
 
 

@@ -747,7 +747,9 @@ def run_pipeline(
                 value = effective[step.name].get(name, decl.default_value())
                 src = "" if name in effective[step.name] else "  (notebook default)"
                 kind = decl.type_name if decl.type_name != "None" else "any"
-                _out(f"      {name}: {kind} = {value!r}{src}")
+                rule = rule_for(step.name, name)
+                accepts = f"  [{rule.describe()}]" if rule is not None else ""
+                _out(f"      {name}: {kind} = {value!r}{accepts}{src}")
         return results
 
     out_dir.mkdir(parents=True, exist_ok=True)
