@@ -47,7 +47,10 @@ test 0.1409 blended. Trending popularity (each title's ratings in the 30, 90, 36
 days before the user's last training rating, z-scored): alone at best test 0.0742, blended
 into the registered z-scores (weights 0.1-0.7) never above it on either split. The tuned
 rivals (item-kNN, implicit ALS, binary EASE) blended into its z-scores (weights 0.2-1):
-validation never above it, test at most 0.1436.
+validation never above it, test at most 0.1436. The rating model's predicted ratings
+(baseline, or baseline + SVD), z-scored, added (weights 0.1-0.5) or re-ranking the ranker's
+top 30 / 100: never above it (alone 0.014-0.036: a predicted score says little about
+what a user rates next).
 The last line printed says how much of the test is within reach of any re-ranker.
 
 Every variant is scored on ``03_modeling``'s validation split and on ``04_evaluation``'s
