@@ -643,3 +643,23 @@ def test_hold_back_refuses_a_bad_quarter(scenario):
     paths, _, _, _ = scenario
     with pytest.raises(DataError, match="'2016Q9' is not a quarter"):
         retrain.hold_back(paths, quarter="2016Q9", trainer=fake_trainer())
+
+
+def test_a_spark_batch_champion_keeps_the_new_ratings_and_says_how_06_refits_it(scenario):
+    """It used to refuse the whole batch (nothing appended) with "no params ... re-run make
+    pipeline"; now the ratings are kept and the record names the command that refits."""
+    paths, csv, n_old, n_new = scenario
+    _, model_df = load_store(paths)
+    lists = registry.register_model({"top_n": "stored lists"}, params={"engine": "spark", "k": 10},
+                                    metrics={"ndcg": 0.1}, paths=paths, promote=True,
+                                    data_fingerprint=data_fingerprint(model_df),
+                                    extra={"engine": "spark", "kind": registry.BATCH_KIND})
+    record, out = _run(paths, csv)
+    assert record["decision"] == "kept champion (Spark batch version)"
+    assert record["status"] == "done" and record["champion_after"] == lists
+    assert "recsys-pipeline --only 06" in record["reasons"][0]
+    assert registry.list_versions(paths) == ["v0001", lists]  # nothing trained
+    assert len(load_store(paths)[0]) == n_old + n_new  # ... but the ratings are kept
+    assert (paths.root / record["store"]["history_file"]).is_file()
+    with pytest.raises(DataError, match=r"v0002 is a Spark batch version .*--only 06"):
+        retrain.hold_back(paths, days=30, log=lambda _: None)

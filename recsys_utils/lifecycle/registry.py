@@ -39,7 +39,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -75,6 +75,8 @@ __all__ = [
     "remove_version",
     "pointer_problem",
     "manifest_or_damage",
+    "BATCH_KIND",
+    "is_batch_manifest",
 ]
 
 MODEL_FILE = "model.pkl"
@@ -84,6 +86,14 @@ HISTORY_FILE = "champion_history.jsonl"
 _PIPELINE_HINT = "run `make pipeline` (03_modeling registers the first model)"
 _VERSION_NAME = re.compile(r"v\d{4,}")
 STAGING_PREFIX = ".staging-"
+#: ``manifest["kind"]`` of a Spark batch version (``scale_out.batch.register_batch``): stored
+#: lists, which 06_scale_out refits; retraining cannot.
+BATCH_KIND = "batch_top_n"
+
+
+def is_batch_manifest(manifest: Mapping[str, Any]) -> bool:
+    """Whether a registry manifest is a Spark batch version."""
+    return manifest.get("kind") == BATCH_KIND
 
 
 # --------------------------------------------------------------------------- helpers

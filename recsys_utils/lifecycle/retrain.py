@@ -20,7 +20,9 @@
    ``outputs/reports/monitoring.json``, else ``monitoring.DEFAULT_THRESHOLDS``). When no
    signal crosses its threshold the new ratings are appended (and kept in the history)
    and no challenger is trained: decision ``kept champion (policy: no retrain)``.
-   ``--force`` retrains regardless.
+   ``--force`` retrains regardless. A Spark batch champion (``06_scale_out``'s stored lists)
+   has no parameters to retrain with: its new ratings are appended, decision ``kept
+   champion (Spark batch version)``, and the record says how ``06`` refits it.
 3. **Holdout** (the protocol): the newest ``holdout_fraction`` (default 50%) of the
    ratings this run adds, by timestamp (or, with ``holdout_days``, those within that many
    days of the newest one). These ratings were in no model's training data — every model
@@ -338,7 +340,16 @@ def default_trainer(model_df: pd.DataFrame, titles: pd.DataFrame, params: dict) 
     return rec
 
 
+#: How a Spark batch champion takes new ratings: 06 refits it, a retrain here cannot.
+SPARK_REFRESH = ("refit its lists on the updated store with `recsys-pipeline --only 06` (it "
+                 "registers a new version), then promote that version with "
+                 "`recsys-retrain --rollback VERSION`")
+
+
 def _check_params(manifest: dict) -> dict:
+    if registry.is_batch_manifest(manifest):
+        raise DataError(f"the champion {manifest.get('version')} is a Spark batch version "
+                        f"(06_scale_out), which is not retrained here: {SPARK_REFRESH}")
     params = manifest.get("params") or {}
     missing = [k for k in ("rating_params", "ranking_params") if k not in params]
     if missing:
@@ -586,7 +597,8 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
     with store_lock(paths):  # held to the end: nobody moves the pointer while we judge
         recover(paths, log)  # may move the pointer: load the champion after it
         champion_model, champion_manifest = registry.load_champion(paths)
-        params = _check_params(champion_manifest)
+        spark_champion = registry.is_batch_manifest(champion_manifest)
+        params = None if spark_champion else _check_params(champion_manifest)
         record["champion_before"] = champion_manifest["version"]
         store_ratings, store_model = load_store(paths)
         keys_now = rating_keys(store_ratings)
@@ -606,6 +618,13 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
 
         # The rows as the history file will hold them (the rebuild's source and lines).
         fresh = as_history_rows(fresh, history_file(paths, stamp, ACCEPTED), paths)
+        if spark_champion:  # its lists cannot be refit here, but no accepted rating is lost
+            record.update(decision="kept champion (Spark batch version)", status="pending",
+                          reasons=[f"the champion {champion_manifest['version']} is a Spark "
+                                   f"batch version (06_scale_out): ratings appended, no "
+                                   f"challenger trained; {SPARK_REFRESH}"],
+                          champion_after=champion_manifest["version"])
+            return _commit(paths, record, store_ratings, fresh, None, None, log)
         fresh_model = _model_view(fresh)
         policy = _batch_policy(paths, champion_model, champion_manifest["version"],
                                store_model, fresh_model, thresholds)

@@ -23,7 +23,12 @@ import numpy as np
 import pandas as pd
 
 from recsys_utils.fingerprint import data_fingerprint
-from recsys_utils.lifecycle.registry import find_version, register_model, sha256_file
+from recsys_utils.lifecycle.registry import (
+    BATCH_KIND,
+    find_version,
+    register_model,
+    sha256_file,
+)
 from recsys_utils.paths import ProjectPaths
 from recsys_utils.ranking.catalog import (
     Catalog,
@@ -33,11 +38,8 @@ from recsys_utils.ranking.catalog import (
 )
 from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, Recommendations
 
-__all__ = ["BatchOutput", "BatchRecommendations", "BatchRecommender", "is_batch_manifest",
+__all__ = ["BatchOutput", "BatchRecommendations", "BatchRecommender",
            "register_batch", "save_batch"]
-
-#: The manifest's ``kind`` of a version ``register_batch`` wrote.
-BATCH_KIND = "batch_top_n"
 
 
 @dataclass
@@ -118,11 +120,6 @@ def register_batch(batch: BatchOutput, train_model: pd.DataFrame, *, params: dic
                           notes="Spark ALS batch top-N lists (06_scale_out)",
                           extra={"engine": "spark", "kind": BATCH_KIND,
                                  "batch_files": batch.checksums(paths.root)})
-
-
-def is_batch_manifest(manifest: dict) -> bool:
-    """Whether a registry manifest is a Spark batch version (``register_batch``)."""
-    return manifest.get("kind") == BATCH_KIND
 
 
 class _Lists:

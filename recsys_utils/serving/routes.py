@@ -42,6 +42,7 @@ from starlette.exceptions import HTTPException
 
 from recsys_utils import __version__
 from recsys_utils.errors import UnknownItemError, excerpt
+from recsys_utils.lifecycle import registry
 from recsys_utils.serving.schemas import (
     INT32_MAX,
     MAX_BODY_BYTES,
@@ -205,9 +206,7 @@ async def version(state: State) -> VersionOut:
 
 def model_kind(manifest: Mapping[str, Any]) -> str:
     """``spark_batch`` for a Spark batch version (``scale_out.batch``), else ``recommender``."""
-    from recsys_utils.scale_out.batch import is_batch_manifest
-
-    return "spark_batch" if is_batch_manifest(manifest) else "recommender"
+    return "spark_batch" if registry.is_batch_manifest(manifest) else "recommender"
 
 
 def version_out(manifest: Mapping[str, Any]) -> VersionOut:
