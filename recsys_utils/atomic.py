@@ -38,6 +38,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
+    "temp_folder",
     "durable_point",
     "durable_writes",
     "fsync_dir",
@@ -89,6 +90,32 @@ def fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (``os.umask``
+    sets it, which would race with other threads)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _usual_mode(path: Path, folder: bool = False) -> None:
+    """Give a ``mkstemp`` / ``mkdtemp`` path the mode ``open`` / ``mkdir`` would have: they
+    create 0600 / 0700, so a service reading the artifacts as another user (the API, a
+    teammate on a shared volume) would be refused what a plain write lets it read."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
+def temp_folder(parent: Path, prefix: str) -> Path:
+    """A new folder in ``parent`` to fill and then publish with :func:`atomic_rename`."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    _usual_mode(folder, folder=True)
+    return folder
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Write ``path`` atomically: ``write(tmp)`` fills a temp file, which then replaces ``path``.
 
@@ -101,6 +128,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        _usual_mode(tmp)
         write(tmp)
         with open(tmp, "rb+") as fh:  # the writer may have closed its handle without fsync
             os.fsync(fh.fileno())

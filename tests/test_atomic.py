@@ -71,3 +71,30 @@ def test_the_fault_hook_kills_the_process_at_the_kth_write(tmp_path, k):
     assert len(list(tmp_path.glob(f".f{k}.*.tmp"))) == 1  # complete, never published
     assert [line.split("\t")[0] for line in log.read_text().splitlines()] == [
         str(i) for i in range(1, k + 1)]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask 022", "umask 077"])
+def test_written_files_and_version_folders_get_the_mode_a_plain_write_gives(tmp_path, umask):
+    """mkstemp / mkdtemp create 0600 / 0700: every table, record and registry version was
+    unreadable to another user (the API's service account, a teammate on a shared volume)."""
+    import pandas as pd
+
+    from recsys_utils.lifecycle import registry
+    from recsys_utils.paths import project_paths
+
+    old = os.umask(umask)
+    try:
+        table = atomic.atomic_write(tmp_path / "t.parquet",
+                                    lambda tmp: pd.DataFrame({"a": [1]}).to_parquet(tmp))
+        text = atomic.atomic_write_text(tmp_path / "r.json", "{}")
+        paths = project_paths(tmp_path / "project")
+        version = registry.register_model({"a": 1}, params={}, metrics={}, paths=paths,
+                                          data_fingerprint="x", promote=True)
+    finally:
+        os.umask(old)
+    folder = paths.models / version
+    files = [table, text, folder / registry.MANIFEST_FILE, folder / registry.MODEL_FILE,
+             paths.models / registry.CHAMPION_FILE]
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {
+        f.name: oct(0o666 & ~umask) for f in files}
+    assert oct(folder.stat().st_mode & 0o777) == oct(0o777 & ~umask)

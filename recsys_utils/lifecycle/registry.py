@@ -38,7 +38,6 @@ import platform
 import re
 import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
@@ -47,7 +46,13 @@ from typing import Any
 
 import pandas as pd
 
-from recsys_utils.atomic import append_line, atomic_rename, atomic_write_text, fsync_dir
+from recsys_utils.atomic import (
+    append_line,
+    atomic_rename,
+    atomic_write_text,
+    fsync_dir,
+    temp_folder,
+)
 from recsys_utils.data.store import store_lock
 from recsys_utils.data.tables import json_object_or_problem
 from recsys_utils.errors import DataError, excerpt
@@ -378,7 +383,7 @@ def _register(model: object, *, params: dict, metrics: dict, data_fingerprint: s
               paths: ProjectPaths | None, promote: bool, notes: str, extra: dict | None) -> str:
     models = _paths(paths).models
     models.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=models))
+    staging = temp_folder(models, STAGING_PREFIX)
     try:
         model_path = staging / MODEL_FILE
         with open(model_path, "wb") as fh:

@@ -58,7 +58,7 @@ from typing import Any
 
 import yaml
 
-from recsys_utils.atomic import append_line, atomic_write_text
+from recsys_utils.atomic import append_line, atomic_write_text, temp_folder
 from recsys_utils.data.store import store_lock
 from recsys_utils.errors import DataError
 from recsys_utils.lifecycle import registry
@@ -541,7 +541,7 @@ def restore_version(version: str, paths: ProjectPaths | None = None,
             shutil.rmtree(tmp)
             with _repo(paths, "pull (restore)") as repo:
                 repo.pull([str(pointer)], force=True)
-            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=paths.models))
+            staging = temp_folder(paths.models, registry.STAGING_PREFIX)
             shutil.copytree(Path(tmp) / version, staging, dirs_exist_ok=True)
             os.rename(staging, paths.models / version)
         finally:
