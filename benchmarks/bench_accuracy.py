@@ -42,13 +42,13 @@ TARGET_RMSE = 0.855
 def final_rating_params() -> tuple[dict[str, Any], str]:
     """The champion's rating parameters, else the defaults."""
     try:
-        from recsys_utils.lifecycle.registry import champion_version, read_manifest
+        from recsys_utils.lifecycle.registry import load_evaluated
 
-        version = champion_version()
-        if version is not None:
-            params = read_manifest(version)["params"].get("rating_params")
+        found = load_evaluated()  # a Spark batch champion: the recommender before it
+        if found is not None:
+            params = found[1]["params"].get("rating_params")
             if params:
-                return params, f"champion {version}"
+                return params, f"registered version {found[1]['version']}"
     except (DataError, ImportError, KeyError, OSError):
         pass
     return DEFAULT_RATING_PARAMS, "blend.DEFAULT_RATING_PARAMS (no champion)"

@@ -214,13 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_registered() -> dict[str, Any]:
-    """Every ranking parameter the champion serves against its manifest's validation record."""
-    from recsys_utils.lifecycle.registry import champion_version, load_champion
+    """Every ranking parameter the champion serves against its manifest's validation record
+    (a Spark batch champion: the recommender 04 evaluates instead)."""
+    from recsys_utils.lifecycle.registry import load_evaluated
 
-    if champion_version() is None:
-        print("traceability: no champion registered (run `make pipeline`)")
+    found = load_evaluated()
+    if found is None:
+        print("traceability: no recommender registered (run `make pipeline`)")
         return {"champion": None}
-    model, manifest = load_champion()
+    model, manifest = found
     record = manifest["params"].get("tuning", {}).get("ranking", {})
     served = dict(model.ranking_params)
     chosen = record.get("chosen", {})

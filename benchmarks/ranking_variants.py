@@ -74,7 +74,7 @@ from _common import load_tables
 from scipy.optimize import minimize
 
 from recsys_utils.errors import DataError
-from recsys_utils.lifecycle.registry import load_champion
+from recsys_utils.lifecycle.registry import load_evaluated
 from recsys_utils.ranking.catalog import top_positions
 from recsys_utils.ranking.evaluation import (
     Split,
@@ -326,9 +326,10 @@ def _row(name: str, split: str, per: np.ndarray, base: np.ndarray) -> dict[str, 
 
 
 def load_champion_or_none() -> tuple[Any, dict] | None:
-    """The registered champion, or None (the configuration is then tuned afresh)."""
+    """What 04 evaluates (the champion, or the recommender behind a Spark champion), or
+    None (the configuration is then tuned afresh)."""
     try:
-        return load_champion()
+        return load_evaluated()
     except DataError:
         return None
 

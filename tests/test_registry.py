@@ -354,3 +354,34 @@ def test_an_unreadable_registry_file_is_not_called_damaged(paths, monkeypatch):
         registry.champion_version(paths)
     monkeypatch.undo()
     assert registry.champion_version(paths) == v1
+
+
+def _register_lists(paths, promote=True):
+    """A Spark batch version as ``scale_out.batch.register_batch`` records it."""
+    return registry.register_model({"top_n": "lists"}, params={"engine": "spark"}, metrics={},
+                                   data_fingerprint="fp", paths=paths, promote=promote,
+                                   extra={"engine": "spark", "kind": registry.BATCH_KIND})
+
+
+def test_load_evaluated_is_the_champion_or_the_recommender_behind_a_spark_champion(paths):
+    """04 used to read a Spark champion's manifest as a recommender's: no ranking parameters,
+    so it evaluated the code's defaults and labelled them "registered champion"."""
+    assert registry.load_evaluated(paths) is None  # nothing registered
+    first = _register(paths, 1)
+    model, manifest = registry.load_evaluated(paths)
+    assert model == {"payload": 1} and manifest["version"] == first
+    assert "stand_in_for" not in manifest
+    second = _register(paths, 2)
+    spark = _register_lists(paths)
+    model, manifest = registry.load_evaluated(paths)
+    assert model == {"payload": 2} and manifest["version"] == second  # the one it replaced
+    assert manifest["stand_in_for"] == spark
+    assert "stand_in_for" not in registry.read_manifest(second, paths)  # a copy, not saved
+    registry.rollback(first, paths)
+    assert registry.load_evaluated(paths)[1]["version"] == first
+
+
+def test_a_spark_champion_with_no_recommender_before_it_evaluates_none(tmp_path):
+    paths = project_paths(tmp_path)
+    _register_lists(paths)
+    assert registry.load_evaluated(paths) is None

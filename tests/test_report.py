@@ -197,6 +197,12 @@ def test_the_registered_champion_is_what_is_served(ratings: pd.DataFrame):
     served, source = served_recommender(ratings, synthetic_titles(),
                                         (champion, {"version": "v0007"}))
     assert served is champion and source == "registered champion v0007"
+    # standing in for a Spark batch champion (registry.load_evaluated): said so
+    served, source = served_recommender(ratings, synthetic_titles(),
+                                        (champion, {"version": "v0007", "stand_in_for": "v0009"}))
+    assert served is champion and source == (
+        "registered recommender v0007 (the champion v0009 is a Spark batch version, "
+        "evaluated by 06_scale_out)")
     # a registered object that is not a Recommender cannot answer: one is trained here
     trained, source = served_recommender(ratings, synthetic_titles(), (object(), {}), seed=0)
     assert trained is not champion and source.startswith("trained in this notebook")

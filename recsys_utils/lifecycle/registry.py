@@ -66,6 +66,7 @@ __all__ = [
     "CHAMPION_FILE",
     "register_model",
     "load_champion",
+    "load_evaluated",
     "load_version",
     "champion_version",
     "list_versions",
@@ -633,6 +634,29 @@ def load_champion(paths: ProjectPaths | None = None) -> tuple[object, dict]:
             or a checksum mismatch.
     """
     return load_version(_champion_or_raise(paths), paths)
+
+
+def load_evaluated(paths: ProjectPaths | None = None) -> tuple[object, dict] | None:
+    """What ``04_evaluation`` evaluates: the champion (``load_champion``), or ``None`` when
+    none is registered yet.
+
+    A Spark batch champion holds stored lists, evaluated by ``06_scale_out``, not a
+    configuration to retrain per split: then the recommender champion it replaced (the
+    newest non-batch version of the pointer's walk-back list), its manifest a copy with
+    ``stand_in_for`` naming the Spark champion; ``None`` when there was none.
+    """
+    if not champion_version(paths):
+        return None
+    model, manifest = load_champion(paths)
+    if not is_batch_manifest(manifest):
+        return model, manifest
+    record, _ = _pointer(_paths(paths).models)
+    for version in reversed(_earlier(record)):
+        if version in list_versions(paths) and not is_batch_manifest(read_manifest(version,
+                                                                                 paths)):
+            model, found = load_version(version, paths)
+            return model, {**found, "stand_in_for": manifest["version"]}
+    return None
 
 
 def promote(version: str, paths: ProjectPaths | None = None, reason: str = "promoted",

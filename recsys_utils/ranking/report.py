@@ -60,6 +60,7 @@ __all__ = [
     "evaluate_recommender",
     "evaluation_splits",
     "registered_configuration",
+    "registered_label",
     "median_activity_user",
     "served_recommender",
     "served_sample",
@@ -146,11 +147,22 @@ def registered_configuration(champion: tuple[Any, Mapping[str, Any]] | None,
         params = manifest.get("params", {})
         ranking = Recommender(ranking_params=params.get("ranking_params")).ranking_params
         record = params.get("tuning", {}).get("ranking", {"tuned": False})
-        return ranking, record, f"registered champion {manifest.get('version', '?')}"
+        return ranking, record, registered_label(manifest)
     choice = tune_ranking(model_df, titles, grid, holdout_fraction=holdout_fraction,
                           holdout_n=holdout_n, min_coverage_ratio=min_coverage_ratio, seed=seed)
     return (choice.best_params, choice.record(),
-            "chosen here on validation data (no champion registered)")
+            "chosen here on validation data (no recommender registered)")
+
+
+def registered_label(manifest: Mapping[str, Any]) -> str:
+    """Which registered version is evaluated: the champion, or the recommender standing in
+    for a Spark batch champion (``registry.load_evaluated``)."""
+    version = manifest.get("version", "?")
+    spark = manifest.get("stand_in_for")
+    if spark is None:
+        return f"registered champion {version}"
+    return (f"registered recommender {version} (the champion {spark} is a Spark batch "
+            "version, evaluated by 06_scale_out)")
 
 
 # =========================================================================== the served model
@@ -167,9 +179,9 @@ def served_recommender(model_df: pd.DataFrame, titles: pd.DataFrame,
     later stage (``lifecycle``) than ranking."""
     model, manifest = champion if champion is not None else (None, {})
     if isinstance(model, Recommender):
-        return model, f"registered champion {manifest.get('version', '?')}"
+        return model, registered_label(manifest)
     rec = Recommender(rating_params, ranking_params, seed=seed).fit(model_df, titles)
-    return rec, "trained in this notebook (no champion registered)"
+    return rec, "trained in this notebook (no recommender registered)"
 
 
 def median_activity_user(model_df: pd.DataFrame) -> int:
