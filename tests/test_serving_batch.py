@@ -172,6 +172,14 @@ def test_new_user_ratings_get_the_cold_start_list_without_the_rated_titles(serve
                       json={"ratings": [{"title_id": t, "score": 4.0} for t in rated]}).json()
     assert got["cold_start"] and got["n_ratings"] == 2
     assert [i["id"] for i in got["items"]] == [i["id"] for i in everyone["items"][2:]]
+    # the demo says why, instead of asking to rate a title (it told so to one who had)
+    from recsys_utils.serving.demo import new_user_recommendations
+
+    table, status = new_user_recommendations(load_state(served["paths"]),
+                                             dict.fromkeys(rated, 4.0), None, None, 5)
+    assert list(table["id"]) == [i["id"] for i in everyone["items"][2:]]
+    assert status.startswith(f"The served model (Spark batch lists, {served['version']}) cannot "
+                             "use new ratings") and "without the 2 you rated" in status
 
 
 def test_similar_titles_from_the_stored_table(served) -> None:

@@ -29,6 +29,7 @@ from recsys_utils.errors import (
     run_command,
 )
 from recsys_utils.explore import analytics
+from recsys_utils.lifecycle import registry
 from recsys_utils.paths import project_paths
 from recsys_utils.serving.app import PORT, check_port, fill_from_environment
 from recsys_utils.serving.schemas import NewUserRatingsIn, RatingIn, RecommendedTitle
@@ -202,7 +203,11 @@ def new_user_recommendations(state: ServingState, ratings: dict[str, float],
         return _empty_recs(), f"**{exc.errors()[0]['msg']}**"
     except (UnknownFilterError, UnknownItemError, RatingsError) as exc:
         return _empty_recs(), f"**{exc}**"
-    if recs.cold_start:
+    if recs.cold_start and registry.is_batch_manifest(state.manifest):  # nothing to fold into
+        status = (f"The served model (Spark batch lists, {recs.model_version}) cannot use "
+                  f"new ratings: the **cold-start** list (popular, well-rated titles) "
+                  f"without the {recs.n_ratings} you rated.")
+    elif recs.cold_start:
         status = ("Rate at least one title to get recommendations of your own; meanwhile, "
                   "the **cold-start** list (popular, well-rated titles).")
     else:
