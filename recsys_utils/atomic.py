@@ -105,8 +105,11 @@ def _umask() -> int:
 def _usual_mode(path: Path, folder: bool = False) -> None:
     """Give a ``mkstemp`` / ``mkdtemp`` path the mode ``open`` / ``mkdir`` would have: they
     create 0600 / 0700, so a service reading the artifacts as another user (the API, a
-    teammate on a shared volume) would be refused what a plain write lets it read."""
-    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+    teammate on a shared volume) would be refused what a plain write lets it read.
+    Best effort: a filesystem that refuses ``chmod`` (some network or FAT mounts) keeps
+    its own modes, and the write goes on."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
 
 
 def temp_folder(parent: Path, prefix: str) -> Path:

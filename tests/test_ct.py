@@ -272,6 +272,7 @@ def test_status_and_remote_write_nothing_even_with_an_override_remote(tmp_path, 
     before = _tree(paths.root)
     monkeypatch.setenv("RECSYS_ROOT", str(paths.root))
     monkeypatch.setenv(versioning.ENV_REMOTE, str(tmp_path / "elsewhere"))
+    capsys.readouterr()  # DVC's own hints from the push ("To track the changes with git")
 
     assert ct.main(["status"]) == 0
     found = json.loads(capsys.readouterr().out)

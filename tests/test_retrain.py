@@ -661,5 +661,7 @@ def test_a_spark_batch_champion_keeps_the_new_ratings_and_says_how_06_refits_it(
     assert registry.list_versions(paths) == ["v0001", lists]  # nothing trained
     assert len(load_store(paths)[0]) == n_old + n_new  # ... but the ratings are kept
     assert (paths.root / record["store"]["history_file"]).is_file()
-    with pytest.raises(DataError, match=r"v0002 is a Spark batch version .*--only 06"):
+    assert "--force / --retune: ignored" in out
+    with pytest.raises(DataError, match=r"v0002 is a Spark batch version .*roll back to a "
+                                        r"recommender version first"):
         retrain.hold_back(paths, days=30, log=lambda _: None)

@@ -180,6 +180,8 @@ def test_new_user_ratings_get_the_cold_start_list_without_the_rated_titles(serve
     assert list(table["id"]) == [i["id"] for i in everyone["items"][2:]]
     assert status.startswith(f"The served model (Spark batch lists, {served['version']}) cannot "
                              "use new ratings") and "without the 2 you rated" in status
+    _, status = new_user_recommendations(load_state(served["paths"]), {}, None, None, 5)
+    assert status.startswith("Rate at least one title")  # nothing rated: nothing to explain
 
 
 def test_similar_titles_from_the_stored_table(served) -> None:

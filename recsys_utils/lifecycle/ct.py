@@ -1,7 +1,7 @@
 """Continuous training as one local command: pull, retrain, push (``recsys-ct``, ``make ct``).
 
 ``recsys-ct run --new-ratings PATH`` (``make ct NEW=PATH``) does what the weekly
-workflow (``.github/workflows/ct.yml``) does, so the workflow's logic is testable here:
+workflow (``.github/workflows/retrain.yml``) does, so the workflow's logic is testable here:
 
 1. **pull** the ratings store, its history and the registry named by the committed pointer
    files (``data/processed.dvc``, ``data/history.dvc``, ``outputs/models.dvc``) from the DVC
@@ -33,8 +33,9 @@ Other subcommands: ``pull``, ``push``, ``status``, ``remote [URL]``, ``prune``,
 Only the commands that create versions or set the remote (``run``, ``push``, ``remote URL``)
 initialise DVC in a git clone without ``.dvc/`` (and say so); ``status``, ``remote``,
 ``pull``, ``prune`` and ``restore`` need an existing DVC project and refuse outside one.
-``status`` and ``remote`` (without URL) are read-only: they write nothing, not even the
-clone's remote setting or ``.dvcignore``.
+``status`` and ``remote`` (without URL) only read: no configuration (not even the clone's
+remote setting), no ``.dvcignore`` line, no remote folder (DVC's own scratch ``.dvc/tmp``
+aside).
 """
 
 from __future__ import annotations

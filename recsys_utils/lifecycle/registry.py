@@ -647,13 +647,14 @@ def load_evaluated(paths: ProjectPaths | None = None) -> tuple[object, dict] | N
     """
     if not champion_version(paths):
         return None
-    model, manifest = load_champion(paths)
+    manifest = champion_manifest(paths)  # the kind first: a Spark version's lists are big
     if not is_batch_manifest(manifest):
-        return model, manifest
+        return load_champion(paths)
     record, _ = _pointer(_paths(paths).models)
+    registered = set(list_versions(paths))
     for version in reversed(_earlier(record)):
-        if version in list_versions(paths) and not is_batch_manifest(read_manifest(version,
-                                                                                 paths)):
+        earlier = manifest_or_damage(version, paths)[0] if version in registered else None
+        if earlier is not None and not is_batch_manifest(earlier):  # damaged: skipped
             model, found = load_version(version, paths)
             return model, {**found, "stand_in_for": manifest["version"]}
     return None

@@ -346,10 +346,10 @@ SPARK_REFRESH = ("refit its lists on the updated store with `recsys-pipeline --o
                  "`recsys-retrain --rollback VERSION`")
 
 
-def _check_params(manifest: dict) -> dict:
+def _check_params(manifest: dict, hint: str = SPARK_REFRESH) -> dict:
     if registry.is_batch_manifest(manifest):
         raise DataError(f"the champion {manifest.get('version')} is a Spark batch version "
-                        f"(06_scale_out), which is not retrained here: {SPARK_REFRESH}")
+                        f"(06_scale_out), which is not retrained here: {hint}")
     params = manifest.get("params") or {}
     missing = [k for k in ("rating_params", "ranking_params") if k not in params]
     if missing:
@@ -619,6 +619,8 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
         # The rows as the history file will hold them (the rebuild's source and lines).
         fresh = as_history_rows(fresh, history_file(paths, stamp, ACCEPTED), paths)
         if spark_champion:  # its lists cannot be refit here, but no accepted rating is lost
+            if force or retune:
+                log("--force / --retune: ignored, a Spark batch champion is refit by 06")
             record.update(decision="kept champion (Spark batch version)", status="pending",
                           reasons=[f"the champion {champion_manifest['version']} is a Spark "
                                    f"batch version (06_scale_out): ratings appended, no "
@@ -809,7 +811,9 @@ def hold_back(paths: ProjectPaths | None = None, quarter: str | None = None,
         }
         version = None
         if retrain_champion:
-            params = _check_params(registry.champion_manifest(paths))
+            params = _check_params(registry.champion_manifest(paths), hint=(
+                "roll back to a recommender version first (`recsys-retrain --rollback "
+                "VERSION`, `--list` names them), then hold back"))
             model_df = derive_model(remaining)
             model = (trainer or default_trainer)(model_df, _titles(paths), params)
             version = registry.register_model(

@@ -203,7 +203,7 @@ def new_user_recommendations(state: ServingState, ratings: dict[str, float],
         return _empty_recs(), f"**{exc.errors()[0]['msg']}**"
     except (UnknownFilterError, UnknownItemError, RatingsError) as exc:
         return _empty_recs(), f"**{exc}**"
-    if recs.cold_start and registry.is_batch_manifest(state.manifest):  # nothing to fold into
+    if recs.cold_start and recs.n_ratings and registry.is_batch_manifest(state.manifest):
         status = (f"The served model (Spark batch lists, {recs.model_version}) cannot use "
                   f"new ratings: the **cold-start** list (popular, well-rated titles) "
                   f"without the {recs.n_ratings} you rated.")
