@@ -343,8 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command == "status":
             print(json.dumps(versioning.status(paths), indent=2))
         elif command == "remote":
-            url, _ = versioning.remote_in_use(paths)
-            print(url if "://" in url else Path(url).expanduser().resolve())
+            print(versioning.absolute_url(versioning.remote_in_use(paths)[0]))
         elif command == "remote URL":
             if os.environ.get(versioning.ENV_REMOTE):
                 versioning.check_remote(os.environ[versioning.ENV_REMOTE],

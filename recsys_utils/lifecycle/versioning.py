@@ -76,6 +76,7 @@ __all__ = [
     "require_project",
     "remote_in_use",
     "check_remote",
+    "absolute_url",
     "ensure_repo",
     "set_remote",
     "track",
@@ -269,13 +270,17 @@ def _ensure_dvcignore(paths: ProjectPaths) -> None:
                           + "\n")
 
 
+def absolute_url(url: str) -> str:
+    """Cloud URLs as given; a local folder made absolute (not created)."""
+    return url if "://" in url else str(Path(url).expanduser().resolve())
+
+
 def _normalise(url: str) -> str:
-    """Cloud URLs as given; a local folder made absolute (and created: DVC expects it)."""
-    if "://" in url:
-        return url
-    folder = Path(url).expanduser().resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    return str(folder)
+    """:func:`absolute_url`, a local folder created too (DVC expects it)."""
+    url = absolute_url(url)
+    if "://" not in url:
+        Path(url).mkdir(parents=True, exist_ok=True)
+    return url
 
 
 def set_remote(url: str, paths: ProjectPaths | None = None) -> str:
@@ -423,8 +428,7 @@ def status(paths: ProjectPaths | None = None, remote: str | None = None) -> dict
     require_project(paths)
     url, origin = remote_in_use(paths, remote)
     check_remote(url, origin)
-    if "://" not in url:
-        url = str(Path(url).expanduser().resolve())
+    url = absolute_url(url)
     hashes = pointer_hashes(paths)
     found: dict[str, Any] = {"remote_url": url, "pointers": hashes, "workspace": {},
                              "remote": {}}
