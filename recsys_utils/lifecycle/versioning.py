@@ -46,9 +46,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -120,6 +122,15 @@ _NOT_INSTALLED = ("DVC is not installed: `.venv/bin/pip install -e '.[dvc]'` (ad
                   "or dvc-s3 extra for a cloud remote)")
 
 
+def _dvc_logs_to_current_streams() -> None:
+    """DVC binds its console log handlers to ``sys.stdout``/``sys.stderr`` when it is
+    imported; a notebook kernel or a captured test may have replaced (and closed) those
+    since, and DVC then raises on its next hint. Point them at the streams of now."""
+    for handler in logging.getLogger("dvc").handlers:
+        if isinstance(handler, logging.StreamHandler):  # not setStream: it flushes the old one
+            handler.stream = sys.stderr if handler.level >= logging.WARNING else sys.stdout
+
+
 @contextlib.contextmanager
 def _repo(paths: ProjectPaths, what: str, remote_url: str | None = None) -> Iterator[Any]:
     """DVC's Python API on the project (in-process: a subprocess per call costs a second);
@@ -130,6 +141,7 @@ def _repo(paths: ProjectPaths, what: str, remote_url: str | None = None) -> Iter
         from dvc.repo import Repo
     except ImportError as exc:
         raise DataError(_NOT_INSTALLED) from exc
+    _dvc_logs_to_current_streams()
     config = ({"core": {"remote": REMOTE_NAME}, "remote": {REMOTE_NAME: {"url": remote_url}}}
               if remote_url else None)
     try:
@@ -243,6 +255,7 @@ def ensure_repo(paths: ProjectPaths | None = None, remote: str | None = None,
             from dvc.repo import Repo
         except ImportError as exc:
             raise DataError(_NOT_INSTALLED) from exc
+        _dvc_logs_to_current_streams()
         Repo.init(str(paths.root)).close()
         log(f"initialised DVC in {paths.root} (commit .dvc/ and .dvcignore)")
     _ensure_dvcignore(paths)
