@@ -68,7 +68,8 @@ BAD = [
                          "'baseline', got 'svd'"),
     ("replay_model=surprise", "05_monitoring's replay_model must be one of 'baseline', "
                               "'surprise-baseline', 'svd', got 'surprise'"),
-    ("n_jobs=0", "03_modeling's n_jobs must be an integer >= 1, got 0"),
+    ("n_jobs=0", "03_modeling's n_jobs must be an integer >= 1 or -1, got 0"),
+    ("n_jobs=-2", "03_modeling's n_jobs must be an integer >= 1 or -1, got -2"),
     ("seed=-3", f"01_cleaning's seed must be {SEED_RULE}, got -3"),
     ("seed=4294967296", f"01_cleaning's seed must be {SEED_RULE}, got 4294967296"),
     ("top_n=0", "02_eda's top_n must be an integer >= 1, got 0"),
@@ -159,7 +160,7 @@ def test_a_good_override_of_a_bad_file_value_does_not_save_it(steps, tmp_path):
 # --------------------------------------------------------------------------- accepted
 
 GOOD = [
-    "n_folds=2", "tune_folds=2", "k=1", "top_n=1", "max_points=1", "n_jobs=1", "seed=0",
+    "n_folds=2", "tune_folds=2", "k=1", "top_n=1", "max_points=1", "n_jobs=1", "n_jobs=-1", "seed=0",
     "seed=4294967295", "holdout_fraction=0.001", "holdout_fraction=0.999", "time_quantile=0.5",
     "blend_holdout=1e-3", "psi_eps=1e-9", "tuning_grid=full", "source=movielens",
     "source=streaming", "period=null", "period=W", "period=D", "period=Y", "rating_model=default",

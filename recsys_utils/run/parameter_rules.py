@@ -63,7 +63,8 @@ def _num(x: float) -> str:
 class Number(Rule):
     """A number (``integer``: an int, never a bool) from ``low`` to ``high``; an ``*_open``
     bound is excluded. NaN is always refused, an infinity unless ``infinite`` (a swept
-    threshold of ``inf`` switches its signal off)."""
+    threshold of ``inf`` switches its signal off). ``also``: values accepted outside the
+    bounds (``n_jobs=-1``, joblib's "every core")."""
 
     low: float | None = None
     high: float | None = None
@@ -71,6 +72,7 @@ class Number(Rule):
     high_open: bool = False
     integer: bool = False
     infinite: bool = False
+    also: tuple[int, ...] = ()
 
     def _describe(self) -> str:
         finite = (not self.integer and not self.infinite
@@ -86,13 +88,15 @@ class Number(Rule):
             kind += f" {'<' if self.high_open else '<='} {_num(high)}"
         if self.infinite:
             kind += " (inf allowed)"
-        return kind
+        return kind + "".join(f" or {_num(x)}" for x in self.also)
 
     def _problem(self, value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return ""
         if self.integer and not isinstance(value, int):
             return ""
+        if value in self.also:
+            return None
         if isinstance(value, float) and (math.isnan(value)
                                          or (math.isinf(value) and not self.infinite)):
             return ""
@@ -203,7 +207,7 @@ RULES: dict[str, Rule] = {
     "blend_alpha": Number(low=0),  # a ridge penalty
     "ranking_holdout_fraction": _FRACTION,
     "precompute_depth": _COUNT_OR_NONE,
-    "n_jobs": _COUNT,  # processes
+    "n_jobs": Number(low=1, integer=True, also=(-1,)),  # processes; -1: every core (joblib)
     # 04_evaluation (k, holdout_fraction and rating_model also 06_scale_out)
     "k": _COUNT,
     "time_quantile": _FRACTION,
