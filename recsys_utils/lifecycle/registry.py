@@ -326,13 +326,16 @@ def recover_registry(paths: ProjectPaths | None = None) -> list[str]:
         done.append(f"logged the pointer change to {pointer['version']}")
     # A version registered to be promoted that the pointer never named: the crash came
     # between the rename and the pointer; finish the registration. A damaged manifest
-    # (never a crash's doing: it is written before the rename) is left to the commands
-    # that need that version.
+    # (never a crash's doing: it is written before the rename) or one we may not read is
+    # left to the commands that need that version: recovery runs before every command.
     ever = {r.get("version") for r in _history(models)}
     for version in list_versions(paths):
         if version in ever:
             continue
-        manifest, _ = manifest_or_damage(version, paths)
+        try:
+            manifest, _ = manifest_or_damage(version, paths)
+        except OSError:
+            continue
         if manifest is not None and manifest.get("promote_on_register"):
             _promote(version, paths, reason="registered (recovered)", expected=None)
             done.append(f"promoted {version} (its registration was cut short)")
