@@ -120,6 +120,15 @@ def test_same_seed_same_metrics_and_seed_matters(ratings, titles):
     pd.testing.assert_frame_equal(t1[["algorithm", "rmse", "mae"]], t2[["algorithm", "rmse", "mae"]])
 
 
+def test_the_largest_seed_the_parameters_accept_runs_every_fold(ratings):
+    """Fold k draws with ``seed + k``: at numpy's largest seed that passed its range and
+    03_modeling failed on its second fold."""
+    largest = 2**32 - 1
+    table = compare_algorithms(ratings, ["NormalPredictor", "BaselineOnly"], n_folds=3,
+                               seed=largest)
+    assert table["rmse"].notna().all() and len(table) == 2
+
+
 def test_per_component_scores_equal_standalone_components(ratings, titles):
     comps = {"baseline": {"bsl_options": {"method": "als", "reg_i": 3, "reg_u": 3}},
              "svd": {"n_factors": 3, "n_epochs": 10}, "content": {}}
