@@ -321,3 +321,44 @@ def test_recency_weights_a_users_latest_ratings_without_a_refit(ratings: pd.Data
     full = plain._X[u].toarray().ravel()
     assert row[last] == pytest.approx(full[last])
     assert abs(row[first]) < abs(full[first])
+
+
+def test_one_users_selection_equals_the_full_partition_ties_and_filters_included():
+    """``top_valid`` picks one request's list among a few candidates bounded from a sample of
+    the catalog; it must pick exactly what ranking every title would: the same titles in the
+    same order, ties to the lower position, never a filtered-out or ``-inf`` title."""
+    from recsys_utils.ranking.catalog import top_positions, top_valid
+
+    def full(scores, valid, n):
+        pos, vals = top_positions(np.where(valid, scores, -np.inf)[None, :], n)
+        return pos[0][np.isfinite(vals[0])]
+
+    rng = np.random.default_rng(3)
+    for trial in range(3000):
+        size = int(rng.integers(1, 4000 if trial % 3 == 0 else 300))
+        scores = (rng.integers(0, 4, size).astype(float) if trial % 2  # many ties
+                  else rng.normal(size=size))
+        scores[rng.random(size) < rng.random()] = -np.inf
+        valid = rng.random(size) < rng.random()
+        n = int(rng.integers(-1, 150))
+        assert np.array_equal(top_valid(scores, valid, n), full(scores, valid, n)), trial
+
+
+def test_ease_scores_renumbered_columns_equal_scipy_column_indexing():
+    """The ranker's fast column restriction gives the same product to the bit."""
+    import scipy.sparse as sp
+
+    from recsys_utils.ranking.rankers import EaseRanker
+
+    rng = np.random.default_rng(4)
+    x = sp.random(40, 120, density=0.1, random_state=5, format="csr", dtype=np.float64)
+    x.data = rng.choice([-1.0, -0.2, 0.4, 1.0], size=x.nnz)
+    ranker = EaseRanker(l2=10, min_item_ratings=3, max_ease_items=60).fit(
+        x, np.diff(x.tocsc().indptr))
+    assert 0 < ranker.cols.size < x.shape[1]  # some titles outside EASE
+    for rows in (x, x[7], x[3:9], x[[5, 1]]):
+        expected = rows[:, ranker.cols].astype(np.float32) @ ranker.B
+        assert np.array_equal(ranker._on_cols(rows) @ ranker.B, expected)
+    clone = pickle.loads(pickle.dumps(ranker))
+    assert "_col_of" not in clone.__dict__  # derived, never pickled
+    assert np.array_equal(clone.scores(x), ranker.scores(x))
