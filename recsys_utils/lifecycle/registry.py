@@ -648,12 +648,12 @@ def load_evaluated(paths: ProjectPaths | None = None) -> tuple[object, dict] | N
     newest non-batch version of the pointer's walk-back list), its manifest a copy with
     ``stand_in_for`` naming the Spark champion; ``None`` when there was none.
     """
-    if not champion_version(paths):
+    record = _read_pointer(_paths(paths).models)  # once: what is checked is what is loaded
+    if record is None:
         return None
-    manifest = champion_manifest(paths)  # the kind first: a Spark version's lists are big
+    manifest = read_manifest(record["version"], paths)  # the kind first: Spark lists are big
     if not is_batch_manifest(manifest):
-        return load_champion(paths)
-    record, _ = _pointer(_paths(paths).models)
+        return load_version(record["version"], paths)
     registered = set(list_versions(paths))
     for version in reversed(_earlier(record)):
         earlier = manifest_or_damage(version, paths)[0] if version in registered else None
