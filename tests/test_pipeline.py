@@ -275,6 +275,17 @@ def test_only_from_and_force_select_steps(project: Path):
             run(project, only=only, start=start)
 
 
+def test_skip_leaves_steps_out_and_the_rest_still_run_only_if_changed(project: Path):
+    assert [(r.name, r.status) for r in run(project, skip=["02"])] == [("01_make", "ran")]
+    assert not (project / "outputs/notebooks/02_use.ipynb").exists()
+    assert statuses(run(project)) == ["skipped", "ran"]  # 02 never ran; 01 is unchanged
+    assert statuses(run(project, skip=["use"])) == ["skipped"]
+    with pytest.raises(ParameterError, match="leaves no notebook to run"):
+        run(project, skip=["01,02"])
+    with pytest.raises(ParameterError, match="unknown notebook '7'"):
+        run(project, skip=["7"])
+
+
 def test_cli_params_file_not_utf8_exits_2(project, monkeypatch, capsys):
     monkeypatch.setenv("RECSYS_ROOT", str(project))
     latin1 = project / "latin1.yaml"

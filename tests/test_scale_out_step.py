@@ -1,4 +1,9 @@
-"""The scale-out step end to end on the fixture project: what it registers is servable.
+"""The scale-out notebook end to end on the fixture project: what it registers is servable.
+
+``make test`` executes 01-05 on the embedded data and re-checks them under nbval; the
+``06_scale_out`` notebook itself is executed here, by the pipeline runner (papermill), on
+the small fixture project with a one-point ALS grid. The fixed cost is Spark's start-up,
+so the fixture checks the notebook as well as the full data would, in half the time.
 
 ``run_scale_out`` starts and stops its own Spark session, so it runs in a module of its
 own (the session of ``test_scale_out``'s module fixture would be stopped under it).
@@ -6,34 +11,59 @@ own (the session of ``test_scale_out``'s module fixture would be stopped under i
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from serving_fixture import serving_project
-from spark_fixtures import LOCAL, require_spark
+from spark_fixtures import require_spark
 
 from recsys_utils.lifecycle import registry
-from recsys_utils.paths import project_paths
+from recsys_utils.paths import PROJECT_ROOT, project_paths
+from recsys_utils.run.pipeline import run_pipeline
+
+SMALL_GRID = ["spark_master=local[2]", "shuffle_partitions=2", "als_ranks=[4]",
+              "als_regs=[0.1]", "als_alphas=[2.0]", "als_max_iter=5"]
+
+
+def printed_numbers(notebook: Path) -> dict[str, str]:
+    """The ``scale_<name>: <value>`` lines of the executed notebook's key-results cell."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    text = "".join("".join(out.get("text", "")) for cell in cells
+                   for out in cell.get("outputs", []) if out.get("name") == "stdout")
+    return dict(line.split(": ", 1) for line in text.splitlines() if line.startswith("scale_"))
 
 
 @pytest.mark.spark
-def test_the_registered_batch_lists_hold_no_title_the_user_rated(
-        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_the_notebook_registers_batch_lists_holding_no_title_the_user_rated(
+        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The lists are evaluated on a holdout, but the registered ones come from the same
     configuration refitted on every rating: a served list never holds a held-out title."""
     require_spark()
-    from recsys_utils.scale_out.step import run_scale_out
+    root = tmp_path / "project"
+    shutil.copytree(serving_project(tmp_path_factory).root, root)
+    shutil.copytree(PROJECT_ROOT / "notebooks", root / "notebooks")
+    monkeypatch.setenv("RECSYS_ROOT", str(root))  # the notebook's kernel works here
+    paths = project_paths(root)
+    champion = registry.champion_version(paths)
 
-    shutil.copytree(serving_project(tmp_path_factory).root, tmp_path / "project")
-    paths = project_paths(tmp_path / "project")
-    result = run_scale_out(LOCAL, k=10, ranks=(4,), regs=(0.1,), alphas=(2.0,), max_iter=5,
-                           paths=paths, verbose=False)
-    assert result.ran and result.version is not None
-    batch, manifest = registry.load_version(result.version, paths)
+    results = run_pipeline(paths=paths, params_file=PROJECT_ROOT / "notebooks" / "params.yaml",
+                           overrides=SMALL_GRID, only=["06"])
+    assert [r.status for r in results] == ["ran"], results
+    numbers = printed_numbers(paths.executed_notebooks / "06_scale_out.ipynb")
+    assert numbers["scale_status"] == "ran on local[2]", numbers
+    assert numbers["scale_cleaning_identical"] == "True"  # Spark's tables == data/processed
+    assert numbers["scale_metrics_match"] == "True"  # Spark's metrics == ranking.metrics
+
+    batches = [v for v in registry.list_versions(paths)
+               if registry.is_batch_manifest(registry.read_manifest(v, paths))]
+    assert len(batches) == 1
+    batch, manifest = registry.load_version(batches[0], paths)
     assert manifest["kind"] == "batch_top_n"
-    assert registry.champion_version(paths) != result.version  # registered, not promoted
+    assert registry.champion_version(paths) == champion  # registered, not promoted
 
     model = pd.read_parquet(paths.processed / "model.parquet")
     rated = model.assign(item=model["item"].astype(str)).groupby("user")["item"].agg(set)

@@ -697,6 +697,7 @@ def run_pipeline(
     overrides: Sequence[str] = (),
     only: Sequence[str] = (),
     start: str | None = None,
+    skip: Sequence[str] = (),
     force: bool = False,
     list_only: bool = False,
     log_output: bool = False,
@@ -704,7 +705,8 @@ def run_pipeline(
     """Run (or list) the pipeline; raises ParameterError for usage errors, StepFailed on failure.
 
     Steps named by ``only`` or from ``start`` on always run; without them, a step
-    runs only when its fingerprint changed (or with ``force``).
+    runs only when its fingerprint changed (or with ``force``). Steps named by ``skip``
+    are left out and do not change how the others are chosen.
     """
     paths = paths or project_paths()
     root = paths.root
@@ -727,6 +729,13 @@ def run_pipeline(
         raise ParameterError(f"the selection (--only {','.join(only) or '(empty)'}"
                              f"{f' --from {start}' if start else ''}) names no notebook to "
                              f"run; see the notebooks with --list")
+    if skip:
+        left_out = {_match_step(steps, t).name for tok in skip for t in tok.split(",")
+                    if t.strip()}
+        selected = [s for s in selected if s.name not in left_out]
+        if not selected:
+            raise ParameterError(f"--skip {','.join(skip)} leaves no notebook to run; "
+                                 f"see the notebooks with --list")
 
     out_dir = paths.executed_notebooks
     state_path = out_dir / STATE_FILE
@@ -816,7 +825,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  recsys-pipeline --params notebooks/params.yaml\n"
         "  recsys-pipeline --set seed=7 --set 03_modeling.n_folds=3\n"
         "  recsys-pipeline --set raw_dir=../shared/data/catalogs --set source=linked\n"
-        "  recsys-pipeline --from 03 | --only 02_eda,04 | --list | --force",
+        "  recsys-pipeline --from 03 | --only 02_eda,04 | --skip 06 | --list | --force",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -834,6 +843,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--from", dest="start", metavar="NOTEBOOK",
                         help="run this notebook and every later one")
+    parser.add_argument("--skip", action="append", default=[], metavar="NOTEBOOK",
+                        help="leave these notebooks out (comma-separated or repeated)")
     parser.add_argument("--force", action="store_true", help="run even unchanged notebooks")
     parser.add_argument("--list", dest="list_only", action="store_true",
                         help="show the notebooks, their parameters and what would run; run nothing")
@@ -855,7 +866,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> None:
         run_pipeline(paths=paths, params_file=params_file, overrides=args.overrides,
-                     only=args.only, start=args.start, force=args.force,
+                     only=args.only, start=args.start, skip=args.skip, force=args.force,
                      list_only=args.list_only, log_output=args.log_output)
 
     return run_command(body, exit_codes={StepFailed: 1})
