@@ -132,6 +132,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=rest)  # stable: the others keep their order
 
 
+@pytest.fixture(autouse=True)
+def _not_this_project(tmp_path_factory: pytest.TempPathFactory,
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code called with ``paths=None`` finds an empty project, never this repository's
+    ``data/`` and ``outputs/``: ``make test`` runs the pipeline into them meanwhile, and a
+    developer's own runs leave them filled. Tests that need a project set ``RECSYS_ROOT``."""
+    monkeypatch.setenv("RECSYS_ROOT", str(tmp_path_factory.mktemp("no_project")))
+
+
 @pytest.fixture
 def busy_port() -> Iterator[int]:
     """A loopback port something is listening on (for the busy-port errors)."""
