@@ -35,13 +35,7 @@ pipeline: $(STAMP) ## execute the notebooks in order with papermill (PARAMS=note
 book: $(STAMP) ## build the Jupyter Book from the executed notebooks (warnings are errors)
 	$(BIN)/python -m recsys_utils.run.book
 
-# The unit tests and the pipeline + nbval run side by side: each alone keeps only about one of
-# CI's two cores busy (tests wait on servers, JVMs and subprocesses; a notebook is one
-# process), so together they take little longer than the unit tests alone. The tests use
-# temporary projects only, never this one's data/ or outputs/. Each part's output is printed
-# whole when it ends (--output-sync).
-test: lint ## everything CI runs: lint, then the unit tests beside the pipeline (01-05) and nbval
-	@$(MAKE) --no-print-directory -j2 --output-sync=target unit nbval
+test: lint unit nbval ## everything CI runs: lint, unit tests, the pipeline (01-05) and nbval
 
 lint: $(STAMP) ## ruff over the package, tests, benchmarks and notebooks
 	$(BIN)/ruff check recsys_utils tests benchmarks notebooks

@@ -136,8 +136,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _not_this_project(tmp_path_factory: pytest.TempPathFactory,
                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Code called with ``paths=None`` finds an empty project, never this repository's
-    ``data/`` and ``outputs/``: ``make test`` runs the pipeline into them meanwhile, and a
-    developer's own runs leave them filled. Tests that need a project set ``RECSYS_ROOT``."""
+    ``data/`` and ``outputs/``: a clean clone has none, a developer's own runs leave them
+    filled, and a test must not pass or fail by which. Tests that need a project set
+    ``RECSYS_ROOT``."""
     monkeypatch.setenv("RECSYS_ROOT", str(tmp_path_factory.mktemp("no_project")))
 
 

@@ -226,7 +226,8 @@ def compare_algorithms(model_df: pd.DataFrame, algorithms: list[str] | None = No
     data = to_dataset(model_df)
     folds = kfold_train_test(len(model_df), n_folds, seed)
     tasks, owner = [], []
-    for name in names:
+    # The slow ones are dispatched first: started last, one of them would run alone at the end.
+    for name in sorted(names, key=lambda n: n not in SLOW_ALGORITHMS):
         n_use = slow_folds if (name in SLOW_ALGORITHMS and slow_folds is not None) else n_folds
         for k, (tr, te) in enumerate(folds[:n_use]):
             factory = functools.partial(ALGORITHMS[name], seed)
