@@ -2,8 +2,8 @@
 
 ``make test`` executes 01-05 on the embedded data and re-checks them under nbval; the
 ``06_scale_out`` notebook itself is executed here, by the pipeline runner (papermill), on
-the small fixture project with a one-point ALS grid. The fixed cost is Spark's start-up,
-so the fixture checks the notebook as well as the full data would, in half the time.
+the small fixture project with a one-point ALS grid (most of its cost is Spark's start-up,
+whatever the data), and the numbers it glues for the book are checked.
 
 ``run_scale_out`` starts and stops its own Spark session, so it runs in a module of its
 own (the session of ``test_scale_out``'s module fixture would be stopped under it).
@@ -11,7 +11,6 @@ own (the session of ``test_scale_out``'s module fixture would be stopped under i
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -22,18 +21,11 @@ from spark_fixtures import require_spark
 
 from recsys_utils.lifecycle import registry
 from recsys_utils.paths import PROJECT_ROOT, project_paths
+from recsys_utils.run.book import notebook_glue
 from recsys_utils.run.pipeline import run_pipeline
 
 SMALL_GRID = ["spark_master=local[2]", "shuffle_partitions=2", "als_ranks=[4]",
               "als_regs=[0.1]", "als_alphas=[2.0]", "als_max_iter=5"]
-
-
-def printed_numbers(notebook: Path) -> dict[str, str]:
-    """The ``scale_<name>: <value>`` lines of the executed notebook's key-results cell."""
-    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    text = "".join("".join(out.get("text", "")) for cell in cells
-                   for out in cell.get("outputs", []) if out.get("name") == "stdout")
-    return dict(line.split(": ", 1) for line in text.splitlines() if line.startswith("scale_"))
 
 
 @pytest.mark.spark
@@ -53,10 +45,10 @@ def test_the_notebook_registers_batch_lists_holding_no_title_the_user_rated(
     results = run_pipeline(paths=paths, params_file=PROJECT_ROOT / "notebooks" / "params.yaml",
                            overrides=SMALL_GRID, only=["06"])
     assert [r.status for r in results] == ["ran"], results
-    numbers = printed_numbers(paths.executed_notebooks / "06_scale_out.ipynb")
-    assert numbers["scale_status"] == "ran on local[2]", numbers
-    assert numbers["scale_cleaning_identical"] == "True"  # Spark's tables == data/processed
-    assert numbers["scale_metrics_match"] == "True"  # Spark's metrics == ranking.metrics
+    glued = notebook_glue(paths.executed_notebooks / "06_scale_out.ipynb")  # what the book shows
+    assert glued["scale_status"] == "'ran on local[2]'", glued
+    assert glued["scale_cleaning_identical"] == "True"  # Spark's tables == data/processed
+    assert glued["scale_metrics_match"] == "True"  # Spark's metrics == ranking.metrics
 
     batches = [v for v in registry.list_versions(paths)
                if registry.is_batch_manifest(registry.read_manifest(v, paths))]
