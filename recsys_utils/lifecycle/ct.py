@@ -287,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="non-champion versions kept in the workspace (default %(default)s)")
     restore = sub.add_parser("restore", help="fetch a pruned registry version back from the remote")
     restore.add_argument("version")
+    for command in sub.choices.values():  # so a usage error shows the subcommand's usage line
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -300,9 +302,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        commands = next(a.choices for a in parser._actions  # the subcommands' parsers
-                        if isinstance(a, argparse._SubParsersAction))
-        commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+        getattr(args, "command_parser", parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.error("the following arguments are required: command")
     return args
