@@ -11,20 +11,30 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help all install pipeline book test unit lint nbval lab serve demo retrain holdback example bench ranking-variants bench-load screenshots screenshot docker-lint browser package-map openapi-snapshot clean
+.PHONY: help all install lock pipeline book test unit lint nbval lab serve demo retrain holdback example bench ranking-variants bench-load screenshots screenshot docker-lint browser package-map openapi-snapshot clean
 
 help: ## list the targets
 	@echo "usage: make <target>"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The versions installed are the ones `make test` last passed with (.ci/constraints.txt), so a
+# clean clone installs what CI checked, not whatever the registry holds that day.
+LOCK := .ci/constraints.txt
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[test]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
 install: $(STAMP) ## create .venv (if missing) and install the project with its test tools
+
+lock: ## re-resolve pyproject.toml's ranges into .ci/constraints.txt (then run make test)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp/venv" && "$$tmp/venv/bin/python" -m pip install --quiet --upgrade pip && \
+	"$$tmp/venv/bin/python" -m pip install --quiet -e ".[test,dvc-gs]" && \
+	{ sed -n '/^#/p' $(LOCK); "$$tmp/venv/bin/python" -m pip freeze --exclude-editable; } > $(LOCK).tmp && \
+	mv $(LOCK).tmp $(LOCK) && echo "wrote $(LOCK); now run make test"
 
 all: pipeline book ## run every notebook on the embedded default data, then build the book
 	@echo "Book: file://$(CURDIR)/_build/html/index.html"

@@ -18,6 +18,9 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from recsys_utils.paths import PROJECT_ROOT
 
@@ -149,6 +152,34 @@ def test_environment_yml_matches_pyproject():
         f"{sorted(set(listed) - set(wanted))}, only in pyproject {sorted(set(wanted) - set(listed))}, "
         f"different ranges {sorted(k for k in set(listed) & set(wanted) if listed[k] != wanted[k])}"
     )
+
+
+def test_constraints_pin_every_dependency_within_its_range():
+    """``make install`` installs ``.ci/constraints.txt``'s versions: each must be an exact pin,
+    and every dependency pyproject.toml names (extras included) must be pinned inside its
+    range. A range edited without ``make lock`` fails here, not at someone's install."""
+    pins: dict[str, Version] = {}
+    for line in (PROJECT_ROOT / ".ci" / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        requirement = Requirement(line)
+        (spec,) = requirement.specifier  # exactly one specifier ...
+        assert spec.operator == "==", f"not an exact pin: {line!r}"  # ... and it is ==
+        pins[canonicalize_name(requirement.name)] = Version(spec.version)
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = project["dependencies"] + [
+        r for extra in project["optional-dependencies"].values() for r in extra]
+    problems = []
+    for text in declared:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        if name == canonicalize_name(project["name"]):
+            continue  # the project's own extras
+        if name not in pins:
+            problems.append(f"{name}: not pinned")
+        elif pins[name] not in requirement.specifier:
+            problems.append(f"{name}: pinned {pins[name]}, pyproject wants {requirement.specifier}")
+    assert not problems, "run `make lock`: " + "; ".join(problems)
 
 
 # --------------------------------------------------------------------------- book
