@@ -300,3 +300,11 @@ def test_entries_not_read_are_listed_and_csv_in_any_case_is_read(
     assert "not read: ratings.csv (not `<platform>_titles.csv`; ratings go in `ratings/`)" in out
     assert "README" not in out and "new_ratings" not in out
     assert len(after.ratings) == len(before.ratings) > 0  # the .CSV file is read
+
+
+def test_a_broken_link_is_named_as_one_not_as_a_misnamed_file(tiny_raw_dir: Path) -> None:
+    (tiny_raw_dir / "disney_titles.csv").symlink_to(tiny_raw_dir / "gone.csv")
+    (tiny_raw_dir / "ratings" / "part9.csv").symlink_to(tiny_raw_dir / "gone.csv")
+    assert unread_entries(tiny_raw_dir) == [
+        "disney_titles.csv (not a file that can be read: a broken link?)",
+        "ratings/part9.csv (not a file that can be read: a broken link?)"]

@@ -82,6 +82,16 @@ def test_bytes_cp1252_cannot_decode_fall_back_to_latin1(tmp_path: Path) -> None:
     assert _lines(table) == [(2, ["1", "a\x81b"])]
 
 
+def test_a_utf8_file_with_one_cp1252_line_keeps_its_header_and_other_accents(tmp_path: Path):
+    path = tmp_path / "t.csv"
+    path.write_bytes("\ufeffid,title\n1,Léon\n".encode("utf-8")     # an Excel UTF-8 export ...
+                     + "2,Amélie “pasted”\n".encode("cp1252"))          # ... with a pasted line
+    table = read_raw_csv(path)
+    assert table.header == ["id", "title"]  # not "ï»¿id": the file is not a wrong header
+    assert table.encoding == "cp1252"  # the fallback the pasted line needed
+    assert _lines(table) == [(2, ["1", "Léon"]), (3, ["2", "Amélie “pasted”"])]
+
+
 def test_unicode_line_separators_inside_a_field_do_not_split_the_record(tmp_path: Path) -> None:
     table = read_raw_csv(_write(tmp_path, "id,text\n1,one\u2028two\n2,b\n"))
     assert _lines(table) == [(2, ["1", "one\u2028two"]), (3, ["2", "b"])]

@@ -202,14 +202,21 @@ def unread_entries(raw_dir: Path) -> list[str]:
         if p.is_dir():
             out.append(f"{shown(p)} (a folder: catalogs are files `<platform>{CATALOG_SUFFIX}` "
                        "and ratings go in `ratings/`)")
+        elif not p.is_file():
+            out.append(f"{shown(p)} ({_NOT_A_FILE})")
         elif name.endswith(".csv") and not name.startswith("new_ratings_"):
             out.append(f"{shown(p)} (not `<platform>{CATALOG_SUFFIX}`; ratings go in "
                        "`ratings/`)")
     folder = raw_dir / "ratings"
     for p in sorted(folder.iterdir()) if folder.is_dir() else []:
         if not p.name.startswith(".") and p not in read:
-            out.append(f"{shown(p)} (only .csv files are read there)")
+            why = (_NOT_A_FILE if not p.is_dir() and not p.is_file()
+                   else "only .csv files are read there")
+            out.append(f"{shown(p)} ({why})")
     return out
+
+
+_NOT_A_FILE = "not a file that can be read: a broken link?"
 
 
 def build_analytics(titles: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:

@@ -10,6 +10,7 @@ it starts on. A record that cannot be parsed is returned as a rejected row
 
 from __future__ import annotations
 
+import codecs
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,14 +58,30 @@ class RawTable:
         return len(self.records) + len(self.rejects)
 
 
+_FALLBACKS = ("utf-8", "cp1252", "latin-1")  # latin-1 decodes any bytes
+
+
 def _decode(data: bytes) -> tuple[str, str]:
-    """Decode as UTF-8 (BOM tolerated); fall back to cp1252/latin-1 rather than crash."""
-    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
-        try:
-            return data.decode(encoding), encoding.removesuffix("-sig")
-        except UnicodeDecodeError:
-            continue
-    raise AssertionError("latin-1 decodes any byte string")  # pragma: no cover
+    """Decode as UTF-8 (a leading BOM dropped); if the file is not UTF-8, decode line by line,
+    each line as UTF-8, else cp1252, else latin-1, and name the last fallback any line
+    needed. Line by line because a UTF-8 export with one pasted cp1252 character is common:
+    read whole as cp1252, its header would start with the BOM's bytes (the file rejected
+    as ``wrong header``) and every other accent would turn to mojibake."""
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    lines, needed = [], 0
+    for line in data.split(b"\n"):  # 0x0A is a newline in all three encodings, never inside one
+        for rank, encoding in enumerate(_FALLBACKS):
+            try:
+                lines.append(line.decode(encoding))
+            except UnicodeDecodeError:
+                continue
+            needed = max(needed, rank)
+            break
+    return "\n".join(lines), _FALLBACKS[needed]
 
 
 def _parse(text: str) -> list[str] | None:
