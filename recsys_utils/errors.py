@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 import errno
 import math
+import os
+import select
+import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -74,11 +77,21 @@ def run_command(body: Callable[[], int | None],
     exceptions (e.g. a failed notebook → 1) printed the same way. An ``OSError`` naming a
     file the machine refuses (permissions, a full or read-only disk, a folder where a file
     is expected) → one line naming it, exit 2. Anything else is a bug and keeps its
-    traceback. Ctrl-C exits 130 with one line, not a traceback.
+    traceback. Ctrl-C exits 130 with one line, not a traceback. A reader of the output
+    that goes away (``| head``) ends the command quietly with SIGPIPE's status, 141.
     """
     codes = {DataError: 2, **(exit_codes or {})}
     try:
-        return body() or 0
+        code = body() or 0
+        sys.stdout.flush()  # now, so a reader gone away is handled below, not at exit
+        return code
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise  # another pipe (a subprocess's): a bug, keep the traceback
+        # `recsys-clean --check raw | head`: stop quietly like any Unix tool, with the exit
+        # status of SIGPIPE, and let Python's own flush at exit write to /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt:
         print("error: interrupted; run the command again to finish", file=sys.stderr)
         return 130
@@ -91,6 +104,18 @@ def run_command(body: Callable[[], int | None],
             raise  # no file to blame: a bug, keep the traceback
         print(f"error: {environment_message(exc)}", file=sys.stderr)
         return 2
+
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reading end is closed (poll reports an
+    error on it)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll, no file descriptor
+        return False
 
 
 #: File-system refusals that are the machine's state, not a bug: say which file and why.

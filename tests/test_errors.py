@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -54,6 +56,29 @@ def test_run_command_keeps_the_traceback_of_a_bug() -> None:
 
     with pytest.raises(ZeroDivisionError):
         run_command(bug)
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """``recsys-clean --check raw | head``: the reader closes the pipe while the command
+    still writes (more than a pipe's 64 KiB buffer, so the write fails for certain)."""
+    body = ("import sys; from recsys_utils.errors import run_command; "
+            "sys.exit(run_command(lambda: [print('accounting line', i) for i in range(100_000)]"
+            " and 0))")
+    child = subprocess.Popen([sys.executable, "-c", body], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    assert child.stdout is not None and child.stdout.readline() == b"accounting line 0\n"
+    child.stdout.close()  # what `head -1` does
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 141, err.decode()  # 128 + SIGPIPE, like any Unix tool
+    assert err == b""  # no traceback, no "Exception ignored" at exit
+
+
+def test_a_broken_pipe_that_is_not_the_output_keeps_its_traceback() -> None:
+    def writes_to_a_dead_subprocess() -> int:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    with pytest.raises(BrokenPipeError):
+        run_command(writes_to_a_dead_subprocess)
 
 
 def test_run_command_interrupt_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
