@@ -368,6 +368,15 @@ def test_single_period_model_table_is_a_clear_data_error():
     assert len(result.decay) >= 2
 
 
+def test_ratings_imported_with_one_timestamp_are_named_as_such():
+    """No period, however short, separates them: the error says what is wrong instead of
+    suggesting a shorter period."""
+    ratings = rating_history("2004-07-01", "2004-09-30", n_users=10, seed=4)
+    batch = ratings.assign(timestamp=ratings["timestamp"].max())
+    with pytest.raises(DataError, match=r"every rating has the same timestamp \(2004-09-"):
+        mon.monitor_timeline(batch)
+
+
 @pytest.mark.parametrize(("first", "last", "expected"), [
     ("1995-01-09", "2016-10-16", "Q"),  # the default data's span
     ("2015-01-01", "2016-12-31", "Q"),  # two years: 8 quarters

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from ranking_fixtures import N_USERS, svd_recommender, synthetic_ratings, synthetic_titles
 
+from recsys_utils.errors import DataError
 from recsys_utils.paths import PROJECT_ROOT, ProjectPaths
 from recsys_utils.plots import missing_labels
 from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS
@@ -144,6 +145,35 @@ def test_key_numbers_come_from_the_tables(result: EvaluationResult):
     checked = result.checked_numbers()
     assert tuple(checked) == CHECKED_NUMBERS
     assert checked["ndcg"] == round(key["ndcg"], 4) and checked["l2"] == key["l2"]
+
+
+def test_a_split_with_an_empty_side_is_not_evaluated_and_says_why(ratings: pd.DataFrame,
+                                                                  tmp_path):
+    """Ratings imported with one timestamp: nothing is before the time cut-off, so the time
+    split has no training part. The headline is still evaluated; the time numbers are
+    "not measured" (None: the book shows n/a), and the split table says why."""
+    batch = ratings.assign(timestamp=ratings["timestamp"].min())
+    res = evaluate_recommender(batch, synthetic_titles(), k=K, time_quantile=0.7,
+                               holdout_fraction=0.25, grid=GRID, min_coverage_ratio=2.0,
+                               seed=3, paths=ProjectPaths(tmp_path))
+    assert set(res.evaluations) == {"last_n", "random"}
+    why = res.protocol["not_evaluated"]["time"]
+    assert why.startswith("no rating falls in its training part")
+    assert res.split_table.loc["time", "evaluated"] == why
+    assert res.split_table.loc["last_n", "evaluated"] == "yes"
+    key = res.key_numbers
+    assert key["time_not_evaluated"] == why and key["time_n_test_users"] == 0
+    assert key["time_ndcg"] is None and key["time_rmse"] is None
+    assert key["ndcg"] > 0 and key["n_test_users"] > 0
+    json.dumps(key, allow_nan=False)
+    assert set(res.ranking_table.index.get_level_values("split")) == {"last_n", "random"}
+
+
+def test_no_headline_without_a_user_with_two_ratings(ratings: pd.DataFrame, tmp_path):
+    once = ratings.drop_duplicates("user")
+    with pytest.raises(DataError, match=r"per-user split .*every user has a single rating"):
+        evaluate_recommender(once, synthetic_titles(), k=K, grid=GRID, seed=3,
+                             paths=ProjectPaths(tmp_path))
 
 
 def test_every_number_the_book_glues_is_a_key_number(result: EvaluationResult):

@@ -169,6 +169,11 @@ def _check_model_table(model_df: pd.DataFrame) -> None:
     check_model_table(model_df)
     if model_df.empty:
         raise DataError("the model table (data/processed/model.parquet) is empty")
+    if model_df["timestamp"].nunique() == 1:
+        raise DataError(
+            f"every rating has the same timestamp ({model_df['timestamp'].iloc[0]}): "
+            "monitoring follows the ratings over time and has nothing to compare; the "
+            "ratings' timestamp must say when each rating was made, not when it was imported")
 
 
 def _shorter_than(period: str) -> str:

@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 
 from recsys_utils import DEFAULT_SEED
 from recsys_utils.atomic import atomic_write_text
+from recsys_utils.errors import DataError
 from recsys_utils.paths import ProjectPaths
 from recsys_utils.plots import save_figure, set_style
 from recsys_utils.ranking.evaluation import (
@@ -97,6 +98,20 @@ def evaluation_splits(model_df: pd.DataFrame, *, time_quantile: float = 0.8,
     return splits
 
 
+def not_evaluable(split: Split) -> str | None:
+    """Why ``split`` cannot be evaluated (an empty side), or None. On real data this is the
+    global time split of ratings imported with one timestamp, or of users who never rated
+    on both sides of the cut-off; the headline needs users with two ratings or more."""
+    if split.train.empty or split.test.empty:
+        side = "training" if split.train.empty else "test"
+        hint = {"time": " (do the timestamps record when each rating was made, not when it "
+                        "was imported? every rating before the cut-off trains, and the test "
+                        "needs a user who rated on both sides)",
+                "last_n": " (every user has a single rating)"}.get(split.name, "")
+        return f"no rating falls in its {side} part{hint}"
+    return None
+
+
 def _per_user_split(df: pd.DataFrame, fraction: float, n: int | None) -> Split:
     """Each user's last ``n`` ratings when ``n`` is set, else each user's last ``fraction``."""
     return last_n_split(df, n=n, fraction=None) if n else last_n_split(df, fraction=fraction)
@@ -117,7 +132,7 @@ def choose_ranking_params(splits: Mapping[str, Split], titles: pd.DataFrame,
     return {name: tune_ranking(splits[name].train, titles, grid, k=k,
                                threshold=threshold, seed=seed,
                                min_coverage_ratio=min_coverage_ratio, validation=validation)
-            for name, validation in validations.items()}
+            for name, validation in validations.items() if name in splits}
 
 
 def _ranking_params_per_split(splits: Mapping[str, Split], tuning: Mapping[str, TuningResult],
@@ -252,8 +267,10 @@ class EvaluationResult:
 
     @property
     def split_table(self) -> pd.DataFrame:
-        """Sizes of each split's two sides."""
-        return pd.DataFrame([s.summary() for s in self.splits.values()]).set_index("split")
+        """Sizes of each split's two sides, and whether it was evaluated (else why not)."""
+        skipped = self.protocol.get("not_evaluated", {})
+        return pd.DataFrame([{**s.summary(), "evaluated": skipped.get(n, "yes")}
+                             for n, s in self.splits.items()]).set_index("split")
 
     def tuning_tables(self) -> dict[str, pd.DataFrame]:
         """Per re-tuned split (``retune=True`` only), a caption with the choice and its
@@ -325,11 +342,10 @@ class EvaluationResult:
         fold's RMSE (when evaluated); ``ranker``, ``weighting``, ``l2``, ``pop_weight``: the
         evaluated (registered) configuration.
         """
-        main, timed = self.evaluations["last_n"], self.evaluations["time"]
+        main = self.evaluations["last_n"]
         m, pop, rnd = (main.ranking.metrics[s] for s in ("model", "popularity", "random"))
-        paired, tpaired = main.ranking.paired["popularity"], timed.ranking.paired["popularity"]
+        paired = main.ranking.paired["popularity"]
         rmse = main.ratings.set_index("model")
-        tm = timed.ranking.metrics
         params = main.recommender.ranking_params
         key = {
             "k": self.protocol["k"], "relevance_threshold": self.protocol["relevance_threshold"],
@@ -350,15 +366,7 @@ class EvaluationResult:
             "rmse": rmse.loc["model", "rmse"], "mae": rmse.loc["model", "mae"],
             "item_mean_rmse": rmse.loc["item_mean", "rmse"],
             "global_mean_rmse": rmse.loc["global_mean", "rmse"],
-            "time_quantile": timed.split.info["quantile"], "cutoff": timed.split.info["cutoff"],
-            "time_n_test_users": tm["model"]["n_users"],
-            "time_n_test_ratings": len(timed.split.test),
-            "time_ndcg": tm["model"]["ndcg"], "time_ndcg_se": tm["model"]["ndcg_se"],
-            "time_pop_ndcg": tm["popularity"]["ndcg"],
-            "time_ndcg_ratio": timed.ranking.ratio("ndcg"),
-            "time_ndcg_gain": tpaired["gain"], "time_ndcg_gain_se": tpaired["gain_se"],
-            "time_coverage_ratio": timed.ranking.ratio("coverage"),
-            "time_rmse": timed.ratings.set_index("model").loc["model", "rmse"],
+            **self._time_numbers(),
             "ranker": params["ranker"], "weighting": params["weighting"],
             "l2": params["l2"], "pop_weight": params["pop_weight"],
             "configuration_source": self.configuration.get("source", ""),
@@ -367,6 +375,28 @@ class EvaluationResult:
             key["random_fold_rmse"] = (self.evaluations["random"].ratings.set_index("model")
                                        .loc["model", "rmse"])
         return jsonable(key)  # plain Python numbers: the book formats them
+
+    def _time_numbers(self) -> dict[str, Any]:
+        """The ``time_*`` key numbers: NaN (and 0 users) when the time split was not
+        evaluated, the reason in ``time_not_evaluated``."""
+        info = self.splits["time"].info
+        key = {"time_quantile": info["quantile"], "cutoff": info["cutoff"],
+               "time_not_evaluated": self.protocol.get("not_evaluated", {}).get("time", "")}
+        timed = self.evaluations.get("time")
+        if timed is None:
+            return {**key, "time_n_test_users": 0, "time_n_test_ratings": 0,
+                    **dict.fromkeys(["time_ndcg", "time_ndcg_se", "time_pop_ndcg",
+                                     "time_ndcg_ratio", "time_ndcg_gain", "time_ndcg_gain_se",
+                                     "time_coverage_ratio", "time_rmse"], float("nan"))}
+        tm, tpaired = timed.ranking.metrics, timed.ranking.paired["popularity"]
+        return {**key, "time_n_test_users": tm["model"]["n_users"],
+                "time_n_test_ratings": len(timed.split.test),
+                "time_ndcg": tm["model"]["ndcg"], "time_ndcg_se": tm["model"]["ndcg_se"],
+                "time_pop_ndcg": tm["popularity"]["ndcg"],
+                "time_ndcg_ratio": timed.ranking.ratio("ndcg"),
+                "time_ndcg_gain": tpaired["gain"], "time_ndcg_gain_se": tpaired["gain_se"],
+                "time_coverage_ratio": timed.ranking.ratio("coverage"),
+                "time_rmse": timed.ratings.set_index("model").loc["model", "rmse"]}
 
     def checked_numbers(self) -> dict[str, Any]:
         """The ``CHECKED_NUMBERS`` subset of the key numbers, floats rounded to 4 decimals
@@ -422,27 +452,33 @@ def evaluate_recommender(model_df: pd.DataFrame, titles: pd.DataFrame, *, k: int
     splits = evaluation_splits(model_df, time_quantile=time_quantile,
                                holdout_fraction=holdout_fraction, holdout_n=holdout_n,
                                random_fold=random_fold, seed=seed)
+    skipped = {name: why for name, split in splits.items() if (why := not_evaluable(split))}
+    if "last_n" in skipped:
+        raise DataError(f"the per-user split (the headline) cannot be evaluated: "
+                        f"{skipped['last_n']}")
+    evaluable = {name: split for name, split in splits.items() if name not in skipped}
     registered, record, source = registered_configuration(
         champion, model_df, titles, grid=grid, holdout_fraction=holdout_fraction,
         holdout_n=holdout_n, min_coverage_ratio=min_coverage_ratio, seed=seed)
-    tuning = (choose_ranking_params(splits, titles, grid, time_quantile=time_quantile,
+    tuning = (choose_ranking_params(evaluable, titles, grid, time_quantile=time_quantile,
                                     holdout_fraction=holdout_fraction, holdout_n=holdout_n,
                                     k=k, threshold=relevance_threshold,
                                     min_coverage_ratio=min_coverage_ratio, seed=seed)
               if retune else {})
-    ranking_params = _ranking_params_per_split(splits, tuning, registered)
+    ranking_params = _ranking_params_per_split(evaluable, tuning, registered)
     strategies = ["model", "popularity", "bayes", "random"] + (["rating"] if rank_by_rating else [])
     evaluations = {name: evaluate_split(split, titles, rating_params=rating_params,
                                         ranking_params=ranking_params[name], seed=seed, k=k,
                                         threshold=relevance_threshold, strategies=strategies)
-                   for name, split in splits.items()}
+                   for name, split in evaluable.items()}
     served, served_from = served_recommender(model_df, titles, champion, rating_params,
                                              registered, seed)
     protocol = {"k": k, "relevance_threshold": relevance_threshold, "candidates": _CANDIDATES,
                 "rating_model": rating_model, "seed": seed, "retune": retune,
                 "headline": "last_n",
                 "splits": {n: {"description": s.description, **s.summary()}
-                           for n, s in splits.items()}}
+                           for n, s in splits.items()},
+                "not_evaluated": skipped}
     result = EvaluationResult(
         protocol=protocol, splits=splits, tuning=tuning,
         evaluations=evaluations,
