@@ -220,6 +220,15 @@ def test_tune_ranking_honours_the_coverage_constraint(ratings: pd.DataFrame):
         tune_ranking(ratings, synthetic_titles(), {"ease": {"l2": [1.0]}, "svd": {}})
 
 
+def test_tune_ranking_without_a_relevant_validation_title_says_so(ratings: pd.DataFrame):
+    """Too few ratings: no validation user holds out a liked title, every NDCG is undefined.
+    A DataError names the way out instead of pandas' "all NA values" from deep inside."""
+    disliked = ratings.assign(score=np.minimum(ratings["score"], 3.5))
+    with pytest.raises(DataError, match=r"no validation user has a relevant title .*"
+                                        r"choose_ranking=False"):
+        tune_ranking(disliked, synthetic_titles(), {"l2": [10.0]}, holdout_fraction=0.25, k=5)
+
+
 def test_validation_split_never_sees_the_evaluation_test_window(ratings: pd.DataFrame):
     test_window = last_n_split(ratings, fraction=0.25).test
     val = validation_split(ratings, 0.25)

@@ -31,6 +31,7 @@ import pandas as pd
 
 from recsys_utils import DEFAULT_SEED
 from recsys_utils.data.tables import check_columns
+from recsys_utils.errors import DataError
 from recsys_utils.ranking.metrics import per_user_ndcg, ranking_report
 from recsys_utils.ranking.rankers import RANKERS
 from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, Recommender
@@ -624,6 +625,12 @@ def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
     table = pd.DataFrame(rows)
     table["ndcg_ratio"] = table["ndcg"] / pop_report["ndcg"]
     table["coverage_ratio"] = table["coverage"] / pop_report["coverage"]
+    if table["ndcg"].isna().all():
+        raise DataError(
+            f"cannot choose the ranking on {len(model_df):,} ratings: no validation user has "
+            f"a relevant title (a held-out score >= {threshold:g}) in the {split.description}; "
+            "bring more ratings, or run 03_modeling with choose_ranking=False (registers "
+            "ranking_params, recorded as not chosen on this data)")
     ok = table["coverage_ratio"] >= min_coverage_ratio
     pool = table[ok] if ok.any() else table
     best = int(pool["ndcg"].idxmax())
