@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -109,10 +110,16 @@ def test_small_book_builds_with_warnings_as_errors(tmp_path: Path):
     (tmp_path / "_toc.yml").write_text(
         "format: jb-book\nroot: book/intro\nchapters:\n  - file: outputs/notebooks/04_evaluation\n"
     )
-    executed_notebook(tmp_path / "outputs/notebooks/04_evaluation.ipynb", {"eval_rmse": "0.87345"})
+    # a number the data could not give is glued as 'n/a' (glue_numbers) and pastes as n/a
+    # whatever the format (the recsys_utils.run.glue_text extension of _config.yml)
+    executed_notebook(tmp_path / "outputs/notebooks/04_evaluation.ipynb",
+                      {"eval_rmse": "0.87345", "eval_time_ndcg_se": "'n/a'",
+                       "eval_time_n_test_users": "'n/a'"})
     (tmp_path / "book").mkdir()
     (tmp_path / "book/intro.md").write_text(
         "# Intro\n\nRMSE is {glue:text}`/outputs/notebooks/04_evaluation.ipynb::eval_rmse:.3f`.\n"
+        "S.e. {glue:text}`/outputs/notebooks/04_evaluation.ipynb::eval_time_ndcg_se:.3f` over "
+        "{glue:text}`/outputs/notebooks/04_evaluation.ipynb::eval_time_n_test_users:,d` users.\n"
     )
     (tmp_path / "notebooks").mkdir()  # excluded sources must not become pages
     executed_notebook(tmp_path / "notebooks/99_source.ipynb", {})
@@ -120,6 +127,7 @@ def test_small_book_builds_with_warnings_as_errors(tmp_path: Path):
     assert index == tmp_path / "_build/html/index.html"
     intro = (tmp_path / "_build/html/book/intro.html").read_text()
     assert "RMSE is <span" in intro and "0.873</span>" in intro
+    assert re.search(r"S\.e\. <span[^>]*>n/a</span> over <span[^>]*>n/a</span> users", intro)
     assert not (tmp_path / "_build/html/notebooks").exists()
 
     # a missing glue key is caught before jupyter-book runs

@@ -164,6 +164,16 @@ def test_evaluate_ranking_reports_model_and_baselines_on_the_same_run(ratings: p
     assert math.isnan(res.ratio("ndcg")) and res.ratio("coverage") > 0
 
 
+def test_no_relevant_test_title_leaves_the_paired_comparison_undefined(ratings: pd.DataFrame):
+    """One user whose held-out ratings are all below the threshold (a real small export):
+    every baseline still has its paired entry, undefined, so the report can say n/a."""
+    split = last_n_split(ratings, fraction=0.25)
+    res = evaluate_ranking(_factory, split.train, split.test.assign(score=1.0), k=5, seed=1)
+    assert res.metrics["model"]["n_users"] == 0
+    assert set(res.paired) == {"popularity", "random"}
+    assert all(math.isnan(v) for gain in res.paired.values() for v in gain.values())
+
+
 def test_rating_model_choice_changes_the_rmse_not_the_top_n(ratings: pd.DataFrame):
     """The large preset evaluates with ``rating_model: baseline``: with ``rating_weight=0``
     the ranked lists (so every top-N metric) are those of the other choices."""

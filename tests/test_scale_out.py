@@ -20,7 +20,7 @@ from ranking_fixtures import synthetic_ratings, synthetic_titles
 from spark_fixtures import LOCAL, require_spark
 
 from recsys_utils.data.cleaning import build_processed
-from recsys_utils.errors import UnknownFilterError
+from recsys_utils.errors import DataError, UnknownFilterError
 from recsys_utils.paths import PROJECT_ROOT, ProjectPaths, project_paths
 from recsys_utils.ranking import metrics
 from recsys_utils.ranking.catalog import Catalog
@@ -410,6 +410,17 @@ def test_batch_lists_registered_with_checksums(fitted, tmp_path: Path) -> None:
     # the same run again reuses the version instead of adding a copy
     assert register_batch(batch, model_df, params={"rank": 4}, metrics={"ndcg": 0.5},
                           paths=paths) == version
+    # no list at all (every user rated every title ALS learned): Spark writes no part file,
+    # not even the columns; the step says why instead of failing on a missing column
+    from pyspark.sql import functions as F
+
+    from recsys_utils.scale_out.cleaning import write_parquet_dir
+
+    no_rows = als.top_n(fitted["model"], fitted["train"], fitted["catalog"], fitted["frame"],
+                        5).withColumn("platform", F.lit("all")).limit(0)
+    empty = write_parquet_dir(no_rows, out / "empty.parquet", partition_by=["platform"])
+    with pytest.raises(DataError, match="ALS left no title to recommend"):
+        save_batch(fitted["model"], fitted["catalog"], empty, similar, out)
 
 
 @pytest.mark.spark

@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import time
-from ast import literal_eval
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import yaml
 
 from recsys_utils.errors import DataError, run_command
 from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
+from recsys_utils.run.glue_text import NOT_MEASURED, format_like_myst
 
 __all__ = [
     "GlueRef",
@@ -121,11 +121,11 @@ class GlueRef:
 
 def glue_numbers(prefix: str, numbers: dict[str, object]) -> None:
     """Glue a step's key numbers into the book as ``<prefix><name>`` (from a notebook);
-    ``None`` (not measured on this data) is glued as ``"n/a"``."""
+    ``None`` (not measured on this data) is glued as ``NOT_MEASURED`` ("n/a")."""
     from myst_nb import glue  # only inside a notebook's kernel
 
     for name, value in numbers.items():
-        glue(f"{prefix}{name}", "n/a" if value is None else value, display=False)
+        glue(f"{prefix}{name}", NOT_MEASURED if value is None else value, display=False)
 
 
 def glue_refs(markdown: Path) -> list[GlueRef]:
@@ -168,24 +168,6 @@ def notebook_glue(path: Path) -> dict[str, str]:
     return found
 
 
-def _format_like_myst(text: str, fmt: str) -> str:
-    """Format glued text/plain the way myst-nb's ``{glue:text}`` does (raises if it cannot)."""
-    try:
-        value = literal_eval(text)
-    except (SyntaxError, ValueError):
-        value = text
-    if not fmt:
-        return str(value)
-    kind = fmt[-1]
-    if kind == "s":
-        value = str(value)
-    elif kind in "bcdoxX":
-        value = int(value)
-    elif kind in "eEfFgGn%":
-        value = float(value)
-    return format(value, fmt)
-
-
 def check_glue(root: Path, chapters: Sequence[Path]) -> list[str]:
     """Problems with the glue references of ``chapters`` (empty list = all resolvable)."""
     problems = []
@@ -211,7 +193,7 @@ def check_glue(root: Path, chapters: Sequence[Path]) -> list[str]:
                 )
                 continue
             try:
-                _format_like_myst(glued[ref.key], ref.fmt)
+                format_like_myst(glued[ref.key], ref.fmt)
             except (TypeError, ValueError) as exc:
                 problems.append(
                     f"{where}: glue {ref.key!r} = {glued[ref.key]!r} cannot take format "

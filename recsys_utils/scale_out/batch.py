@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys_utils.errors import DataError
 from recsys_utils.fingerprint import data_fingerprint
 from recsys_utils.lifecycle.registry import (
     BATCH_KIND,
@@ -95,6 +96,11 @@ def save_batch(fitted: Any, catalog: Any, top_n_dir: Path, similar: pd.DataFrame
                  fitted.itemFactors.sparkSession.createDataFrame(similar),
                  out_dir / "similar.parquet")}
     read = {name: pd.read_parquet(path) for name, path in files.items()}
+    if read["top_n"].empty:  # Spark writes no file, so not even the columns, for no row
+        raise DataError(
+            f"ALS left no title to recommend: each of its {read['user_factors'].shape[0]:,} "
+            f"users has rated every title it learned ({read['item_factors'].shape[0]:,}); "
+            "the data is too small for batch lists (bring more users or titles)")
     top = read["top_n"].sort_values(["platform", "user", "rank"], ignore_index=True)
     top["platform"] = top["platform"].astype(str)
     recs = BatchRecommendations(top_n=top, similar=read["similar"],
