@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,6 +102,21 @@ def test_parallel_folds_give_identical_results(ratings, titles):
     t1 = compare_algorithms(ratings, ["NormalPredictor", "SVD"], n_folds=3, seed=8)
     t2 = compare_algorithms(ratings, ["NormalPredictor", "SVD"], n_folds=3, seed=8, n_jobs=2)
     pd.testing.assert_frame_equal(t1[["algorithm", "rmse", "mae"]], t2[["algorithm", "rmse", "mae"]])
+
+
+def test_a_workers_warnings_reach_the_notebook_once(ratings):
+    """With folds in worker processes, a model's warning is raised again in the caller (the
+    notebook shows it) and once, not once per fold on the terminal that started the run."""
+    def factory():
+        class WarnsOnFit(SVD):
+            def fit(self, trainset):
+                warnings.warn("blend: too few held-out ratings", UserWarning, stacklevel=2)
+                return super().fit(trainset)
+        return WarnsOnFit(n_factors=2, n_epochs=1, random_state=0)
+
+    with pytest.warns(UserWarning, match="too few held-out ratings") as record:
+        cross_validate_model(factory, ratings, n_folds=3, seed=8, n_jobs=2)
+    assert sum("too few held-out" in str(w.message) for w in record) == 1
 
 
 def test_same_seed_same_metrics_and_seed_matters(ratings, titles):

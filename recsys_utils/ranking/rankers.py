@@ -29,6 +29,7 @@ EASE's ``B``, which is bounded by ``max_ease_items``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -215,8 +216,14 @@ class ALSRanker:
         return c
 
     def fit(self, x: sp.csr_matrix, n_ratings: np.ndarray) -> ALSRanker:
-        from implicit.cpu.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits
+
+        with warnings.catch_warnings():
+            # implicit imports tqdm.auto, which in a Jupyter kernel without ipywidgets
+            # warns "IProgress not found. Please update jupyter and ipywidgets" into the
+            # notebook (and the book); no progress bar is shown (show_progress=False).
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            from implicit.cpu.als import AlternatingLeastSquares
 
         with threadpool_limits(1, "blas"):  # implicit's advice (it warns otherwise)
             model = AlternatingLeastSquares(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
@@ -155,11 +156,27 @@ def _summarize(scores: list[dict[str, Any]], per_component: bool) -> dict[str, A
     return result
 
 
+def _recording_warnings(fn: Callable[..., Any], *args: Any, **kwargs: Any
+                        ) -> tuple[Any, list[tuple[type[Warning], str]]]:
+    """``fn``'s result and the warnings it raised (run in a worker process)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn(*args, **kwargs)
+    return result, [(w.category, str(w.message)) for w in caught]
+
+
 def _parallel(tasks: list[Any], n_jobs: int) -> list[Any]:
-    """Run ``delayed`` tasks, in order; ``n_jobs=1`` stays in this process."""
+    """Run ``delayed`` tasks, in order; ``n_jobs=1`` stays in this process.
+
+    A worker's warnings are raised again here, once each: left in the worker they went to
+    the terminal that started the pipeline (raw, once per fold), not to the notebook."""
     if n_jobs == 1 or len(tasks) <= 1:
         return [fn(*args, **kwargs) for fn, args, kwargs in tasks]
-    return Parallel(n_jobs=n_jobs)(tasks)
+    done = Parallel(n_jobs=n_jobs)(delayed(_recording_warnings)(fn, *args, **kwargs)
+                                   for fn, args, kwargs in tasks)
+    for category, message in dict.fromkeys(w for _, caught in done for w in caught):
+        warnings.warn(message, category, stacklevel=3)
+    return [result for result, _ in done]
 
 
 def cross_validate_model(model_factory: Callable[[], Any], model_df: pd.DataFrame,
