@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 from serving_fixture import serving_project
@@ -49,6 +50,12 @@ def test_the_notebook_registers_batch_lists_holding_no_title_the_user_rated(
     assert glued["scale_status"] == "'ran on local[2]'", glued
     assert glued["scale_cleaning_identical"] == "True"  # Spark's tables == data/processed
     assert glued["scale_metrics_match"] == "True"  # Spark's metrics == ranking.metrics
+    # the JVM's own output (log4j, start-up notices) is in its log, not on the book's page
+    executed = nbformat.read(paths.executed_notebooks / "06_scale_out.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code"
+                      for o in c.outputs if o.output_type == "stream")
+    assert "log4j" not in printed and "WARN" not in printed, printed
+    assert "log4j" in (paths.outputs / "scale_out" / "spark.log").read_text(encoding="utf-8")
 
     batches = [v for v in registry.list_versions(paths)
                if registry.is_batch_manifest(registry.read_manifest(v, paths))]
@@ -64,3 +71,16 @@ def test_the_notebook_registers_batch_lists_holding_no_title_the_user_rated(
     overlap = {int(u): lists[u] & rated[u] for u in lists.index if lists[u] & rated[u]}
     assert overlap == {}, f"{len(overlap)} users' lists hold titles they rated"
     assert batch.top_n.groupby(["user", "platform"]).size().max() == 10
+
+
+@pytest.mark.spark
+def test_a_jvm_that_does_not_start_is_reported_with_the_end_of_its_log(tmp_path: Path) -> None:
+    """The JVM's output goes to a log file (not the notebook); so when it dies at start-up,
+    its reason must come back with the error instead of staying in the file."""
+    require_spark()
+    from recsys_utils.scale_out.session import SparkSettings, start_spark
+
+    log = tmp_path / "spark.log"
+    with pytest.raises(RuntimeError, match=r"(?s)Spark did not start.*Invalid maximum heap size"):
+        start_spark(SparkSettings(master="local[1]", driver_memory="lots"), log)
+    assert "Could not create the Java Virtual Machine" in log.read_text(encoding="utf-8")

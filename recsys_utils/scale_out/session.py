@@ -138,10 +138,42 @@ def _local_cores(master: str) -> int:
     return int(found.group(1)) if found else max(os.cpu_count() or 1, 1)
 
 
-def start_spark(settings: SparkSettings | None = None) -> Any:
+@contextmanager
+def _stderr_into(log: Path | None) -> Iterator[None]:
+    """Standard error (file descriptor 2) goes to ``log`` meanwhile: a process started
+    here (the JVM) keeps writing there for its whole life. Without ``log``: unchanged."""
+    if log is None:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(log, "wb") as f:
+            os.dup2(f.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def start_spark(settings: SparkSettings | None = None, log: Path | None = None) -> Any:
     """A SparkSession for ``settings`` (an existing one is stopped first, so the
     settings are the ones asked for). Raises ``RuntimeError`` naming the problem
-    when Java or pyspark is missing."""
+    when Java or pyspark is missing.
+
+    ``log``: the file the JVM's own output goes to (its start-up notices, log4j, native
+    library probes), instead of the caller's standard error, which in a notebook is the
+    notebook's output and so the book's page. A JVM that fails to start is reported with
+    the end of this file."""
     problem = spark_unavailable()
     if problem:
         raise RuntimeError(f"Spark cannot run here: {problem}")
@@ -157,15 +189,24 @@ def start_spark(settings: SparkSettings | None = None) -> Any:
     builder = SparkSession.builder.master(settings.master).appName(settings.app_name)
     for key, value in settings.spark_conf().items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    try:
+        with _stderr_into(log):
+            spark = builder.getOrCreate()
+    except Exception as exc:
+        if log is None:
+            raise
+        raise RuntimeError(f"Spark did not start ({exc}); the end of its log {log}:\n"
+                           f"{_tail(log)}") from exc
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
 
 @contextmanager
-def spark_session(settings: SparkSettings | None = None) -> Iterator[Any]:
-    """``with spark_session(settings) as spark:`` — stopped on exit."""
-    spark = start_spark(settings)
+def spark_session(settings: SparkSettings | None = None, log: Path | None = None
+                  ) -> Iterator[Any]:
+    """``with spark_session(settings) as spark:`` — stopped on exit (``log``: see
+    ``start_spark``)."""
+    spark = start_spark(settings, log)
     try:
         yield spark
     finally:

@@ -28,7 +28,7 @@ import pandas as pd
 
 from recsys_utils import DEFAULT_SEED
 from recsys_utils.data.cleaning import load_processed
-from recsys_utils.paths import ProjectPaths, project_paths
+from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
 from recsys_utils.ranking import metrics
 from recsys_utils.ranking.catalog import Catalog
 from recsys_utils.ranking.evaluation import (
@@ -139,7 +139,10 @@ def run_scale_out(settings: SparkSettings | None = None, *, k: int = 10,
     processed = load_processed(paths)
     source, raw_dir = _processed_source(paths)
     out_dir = paths.outputs / "scale_out"
-    with spark_session(settings) as spark:
+    log = out_dir / "spark.log"
+    if verbose:
+        print(f"Spark's own messages (the JVM's notices and logs) go to {relative_posix(log, paths.root)}")
+    with spark_session(settings, log) as spark:
         # 1. cleaning: the same rules on the cluster, the same tables
         # the store replayed data/history over the raw folder: so does the comparison
         cleaning = clean_on_spark(spark, raw_dir, source=source, output_dir=out_dir, paths=paths,
