@@ -34,15 +34,18 @@ RUN python -m venv /opt/venv
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY .ci/constraints.txt ./constraints.txt
 # The serving dependencies are the `serve` extra of pyproject.toml (one list, kept
-# with the others); the package itself is installed without its notebook stack.
+# with the others); the package itself is installed without its notebook stack, at the
+# versions `make test` passed with (.ci/constraints.txt).
 # SERVE_PINS (e.g. "numpy==2.1.0 scikit-surprise==1.1.4"): the library versions the
 # champion was saved with, so the image loads it (the CD workflow passes them:
-# recsys_utils.lifecycle.compat.pip_pins); empty = the newest versions in range.
+# recsys_utils.lifecycle.compat.pip_pins); they replace those packages' constraints.
 ARG SERVE_PINS=""
 # hadolint ignore=SC2086
 RUN python -c "import tomllib; extras = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; print('\n'.join(extras['serve']))" > requirements-serve.txt \
-    && pip install -r requirements-serve.txt ${SERVE_PINS}
+    && python -c "import re, sys; name = lambda s: re.split('[<>=!~; ]', s, maxsplit=1)[0].lower().replace('_', '-'); pinned = {name(p) for p in sys.argv[1:]}; print(''.join(line for line in open('constraints.txt') if line.startswith('#') or name(line) not in pinned), end='')" ${SERVE_PINS} > constraints-serve.txt \
+    && pip install -c constraints-serve.txt -r requirements-serve.txt ${SERVE_PINS}
 COPY recsys_utils ./recsys_utils
 RUN pip install --no-deps . \
     && python -c "import recsys_utils.serving.app, recsys_utils.ranking.recommender, recsys_utils.data.cleaning"
