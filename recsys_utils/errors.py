@@ -106,7 +106,6 @@ def run_command(body: Callable[[], int | None],
         return 2
 
 
-
 def _stdout_reader_gone() -> bool:
     """Whether standard output is a pipe whose reading end is closed (poll reports an
     error on it)."""
