@@ -169,9 +169,10 @@ def _check_model_table(model_df: pd.DataFrame) -> None:
     check_model_table(model_df)
     if model_df.empty:
         raise DataError("the model table (data/processed/model.parquet) is empty")
-    if model_df["timestamp"].nunique() == 1:
+    first, last = model_df["timestamp"].min(), model_df["timestamp"].max()
+    if first == last:  # two passes, no hash table: this check runs on every call
         raise DataError(
-            f"every rating has the same timestamp ({model_df['timestamp'].iloc[0]}): "
+            f"every rating has the same timestamp ({first}): "
             "monitoring follows the ratings over time and has nothing to compare; the "
             "ratings' timestamp must say when each rating was made, not when it was imported")
 

@@ -322,12 +322,11 @@ def evaluate_ranking(recommender_factory: Callable[[pd.DataFrame], Recommender] 
         for strategy in strategies:
             if strategy == "model":
                 continue
-            diff = np.array([per_user["model"][u] - per_user[strategy][u] for u in users],
-                            dtype=np.float64)
             if not users:  # no test user has a relevant title: nothing to compare
                 paired[strategy] = dict.fromkeys(
                     ("gain", "gain_se", "share_better", "share_worse"), float("nan"))
                 continue
+            diff = np.array([per_user["model"][u] - per_user[strategy][u] for u in users])
             paired[strategy] = {
                 "gain": float(diff.mean()),
                 "gain_se": float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1

@@ -141,7 +141,8 @@ def run_scale_out(settings: SparkSettings | None = None, *, k: int = 10,
     out_dir = paths.outputs / "scale_out"
     log = out_dir / "spark.log"
     if verbose:
-        print(f"Spark's own messages (the JVM's notices and logs) go to {relative_posix(log, paths.root)}")
+        print("Spark's own messages (the JVM's notices and logs) go to "
+              f"{relative_posix(log, paths.root)}")
     with spark_session(settings, log) as spark:
         # 1. cleaning: the same rules on the cluster, the same tables
         # the store replayed data/history over the raw folder: so does the comparison
