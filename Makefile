@@ -10,6 +10,13 @@ PARAMS ?= notebooks/params.yaml
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
+# numpy asks the kernel to back every large array with huge pages. Where transparent hugepages
+# are defragmented on demand (/sys/kernel/mm/transparent_hugepage/defrag = madvise, a common
+# default), each new large array can stall in memory compaction. Measured on this 2-core machine:
+# the item-item similarity 9.1 s -> 3.3 s, 03_modeling 194 s -> 132 s without the advice.
+# Results do not change (only how memory is mapped); NUMPY_MADVISE_HUGEPAGE=1 restores numpy's.
+export NUMPY_MADVISE_HUGEPAGE ?= 0
+
 .DEFAULT_GOAL := help
 .PHONY: help all install lock pipeline book test unit lint nbval lab serve demo retrain holdback example bench ranking-variants bench-load screenshots screenshot docker-lint browser package-map openapi-snapshot clean
 
