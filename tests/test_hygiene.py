@@ -21,6 +21,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+from requirements_fixture import requirement_key
 
 from recsys_utils.paths import PROJECT_ROOT
 
@@ -124,17 +125,9 @@ def test_notebooks_stay_thin(path: Path):
 # --------------------------------------------------------------------------- dependencies
 
 
-def _normalize(requirement: str) -> tuple[str, str]:
-    """``"scikit-surprise >=1.1.4, <1.2"`` → ``("scikit-surprise", ">=1.1.4,<1.2")``."""
-    match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*)$", requirement)
-    assert match, f"cannot parse requirement {requirement!r}"
-    name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
-    return name, re.sub(r"\s+", "", match.group(2))
-
-
 def test_environment_yml_matches_pyproject():
     pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    wanted = dict(_normalize(r) for r in pyproject["project"]["dependencies"])
+    wanted = dict(requirement_key(r) for r in pyproject["project"]["dependencies"])
     env = yaml.safe_load((PROJECT_ROOT / "environment.yml").read_text(encoding="utf-8"))
     listed: dict[str, str] = {}
     for dep in env["dependencies"]:
@@ -142,7 +135,7 @@ def test_environment_yml_matches_pyproject():
         for entry in entries:
             if entry.startswith("-e") or entry.strip() in (".", "pip"):
                 continue  # the project itself, the pip tool
-            name, spec = _normalize(entry)
+            name, spec = requirement_key(entry)
             if name == "python":
                 continue
             assert name not in listed, f"environment.yml lists {name} twice"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from requirements_fixture import requirement_key
 from serving_fixture import KNOWN_USER, UNKNOWN_USER, register_other_champion, serving_project
 
 from recsys_utils.lifecycle import registry
@@ -273,19 +274,12 @@ def test_dockerfile_copies_what_the_server_loads():
             ] == [], f".dockerignore keeps only {allowed}"
 
 
-def _requirement_name(requirement: str) -> tuple[str, str]:
-    """``"scikit-surprise>=1.1.4,<1.2"`` -> ``("scikit-surprise", ">=1.1.4,<1.2")``."""
-    match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*)$", requirement)
-    assert match, requirement
-    return re.sub(r"[-_.]+", "-", match.group(1)).lower(), re.sub(r"\s+", "", match.group(2))
-
-
 def test_serve_extra_covers_what_serving_imports(tmp_path_factory: pytest.TempPathFactory):
     """The image installs only the `serve` extra: it must hold every project dependency
     that starting the server imports (loading the tables, unpickling the model)."""
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text("utf-8"))["project"]
-    deps = dict(map(_requirement_name, project["dependencies"]))
-    serve = dict(map(_requirement_name, project.get("optional-dependencies", {}).get("serve", [])))
+    deps = dict(map(requirement_key, project["dependencies"]))
+    serve = dict(map(requirement_key, project.get("optional-dependencies", {}).get("serve", [])))
     assert serve, "pyproject.toml has no `serve` extra (the Dockerfile installs it)"
     assert {n: s for n, s in serve.items() if deps.get(n) != s} == {}, (
         "the serve extra must repeat the ranges of [project.dependencies]")
@@ -303,6 +297,6 @@ def test_serve_extra_covers_what_serving_imports(tmp_path_factory: pytest.TempPa
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout
-    imported = {_requirement_name(name)[0] for name in json.loads(out.splitlines()[-1])}
+    imported = {requirement_key(name)[0] for name in json.loads(out.splitlines()[-1])}
     missing = sorted((imported & set(deps)) - set(serve) - {"recsys-utils"})
     assert missing == [], f"serving imports {missing}, which the serve extra lacks"
