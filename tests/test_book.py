@@ -13,6 +13,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from recsys_utils.paths import PROJECT_ROOT, project_paths
 from recsys_utils.run import book
 from recsys_utils.run.book import BookError, check_glue, glue_refs, missing_toc_files, notebook_glue
+from recsys_utils.run.glue_text import NOT_MEASURED, format_like_myst
 
 
 def glued_output(name: str, text: str, display: bool = False) -> dict:
@@ -139,6 +140,17 @@ def test_small_book_builds_with_warnings_as_errors(tmp_path: Path):
     # ... and, without the pre-flight, -W turns jupyter-book's warning into a failure
     with pytest.raises(RuntimeError, match="jupyter-book failed"):
         book.build_book(project_paths(tmp_path), check=False)
+
+
+def test_glued_numbers_read_as_the_book_shows_them():
+    assert format_like_myst("0.87345", ".3f") == "0.873"
+    assert format_like_myst("12345", ",d") == "12,345"
+    assert format_like_myst("'n/a'", ".3f") == NOT_MEASURED
+    assert format_like_myst("-0.004", ".0%") == "0%"  # not Python's "-0%"
+    assert format_like_myst("-0.04", ".0%") == "-4%"
+    assert format_like_myst("-0.00001", ".1e") == "-1.0e-05"
+    with pytest.raises(ValueError):
+        format_like_myst("'ease'", ".3f")
 
 
 def test_missing_images_are_named(tmp_path: Path):

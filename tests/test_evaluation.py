@@ -218,12 +218,15 @@ def test_tune_ranking_honours_the_coverage_constraint(ratings: pd.DataFrame):
     assert res.table["chosen"].sum() == 1 and res.table.loc[res.table["chosen"], "l2"].item() \
         == res.best_params["l2"]
     assert res.table["coverage_ratio"].min() < 3.5
+    assert res.key_numbers["coverage_floor"] == 3.5
+    assert res.key_numbers["floor_outcome"] == f"{len(ok)} of the 6 configurations reached it"
     # a floor nobody reaches: the best NDCG overall, and the choice says so
     high = tune_ranking(ratings, synthetic_titles(), {"l2": [10.0, 50.0],
                                                       "pop_weight": [0.0, 0.5, -0.5]},
                         holdout_fraction=0.25, k=5, min_coverage_ratio=100.0)
     assert not high.constraint_met
     assert high.best_row["ndcg"] == high.table["ndcg"].max()
+    assert high.key_numbers["floor_outcome"].startswith("no configuration reached it")
     with pytest.raises(ValueError, match="cannot tune"):
         tune_ranking(ratings, synthetic_titles(), {"n_factors": [3]})
     with pytest.raises(ValueError, match="cannot tune"):

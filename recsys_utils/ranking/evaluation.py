@@ -463,6 +463,14 @@ class TuningResult:
         return {f"rival {r.rival}": f"val_ndcg {r.ndcg:.4f}, coverage x{r.coverage_ratio:.2f}"
                 for r in self.rivals.itertuples()}
 
+    def _floor_outcome(self) -> str:
+        """How many configurations reached the coverage floor, as the book says it (on small
+        data none may, and the rule then falls back to the best NDCG overall)."""
+        reached = int((self.table["coverage_ratio"] >= self.min_coverage_ratio).sum())
+        if not reached:
+            return "no configuration reached it on this data, so the best NDCG@10 overall was chosen"
+        return f"{reached:,} of the {len(self.table):,} configurations reached it"
+
     @property
     def key_numbers(self) -> dict[str, Any]:
         """The choice and every rival's validation NDCG/coverage as plain values (glued
@@ -477,6 +485,8 @@ class TuningResult:
             "val_ndcg_ratio": row["ndcg_ratio"], "val_coverage_ratio": row["coverage_ratio"],
             "val_users": row["n_users"], "configurations": len(self.table),
             "constraint_met": self.constraint_met,
+            "coverage_floor": self.min_coverage_ratio,
+            "floor_outcome": self._floor_outcome(),
         }
         for r in self.rivals.itertuples():
             if r.rival == "popularity (baseline)":

@@ -35,7 +35,11 @@ def format_like_myst(text: str, fmt: str) -> str:
         value = int(value)
     elif kind in "eEfFgGn%":
         value = float(value)
-    return format(value, fmt)
+    text = format(value, fmt)
+    # A value that rounds to zero reads "0%", not Python's "-0%".
+    if text.startswith("-") and not any(c in "123456789" for c in text):
+        text = text[1:]
+    return text
 
 
 def setup(app: Any) -> dict[str, Any]:
