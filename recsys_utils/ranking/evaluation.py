@@ -468,7 +468,8 @@ class TuningResult:
         data none may, and the rule then falls back to the best NDCG overall)."""
         reached = int((self.table["coverage_ratio"] >= self.min_coverage_ratio).sum())
         if not reached:
-            return "no configuration reached it on this data, so the best NDCG@10 overall was chosen"
+            return ("no configuration reached it on this data, so the best NDCG@10 overall "
+                    "was chosen")
         return f"{reached:,} of the {len(self.table):,} configurations reached it"
 
     @property
