@@ -83,7 +83,7 @@ from scipy.optimize import minimize
 
 from recsys_utils.errors import DataError
 from recsys_utils.lifecycle.registry import load_evaluated
-from recsys_utils.ranking.catalog import top_positions
+from recsys_utils.ranking.catalog import catalog_rows, top_positions
 from recsys_utils.ranking.evaluation import (
     Split,
     last_n_split,
@@ -105,7 +105,7 @@ class Scored:
 
     def __init__(self, split: Split, titles: pd.DataFrame, ranking: dict[str, Any]) -> None:
         self.split = split
-        self.titles = titles
+        self.titles = catalog_rows(titles)[1]  # one row per title (linked data lists several)
         self.rec = rec = Recommender(rating_params_for("baseline"), ranking).fit(split.train,
                                                                                  titles)
         self.base = _zscore_rows(rec._ease_scores(rec._X))
@@ -373,10 +373,10 @@ def main() -> None:
     with pd.option_context("display.width", 200, "display.max_rows", 100):
         print(table.round(4).to_string())
     print(f"target: test NDCG@{K} >= 2.5 x popularity = {2.5 * pop:.4f}")
-    print(reach(splits["test"], top_t, titles))
+    print(reach(splits["test"], top_t))
 
 
-def reach(s: Scored, top: np.ndarray, titles: pd.DataFrame) -> str:
+def reach(s: Scored, top: np.ndarray) -> str:
     """How many relevant test titles the ranker can reach at all, and within its top
     ``CANDIDATES`` (what any re-ranker of those candidates works with); and what the
     unreachable ones are: how old when the user last rated in training, and how many test
@@ -385,7 +385,7 @@ def reach(s: Scored, top: np.ndarray, titles: pd.DataFrame) -> str:
     ids, in_ranker = s.rec.item_ids, np.zeros(len(s.rec.item_ids), dtype=bool)
     in_ranker[s.rec._ease_cols] = True
     position = {item: j for j, item in enumerate(ids)}
-    released = pd.to_numeric(titles.set_index("item_id")["release_year"], errors="coerce"
+    released = pd.to_numeric(s.titles.set_index("item_id")["release_year"], errors="coerce"
                              ).reindex(ids).to_numpy()
     last_year = pd.to_datetime(pd.Series(s.t).groupby(s.u).max(), unit="s").dt.year.reindex(
         range(len(s.rec.user_ids))).to_numpy()
