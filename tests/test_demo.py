@@ -4,6 +4,7 @@ CI installs it with `apt-get install -y chromium`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from pathlib import Path
 
@@ -161,6 +162,16 @@ def test_count_tables(state: ServingState):
     assert per_platform["n_titles"].sum() == (state.analytics["type"] == "Movie").sum()
     assert isinstance(per_country, pd.DataFrame) and "country" in per_country.columns
     assert set(per_rating.columns) == {"rating", "n_titles"}
+
+
+def test_catalog_size_counts_a_title_on_two_platforms_once(state: ServingState):
+    n = len(state.titles_by_id)
+    assert demo.catalog_size(state) == f"{n:,} titles"
+    first = next(iter(state.titles_by_id.values()))
+    copy = first.model_copy(update={"id": "zz" + first.id, "platform": "another"})
+    two_listings = dataclasses.replace(state, titles_by_id={**state.titles_by_id,
+                                                            copy.id: copy})
+    assert demo.catalog_size(two_listings) == f"{n:,} titles ({n + 1:,} platform listings)"
 
 
 def test_build_demo_has_every_tab_filled_at_build_time(state: ServingState):

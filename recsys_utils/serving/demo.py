@@ -123,6 +123,14 @@ def platform_choices(state: ServingState) -> list[str]:
     return list(state.platforms)
 
 
+def catalog_size(state: ServingState) -> str:
+    """"N titles", with the platform listings when a title is on several platforms."""
+    listings = len(state.titles_by_id)
+    titles = len({t.item_id for t in state.titles_by_id.values()})
+    return (f"{titles:,} titles" if titles == listings
+            else f"{titles:,} titles ({listings:,} platform listings)")
+
+
 def rateable_titles(state: ServingState, limit: int = 300) -> list[tuple[str, str]]:
     """``(label, title id)`` of the most-rated titles, for the new-user and similar-title
     dropdowns (title ids as the API takes them: ``POST /recommendations``).
@@ -345,8 +353,8 @@ def build_demo(state: ServingState, selected_tab: str = "recommendations") -> An
 
     with gr.Blocks(title="Streaming recommender", analytics_enabled=False) as demo:
         gr.Markdown(f"# Streaming recommender\nModel **{version}**, trained "
-                    f"{state.manifest.get('created_at', '?')}; {len(state.titles_by_id):,} "
-                    f"titles on {', '.join(platforms)}.")
+                    f"{state.manifest.get('created_at', '?')}; {catalog_size(state)} on "
+                    f"{', '.join(platforms)}.")
         with gr.Tabs(selected=selected_tab):
             with gr.Tab("Recommendations", id="recommendations"):
                 with gr.Row():
