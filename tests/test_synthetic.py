@@ -122,6 +122,19 @@ def test_output_is_labelled_and_passes_cleaning_with_nothing_rejected(generated,
     assert int(grown.sum()) == manifest["grown_titles"]
 
 
+def test_titles_nobody_rated_take_a_rated_titles_taste(tmp_path, source):
+    """Real catalogs list titles nobody rated (the linked catalogs: most of them); each
+    such template borrows a rated title's factors instead of failing."""
+    model, titles, _ = source
+    unrated = titles["item_id"].iloc[:50]
+    result = synthetic.generate(tmp_path / "g", 3_000, n_users=40, n_titles=len(titles),
+                                seed=3, source=(model[~model["item"].isin(unrated)], titles,
+                                                "embedded MovieLens, 50 titles unrated"))
+    assert result.n_ratings == 3_000
+    catalog = pd.concat([pd.read_csv(p) for p in (tmp_path / "g").glob("*_titles.csv")])
+    assert len(catalog) == len(titles)  # every template kept, the unrated ones included
+
+
 def test_impossible_sizes_and_bad_counts_are_data_errors(tmp_path, source):
     with pytest.raises(DataError, match="do not fit"):
         synthetic.generate(tmp_path, 10_000, n_users=2, n_titles=100, source=source)

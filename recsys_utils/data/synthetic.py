@@ -300,7 +300,9 @@ def _grow_catalog(titles: pd.DataFrame, n_titles: int, source: SourceModel,
             seen = pd.Series(extra).groupby(extra).cumcount().to_numpy() + 1
             copy_no = np.concatenate([np.zeros(n_src, dtype="int64"), seen])
         out = src.iloc[pick].reset_index(drop=True)
-        donor = donor_all.loc[src.index[pick]].to_numpy(dtype="float64")
+        # a copy: with unrated titles the column is already float64, and pandas' copy-on-write
+        # then hands out a read-only view
+        donor = donor_all.loc[src.index[pick]].to_numpy(dtype="float64", copy=True)
         missing = np.isnan(donor)  # an unrated template takes a random rated title's taste
         donor[missing] = rng.choice(rated, size=int(missing.sum()))
         grown = copy_no > 0
