@@ -133,6 +133,19 @@ def test_an_increment_also_in_raw_is_a_duplicate_not_a_double_count(project):
     assert rebuilt.accounting.totals("ratings").adds_up
 
 
+def test_a_hold_back_made_on_other_data_takes_nothing_out(project):
+    """A hold-back left from another data set (none of its ratings are in this run's raw
+    folder) is replayed as taking out nothing, with the raw ratings all kept."""
+    paths, csv, raw_ratings = project
+    paths.history.mkdir(parents=True, exist_ok=True)
+    store.history_file(paths, "20260101T000000", store.HELD_BACK).write_text(
+        "userId,rating,timestamp,movieId\n7,4.5,1600000000,zz-not-here\n", encoding="utf-8")
+    rebuilt = _rebuild(paths)
+    assert len(rebuilt.ratings) == len(raw_ratings)
+    assert not (rebuilt.rejected_ratings["reason"] == store.HELD_BACK_REASON).any()
+    assert rebuilt.accounting.totals("ratings").adds_up
+
+
 def test_history_rows_keep_the_cleaning_rules(project):
     paths, csv, raw_ratings = project
     retrain.run_retrain(csv, paths=paths, trainer=fake_trainer(), force=True, min_holdout=5,

@@ -478,13 +478,16 @@ def replay_history(current: Any, accounts: list[SourceAccount], paths: ProjectPa
             merged.accepted_files += 1
         else:
             gone = current.take_out(read_ratings_file(path, None, source_file=name).ratings)
+            # a list, not string columns added up: a hold-back none of whose ratings are in
+            # this run's data (made on other data) takes out nothing, and an empty score
+            # column stays float
+            seconds = pd.to_datetime(gone["timestamp"]).astype("datetime64[s]").astype("int64")
             rejected.append(pd.DataFrame({
                 "source_file": gone["source_file"].to_numpy(), "line": gone["line"].to_numpy(),
                 "reason": HELD_BACK_REASON,
-                "raw": (gone["user_id"].astype(str) + "," + gone["score"].map(lambda s: f"{s:g}")
-                        + "," + pd.to_datetime(gone["timestamp"]).astype("datetime64[s]")
-                        .astype("int64").astype(str) + "," + gone["item_id"].astype(str)
-                        ).to_numpy()}, columns=REJECT_COLUMNS))
+                "raw": [f"{u},{s:g},{t},{i}" for u, s, t, i in zip(
+                    gone["user_id"], gone["score"], seconds, gone["item_id"], strict=True)]},
+                columns=REJECT_COLUMNS))
             for source, n in gone["source_file"].value_counts().items():
                 account = by_file.get(source)
                 if account is None:  # not a source of this run: the accounting check says so
