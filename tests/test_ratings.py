@@ -49,6 +49,8 @@ def test_valid_rows_are_kept_with_compact_dtypes() -> None:
     (["1", "4", "14/07/2017", "ns1"], "unparseable timestamp"),  # day or month first?
     (["1", "4", "2017-13-40T00:00:00", "ns1"], "unparseable timestamp"),
     (["1", "4", "1969-12-31", "ns1"], "unparseable timestamp"),
+    (["1", "4", "1468464000000", "ns1"], "timestamp in milliseconds (Unix seconds expected)"),
+    (["1", "4", "4102444800000000", "ns1"], "unparseable timestamp"),  # not even milliseconds
     (["1", "4", "2090-01-01T00:00:00Z", "ns1"], "timestamp in the future"),
     (["1", "4", "1600000000", "zz9"], "unknown movieId"),
     (["1", "4", None, "ns1"], "missing value"),

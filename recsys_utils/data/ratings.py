@@ -95,8 +95,9 @@ def validate_ratings(df: pd.DataFrame, source_file: str, known_items: set[str] |
     becomes ``item_id``) in input order; ``rejected`` has ``source_file, line,
     reason, raw``. Each row gets the first failing reason of: ``missing value``,
     ``non-numeric userId``, ``userId out of range``, ``non-numeric rating``,
-    ``score outside 0.5-5``, ``score not a multiple of 0.5``, ``unparseable
-    timestamp``, ``timestamp in the future``, ``unknown movieId``. Exact duplicates are *not* handled here
+    ``score outside 0.5-5``, ``score not a multiple of 0.5``, ``timestamp in
+    milliseconds (Unix seconds expected)``, ``unparseable timestamp``, ``timestamp in the
+    future``, ``unknown movieId``. Exact duplicates are *not* handled here
     (see :func:`drop_exact_duplicates`).
     """
     missing_cols = [c for c in EXPECTED_COLUMNS if c not in df.columns]
@@ -124,6 +125,9 @@ def validate_ratings(df: pd.DataFrame, source_file: str, known_items: set[str] |
         (score.isna(), "non-numeric rating"),
         (~score.between(MIN_SCORE, MAX_SCORE), "score outside 0.5-5"),
         ((score * 2) % 1 != 0, "score not a multiple of 0.5"),
+        # a Java or JavaScript export writes milliseconds: say so rather than "unparseable"
+        (stamp.between(_MAX_TIMESTAMP, 1000 * _MAX_TIMESTAMP - 1),
+         "timestamp in milliseconds (Unix seconds expected)"),
         (stamp.isna() | ~stamp.between(0, _MAX_TIMESTAMP - 1), "unparseable timestamp"),
         (stamp > (time.time() if now is None else now) + CLOCK_SKEW_SECONDS,
          "timestamp in the future"),
