@@ -118,9 +118,22 @@ def test_tiny_ratings_file_accounts_for_every_row(tiny_raw_dir: Path) -> None:
     assert counts == {**TINY_RATING_REJECTS, "exact duplicate": 1}
 
 
+def test_columns_in_another_order_are_read_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "reordered.csv"
+    path.write_text("movieId,timestamp,userId,rating\nns1,1600000000,1,4\nns1,1600000001,2,3.5\n")
+    got = read_ratings_file(path, KNOWN)
+    (acc,) = got.accounts
+    assert (acc.read, acc.kept, acc.rejected) == (2, 2, 0)
+    assert got.ratings["user_id"].tolist() == [1, 2]
+    assert got.ratings["score"].tolist() == [4.0, 3.5]
+    assert got.ratings["item_id"].tolist() == ["ns1", "ns1"]
+    assert got.ratings["timestamp"].astype("int64").tolist() == [1600000000, 1600000001]
+    assert "read by name" in acc.note
+
+
 def test_wrong_header_rejects_the_whole_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
-    path.write_text("userId,movieId,rating,timestamp\n1,ns1,4,5\n2,ns1,3,6\n")
+    path.write_text("userId,movieId,rating,time\n1,ns1,4,5\n2,ns1,3,6\n")
     got = read_ratings_file(path, KNOWN)
     (acc,) = got.accounts
     assert got.ratings.empty and (acc.read, acc.rejected) == (2, 2)

@@ -189,9 +189,10 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
                       source_file: str | None = None) -> RatingsRead:
     """Read and validate one ratings CSV (duplicates within the file dropped).
 
-    A file whose header is not exactly ``userId,rating,timestamp,movieId`` is
-    rejected whole: every row goes to ``rejected`` with reason ``wrong header`` and
-    the account's note names the file and the expected columns.
+    The header names the columns ``userId,rating,timestamp,movieId``, in any order (read
+    by name; the account's note says so when the order differs). A file with another
+    header is rejected whole: every row goes to ``rejected`` with reason ``wrong header``
+    and the account's note names the file and the expected columns.
     """
     path = Path(path)
     source_file = source_file or path.name
@@ -200,9 +201,13 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
     parts = [pd.DataFrame([(source_file, r.line, r.reason, r.raw) for r in table.rejects],
                           columns=REJECT_COLUMNS)]
     n_cols = len(EXPECTED_COLUMNS)
+    header = tuple(table.header or ())
+    by_name = header != EXPECTED_COLUMNS and sorted(header) == sorted(EXPECTED_COLUMNS)
+    if by_name:
+        account.note = f"{source_file}: columns in the order {','.join(header)}, read by name"
     if not table.header:
         account.note = "empty file"
-    elif tuple(table.header) != EXPECTED_COLUMNS:
+    elif sorted(header) != sorted(EXPECTED_COLUMNS):
         account.note = (f"{source_file}: wrong header {excerpt(','.join(table.header))}; "
                         f"expected {','.join(EXPECTED_COLUMNS)} — whole file rejected")
         parts.append(pd.DataFrame({"source_file": source_file,
@@ -210,7 +215,7 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
                                    "reason": "wrong header",
                                    "raw": [r.raw for r in table.records]}))
     kept = cast_ratings(pd.DataFrame(columns=RATINGS_COLUMNS))
-    if table.header and tuple(table.header) == EXPECTED_COLUMNS:
+    if table.header and sorted(header) == sorted(EXPECTED_COLUMNS):
         good = [r for r in table.records if len(r.fields) == n_cols]
         parts.append(pd.DataFrame({"source_file": source_file,
                                    "line": [r.line for r in table.records
@@ -218,8 +223,8 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
                                    "reason": "wrong number of fields",
                                    "raw": [r.raw for r in table.records
                                            if len(r.fields) != n_cols]}))
-        frame = pd.DataFrame([r.fields for r in good], columns=list(EXPECTED_COLUMNS),
-                             dtype=object)
+        frame = pd.DataFrame([r.fields for r in good], columns=list(header),
+                             dtype=object)[list(EXPECTED_COLUMNS)]
         frame["line"] = [r.line for r in good]
         frame["raw"] = [r.raw for r in good]
         kept, rejected = validate_ratings(frame, source_file, known_items)
