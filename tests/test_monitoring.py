@@ -357,6 +357,19 @@ def test_monitor_timeline_in_months_uses_twelve_periods_for_the_last_year():
         f"last {min(12, len(result.decay))} periods")
 
 
+def test_the_policy_rule_names_only_the_signals_it_watches():
+    """A threshold of infinity switches its signal off: the book's sentence leaves it out
+    (it read "exceeds inf%"), and says "never" when every signal is off."""
+    ratings = rating_history("2002-01-01", "2002-12-31", n_users=40, seed=3)
+    off = {"error_increase": np.inf, "new_user_threshold": np.inf}
+    one = mon.monitor_timeline(ratings, period="M", psi_threshold=0.5, **off)
+    assert one.key_numbers()["policy_rule"] == (
+        "at the end of a month when the score PSI against its training window exceeds 0.50")
+    none = mon.monitor_timeline(ratings, period="M", psi_threshold=np.inf, **off)
+    assert none.key_numbers()["policy_rule"].startswith("never")
+    assert none.policy.n_retrains == 0
+
+
 def test_single_period_model_table_is_a_clear_data_error():
     ratings = rating_history("2004-07-01", "2004-09-30", n_users=10, seed=4)  # 2004Q3 only
     with pytest.raises(DataError, match=r"one period \(2004Q3\).*shorter than 'Q'"):

@@ -828,6 +828,24 @@ class MonitoringResult:
                 f"unknown users {int((fired['unknown_users'] > s['new_user_threshold']).sum())}, "
                 f"error increase {int((fired['error_increase'] > s['error_increase']).sum())}")
 
+    def policy_rule(self) -> str:
+        """The chosen trigger rule as a sentence: only the signals it watches (a threshold
+        of infinity switches a signal off), or "never" when it watches none."""
+        s = self.settings
+        noun = {"Q": "quarter", "M": "month", "W": "week", "Y": "year", "D": "day"}.get(
+            str(s["period"]), "period")
+        signals = [
+            (s["new_user_threshold"], "the share of its ratings from users the serving "
+                                      "model has never seen exceeds {:.0%}"),
+            (s["error_increase"], f"its RMSE exceeds that of the first {noun} it served by "
+                                  f"{{:.0%}}"),
+            (s["psi_threshold"], "the score PSI against its training window exceeds {:.2f}")]
+        watched = [text.format(value) for value, text in signals if np.isfinite(value)]
+        if not watched:
+            return ("never: on this data the replay switched every signal off (no threshold "
+                    "was worth its retrainings)")
+        return f"at the end of a {noun} when " + ", or when ".join(watched)
+
     def key_numbers(self) -> dict[str, Any]:
         """The run's headline numbers (glued into the book as ``mon_<name>``)."""
         decay, drift, novelty, s = self.decay, self.drift, self.novelty, self.settings
@@ -863,6 +881,7 @@ class MonitoringResult:
             "psi_threshold": s["psi_threshold"],
             "error_increase": s["error_increase"],
             "new_user_threshold": s["new_user_threshold"],
+            "policy_rule": self.policy_rule(),
             "policy_retrains": self.policy.n_retrains,
             "policy_rmse": self.policy.rmse,
             "policy_gain_share": _ratio(frozen - self.policy.rmse, frozen - retrained),
