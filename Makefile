@@ -52,13 +52,7 @@ pipeline: $(STAMP) ## execute the notebooks in order with papermill (PARAMS=note
 book: $(STAMP) ## build the Jupyter Book from the executed notebooks (warnings are errors)
 	$(BIN)/python -m recsys_utils.run.book
 
-# The unit tests and nbval (the pipeline, then its re-run) run side by side: the notebooks
-# leave a core partly idle (single-threaded steps), and every test works in its own
-# temporary project, never this one's data/ or outputs/ (tests/conftest.py). Measured on 2
-# cores, clean clone: 1,099 s against 1,081-1,182 s one after the other. Their output
-# interleaves, live (grouping it would leave the terminal silent for 15 minutes).
-test: lint ## everything CI runs: lint, then the unit tests beside the pipeline (01-05) and nbval
-	$(MAKE) --no-print-directory -j2 unit nbval
+test: lint unit nbval ## everything CI runs: lint, unit tests, the pipeline (01-05) and nbval
 
 lint: $(STAMP) ## ruff over the package, tests, benchmarks and notebooks
 	$(BIN)/ruff check recsys_utils tests benchmarks notebooks
