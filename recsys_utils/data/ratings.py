@@ -202,12 +202,12 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
                           columns=REJECT_COLUMNS)]
     n_cols = len(EXPECTED_COLUMNS)
     header = tuple(table.header or ())
-    by_name = header != EXPECTED_COLUMNS and sorted(header) == sorted(EXPECTED_COLUMNS)
-    if by_name:
-        account.note = f"{source_file}: columns in the order {','.join(header)}, read by name"
-    if not table.header:
+    readable = sorted(header) == sorted(EXPECTED_COLUMNS)  # the four columns, in any order
+    if not header:
         account.note = "empty file"
-    elif sorted(header) != sorted(EXPECTED_COLUMNS):
+    elif header != EXPECTED_COLUMNS and readable:
+        account.note = f"{source_file}: columns in the order {','.join(header)}, read by name"
+    elif not readable:
         account.note = (f"{source_file}: wrong header {excerpt(','.join(table.header))}; "
                         f"expected {','.join(EXPECTED_COLUMNS)} — whole file rejected")
         parts.append(pd.DataFrame({"source_file": source_file,
@@ -215,7 +215,7 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
                                    "reason": "wrong header",
                                    "raw": [r.raw for r in table.records]}))
     kept = cast_ratings(pd.DataFrame(columns=RATINGS_COLUMNS))
-    if table.header and sorted(header) == sorted(EXPECTED_COLUMNS):
+    if readable:
         good = [r for r in table.records if len(r.fields) == n_cols]
         parts.append(pd.DataFrame({"source_file": source_file,
                                    "line": [r.line for r in table.records

@@ -177,10 +177,13 @@ def _check_model_table(model_df: pd.DataFrame) -> None:
             "ratings' timestamp must say when each rating was made, not when it was imported")
 
 
+#: What each period alias is called in messages and in the book.
+PERIOD_NAMES = {"Y": "year", "Q": "quarter", "M": "month", "W": "week", "D": "day"}
+
+
 def _shorter_than(period: str) -> str:
     """The period aliases shorter than ``period``, named (for the one-period error)."""
-    units = {"Q": "quarters", "M": "months", "W": "weeks", "D": "days"}
-    return ", ".join(f"{alias} {name}" for alias, name in units.items()
+    return ", ".join(f"{alias} {name}s" for alias, name in PERIOD_NAMES.items()
                      if periods_per_year(alias) > periods_per_year(period))
 
 
@@ -832,15 +835,14 @@ class MonitoringResult:
         """The chosen trigger rule as a sentence: only the signals it watches (a threshold
         of infinity switches a signal off), or "never" when it watches none."""
         s = self.settings
-        noun = {"Q": "quarter", "M": "month", "W": "week", "Y": "year", "D": "day"}.get(
-            str(s["period"]), "period")
+        new_user, error, psi = s["new_user_threshold"], s["error_increase"], s["psi_threshold"]
+        noun = PERIOD_NAMES.get(str(s["period"]), "period")
         signals = [
-            (s["new_user_threshold"], "the share of its ratings from users the serving "
-                                      "model has never seen exceeds {:.0%}"),
-            (s["error_increase"], f"its RMSE exceeds that of the first {noun} it served by "
-                                  f"{{:.0%}}"),
-            (s["psi_threshold"], "the score PSI against its training window exceeds {:.2f}")]
-        watched = [text.format(value) for value, text in signals if np.isfinite(value)]
+            (new_user, "the share of its ratings from users the serving model has never "
+                       f"seen exceeds {new_user:.0%}"),
+            (error, f"its RMSE exceeds that of the first {noun} it served by {error:.0%}"),
+            (psi, f"the score PSI against its training window exceeds {psi:.2f}")]
+        watched = [text for value, text in signals if np.isfinite(value)]
         if not watched:
             return ("never: on this data the replay switched every signal off (no threshold "
                     "was worth its retrainings)")
