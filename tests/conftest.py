@@ -121,7 +121,7 @@ def processed_tiny(tiny_raw_dir: Path, tmp_path: Path,
 #: Modules whose tests take minutes (whole pipeline runs, a Spark cluster): collected first,
 #: so that with several workers (`make unit`) they start at once instead of ending the run
 #: alone on one worker while the others are idle.
-LONGEST_FIRST = ("test_pipeline_integration", "test_scale_out_cluster", "test_scale_out_step")
+LONGEST_FIRST = ("test_pipeline_integration", "test_scale_out_cluster")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -16,7 +16,9 @@ Three data sets a new user could bring, none of them the embedded default:
 
 Each run uses ``notebooks/params.yaml`` as it is, plus only the data location (``raw_dir``,
 ``source``). ``06_scale_out`` and the book run on the small export only (on the others
-Spark would take most of the budget; its own ``spark`` tests cover it there). What is
+Spark would take most of the budget; its own ``spark`` tests cover it there); this is the
+test that executes the 06 notebook (``make test``'s nbval checks 01-05), so it also checks
+what 06 registers and glues. What is
 checked is what issue 10 asks of any data: every step finishes; the served (registered)
 ranking is the one its validation chose, with the validation record in its manifest; the
 evaluation evaluates that configuration, headline on the per-user split, against
@@ -38,15 +40,16 @@ import re
 import shutil
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 
 from recsys_utils.data.catalogs import platform_prefix
 from recsys_utils.data.cleaning import embedded_movielens
 from recsys_utils.lifecycle import registry
-from recsys_utils.paths import PROJECT_ROOT, project_paths
+from recsys_utils.paths import PROJECT_ROOT, ProjectPaths, project_paths
 from recsys_utils.ranking.recommender import Recommender
-from recsys_utils.run.book import build_book, toc_files
+from recsys_utils.run.book import build_book, notebook_glue, toc_files
 from recsys_utils.run.pipeline import run_pipeline
 from recsys_utils.scale_out.session import spark_unavailable
 
@@ -124,6 +127,36 @@ def check_outputs(root: Path, source: str) -> None:
     assert executed.is_file()
 
 
+def check_scale_out(paths: ProjectPaths) -> None:
+    """What 06 glued for the book, and its batch lists: registered (not promoted), and
+    though evaluated on a holdout, refitted on every rating, so no list holds a title its
+    user rated."""
+    glued = notebook_glue(paths.executed_notebooks / "06_scale_out.ipynb")
+    assert glued["scale_status"].startswith("'ran on local"), glued
+    assert glued["scale_cleaning_identical"] == "True"  # Spark's tables == data/processed
+    assert glued["scale_metrics_match"] == "True"  # Spark's metrics == ranking.metrics
+    # the JVM's own output (log4j, start-up notices) is in its log, not on the book's page
+    executed = nbformat.read(paths.executed_notebooks / "06_scale_out.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code"
+                      for o in c.outputs if o.output_type == "stream")
+    assert "log4j" not in printed and "WARN" not in printed, printed
+    assert "log4j" in (paths.outputs / "scale_out" / "spark.log").read_text(encoding="utf-8")
+
+    champion = registry.champion_version(paths)
+    batches = [v for v in registry.list_versions(paths)
+               if registry.is_batch_manifest(registry.read_manifest(v, paths))]
+    assert len(batches) == 1 and champion not in batches  # registered, not promoted
+    batch, manifest = registry.load_version(batches[0], paths)
+    assert manifest["kind"] == "batch_top_n"
+    model = pd.read_parquet(paths.processed / "model.parquet")
+    rated = model.assign(item=model["item"].astype(str)).groupby("user")["item"].agg(set)
+    lists = batch.top_n.groupby("user")["item"].agg(set)
+    assert set(lists.index) == set(rated.index)  # every rating user has a list
+    overlap = {int(u): lists[u] & rated[u] for u in lists.index if lists[u] & rated[u]}
+    assert overlap == {}, f"{len(overlap)} users' lists hold titles they rated"
+    assert batch.top_n.groupby(["user", "platform"]).size().max() == 10
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_default_pipeline_on_the_shared_catalogs(tmp_path: Path,
@@ -164,6 +197,7 @@ def test_default_pipeline_and_book_on_a_short_small_export(tmp_path: Path,
     assert monitoring["period"] == "W"
     if no_spark:
         pytest.skip(f"06 and the book need pyspark and Java >= 17: {no_spark}")
+    check_scale_out(paths)
 
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(PROJECT_ROOT / name, root / name)
