@@ -138,3 +138,22 @@ def test_an_unreadable_table_is_not_called_damaged(tmp_path, monkeypatch: pytest
         read_table("titles", folder=tmp_path)
     assert str(info.value).startswith(f"{path}: permission denied (check its permissions")
     assert "damaged" not in str(info.value) and "pipeline" not in str(info.value)
+
+
+@pytest.mark.parametrize(("setting", "advice_on_entry"), [(None, False), ("1", True)])
+def test_commands_run_without_numpys_huge_page_advice_unless_it_is_set(
+        setting: str | None, advice_on_entry: bool) -> None:
+    """A fresh interpreter (numpy reads the variable at import): inside ``run_command`` the
+    advice is off and the variable is set for child processes, unless the user set it."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if setting is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = setting
+    code = ("import os, numpy\n"
+            "from recsys_utils.errors import run_command\n"
+            "switch = numpy._core.multiarray._set_madvise_hugepage\n"
+            "print(switch(True), flush=True)  # on at import (numpy's default)\n"
+            "run_command(lambda: print(switch(False), os.environ['NUMPY_MADVISE_HUGEPAGE']))\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=60).stdout.split("\n")
+    assert out[0] == "True"
+    assert out[1] == f"{advice_on_entry} {setting or '0'}"

@@ -35,7 +35,6 @@ import ast
 import hashlib
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -857,9 +856,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``recsys-pipeline``; returns the exit status."""
     args = build_parser().parse_args(argv)
-    # The kernels inherit it. numpy's huge-page advice makes large arrays stall where
-    # transparent hugepages are defragmented on demand (03: 194 s -> 132 s); a value set wins.
-    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     paths = project_paths()
     params_file = args.params
     if params_file is None:
