@@ -86,6 +86,21 @@ def test_last_n_split_keeps_short_users_whole():
         last_n_split(df, n=2, fraction=0.2)
 
 
+def test_last_n_split_says_when_time_does_not_order_the_holdout():
+    """An export whose ratings all carry one time: the holdout is by title id, and the
+    split says so instead of claiming time order; distinct times leave no tie."""
+    t = pd.date_range("2020-01-01", periods=4, freq="D").astype("datetime64[s]")
+    df = pd.DataFrame({"user": [1, 1, 1, 1], "item": ["d", "c", "b", "a"],
+                       "score": [3.0, 4.0, 5.0, 2.0], "timestamp": t})
+    timed = last_n_split(df, n=2, fraction=None)
+    assert timed.test["item"].tolist() == ["b", "a"] and timed.info["time_ties"] == 0
+    assert "by time (" in timed.description
+    untimed = last_n_split(df.assign(timestamp=t[0]), n=2, fraction=None)
+    assert untimed.test["item"].tolist() == ["c", "d"]  # by title id
+    assert untimed.info["time_ties"] == 1.0
+    assert "100% of them share the second" in untimed.description
+
+
 def test_random_folds_are_the_shared_folds(ratings: pd.DataFrame):
     folds = random_folds(ratings, n_folds=5, seed=7)
     shared = list(kfold_splits(ratings, 5, 7))

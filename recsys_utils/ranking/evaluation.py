@@ -148,10 +148,19 @@ def last_n_split(model_df: pd.DataFrame, n: int | None = None, fraction: float |
     hold = np.where(count - hold >= min_train, hold, 0)
     is_test = from_end < hold
     label = f"last {n}" if n is not None else f"last {fraction:.0%}"
+    train, test = df[~is_test], df[is_test]
+    # held-out ratings made in the same second as the user's latest training one: between
+    # those, title ids decide, not time (all of them in an export whose times are all equal)
+    latest = test["user"].map(train.groupby("user")["timestamp"].max())
+    ties = float((test["timestamp"] == latest).mean()) if len(test) else 0.0
     info = {"holdout": label, "users_kept_whole": int(
-        pd.Series(hold == 0).groupby(df["user"].to_numpy()).all().sum())}
-    return Split("last_n", df[~is_test], df[is_test],
-                 f"per-user holdout: each user's {label} ratings by time (>= {min_train} "
+        pd.Series(hold == 0).groupby(df["user"].to_numpy()).all().sum()),
+        "time_ties": round(ties, 4)}
+    by = ("by time" if ties <= 0.5 else
+          f"by time, though {ties:.0%} of them share the second of the user's latest training "
+          "rating and are held out by title id")
+    return Split("last_n", train, test,
+                 f"per-user holdout: each user's {label} ratings {by} (>= {min_train} "
                  "kept in train)", info)
 
 
