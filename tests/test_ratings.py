@@ -140,6 +140,43 @@ def test_wrong_header_rejects_the_whole_file(tmp_path: Path) -> None:
     assert "bad.csv" in acc.note and "userId,rating,timestamp,movieId" in acc.note
     assert set(got.rejected["reason"]) == {"wrong header"}
     assert got.rejected["line"].tolist() == [2, 3]
+    assert "separated by" not in acc.note
+
+
+def test_a_file_separated_by_semicolons_is_named_so(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_text("userId;rating;timestamp;movieId\n1;4;1600000000;ns1\n")
+    got = read_ratings_file(path, KNOWN)
+    (acc,) = got.accounts
+    assert got.ratings.empty and set(got.rejected["reason"]) == {"wrong header"}
+    assert "separated by ';': save it comma-separated" in acc.note
+
+
+@pytest.mark.parametrize(("scores", "scale", "divisor"), [
+    ([8, 4, 10, 7, 3, 6, 9, 2, 5, 8], 10, 2), ([80, 40, 100, 65, 30, 55, 90, 20, 45, 85], 100, 20)])
+def test_a_file_on_another_scale_is_rejected_whole(tmp_path: Path, scores: list[int],
+                                                  scale: int, divisor: int) -> None:
+    """Its scores of 5 or less are not 0.5-5 scores either (a 4 of 10 is not "liked"):
+    every row goes, with a reason naming the scale and a note saying what to divide by."""
+    path = tmp_path / "tenths.csv"
+    rows = "".join(f"{u},{s},{1600000000 + u},ns1\n" for u, s in enumerate(scores, start=1))
+    path.write_text("userId,rating,timestamp,movieId\n" + rows)
+    got = read_ratings_file(path, KNOWN)
+    (acc,) = got.accounts
+    assert got.ratings.empty and (acc.read, acc.rejected) == (10, 10)
+    assert set(got.rejected["reason"]) == {f"score on a 0-{scale} scale (0.5-5 expected)"}
+    assert f"divide the scores by {divisor}" in acc.note
+
+
+def test_a_few_scores_above_5_are_rejected_alone(tmp_path: Path) -> None:
+    """A 0.5-5 file with corrupted scores (fewer than a fifth above 5) keeps its good rows."""
+    path = tmp_path / "mostly_fine.csv"
+    scores = [4, 3.5, 5, 2, 1, 4.5, 3, 7, 4, 5]
+    rows = "".join(f"{u},{s},{1600000000 + u},ns1\n" for u, s in enumerate(scores, start=1))
+    path.write_text("userId,rating,timestamp,movieId\n" + rows)
+    got = read_ratings_file(path, KNOWN)
+    assert len(got.ratings) == 9
+    assert got.rejected["reason"].tolist() == ["score outside 0.5-5"]
 
 
 def test_duplicates_across_files_count_in_the_later_file(tmp_path: Path) -> None:

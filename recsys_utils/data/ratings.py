@@ -174,6 +174,30 @@ def drop_exact_duplicates(ratings: pd.DataFrame,
     return ratings[~dup].reset_index(drop=True), duplicates
 
 
+#: Scales a whole file may be on by mistake (its largest score -> the divisor to 0.5-5).
+_OTHER_SCALES = {10: 2, 100: 20}
+
+
+def _other_scale(rating: pd.Series) -> tuple[str, str] | None:
+    """``(reason, note)`` when a file's scores are on another scale than 0.5-5.
+
+    On a 1-10 scale a 4 is valid 0.5-5 and would be kept as "liked", so a file is judged
+    whole: at least a fifth of its numeric scores above 5 and 99% of them within 0-10 (or
+    0-100; a stray corrupted value does not change the scale). A 0.5-5 file with a few
+    corrupted scores stays checked row by row.
+    """
+    score = pd.to_numeric(rating.astype(str), errors="coerce").dropna()
+    if score.empty or (score > MAX_SCORE).mean() < 0.2:
+        return None
+    limit = next((top for top in _OTHER_SCALES if score.between(0, top).mean() >= 0.99), None)
+    if limit is None:
+        return None
+    return (f"score on a 0-{limit} scale (0.5-5 expected)",
+            f"{(score > MAX_SCORE).mean():.0%} of its scores are above 5, up to "
+            f"{score[score <= limit].max():g}: a 0-{limit} scale? expected 0.5-5 — whole file "
+            f"rejected (divide the scores by {_OTHER_SCALES[limit]} first)")
+
+
 @dataclass(frozen=True)
 class RatingsRead:
     """Ratings read from one or more files: kept rows, rejected rows, one account per file."""
@@ -192,7 +216,9 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
     The header names the columns ``userId,rating,timestamp,movieId``, in any order (read
     by name; the account's note says so when the order differs). A file with another
     header is rejected whole: every row goes to ``rejected`` with reason ``wrong header``
-    and the account's note names the file and the expected columns.
+    and the account's note names the file and the expected columns. So is a file whose
+    scores are on another scale (``_other_scale``: ``score on a 0-10 scale (0.5-5
+    expected)``), its note saying what to divide them by.
     """
     path = Path(path)
     source_file = source_file or path.name
@@ -208,8 +234,12 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
     elif header != EXPECTED_COLUMNS and readable:
         account.note = f"{source_file}: columns in the order {','.join(header)}, read by name"
     elif not readable:
+        # a spreadsheet's export in another locale separates by ';': say so
+        sep = next((c for c in ";\t|" if sorted(",".join(header).split(c))
+                    == sorted(EXPECTED_COLUMNS)), None)
+        hint = f" (separated by {sep!r}: save it comma-separated)" if sep else ""
         account.note = (f"{source_file}: wrong header {excerpt(','.join(table.header))}; "
-                        f"expected {','.join(EXPECTED_COLUMNS)} — whole file rejected")
+                        f"expected {','.join(EXPECTED_COLUMNS)} — whole file rejected{hint}")
         parts.append(pd.DataFrame({"source_file": source_file,
                                    "line": [r.line for r in table.records],
                                    "reason": "wrong header",
@@ -227,8 +257,15 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
                              dtype=object)[list(EXPECTED_COLUMNS)]
         frame["line"] = [r.line for r in good]
         frame["raw"] = [r.raw for r in good]
-        kept, rejected = validate_ratings(frame, source_file, known_items)
-        parts.append(rejected)
+        scale = _other_scale(frame["rating"])
+        if scale is None:
+            kept, rejected = validate_ratings(frame, source_file, known_items)
+            parts.append(rejected)
+        else:
+            reason, note = scale
+            account.note = f"{source_file}: {note}"
+            parts.append(pd.DataFrame({"source_file": source_file, "line": frame["line"],
+                                       "reason": reason, "raw": frame["raw"]}))
     raw = {(source_file, r.line): r.raw for r in table.records}
     kept, dups = drop_exact_duplicates(kept, raw)
     parts.append(dups)
