@@ -169,14 +169,14 @@ def test_a_file_on_another_scale_is_rejected_whole(tmp_path: Path, scores: list[
 
 
 def test_a_few_scores_above_5_are_rejected_alone(tmp_path: Path) -> None:
-    """A 0.5-5 file with corrupted scores (fewer than a fifth above 5) keeps its good rows."""
+    """A 0.5-5 file with corrupted scores (fewer than half above 5) keeps its good rows."""
     path = tmp_path / "mostly_fine.csv"
-    scores = [4, 3.5, 5, 2, 1, 4.5, 3, 7, 4, 5]
+    scores = [4, 3.5, 5, 2, 8, 4.5, 3, 7, 4, 6]
     rows = "".join(f"{u},{s},{1600000000 + u},ns1\n" for u, s in enumerate(scores, start=1))
     path.write_text("userId,rating,timestamp,movieId\n" + rows)
     got = read_ratings_file(path, KNOWN)
-    assert len(got.ratings) == 9
-    assert got.rejected["reason"].tolist() == ["score outside 0.5-5"]
+    assert len(got.ratings) == 7
+    assert got.rejected["reason"].tolist() == ["score outside 0.5-5"] * 3
 
 
 def test_duplicates_across_files_count_in_the_later_file(tmp_path: Path) -> None:
