@@ -131,6 +131,20 @@ def test_columns_in_another_order_are_read_by_name(tmp_path: Path) -> None:
     assert "read by name" in acc.note
 
 
+def test_other_columns_are_ignored_and_named(tmp_path: Path) -> None:
+    """An export with more columns (a device, a trailing comma) keeps its ratings; a row
+    whose field count does not match the header is still rejected alone."""
+    path = tmp_path / "export.csv"
+    path.write_text("device,movieId,userId,rating,timestamp,\ntv,ns1,1,4,1600000000,\n"
+                    "phone,ns1,2,3.5,1600000001,\nphone,ns1,3,3.5,1600000002\n")
+    got = read_ratings_file(path, KNOWN)
+    (acc,) = got.accounts
+    assert (acc.read, acc.kept, acc.rejected) == (3, 2, 1)
+    assert got.ratings["user_id"].tolist() == [1, 2]
+    assert got.rejected["reason"].tolist() == ["wrong number of fields"]
+    assert "'device', '' ignored" in acc.note
+
+
 def test_wrong_header_rejects_the_whole_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("userId,movieId,rating,time\n1,ns1,4,5\n2,ns1,3,6\n")

@@ -310,6 +310,17 @@ def test_wrong_header_is_a_data_error_with_rejections(scenario):
     assert len(load_store(paths)[0]) == n_old
 
 
+def test_a_file_of_bad_rows_says_why_not_which_columns_were_ignored(scenario):
+    """The error gives the rows' reasons first; a note (here: an ignored column) follows."""
+    paths, _, n_old, _ = scenario
+    bad = paths.raw / "tenths.csv"
+    bad.write_text("userId,rating,timestamp,movieId,device\n1,4.0,1600000000,nope,tv\n")
+    with pytest.raises(retrain.DataError, match=r"no valid rating to add \(unknown movieId; "
+                                               r".*'device' ignored"):
+        retrain.run_retrain(bad, paths=paths, trainer=fake_trainer(), log=lambda s: None)
+    assert len(load_store(paths)[0]) == n_old
+
+
 def test_failure_while_training_changes_nothing(scenario):
     paths, csv, n_old, _ = scenario
 

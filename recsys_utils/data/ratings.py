@@ -215,8 +215,8 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
     """Read and validate one ratings CSV (duplicates within the file dropped).
 
     The header names the columns ``userId,rating,timestamp,movieId``, in any order (read
-    by name; the account's note says so when the order differs). A file with another
-    header is rejected whole: every row goes to ``rejected`` with reason ``wrong header``
+    by name; the account's note says so when the order differs), other columns ignored
+    (the note names them). A file without the four is rejected whole: every row goes to ``rejected`` with reason ``wrong header``
     and the account's note names the file and the expected columns. So is a file whose
     scores are on another scale (``_other_scale``: ``score on a 0-10 scale (0.5-5
     expected)``), its note saying what to divide them by.
@@ -227,12 +227,17 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
     account = SourceAccount(source_file, "ratings", read=table.n_read)
     parts = [pd.DataFrame([(source_file, r.line, r.reason, r.raw) for r in table.rejects],
                           columns=REJECT_COLUMNS)]
-    n_cols = len(EXPECTED_COLUMNS)
     header = tuple(table.header or ())
-    readable = sorted(header) == sorted(EXPECTED_COLUMNS)  # the four columns, in any order
+    n_cols = len(header)
+    # the four columns once each, in any order; other columns (an export's extras) ignored
+    readable = all(header.count(c) == 1 for c in EXPECTED_COLUMNS)
+    extra = [c for c in header if c not in EXPECTED_COLUMNS]
     if not header:
         account.note = "empty file"
-    elif header != EXPECTED_COLUMNS and readable:
+    elif readable and extra:
+        account.note = (f"{source_file}: columns {', '.join(excerpt(c) for c in extra)} "
+                        "ignored; the four read by name")
+    elif readable and header != EXPECTED_COLUMNS:
         account.note = f"{source_file}: columns in the order {','.join(header)}, read by name"
     elif not readable:
         # a spreadsheet's export in another locale separates by ';': say so

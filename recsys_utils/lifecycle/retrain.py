@@ -578,8 +578,9 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
         raise AssertionError(account.line())
     if account.kept == 0:
         # A wrong header or a file of bad rows is a user mistake, not "nothing new".
-        why = account.note or (", ".join(sorted(got.rejected["reason"].astype(str).unique()))
-                               if len(got.rejected) else "no data rows")
+        reasons = (", ".join(sorted(got.rejected["reason"].astype(str).unique()))
+                   if len(got.rejected) else "no data rows")
+        why = f"{reasons}; {account.note}" if account.note else reasons
         raise DataError(f"{source}: no valid rating to add ({why}); expected a CSV with header "
                         "userId,rating,timestamp,movieId"
                         + (f"; rejected rows in {rejected_file}" if rejected_file else ""))
