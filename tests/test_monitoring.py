@@ -355,6 +355,9 @@ def test_monitor_timeline_in_months_uses_twelve_periods_for_the_last_year():
     assert result.settings["last_year_periods"] == 12
     assert result.decay_summary().splitlines()[1].startswith(
         f"last {min(12, len(result.decay))} periods")
+    numbers = result.key_numbers()  # what the book's chapter says instead of "quarter"
+    assert (numbers["period_noun"], numbers["period_nouns"]) == ("month", "months")
+    assert numbers["last_year_periods"] == min(12, len(result.decay))
 
 
 def test_the_policy_rule_names_only_the_signals_it_watches():

@@ -831,12 +831,17 @@ class MonitoringResult:
                 f"unknown users {int((fired['unknown_users'] > s['new_user_threshold']).sum())}, "
                 f"error increase {int((fired['error_increase'] > s['error_increase']).sum())}")
 
+    @property
+    def period_noun(self) -> str:
+        """The replayed period in words: "quarter", "week", ..."""
+        return PERIOD_NAMES.get(str(self.settings["period"]), "period")
+
     def policy_rule(self) -> str:
         """The chosen trigger rule as a sentence: only the signals it watches (a threshold
         of infinity switches a signal off), or "never" when it watches none."""
         s = self.settings
         new_user, error, psi = s["new_user_threshold"], s["error_increase"], s["psi_threshold"]
-        noun = PERIOD_NAMES.get(str(s["period"]), "period")
+        noun = self.period_noun
         signals = [
             (new_user, "the share of its ratings from users the serving model has never "
                        f"seen exceeds {new_user:.0%}"),
@@ -859,6 +864,10 @@ class MonitoringResult:
             "start_period": self.start_period,
             "end_period": str(decay["period"].iloc[-1]),
             "n_periods": len(decay),
+            # the book names the run's period ("quarter", "week") instead of assuming one
+            "period_noun": self.period_noun,
+            "period_nouns": self.period_noun + "s",
+            "last_year_periods": len(last),
             "n_replayed_ratings": int(decay["n_ratings"].sum()),
             "rmse_frozen": frozen,
             "rmse_retrained": retrained,
