@@ -145,6 +145,17 @@ def test_other_columns_are_ignored_and_named(tmp_path: Path) -> None:
     assert "'device', '' ignored" in acc.note
 
 
+def test_ids_in_another_case_stay_unknown_and_the_note_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "upper.csv"
+    path.write_text("userId,rating,timestamp,movieId\n1,4,1600000000,NS1\n2,4,1600000000,zz9\n"
+                    "3,4,1600000000,ns1\n")
+    got = read_ratings_file(path, KNOWN)
+    (acc,) = got.accounts
+    assert got.ratings["item_id"].tolist() == ["ns1"]  # case-sensitive: NS1 is not ns1
+    assert got.rejected["reason"].tolist() == ["unknown movieId"] * 2
+    assert "1 unknown movieId matches a title id in another case (e.g. 'NS1' ~ 'ns1')" in acc.note
+
+
 def test_wrong_header_rejects_the_whole_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("userId,movieId,rating,time\n1,ns1,4,5\n2,ns1,3,6\n")

@@ -199,6 +199,20 @@ def _other_scale(rating: pd.Series) -> tuple[str, str] | None:
             f"rejected (divide the scores by {_OTHER_SCALES[limit]} first)")
 
 
+def _ids_in_another_case(unknown: pd.Series, known_items: set[str] | None) -> str:
+    """A note when unknown ``movieId`` s are known ids in another case (an export that
+    upper-cased them): ids stay case-sensitive, but the user learns why they failed."""
+    if unknown.empty or not known_items:
+        return ""
+    by_lower = {k.lower(): k for k in known_items}
+    matches = [(u, by_lower[u.lower()]) for u in unknown.astype(str) if u.lower() in by_lower]
+    if not matches:
+        return ""
+    (got, known), n = matches[0], len(matches)
+    return (f"{n:,} unknown movieId{'s match' if n > 1 else ' matches'} a title id in another case "
+            f"(e.g. {excerpt(got)} ~ {excerpt(known)}): ids are case-sensitive")
+
+
 @dataclass(frozen=True)
 class RatingsRead:
     """Ratings read from one or more files: kept rows, rejected rows, one account per file."""
@@ -267,6 +281,11 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
         if scale is None:
             kept, rejected = validate_ratings(frame, source_file, known_items)
             parts.append(rejected)
+            other_case = _ids_in_another_case(frame.loc[frame["line"].isin(
+                rejected.loc[rejected["reason"] == "unknown movieId", "line"]), "movieId"],
+                known_items)
+            if other_case:
+                account.note = "; ".join(filter(None, [account.note, other_case]))
         else:
             reason, note = scale
             account.note = f"{source_file}: {note}"
