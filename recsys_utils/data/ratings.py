@@ -230,10 +230,11 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
 
     The header names the columns ``userId,rating,timestamp,movieId``, in any order (read
     by name; the account's note says so when the order differs), other columns ignored
-    (the note names them). A file without the four is rejected whole: every row goes to ``rejected`` with reason ``wrong header``
-    and the account's note names the file and the expected columns. So is a file whose
-    scores are on another scale (``_other_scale``: ``score on a 0-10 scale (0.5-5
-    expected)``), its note saying what to divide them by.
+    (the note names them). A file without the four is rejected whole: every row goes to
+    ``rejected`` with reason ``wrong header`` and the account's note names the file and the
+    expected columns. So is a file whose scores are on another scale (``_other_scale``:
+    ``score on a 0-10 scale (0.5-5 expected)``), its note saying what to divide them by.
+    Unknown ids that match a title in another case are counted in the note.
     """
     path = Path(path)
     source_file = source_file or path.name
