@@ -200,8 +200,9 @@ def _other_scale(rating: pd.Series) -> tuple[str, str] | None:
 
 
 def _ids_in_another_case(unknown: pd.Series, known_items: set[str] | None) -> str:
-    """A note when unknown ``movieId`` s are known ids in another case (an export that
-    upper-cased them): ids stay case-sensitive, but the user learns why they failed."""
+    """A note when unknown movieIds are known ids in another case (an export that
+    upper-cased them): ids stay case-sensitive, but the user learns why they failed. Asked
+    only when most of a file's ids are unknown: lower-casing the catalog is O(titles)."""
     if unknown.empty or not known_items:
         return ""
     by_lower = {k.lower(): k for k in known_items}
@@ -234,7 +235,7 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
     ``rejected`` with reason ``wrong header`` and the account's note names the file and the
     expected columns. So is a file whose scores are on another scale (``_other_scale``:
     ``score on a 0-10 scale (0.5-5 expected)``), its note saying what to divide them by.
-    Unknown ids that match a title in another case are counted in the note.
+    When most ids are unknown, those that match a title in another case are counted in the note.
     """
     path = Path(path)
     source_file = source_file or path.name
@@ -282,10 +283,10 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
         if scale is None:
             kept, rejected = validate_ratings(frame, source_file, known_items)
             parts.append(rejected)
-            other_case = _ids_in_another_case(frame.loc[frame["line"].isin(
-                rejected.loc[rejected["reason"] == "unknown movieId", "line"]), "movieId"],
-                known_items)
-            if other_case:
+            unknown = rejected.loc[rejected["reason"] == "unknown movieId", "line"]
+            if 2 * len(unknown) > len(frame):  # a file-wide id problem, not a few stray ids
+                other_case = _ids_in_another_case(
+                    frame.loc[frame["line"].isin(unknown), "movieId"], known_items)
                 account.note = "; ".join(filter(None, [account.note, other_case]))
         else:
             reason, note = scale
