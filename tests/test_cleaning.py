@@ -166,6 +166,16 @@ def test_no_rating_kept_is_a_clear_error_and_keeps_the_old_tables(
     assert check_folder(tiny_raw_dir).ratings.empty
 
 
+def test_no_rating_kept_names_the_file_note_that_says_what_to_change(
+        tiny_raw_dir: Path, project: ProjectPaths) -> None:
+    # an export keyed by text user ids: every row fails the same way, the note says why
+    (tiny_raw_dir / "ratings" / "ratings.csv").write_text(
+        "userId,rating,timestamp,movieId\nu1,4,1500000000,ns1\nu2,3,1500000000,ns1\n")
+    with pytest.raises(DataError, match=r"2 non-numeric userId;.*\)\. First file note: "
+                                        r"ratings/ratings\.csv: 2 userIds are not whole numbers"):
+        build_processed(tiny_raw_dir, source="streaming", paths=project)
+
+
 def test_missing_raw_dir_with_streaming_is_a_clear_error(project: ProjectPaths) -> None:
     with pytest.raises(DataError, match="does not exist"):
         build_processed(project.root / "nothing", source="streaming", paths=project)

@@ -156,6 +156,22 @@ def test_ids_in_another_case_stay_unknown_and_the_note_says_why(tmp_path: Path) 
     assert "1 unknown movieId matches a title id in another case (e.g. 'NS1' ~ 'ns1')" in acc.note
 
 
+def test_text_user_ids_are_rejected_and_the_note_says_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "uuids.csv"
+    path.write_text("userId,rating,timestamp,movieId\n"
+                    "9f1c-77,4,1600000000,ns1\n9f1c-78,4,1600000000,ns1\n3,4,1600000000,ns1\n")
+    got = read_ratings_file(path, KNOWN)
+    (acc,) = got.accounts
+    assert got.ratings["user_id"].tolist() == [3]
+    assert got.rejected["reason"].tolist() == ["non-numeric userId"] * 2
+    assert "2 userIds are not whole numbers (e.g. '9f1c-77')" in acc.note
+    assert "map your ids" in acc.note
+    # one stray text id in a numeric export is a bad row, not an export-wide problem
+    path.write_text("userId,rating,timestamp,movieId\nabc,4,1600000000,ns1\n"
+                    "2,4,1600000000,ns1\n3,4,1600000000,ns1\n")
+    assert read_ratings_file(path, KNOWN).accounts[0].note == ""
+
+
 def test_wrong_header_rejects_the_whole_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("userId,movieId,rating,time\n1,ns1,4,5\n2,ns1,3,6\n")

@@ -378,8 +378,12 @@ def _nothing_kept(result: CleaningResult, raw: Path) -> str:
     """Why no rating was kept, by reason, and how to see the rejected rows."""
     counts = result.rejected_by_reason()
     reasons = "; ".join(f"{r.table}: {r.rows:,} {r.reason}" for r in counts.itertuples())
+    # a file's note says what to change (another scale, text user ids, a wrong header)
+    notes = [s.note if s.note.startswith(s.source_file) else f"{s.source_file}: {s.note}"
+             for s in result.accounting.sources if s.kind == "ratings" and s.note]
+    hint = f" First file note: {notes[0]}." if notes else ""
     return (f"no rating was kept, so there is nothing to model ({len(result.titles):,} titles "
-            f"kept; rows not kept: {reasons or 'none'}). Nothing was written; see every "
+            f"kept; rows not kept: {reasons or 'none'}).{hint} Nothing was written; see every "
             f"rejected row with its reason: recsys-clean --check {raw}")
 
 

@@ -214,6 +214,22 @@ def _ids_in_another_case(unknown: pd.Series, known_items: set[str] | None) -> st
             f"(e.g. {excerpt(got)} ~ {excerpt(known)}): ids are case-sensitive")
 
 
+def _file_wide_id_note(frame: pd.DataFrame, rejected: pd.DataFrame,
+                       known_items: set[str] | None) -> str:
+    """A note when most of a file's rows fail on their ids (an export-wide problem, not a
+    few stray rows): text user ids (UUIDs, hashes), or movieIds in another case."""
+    def failing(reason: str) -> pd.Series:
+        lines = rejected.loc[rejected["reason"] == reason, "line"]
+        return frame.loc[frame["line"].isin(lines)] if 2 * len(lines) > len(frame) else frame[:0]
+
+    text_users = failing("non-numeric userId")["userId"]
+    if len(text_users):
+        return (f"{len(text_users):,} userIds are not whole numbers (e.g. "
+                f"{excerpt(str(text_users.iloc[0]))}): users are keyed by whole numbers from 1 "
+                f"to {_INT32_MAX:,}; map your ids to such numbers (and keep the map) first")
+    return _ids_in_another_case(failing("unknown movieId")["movieId"], known_items)
+
+
 @dataclass(frozen=True)
 class RatingsRead:
     """Ratings read from one or more files: kept rows, rejected rows, one account per file."""
@@ -235,7 +251,7 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
     ``rejected`` with reason ``wrong header`` and the account's note names the file and the
     expected columns. So is a file whose scores are on another scale (``_other_scale``:
     ``score on a 0-10 scale (0.5-5 expected)``), its note saying what to divide them by.
-    When most ids are unknown, those that match a title in another case are counted in the note.
+    When most rows fail on their ids, the note says why (``_file_wide_id_note``).
     """
     path = Path(path)
     source_file = source_file or path.name
@@ -283,11 +299,8 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
         if scale is None:
             kept, rejected = validate_ratings(frame, source_file, known_items)
             parts.append(rejected)
-            unknown = rejected.loc[rejected["reason"] == "unknown movieId", "line"]
-            if 2 * len(unknown) > len(frame):  # a file-wide id problem, not a few stray ids
-                other_case = _ids_in_another_case(
-                    frame.loc[frame["line"].isin(unknown), "movieId"], known_items)
-                account.note = "; ".join(filter(None, [account.note, other_case]))
+            account.note = "; ".join(filter(None, [account.note,
+                                                   _file_wide_id_note(frame, rejected, known_items)]))
         else:
             reason, note = scale
             account.note = f"{source_file}: {note}"
