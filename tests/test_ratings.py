@@ -172,6 +172,19 @@ def test_text_user_ids_are_rejected_and_the_note_says_what_to_do(tmp_path: Path)
     assert read_ratings_file(path, KNOWN).accounts[0].note == ""
 
 
+def test_ids_without_the_platform_prefix_get_a_note(tmp_path: Path) -> None:
+    path = tmp_path / "bare.csv"
+    known = {"ns1", "as1", "ns2", "hulu_x-s3"}
+    path.write_text("userId,rating,timestamp,movieId\n1,4,1600000000,s1\n2,4,1600000000,s3\n"
+                    "3,4,1600000000,s9\n4,4,1600000000,ns2\n")
+    (acc,) = read_ratings_file(path, known).accounts
+    assert ("2 unknown movieIds are a title's show_id without its platform prefix "
+            "(e.g. 's1' ~ 'as1' or 'ns1')") in acc.note
+    # numeric ids (another id space) end like catalog ids ("ns1"), but "ns" is no prefix
+    path.write_text("userId,rating,timestamp,movieId\n1,4,1600000000,1\n2,4,1600000000,2\n")
+    assert read_ratings_file(path, {"ns1", "ns2"}).accounts[0].note == ""
+
+
 def test_wrong_header_rejects_the_whole_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("userId,movieId,rating,time\n1,ns1,4,5\n2,ns1,3,6\n")

@@ -6,6 +6,7 @@ step and retraining both use it, so a row accepted once is accepted always.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_utils.data.accounting import REJECT_COLUMNS, SourceAccount, empty_rejects
+from recsys_utils.data.catalogs import KNOWN_PREFIXES
 from recsys_utils.data.rawcsv import read_raw_csv
 from recsys_utils.errors import excerpt
 from recsys_utils.schema import RATINGS_COLUMNS, cast_ratings
@@ -214,6 +216,29 @@ def _ids_in_another_case(unknown: pd.Series, known_items: set[str] | None) -> st
             f"(e.g. {excerpt(got)} ~ {excerpt(known)}): ids are case-sensitive")
 
 
+def _ids_without_prefix(unknown: pd.Series, known_items: set[str] | None) -> str:
+    """A note when unknown movieIds are titles' ``show_id`` without the platform prefix
+    (``s150`` for ``ns150``): the prefixes are read off the catalog ids that end with a
+    few of them, and kept only in the shapes ``platform_prefix`` makes."""
+    if unknown.empty or not known_items:
+        return ""
+    ids = unknown.astype(str)
+    known = pd.Series(sorted(known_items), dtype=object)
+    prefixes = {k[:-len(u)] for u in ids.drop_duplicates().head(20)
+                for k in known[known.str.endswith(u)]}
+    prefixes = sorted(p for p in prefixes
+                      if p in KNOWN_PREFIXES.values() or re.fullmatch(r"[0-9a-z_]+-", p))
+    matches = {u: [p + u for p in prefixes if p + u in known_items] for u in ids}
+    matches = {u: m for u, m in matches.items() if m}
+    if not matches:
+        return ""
+    n = int(ids.isin(list(matches)).sum())
+    got, example = next(iter(matches.items()))
+    return (f"{n:,} unknown movieId{'s are' if n > 1 else ' is'} a title's show_id without its "
+            f"platform prefix (e.g. {excerpt(got)} ~ {' or '.join(map(excerpt, example))}): "
+            "movieId is the platform prefix + show_id")
+
+
 def _file_wide_id_note(frame: pd.DataFrame, rejected: pd.DataFrame,
                        known_items: set[str] | None) -> str:
     """A note when most of a file's rows fail on their ids (an export-wide problem, not a
@@ -227,7 +252,9 @@ def _file_wide_id_note(frame: pd.DataFrame, rejected: pd.DataFrame,
         return (f"{len(text_users):,} userIds are not whole numbers (e.g. "
                 f"{excerpt(str(text_users.iloc[0]))}): users are keyed by whole numbers from 1 "
                 f"to {_INT32_MAX:,}; map your ids to such numbers (and keep the map) first")
-    return _ids_in_another_case(failing("unknown movieId")["movieId"], known_items)
+    unknown = failing("unknown movieId")["movieId"]
+    return (_ids_in_another_case(unknown, known_items)
+            or _ids_without_prefix(unknown, known_items))
 
 
 @dataclass(frozen=True)
