@@ -185,6 +185,16 @@ def test_ids_without_the_platform_prefix_get_a_note(tmp_path: Path) -> None:
     assert read_ratings_file(path, {"ns1", "ns2"}).accounts[0].note == ""
 
 
+def test_timestamps_in_a_locale_date_format_get_a_note(tmp_path: Path) -> None:
+    path = tmp_path / "us.csv"
+    path.write_text("userId,rating,timestamp,movieId\n1,4,06/21/1996 11:09,ns1\n"
+                    "2,4,06/22/1996 11:09,ns1\n")
+    got = read_ratings_file(path, KNOWN)
+    assert got.rejected["reason"].tolist() == ["unparseable timestamp"] * 2
+    assert ("2 timestamps are neither Unix seconds nor ISO 8601 (e.g. '06/21/1996 11:09')"
+            in got.accounts[0].note)
+
+
 def test_wrong_header_rejects_the_whole_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("userId,movieId,rating,time\n1,ns1,4,5\n2,ns1,3,6\n")

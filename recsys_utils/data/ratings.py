@@ -239,10 +239,11 @@ def _ids_without_prefix(unknown: pd.Series, known_items: set[str] | None) -> str
             "movieId is the platform prefix + show_id")
 
 
-def _file_wide_id_note(frame: pd.DataFrame, rejected: pd.DataFrame,
+def _file_wide_note(frame: pd.DataFrame, rejected: pd.DataFrame,
                        known_items: set[str] | None) -> str:
-    """A note when most of a file's rows fail on their ids (an export-wide problem, not a
-    few stray rows): text user ids (UUIDs, hashes), or movieIds in another case."""
+    """A note when most of a file's rows fail the same way (an export-wide problem, not a
+    few stray rows): text user ids (UUIDs, hashes), timestamps in a locale's date format,
+    movieIds in another case or without their platform prefix."""
     def failing(reason: str) -> pd.Series:
         lines = rejected.loc[rejected["reason"] == reason, "line"]
         return frame.loc[frame["line"].isin(lines)] if 2 * len(lines) > len(frame) else frame[:0]
@@ -252,6 +253,11 @@ def _file_wide_id_note(frame: pd.DataFrame, rejected: pd.DataFrame,
         return (f"{len(text_users):,} userIds are not whole numbers (e.g. "
                 f"{excerpt(str(text_users.iloc[0]))}): users are keyed by whole numbers from 1 "
                 f"to {_INT32_MAX:,}; map your ids to such numbers (and keep the map) first")
+    stamps = failing("unparseable timestamp")["timestamp"]
+    if len(stamps):  # 06/07/1996 is June or July: a locale's format is not guessed
+        return (f"{len(stamps):,} timestamps are neither Unix seconds nor ISO 8601 (e.g. "
+                f"{excerpt(str(stamps.iloc[0]))}): write them as 1996-06-21 11:09:00 or as "
+                "Unix seconds")
     unknown = failing("unknown movieId")["movieId"]
     return (_ids_in_another_case(unknown, known_items)
             or _ids_without_prefix(unknown, known_items))
@@ -278,7 +284,7 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
     ``rejected`` with reason ``wrong header`` and the account's note names the file and the
     expected columns. So is a file whose scores are on another scale (``_other_scale``:
     ``score on a 0-10 scale (0.5-5 expected)``), its note saying what to divide them by.
-    When most rows fail on their ids, the note says why (``_file_wide_id_note``).
+    When most rows fail the same way, the note says why (``_file_wide_note``).
     """
     path = Path(path)
     source_file = source_file or path.name
@@ -327,7 +333,7 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
             kept, rejected = validate_ratings(frame, source_file, known_items)
             parts.append(rejected)
             account.note = "; ".join(filter(None, [account.note,
-                                                   _file_wide_id_note(frame, rejected, known_items)]))
+                                                   _file_wide_note(frame, rejected, known_items)]))
         else:
             reason, note = scale
             account.note = f"{source_file}: {note}"
