@@ -211,6 +211,17 @@ def test_wrong_header_rejects_every_row(tmp_path: Path) -> None:
     assert "show_id" in got.account.note and got.account.adds_up
 
 
+def test_a_catalog_separated_by_semicolons_is_named_so(tmp_path: Path) -> None:
+    # "Adventure, Comedy" splits into two fields by comma: still a header problem, not a width one
+    path = _write(tmp_path, "x_titles.csv", "Show ID;Type;Title;Release Year;listed_in\n"
+                  "s1;Movie;A;1995;Adventure, Comedy\ns2;Movie;B;1996;Drama\n")
+    got = read_catalog(path, "x", "x")
+    assert got.rejected["reason"].tolist() == ["wrong header"] * 2
+    assert got.rejected["line"].tolist() == [2, 3]
+    assert got.account.note.endswith("(separated by ';': save it comma-separated)")
+    assert got.account.adds_up
+
+
 def test_empty_file_and_blank_lines(tmp_path: Path) -> None:
     empty = read_catalog(_write(tmp_path, "e_titles.csv", ""), "e", "e")
     assert empty.titles.empty and empty.account.read == 0 and empty.account.note == "empty file"

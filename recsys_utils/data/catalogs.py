@@ -18,7 +18,7 @@ import pandas as pd
 
 from recsys_utils.data.accounting import REJECT_COLUMNS, SourceAccount, empty_rejects
 from recsys_utils.data.linking import normalize_titles
-from recsys_utils.data.rawcsv import RawTable, read_raw_csv
+from recsys_utils.data.rawcsv import RawTable, read_raw_csv, separator_hint
 from recsys_utils.errors import DataError
 from recsys_utils.schema import KINDS, TITLES_COLUMNS, cast_titles
 
@@ -280,8 +280,11 @@ def read_catalog(path: str | Path, platform: str, prefix: str,
         titles = _empty_titles()
     elif missing:
         account.note = (f"wrong header: missing {', '.join(missing)} "
-                        f"(expected at least {','.join(REQUIRED_COLUMNS)})")
-        parts.append(_rejects(frame, "wrong header", source_file))
+                        f"(expected at least {','.join(REQUIRED_COLUMNS)})"
+                        + separator_hint(table.header, REQUIRED_COLUMNS))
+        # the whole file fails on its header, whatever each row's width
+        parts[1:] = [_rejects(pd.concat([frame[["line", "raw"]], wrong]).sort_values("line"),
+                              "wrong header", source_file)]
         titles = _empty_titles()
     else:
         genre_col = next((c for c in GENRE_ALIASES if c in frame.columns), None)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from recsys_utils.data.accounting import REJECT_COLUMNS, SourceAccount, empty_rejects
 from recsys_utils.data.catalogs import KNOWN_PREFIXES
-from recsys_utils.data.rawcsv import read_raw_csv
+from recsys_utils.data.rawcsv import read_raw_csv, separator_hint
 from recsys_utils.errors import excerpt
 from recsys_utils.schema import RATINGS_COLUMNS, cast_ratings
 
@@ -305,10 +305,7 @@ def read_ratings_file(path: str | Path, known_items: set[str] | None,
     elif readable and header != EXPECTED_COLUMNS:
         account.note = f"{source_file}: columns in the order {','.join(header)}, read by name"
     elif not readable:
-        # a spreadsheet's export in another locale separates by ';': say so
-        sep = next((c for c in ";\t|" if sorted(",".join(header).split(c))
-                    == sorted(EXPECTED_COLUMNS)), None)
-        hint = f" (separated by {sep!r}: save it comma-separated)" if sep else ""
+        hint = separator_hint(table.header, EXPECTED_COLUMNS)
         account.note = (f"{source_file}: wrong header {excerpt(','.join(table.header))}; "
                         f"expected {','.join(EXPECTED_COLUMNS)} — whole file rejected{hint}")
         parts.append(pd.DataFrame({"source_file": source_file,

@@ -15,11 +15,22 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["MAX_RECORD_LINES", "RawRecord", "RawReject", "RawTable", "read_raw_csv"]
+__all__ = ["MAX_RECORD_LINES", "RawRecord", "RawReject", "RawTable", "read_raw_csv",
+           "separator_hint"]
 
 #: A quoted field may span at most this many physical lines (the longest real
 #: description seen spans 8). Bounding it stops a stray quote from eating the file.
 MAX_RECORD_LINES = 50
+
+
+def separator_hint(header: list[str], needed: list[str] | tuple[str, ...]) -> str:
+    """`` (separated by ';': save it comma-separated)`` when a wrong header holds the
+    ``needed`` columns once split by another separator (a spreadsheet saved in a locale
+    whose decimal comma makes ';' the separator; tab; '|'); "" otherwise."""
+    text = ",".join(header).lower()
+    sep = next((c for c in ";\t|" if c in text and
+                {n.lower() for n in needed} <= {f.strip().replace(" ", "_") for f in text.split(c)}), None)
+    return f" (separated by {sep!r}: save it comma-separated)" if sep else ""
 
 
 @dataclass(frozen=True)
