@@ -68,6 +68,16 @@ def test_utf8_bom_is_dropped_from_the_header(tmp_path: Path) -> None:
     assert _lines(table) == [(2, ["1", "Léon"])]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_with_a_bom_is_decoded(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "t.csv"  # Excel's "Unicode text", a Windows shell redirect
+    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}.get(encoding, b"")
+    path.write_bytes(bom + "id,title\r\n1,Léon\r\n".encode(encoding))
+    table = read_raw_csv(path)
+    assert table.encoding == "utf-16"
+    assert table.header == ["id", "title"] and _lines(table) == [(2, ["1", "Léon"])]
+
+
 def test_non_utf8_bytes_fall_back_to_cp1252(tmp_path: Path) -> None:
     table = read_raw_csv(_write(tmp_path, "id,title\n1,Léon – “Pro”\n", encoding="cp1252"))
     assert table.encoding == "cp1252"

@@ -73,16 +73,20 @@ _FALLBACKS = ("utf-8", "cp1252", "latin-1")  # latin-1 decodes any bytes
 
 
 def _decode(data: bytes) -> tuple[str, str]:
-    """Decode as UTF-8 (a leading BOM dropped); if the file is not UTF-8, decode line by line,
-    each line as UTF-8, else cp1252, else latin-1, and name the last fallback any line
-    needed. Line by line because a UTF-8 export with one pasted cp1252 character is common:
+    """Decode as UTF-8 (a leading BOM dropped) or, after a UTF-16 BOM, as UTF-16; if the
+    file is neither, decode line by line, each line as UTF-8, else cp1252, else latin-1,
+    and name the last fallback any line needed. Line by line because a UTF-8 export with one pasted cp1252 character is common:
     read whole as cp1252, its header would start with the BOM's bytes (the file rejected
     as ``wrong header``) and every other accent would turn to mojibake."""
     data = data.removeprefix(codecs.BOM_UTF8)
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
+    # Excel's "Unicode text" and Windows shell redirects write UTF-16 with a BOM; its bytes
+    # (FF FE / FE FF) cannot start a text file in the other encodings
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    for encoding in ("utf-16", "utf-8") if utf16 else ("utf-8",):
+        try:
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError:
+            pass
     lines, needed = [], 0
     for line in data.split(b"\n"):  # 0x0A is a newline in all three encodings, never inside one
         for rank, encoding in enumerate(_FALLBACKS):
