@@ -23,6 +23,7 @@ from recsys_utils.data.cleaning import (
 )
 from recsys_utils.errors import DataError, UnknownFilterError
 from recsys_utils.paths import PROJECT_ROOT, ProjectPaths, project_paths
+from recsys_utils.ranking.catalog import Catalog
 
 SHARED_CATALOGS = PROJECT_ROOT.parent / "shared/data/catalogs"
 
@@ -148,6 +149,37 @@ def test_wrong_header_file_is_rejected_whole(tiny_raw_dir: Path, project: Projec
     bad = result.rejected_ratings[result.rejected_ratings["source_file"] == "ratings/other.csv"]
     assert bad["reason"].tolist() == ["wrong header"]
     assert len(result.ratings) == TINY_GOOD_RATINGS  # the good file is unaffected
+
+
+def test_copies_of_a_title_on_several_platforms_are_one_title(
+        tiny_raw_dir: Path, project: ProjectPaths, capsys: pytest.CaptureFixture[str]) -> None:
+    result = build_processed(tiny_raw_dir, source="streaming", paths=project)
+    assert "1 catalog row is a copy of another row's title" in capsys.readouterr().out
+    titles = result.titles.set_index("id")
+    # The Matrix, 1999, Movie is on amazon_prime (as1) and netflix (ns1): the first platform's id
+    assert titles.loc["ns1", "item_id"] == titles.loc["as1", "item_id"] == "as1"
+    assert (titles["item_id"] == titles.index).sum() == len(titles) - 1
+    assert result.stats["title_copies_merged"] == 1
+    assert result.key_numbers()["n_items"] == len(titles) - 1
+    ratings = result.ratings  # every rating kept, each under its title's item_id
+    assert len(ratings) == TINY_GOOD_RATINGS and "ns1" not in set(ratings["item_id"])
+    per_user = ratings[ratings["item_id"] == "as1"].groupby("user_id").size()
+    assert per_user[per_user > 1].index.tolist() == [5, 7]  # they rated both copies
+    # ... which the model sees as one rating of the title, the latest
+    model = result.model
+    assert len(model) == len(ratings) - 2
+    assert not model.duplicated(["user", "item"]).any()
+    for user in (5, 7):
+        mine = ratings[(ratings["user_id"] == user) & (ratings["item_id"] == "as1")]
+        latest = mine.sort_values("timestamp")["score"].iloc[-1]
+        assert model.loc[(model["user"] == user) & (model["item"] == "as1"), "score"].item() \
+            == latest
+    # served once, on both platforms
+    catalog = Catalog(result.titles)
+    at = catalog.positions(["as1"])[0]
+    assert len(catalog) == len(titles) - 1
+    assert {p for p, on in zip(catalog.platforms, catalog.availability[at], strict=True) if on} \
+        == {"amazon_prime", "netflix"}
 
 
 def test_no_rating_kept_is_a_clear_error_and_keeps_the_old_tables(

@@ -194,6 +194,27 @@ def test_small_holdout_appends_without_training(scenario):
     assert len(load_store(paths)[0]) == n_old + n_new
 
 
+def test_a_rating_of_a_copy_is_stored_under_its_title(tmp_path):
+    paths = project_paths(tmp_path)
+    titles = make_titles(8)
+    titles.loc[titles["id"] == "ml8", "item_id"] = "ml7"  # ml8: ml7's copy on another platform
+    ratings = make_ratings(n_users=5, n_items=7, seed=1)
+    build_store(paths, ratings, titles)
+    _, model_df = load_store(paths)
+    registry.register_model(fake_trainer()(model_df, titles, PARAMS), params=PARAMS,
+                            metrics={"rmse": 1.0}, data_fingerprint=data_fingerprint(model_df),
+                            paths=paths)
+    csv = paths.raw / "new.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    later = int(ratings["timestamp"].max().timestamp()) + 60
+    csv.write_text(f"userId,rating,timestamp,movieId\n9,4.5,{later},ml8\n")
+    record = retrain.run_retrain(csv, paths=paths, trainer=fake_trainer(), min_holdout=10_000,
+                                 force=True, log=lambda s: None)
+    assert record["new_ratings"]["kept"] == 1
+    stored = load_store(paths)[0]
+    assert stored.loc[stored["user_id"] == 9, "item_id"].tolist() == ["ml7"]
+
+
 def test_pending_record_is_recovered(scenario, monkeypatch):
     paths, csv, _, _ = scenario
 

@@ -185,8 +185,9 @@ def test_spark_cleaning_replays_the_history_like_pandas(spark, tmp_path: Path) -
     got = load_spark_processed(tmp_path / "spark")
     assert int((got.ratings["user_id"] == 101).sum()) == 1
     # user 100 re-rated ns1 at the same second: the later file's score is the model's
+    # (ns1 is The Matrix's netflix copy: the title's item_id is as1, its amazon_prime id)
     model = got.model
-    mine = model[(model["user"] == 100) & (model["item"] == "ns1")]
+    mine = model[(model["user"] == 100) & (model["item"] == "as1")]
     assert mine["score"].tolist() == [3.0]
     # by default a folder is cleaned alone (a benchmark's data is not the project's raw)
     from recsys_utils.scale_out.cleaning import clean_on_spark

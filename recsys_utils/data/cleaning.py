@@ -23,7 +23,7 @@ from recsys_utils import DEFAULT_SEED
 from recsys_utils.atomic import atomic_write_text
 from recsys_utils.data.accounting import Accounting, empty_rejects
 from recsys_utils.data.catalogs import CATALOG_SUFFIX, discover_catalogs, read_catalogs
-from recsys_utils.data.linking import link_movielens
+from recsys_utils.data.linking import link_movielens, rating_ids, same_work_item_ids
 from recsys_utils.data.movielens import (
     ENRICH_SOURCE,
     enrich_titles,
@@ -247,9 +247,12 @@ def build_model_table(ratings: pd.DataFrame) -> pd.DataFrame:
 
 def _streaming(raw_dir: Path) -> dict[str, object]:
     titles, rejected_titles, accounts = read_catalogs(raw_dir)
-    got = read_ratings_files(discover_ratings(raw_dir), set(titles["item_id"]), root=raw_dir)
+    titles = cast_titles(titles.assign(item_id=same_work_item_ids(titles).to_numpy()))
+    got = read_ratings_files(discover_ratings(raw_dir), rating_ids(titles), root=raw_dir)
+    n_copies = len(titles) - titles["item_id"].nunique()
     return {"titles": titles, "rejected_titles": rejected_titles, "ratings": got.ratings,
-            "rejected_ratings": got.rejected, "accounts": accounts + got.accounts}
+            "rejected_ratings": got.rejected, "accounts": accounts + got.accounts,
+            "stats": {"title_copies_merged": n_copies}}
 
 
 def _linked(raw_dir: Path) -> dict[str, object]:
@@ -338,7 +341,7 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
     into_store = (out if out.is_absolute() else paths.root / out).resolve() == \
         paths.processed.resolve()
     if history if history is not None else (write and into_store):
-        merged = merge_history(ratings, accounts, paths, set(titles["item_id"].astype(str)))
+        merged = merge_history(ratings, accounts, paths, rating_ids(titles))
         ratings, accounts = merged.ratings, merged.accounts
         rejected_ratings = pd.concat([df for df in (rejected_ratings, merged.rejected) if len(df)]
                                      or [rejected_ratings], ignore_index=True)
@@ -366,6 +369,11 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
             print(line)
         if result.match_rate is not None:
             print(f"match rate: {result.match_rate:.1%} of {result.match_label}")
+        copies = int(stats.get("title_copies_merged", 0))
+        if copies:
+            print(f"titles on several platforms: {copies:,} catalog row"
+                  f"{'s are copies' if copies > 1 else ' is a copy'} of another row's title "
+                  "(same title, year and type), sharing its item_id")
     if write and result.model.empty:
         # Empty tables would only fail later, and obscurely, in every step after this one.
         raise DataError(_nothing_kept(result, raw))

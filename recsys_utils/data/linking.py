@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 __all__ = ["LinkResult", "assign_item_ids", "link_movielens", "normalize_title",
-           "normalize_titles", "title_variants"]
+           "normalize_titles", "rating_ids", "same_work_item_ids", "title_variants"]
 
 # Articles MovieLens (and ggplot2movies) move to the end: "Matrix, The", "Mépris, Le".
 # Single letters that are also words ("I", "O") are left out: "Me, Myself and I".
@@ -131,8 +131,8 @@ class LinkResult:
 def assign_item_ids(titles: pd.DataFrame, title_movie: pd.Series) -> pd.Series:
     """``item_id`` per catalog row: its ``id``, or the first copy's ``id`` for linked copies.
 
-    ``title_movie`` gives the linked MovieLens ``movieId`` per row (missing when
-    unlinked). Copies linked to one movie share the ``id`` of the copy that comes
+    ``title_movie`` gives the linked MovieLens ``movieId`` (or any key of the work) per
+    row (missing when unlinked). Copies linked to one movie share the ``id`` of the copy that comes
     first in (platform, file line) order — the catalogs are sorted that way.
     """
     item_ids = titles["id"].astype(object).copy()
@@ -141,6 +141,23 @@ def assign_item_ids(titles: pd.DataFrame, title_movie: pd.Series) -> pd.Series:
         first = titles.loc[linked, "id"].groupby(title_movie[linked]).transform("first")
         item_ids[linked] = first.astype(object)
     return item_ids
+
+
+def same_work_item_ids(titles: pd.DataFrame) -> pd.Series:
+    """``item_id`` per catalog row for the ``streaming`` source: copies of one work (the
+    same normalized title, release year and type, on several platforms or twice on one)
+    share the ``id`` of the first copy in (platform, file line) order, so a rating of any
+    copy counts for the work and the work is recommended once, with all its platforms."""
+    norm = titles["title_norm"].astype(object)
+    work = (norm + "|" + titles["release_year"].astype(str) + "|"
+            + titles["type"].astype(str)).where(norm.notna() & (norm != ""))
+    return assign_item_ids(titles, work)
+
+
+def rating_ids(titles: pd.DataFrame) -> dict[str, str]:
+    """``movieId`` → ``item_id``: the ids a ratings file may name (any copy's ``id``) and
+    the title each rates (``data.ratings.read_ratings_file`` maps them)."""
+    return dict(zip(titles["id"].astype(str), titles["item_id"].astype(str), strict=True))
 
 
 def link_movielens(titles: pd.DataFrame, movies: pd.DataFrame) -> LinkResult:

@@ -24,6 +24,9 @@ from recsys_utils.schema import RATINGS_COLUMNS, cast_ratings
 __all__ = ["CLOCK_SKEW_SECONDS", "EXPECTED_COLUMNS", "MAX_SCORE", "MIN_SCORE", "RatingsRead", "discover_ratings",
            "drop_exact_duplicates", "read_ratings_file", "read_ratings_files", "validate_ratings"]
 
+#: The ``movieId`` values a reader accepts: a set, a mapping to ``item_id``, or None (any).
+KnownItems = set[str] | Mapping[str, str] | None
+
 #: The exact header of a ratings file.
 EXPECTED_COLUMNS = ("userId", "rating", "timestamp", "movieId")
 MIN_SCORE, MAX_SCORE = 0.5, 5.0
@@ -74,7 +77,7 @@ def _unix_seconds(text: pd.Series) -> pd.Series:
     return seconds
 
 
-def validate_ratings(df: pd.DataFrame, source_file: str, known_items: set[str] | None,
+def validate_ratings(df: pd.DataFrame, source_file: str, known_items: KnownItems,
                      first_line: int = 2, now: float | None = None,
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split raw rating rows into kept (ratings schema) and rejected rows.
@@ -85,8 +88,9 @@ def validate_ratings(df: pd.DataFrame, source_file: str, known_items: set[str] |
             are used when present, otherwise line = ``first_line`` + position and
             raw = the values joined by commas.
         source_file: recorded in both outputs.
-        known_items: valid ``movieId`` values (the titles' ``item_id``); ``None``
-            accepts any id.
+        known_items: valid ``movieId`` values; ``None`` accepts any id. A mapping
+            (``data.linking.rating_ids``: any copy's ``id`` → its title's ``item_id``)
+            also gives each kept row its ``item_id``; otherwise ``item_id`` = ``movieId``.
         first_line: line of the first row when ``df`` has no ``line`` column
             (2 = the row after a header).
         now: the current time in Unix seconds (default: the clock); a timestamp later
@@ -142,7 +146,9 @@ def validate_ratings(df: pd.DataFrame, source_file: str, known_items: set[str] |
     keep = reason.isna().to_numpy()
 
     kept = cast_ratings(pd.DataFrame({
-        "user_id": user[keep].astype("int64"), "item_id": item[keep],
+        "user_id": user[keep].astype("int64"),
+        "item_id": (item[keep].map(known_items) if isinstance(known_items, Mapping)
+                    else item[keep]),
         "score": score[keep], "timestamp": pd.to_datetime(stamp[keep].astype("int64"), unit="s"),
         "source_file": source_file, "line": lines[keep]}, columns=RATINGS_COLUMNS))
     rejected = pd.DataFrame({"source_file": source_file, "line": lines[~keep],
@@ -201,7 +207,7 @@ def _other_scale(rating: pd.Series) -> tuple[str, str] | None:
             f"rejected (divide the scores by {_OTHER_SCALES[limit]} first)")
 
 
-def _ids_in_another_case(unknown: pd.Series, known_items: set[str] | None) -> str:
+def _ids_in_another_case(unknown: pd.Series, known_items: KnownItems) -> str:
     """A note when unknown movieIds are known ids in another case (an export that
     upper-cased them): ids stay case-sensitive, but the user learns why they failed. Asked
     only when most of a file's ids are unknown: lower-casing the catalog is O(titles)."""
@@ -216,7 +222,7 @@ def _ids_in_another_case(unknown: pd.Series, known_items: set[str] | None) -> st
             f"(e.g. {excerpt(got)} ~ {excerpt(known)}): ids are case-sensitive")
 
 
-def _ids_without_prefix(unknown: pd.Series, known_items: set[str] | None) -> str:
+def _ids_without_prefix(unknown: pd.Series, known_items: KnownItems) -> str:
     """A note when unknown movieIds are titles' ``show_id`` without the platform prefix
     (``s150`` for ``ns150``): the prefixes are read off the catalog ids that end with a
     few of them, and kept only in the shapes ``platform_prefix`` makes."""
@@ -240,7 +246,7 @@ def _ids_without_prefix(unknown: pd.Series, known_items: set[str] | None) -> str
 
 
 def _file_wide_note(frame: pd.DataFrame, rejected: pd.DataFrame,
-                       known_items: set[str] | None) -> str:
+                       known_items: KnownItems) -> str:
     """A note when most of a file's rows fail the same way (an export-wide problem, not a
     few stray rows): text user ids (UUIDs, hashes), timestamps in a locale's date format,
     movieIds in another case or without their platform prefix."""
@@ -274,7 +280,7 @@ class RatingsRead:
     raw: dict[tuple[str, int], str] = field(default_factory=dict)
 
 
-def read_ratings_file(path: str | Path, known_items: set[str] | None,
+def read_ratings_file(path: str | Path, known_items: KnownItems,
                       source_file: str | None = None) -> RatingsRead:
     """Read and validate one ratings CSV (duplicates within the file dropped).
 
@@ -350,7 +356,7 @@ def _concat_rejects(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else empty_rejects()
 
 
-def read_ratings_files(paths: Iterable[str | Path], known_items: set[str] | None,
+def read_ratings_files(paths: Iterable[str | Path], known_items: KnownItems,
                        root: str | Path | None = None) -> RatingsRead:
     """Read several ratings files, concatenate them and drop exact duplicates across files.
 

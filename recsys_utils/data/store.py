@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,9 @@ from recsys_utils.data.tables import (
 from recsys_utils.errors import DataError
 from recsys_utils.paths import ProjectPaths, project_paths, relative_posix
 from recsys_utils.schema import RATINGS_COLUMNS, TITLES_COLUMNS, cast_ratings, cast_titles
+
+if TYPE_CHECKING:
+    from recsys_utils.data.ratings import KnownItems
 
 __all__ = [
     "ACCEPTED",
@@ -436,7 +439,7 @@ class FrameRatings:
 
 
 def replay_history(current: Any, accounts: list[SourceAccount], paths: ProjectPaths,
-                   known_items: set[str] | None) -> HistoryReplay:
+                   known_items: KnownItems) -> HistoryReplay:
     """Replay ``data/history`` over the cleaned raw ratings ``current`` (an engine with
     ``present``, ``append`` and ``take_out``, like :class:`FrameRatings`), in stamp order.
 
@@ -477,7 +480,10 @@ def replay_history(current: Any, accounts: list[SourceAccount], paths: ProjectPa
             by_file[name] = account
             merged.accepted_files += 1
         else:
-            gone = current.take_out(read_ratings_file(path, None, source_file=name).ratings)
+            # read with the same ids as accepted files: a held-back rating of a copy is
+            # stored under its work's item_id
+            gone = current.take_out(read_ratings_file(path, known_items,
+                                                      source_file=name).ratings)
             # a list, not string columns added up: a hold-back none of whose ratings are in
             # this run's data (made on other data) takes out nothing, and an empty score
             # column stays float
@@ -504,7 +510,7 @@ def replay_history(current: Any, accounts: list[SourceAccount], paths: ProjectPa
 
 
 def merge_history(ratings: pd.DataFrame, accounts: list[SourceAccount], paths: ProjectPaths,
-                  known_items: set[str] | None) -> HistoryMerge:
+                  known_items: KnownItems) -> HistoryMerge:
     """:func:`replay_history` on a pandas ratings table (the cleaning step's engine)."""
     current = FrameRatings(ratings)
     replay = replay_history(current, accounts, paths, known_items)

@@ -96,7 +96,8 @@ def drift_of_batch(new_ratings: str | Path, paths: ProjectPaths) -> dict[str, An
     from recsys_utils.lifecycle.monitoring import psi_band, score_psi
 
     ratings, _ = load_store(paths)
-    got = read_ratings_file(new_ratings, set(ratings["item_id"].astype(str))
+    stored = ratings["item_id"].astype(str)
+    got = read_ratings_file(new_ratings, dict(zip(stored, stored, strict=True))
                             | _catalog_items(paths))
     batch = got.ratings
     if batch.empty or ratings.empty:
@@ -114,11 +115,14 @@ def drift_of_batch(new_ratings: str | Path, paths: ProjectPaths) -> dict[str, An
     }
 
 
-def _catalog_items(paths: ProjectPaths) -> set[str]:
+def _catalog_items(paths: ProjectPaths) -> dict[str, str]:
+    """The catalog's ``movieId`` → ``item_id`` (``data.linking.rating_ids``), if cleaned."""
+    from recsys_utils.data.linking import rating_ids
+
     titles = paths.processed / TITLES_FILE
     if not titles.is_file():
-        return set()
-    return set(pd.read_parquet(titles, columns=["item_id"])["item_id"].astype(str))
+        return {}
+    return rating_ids(pd.read_parquet(titles, columns=["id", "item_id"]))
 
 
 # --------------------------------------------------------------------------- report

@@ -549,6 +549,7 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
     Raises:
         DataError: the file, the store or the champion is missing or unusable.
     """
+    from recsys_utils.data.linking import rating_ids
     from recsys_utils.data.ratings import read_ratings_file
 
     paths = paths or project_paths()
@@ -564,7 +565,7 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
 
     stamp = _stamp()
     source = relative_posix(new_path, paths.root)
-    got = read_ratings_file(new_path, set(titles["item_id"].astype(str)), source_file=source)
+    got = read_ratings_file(new_path, rating_ids(titles), source_file=source)
     account = got.accounts[0]
     rejected_file = None
     if len(got.rejected):

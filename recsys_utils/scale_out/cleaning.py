@@ -52,7 +52,7 @@ from recsys_utils.atomic import atomic_write_text
 from recsys_utils.data.accounting import REJECT_COLUMNS, Accounting, SourceAccount
 from recsys_utils.data.catalogs import discover_catalogs, platform_prefixes, read_catalog
 from recsys_utils.data.cleaning import TABLES, ProcessedData, resolve_source
-from recsys_utils.data.linking import link_movielens
+from recsys_utils.data.linking import link_movielens, rating_ids, same_work_item_ids
 from recsys_utils.data.movielens import (
     enrich_titles,
     load_ggplot2movies,
@@ -232,21 +232,22 @@ def _catalogs_on_spark(spark: Any, raw_dir: Path) -> tuple[Any, Any, list[Source
 # --------------------------------------------------------------------------- ratings
 
 
-def _rating_files_on_spark(spark: Any, raw_dir: Path, known_items: set[str]
+def _rating_files_on_spark(spark: Any, raw_dir: Path, known_items: dict[str, str]
                            ) -> tuple[Any, Any, list[SourceAccount]]:
-    """Ratings (with ``_order``), rejected ratings and one account per ratings file."""
+    """Ratings (with ``_order``), rejected ratings and one account per ratings file;
+    ``known_items`` maps each valid ``movieId`` to its ``item_id``."""
     from pyspark.sql import functions as F
 
     files = discover_ratings(raw_dir)
     meta = {p.name: (i, p.relative_to(raw_dir).as_posix()) for i, p in enumerate(files)}
     columns = _columns(_RATINGS_OUT)
-    known = frozenset(known_items)
+    known = dict(known_items)
 
     def clean_files(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
             for uri, content in zip(batch["path"], batch["content"], strict=True):
                 idx, source_file = meta[_file_name(uri)]
-                got = _with_temp_copy(content, _file_name(uri), read_ratings_file, set(known),
+                got = _with_temp_copy(content, _file_name(uri), read_ratings_file, known,
                                       source_file)
                 kept = got.ratings.assign(raw=pd.Series(
                     [got.raw[(source_file, int(ln))] for ln in got.ratings["line"]],
@@ -358,7 +359,7 @@ class _SparkRatings:
 
 def _replay_history_on_spark(spark: Any, ratings: Any, rejected: Any,
                              accounts: list[SourceAccount], paths: ProjectPaths,
-                             known_items: set[str]) -> tuple[Any, Any, list[SourceAccount]]:
+                             known_items: dict[str, str]) -> tuple[Any, Any, list[SourceAccount]]:
     """``data/history`` replayed over the cleaned raw ratings with the single-machine
     rules (``data.store.replay_history``), so the Spark tables equal ``data/processed``
     after a retrain; nothing to do without a history."""
@@ -461,9 +462,12 @@ def clean_on_spark(spark: Any, raw_dir: str | Path | None = None, source: str = 
         titles, rejected_titles, title_accounts = _catalogs_on_spark(spark, raw)
         titles_pd = cast_titles(titles.toPandas().sort_values(["file_idx", "line"]))
         titles = titles.sortWithinPartitions("file_idx", "line").select(*TITLES_COLUMNS)
-        if chosen == "streaming":
+        if chosen == "streaming":  # copies of a work: catalog-sized, on the driver
+            titles_pd = cast_titles(titles_pd.assign(
+                item_id=same_work_item_ids(titles_pd).to_numpy()))
+            titles = spark.createDataFrame(_spark_ready(titles_pd), _TITLES_SCHEMA)
             ratings, rejected_ratings, rating_accounts = _rating_files_on_spark(
-                spark, raw, set(titles_pd["item_id"]))
+                spark, raw, rating_ids(titles_pd))
         else:  # linked: catalog-sized title matching on the driver, ratings on the cluster
             ml = load_movielens()
             link = link_movielens(titles_pd, movielens_movies(ml))
@@ -476,7 +480,7 @@ def clean_on_spark(spark: Any, raw_dir: str | Path | None = None, source: str = 
 
     if history:
         ratings, rejected_ratings, accounts = _replay_history_on_spark(
-            spark, ratings, rejected_ratings, list(accounts), paths, set(titles_pd["item_id"]))
+            spark, ratings, rejected_ratings, list(accounts), paths, rating_ids(titles_pd))
     ratings = ratings.cache()
     accounting = Accounting(list(accounts))
     accounting.check()

@@ -256,12 +256,13 @@ def title_records(analytics: pd.DataFrame) -> dict[str, TitleOut]:
 
 
 def first_id(state: ServingState, item_id: str, platform: str) -> str:
-    """The title id of ``item_id`` on ``platform`` (ids equal item ids except in `linked`)."""
+    """The title id of ``item_id`` on ``platform`` (ids equal item ids, except for the
+    copies of a title on several platforms)."""
     return state.ids_by_item.get((item_id, platform), item_id)
 
 
 def platforms_by_item(titles: pd.DataFrame) -> dict[str, tuple[str, ...]]:
-    """``item_id -> its platforms, sorted`` (a film can be on several in `linked`)."""
+    """``item_id -> its platforms, sorted`` (copies of a title on several platforms share it)."""
     frame = titles[["item_id", "platform"]].astype(str).drop_duplicates()
     grouped = frame.sort_values(["item_id", "platform"]).groupby("item_id", sort=False)
     return {str(item): tuple(group["platform"]) for item, group in grouped}
