@@ -30,6 +30,8 @@ UNKNOWN_USER = 999_999
 #: A title nobody rated (no neighbours in the model) and a rated one.
 UNRATED_ID = "hs23"
 RATED_ID = "ns1"
+#: Title number listed by every platform as the same film: one title (item_id ``as10``).
+SHARED = 10
 _HEADER = ["show_id", "type", "title", "director", "cast", "country", "date_added",
            "release_year", "rating", "duration", "listed_in", "description"]
 _ACTORS = ["Ana Diaz", "Ben Okafor", "Chen Wei", "Dara Nolan", "Emil Berg"]
@@ -46,7 +48,8 @@ def _catalog_csv(platform: str, seed: int) -> str:
         show = i % 4 == 0  # every fourth title is a TV show
         cast = ", ".join(rng.choice(_ACTORS, size=2, replace=False)) if i % 5 else ""
         writer.writerow([
-            f"s{i}", "TV Show" if show else "Movie", f"{platform.title()} Title {i}",
+            f"s{i}", "TV Show" if show else "Movie",
+            "A Film On Every Platform" if i == SHARED else f"{platform.title()} Title {i}",
             "" if show else f"Director {i % 7}", cast, _COUNTRIES[i % len(_COUNTRIES)],
             f"2021-0{1 + i % 9}-1{i % 10}", 2000 + i % 6, _RATINGS[i % len(_RATINGS)],
             f"{1 + i % 3} Seasons" if show else f"{80 + 3 * i} min",

@@ -201,7 +201,7 @@ def check_invariant(paths: ProjectPaths, champion_before: str,
         assert data_fingerprint(replayed) == data_fingerprint(ratings), "history != store"
     assert data_fingerprint(model) == data_fingerprint(store.derive_model(ratings))
     analytics = read_table("analytics", paths)
-    derived = store.derive_analytics(read_table("titles", paths), ratings)
+    derived = store.derive_analytics(read_table("titles", paths), model)
     assert data_fingerprint(analytics) == data_fingerprint(derived)
     champion = registry.champion_version(paths)
     _, manifest = registry.load_version(champion, paths)  # checksums verified

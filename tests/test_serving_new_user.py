@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from serving_fixture import PLATFORMS, RATED_ID, UNKNOWN_USER, UNRATED_ID, serving_project
+from serving_fixture import (
+    PLATFORMS,
+    RATED_ID,
+    SHARED,
+    UNKNOWN_USER,
+    UNRATED_ID,
+    serving_project,
+)
 
 from recsys_utils.paths import ProjectPaths
 from recsys_utils.serving.app import create_app
@@ -72,6 +79,16 @@ def test_answer_is_the_recommenders_fold_in(client: TestClient, state: ServingSt
     # the ratings matter: other ratings, another list
     other = client.post(URL, json=_body({RATED_ID: 0.5, "hs2": 5.0}), params={"n": 7}).json()
     assert _rows(other["items"]) != _rows(body["items"])
+
+
+def test_a_film_rated_on_one_platform_is_not_recommended_on_another(client: TestClient):
+    hulu, netflix = f"hs{SHARED}", f"ns{SHARED}"  # one film (item_id as10) on both
+    cold = client.post(URL, json=_body({RATED_ID: 4.0}), params={"n": 60}).json()
+    assert "as10" in {i["item_id"] for i in cold["items"]}  # recommendable ...
+    body = client.post(URL, json=_body({RATED_ID: 4.0, hulu: 5.0}), params={"n": 60}).json()
+    assert "as10" not in {i["item_id"] for i in body["items"]}  # ... until rated on hulu
+    twice = client.post(URL, json=_body({hulu: 5.0, netflix: 4.0}))
+    assert twice.status_code == 422 and "same title on another platform" in twice.text
 
 
 @pytest.mark.parametrize(("params", "platforms", "kind"), [

@@ -20,6 +20,7 @@ from serving_fixture import (
     KNOWN_USER,
     PLATFORMS,
     RATED_ID,
+    SHARED,
     UNKNOWN_USER,
     UNRATED_ID,
     serving_project,
@@ -121,6 +122,29 @@ def test_several_platforms_comma_or_repeated(client: TestClient, query: str):
     body = client.get(f"/users/{KNOWN_USER}/recommendations?n=20&{query}").json()
     assert body["platforms"] == ["hulu", "netflix"]
     assert {i["platform"] for i in body["items"]} <= {"hulu", "netflix"}
+
+
+def test_a_film_on_every_platform_is_one_title(client: TestClient, ratings: pd.DataFrame):
+    copies = [f"{prefix}s{SHARED}" for prefix in PLATFORMS.values()]  # as10, hs10, ns10
+    assert {client.get(f"/titles/{c}").json()["item_id"] for c in copies} == {"as10"}
+    raters = set(ratings.loc[ratings["item_id"] == "as10", "user_id"])
+    assert raters and "hs10" not in set(ratings["item_id"])  # ratings of copies count for it
+    for user in sorted(set(ratings["user_id"])):
+        body = client.get(f"/users/{user}/recommendations", params={"n": 60}).json()
+        films = [i for i in body["items"] if i["item_id"] == "as10"]
+        if user in raters:  # rated on one platform: never recommended on another
+            assert not films
+            continue
+        assert len(films) <= 1  # once, with every platform
+        if films:
+            assert films[0]["platforms"] == VALID_PLATFORMS
+            assert (films[0]["platform"], films[0]["id"]) == ("amazon_prime", "as10")
+            only = client.get(f"/users/{user}/recommendations",
+                              params={"n": 60, "platforms": "netflix"}).json()["items"]
+            (there,) = [i for i in only if i["item_id"] == "as10"]
+            assert (there["id"], there["platforms"]) == ("ns10", ["netflix"])
+            return
+    pytest.fail("no user was recommended the film on every platform")
 
 
 def test_tv_show_filter_returns_only_shows(client: TestClient):

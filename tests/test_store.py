@@ -154,13 +154,16 @@ def test_missing_columns_is_a_data_error(paths, split):
         store.append_ratings(split[1].drop(columns=["score"]), paths)
 
 
-def test_derive_analytics_leaves_unrated_titles_empty():
+def test_derive_analytics_counts_each_user_once_and_leaves_unrated_titles_empty():
     titles = make_titles(3)
-    ratings = pd.DataFrame({"user_id": [1, 2], "item_id": ["ml1", "ml1"], "score": [4.0, 3.0],
-                            "timestamp": pd.to_datetime(["2020-01-01", "2020-01-02"]),
-                            "source_file": "x", "line": [2, 3]})
-    out = store.derive_analytics(titles, ratings).set_index("item_id")
-    assert out.loc["ml1", "mean_score"] == pytest.approx(3.5)
+    # user 1 re-rated ml1 (4 -> 5): one rating per user and title, the latest, as the model
+    ratings = pd.DataFrame({"user_id": [1, 2, 1], "item_id": ["ml1", "ml1", "ml1"],
+                            "score": [4.0, 3.0, 5.0],
+                            "timestamp": pd.to_datetime(["2020-01-01", "2020-01-02",
+                                                         "2020-01-03"]),
+                            "source_file": "x", "line": [2, 3, 4]})
+    out = store.derive_analytics(titles, store.derive_model(ratings)).set_index("item_id")
+    assert out.loc["ml1", "mean_score"] == pytest.approx(4.0)
     assert out.loc["ml1", "n_ratings"] == 2
     assert pd.isna(out.loc["ml2", "mean_score"])
     assert out.loc["ml2", "n_ratings"] == 0

@@ -219,9 +219,11 @@ def unread_entries(raw_dir: Path) -> list[str]:
 _NOT_A_FILE = "not a file that can be read: a broken link?"
 
 
-def build_analytics(titles: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
-    """Titles plus ``mean_score`` and ``n_ratings`` of their ``item_id``."""
-    stats = ratings.groupby("item_id")["score"].agg(mean_score="mean", n_ratings="size")
+def build_analytics(titles: pd.DataFrame, model: pd.DataFrame) -> pd.DataFrame:
+    """Titles plus ``mean_score`` and ``n_ratings`` of their ``item_id``, from the model
+    table (one rating per user and title, the latest): the numbers the model's cold-start
+    list ranks by, which a served Spark batch reads from here."""
+    stats = model.groupby("item")["score"].agg(mean_score="mean", n_ratings="size")
     out = titles.join(stats, on="item_id")
     out["n_ratings"] = out["n_ratings"].fillna(0)
     return cast_analytics(out)
@@ -352,10 +354,11 @@ def build_processed(raw_dir: str | Path | None = None, source: str = "auto",
     rejected_ratings = _sorted_rejects(rejected_ratings)
     accounting = Accounting(accounts)
     accounting.check({"titles": rejected_titles, "ratings": rejected_ratings})
+    model = build_model_table(ratings)
     result = CleaningResult(
         source=chosen, raw_dir=None if chosen == "movielens" else raw, paths=paths,
-        titles=titles, ratings=ratings, analytics=build_analytics(titles, ratings),
-        model=build_model_table(ratings), rejected_titles=rejected_titles,
+        titles=titles, ratings=ratings, analytics=build_analytics(titles, model),
+        model=model, rejected_titles=rejected_titles,
         rejected_ratings=rejected_ratings, accounting=accounting, seed=seed,
         match_rate=parts.get("match_rate"), match_label=str(parts.get("match_label", "")),
         stats=stats)

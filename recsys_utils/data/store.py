@@ -208,11 +208,12 @@ def derive_model(ratings: pd.DataFrame) -> pd.DataFrame:
     return build_model_table(cast_ratings(ratings))
 
 
-def derive_analytics(titles: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
-    """Titles plus ``mean_score`` and ``n_ratings`` of their ``item_id`` (cleaning's rule)."""
+def derive_analytics(titles: pd.DataFrame, model: pd.DataFrame) -> pd.DataFrame:
+    """Titles plus ``mean_score`` and ``n_ratings`` of their ``item_id``, from the model
+    table (cleaning's rule)."""
     from recsys_utils.data.cleaning import build_analytics
 
-    return build_analytics(cast_titles(titles), cast_ratings(ratings))
+    return build_analytics(cast_titles(titles), model)
 
 
 def _titles_of(paths: ProjectPaths) -> pd.DataFrame:
@@ -224,8 +225,9 @@ def _titles_of(paths: ProjectPaths) -> pd.DataFrame:
 def _write_derived(ratings: pd.DataFrame, fp: str, paths: ProjectPaths,
                    titles: pd.DataFrame | None = None) -> tuple[str, ...]:
     titles = titles if titles is not None else _titles_of(paths)
-    write_table(paths.processed / MODEL_FILE, derive_model(ratings), fp)
-    write_table(paths.processed / ANALYTICS_FILE, derive_analytics(titles, ratings), fp)
+    model = derive_model(ratings)
+    write_table(paths.processed / MODEL_FILE, model, fp)
+    write_table(paths.processed / ANALYTICS_FILE, derive_analytics(titles, model), fp)
     return (MODEL_FILE, ANALYTICS_FILE)
 
 

@@ -390,12 +390,14 @@ def _model_table(ratings: Any) -> Any:
                     "score", "timestamp"))
 
 
-def _analytics_table(titles: Any, ratings: Any) -> Any:
-    """``build_analytics`` on Spark: titles with ``mean_score`` and ``n_ratings``."""
+def _analytics_table(titles: Any, model: Any) -> Any:
+    """``build_analytics`` on Spark: titles with ``mean_score`` and ``n_ratings`` (from the
+    model table: one rating per user and title)."""
     from pyspark.sql import functions as F
 
-    stats = ratings.groupBy("item_id").agg(F.avg("score").cast("float").alias("mean_score"),
-                                           F.count("*").cast("int").alias("n_ratings"))
+    stats = model.groupBy(F.col("item").alias("item_id")).agg(
+        F.avg("score").cast("float").alias("mean_score"),
+        F.count("*").cast("int").alias("n_ratings"))
     return (titles.withColumn("_pos", F.monotonically_increasing_id())
             .join(stats, "item_id", "left").fillna(0, subset=["n_ratings"])
             .sortWithinPartitions("_pos").select(*TITLES_COLUMNS, "mean_score", "n_ratings"))
@@ -485,7 +487,7 @@ def clean_on_spark(spark: Any, raw_dir: str | Path | None = None, source: str = 
     accounting = Accounting(list(accounts))
     accounting.check()
     model = _model_table(ratings)
-    analytics = _analytics_table(titles, ratings)
+    analytics = _analytics_table(titles, model)
     tables = {"titles": titles, "ratings": ratings.sortWithinPartitions("_order").drop("_order"),
               "analytics": analytics, "model": model}
     written = {name: write_parquet_dir(tables[name], out / "processed" / f"{name}.parquet")

@@ -258,7 +258,10 @@ class RecommendedTitle(BaseModel):
     id: str = Field(description="Title id for `GET /titles/{id}`.")
     item_id: str
     title: str
-    platform: str
+    platform: str = Field(description="The first of `platforms`; `id` is the title's id there.")
+    platforms: list[str] = Field(description="Every platform the title is on, within the "
+                                 "platform filter, sorted (one title listed by several "
+                                 "platforms is recommended once).")
     type: str
     score: float | None = Field(description="Predicted rating on the 0.5-5 scale (a "
                                 "`spark_batch` champion's known user: the ALS score the "

@@ -356,22 +356,31 @@ def select(state: ServingState, ranked: RankedList, n: int,
         # model_construct: every value comes typed from RankedList, so skip validation
         out.append(RecommendedTitle.model_construct(
             rank=len(out) + 1, id=first_id(state, item, platform), item_id=item,
-            title=ranked.titles[k], platform=platform, type=ranked.types[k],
-            score=ranked.scores[k]))
+            title=ranked.titles[k], platform=platform, platforms=list(shown),
+            type=ranked.types[k], score=ranked.scores[k]))
         if len(out) == n:
             return out
     return out if ranked.exhaustive else None
 
 
-def recommended_titles(state: ServingState, recs: Any) -> list[RecommendedTitle]:
-    """A ``Recommendations.items`` frame as response objects (the uncached path)."""
+def recommended_titles(state: ServingState, recs: Any,
+                       platforms: Sequence[str] | None = None) -> list[RecommendedTitle]:
+    """A ``Recommendations.items`` frame as response objects (the uncached path);
+    ``platforms``: the request's platform filter (None = all)."""
     items = recs.items
     columns = [items[c].tolist() for c in ("rank", "item_id", "title", "platform", "type",
                                              "score")]
+
+    def on(item: str) -> list[str]:
+        return [p for p in state.platforms_by_item.get(item, ())
+                if platforms is None or p in platforms]
+
     return [
         RecommendedTitle(rank=int(rank), id=first_id(state, str(item), str(platform)),
                          item_id=str(item), title=str(title), platform=str(platform),
-                         type=str(kind_), score=opt_float(score, 3))
+                         platforms=on(str(item)) or [str(platform)] * bool(platform),
+                         type=str(kind_),
+                         score=opt_float(score, 3))
         for rank, item, title, platform, kind_, score in zip(*columns, strict=True)
     ]
 
@@ -406,9 +415,10 @@ def _ranked(state: ServingState, user: int | None) -> RankedList:
 def _live(state: ServingState, user: int | None, n: int, platforms: tuple[str, ...] | None,
           kind: str | None) -> list[RecommendedTitle]:
     """Ask the model for this exact query (a filter that leaves too few of the top)."""
+    names = list(platforms or ()) or None
     recs = state.recommender.recommend(UNKNOWN_USER_KEY if user is None else user, n=n,
-                                       platforms=list(platforms or ()) or None, kind=kind)
-    return recommended_titles(state, recs)
+                                       platforms=names, kind=kind)
+    return recommended_titles(state, recs, names)
 
 
 def _analytics_answer(state: ServingState, name: str, *args: Any) -> dict[str, Any]:
@@ -595,7 +605,8 @@ def recommend_new_user(state: ServingState, body: NewUserRatingsIn, n: int = 10,
                                  f" (not in model {state.manifest.get('version')})") from exc
     return NewUserRecommendationsOut(
         cold_start=bool(recs.cold_start), n_ratings=len(ratings), platforms=names, type=kind,
-        model_version=str(state.manifest.get("version")), items=recommended_titles(state, recs))
+        model_version=str(state.manifest.get("version")),
+        items=recommended_titles(state, recs, names))
 
 
 # --------------------------------------------------------------------------- reload
