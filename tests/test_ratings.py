@@ -145,54 +145,41 @@ def test_other_columns_are_ignored_and_named(tmp_path: Path) -> None:
     assert "'device', '' ignored" in acc.note
 
 
-def test_ids_in_another_case_stay_unknown_and_the_note_says_why(tmp_path: Path) -> None:
-    path = tmp_path / "upper.csv"
-    path.write_text("userId,rating,timestamp,movieId\n1,4,1600000000,NS1\n2,4,1600000000,zz9\n"
-                    "3,4,1600000000,ns1\n")
-    got = read_ratings_file(path, KNOWN)
-    (acc,) = got.accounts
-    assert got.ratings["item_id"].tolist() == ["ns1"]  # case-sensitive: NS1 is not ns1
-    assert got.rejected["reason"].tolist() == ["unknown movieId"] * 2
-    assert "1 unknown movieId matches a title id in another case (e.g. 'NS1' ~ 'ns1')" in acc.note
+_T = ",4,1600000000,"  # a valid score and timestamp between userId and movieId
 
 
-def test_text_user_ids_are_rejected_and_the_note_says_what_to_do(tmp_path: Path) -> None:
-    path = tmp_path / "uuids.csv"
-    path.write_text("userId,rating,timestamp,movieId\n"
-                    "9f1c-77,4,1600000000,ns1\n9f1c-78,4,1600000000,ns1\n3,4,1600000000,ns1\n")
-    got = read_ratings_file(path, KNOWN)
-    (acc,) = got.accounts
-    assert got.ratings["user_id"].tolist() == [3]
-    assert got.rejected["reason"].tolist() == ["non-numeric userId"] * 2
-    assert "2 userIds are not whole numbers (e.g. '9f1c-77')" in acc.note
-    assert "map your ids" in acc.note
-    # one stray text id in a numeric export is a bad row, not an export-wide problem
-    path.write_text("userId,rating,timestamp,movieId\nabc,4,1600000000,ns1\n"
-                    "2,4,1600000000,ns1\n3,4,1600000000,ns1\n")
-    assert read_ratings_file(path, KNOWN).accounts[0].note == ""
+@pytest.mark.parametrize(("rows", "known", "kept", "reason", "note"), [
+    # ids stay case-sensitive (NS1 is not ns1), but the note says why they failed
+    (f"1{_T}NS1\n2{_T}zz9\n3{_T}ns1\n", KNOWN, [3], "unknown movieId",
+     "1 unknown movieId matches a title id in another case (e.g. 'NS1' ~ 'ns1')"),
+    (f"9f1c-77{_T}ns1\n9f1c-78{_T}ns1\n3{_T}ns1\n", KNOWN, [3], "non-numeric userId",
+     "2 userIds are not whole numbers (e.g. '9f1c-77'): users are keyed by whole numbers"),
+    ("1,4,06/21/1996 11:09,ns1\n2,4,06/22/1996 11:09,ns1\n", KNOWN, [], "unparseable timestamp",
+     "2 timestamps are neither Unix seconds nor ISO 8601 (e.g. '06/21/1996 11:09')"),
+    (f"1{_T}s1\n2{_T}s3\n3{_T}s9\n4{_T}ns2\n", {"ns1", "as1", "ns2", "hulu_x-s3"}, [4],
+     "unknown movieId", "2 unknown movieIds are a title's show_id without its platform prefix "
+     "(e.g. 's1' ~ 'as1' or 'ns1')"),
+])
+def test_a_file_wide_problem_gets_a_note_saying_why(tmp_path: Path, rows: str, known: set[str],
+                                                    kept: list[int], reason: str,
+                                                    note: str) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("userId,rating,timestamp,movieId\n" + rows)
+    got = read_ratings_file(path, known)
+    assert got.ratings["user_id"].tolist() == kept
+    assert set(got.rejected["reason"]) == {reason}
+    assert note in got.accounts[0].note
 
 
-def test_ids_without_the_platform_prefix_get_a_note(tmp_path: Path) -> None:
-    path = tmp_path / "bare.csv"
-    known = {"ns1", "as1", "ns2", "hulu_x-s3"}
-    path.write_text("userId,rating,timestamp,movieId\n1,4,1600000000,s1\n2,4,1600000000,s3\n"
-                    "3,4,1600000000,s9\n4,4,1600000000,ns2\n")
-    (acc,) = read_ratings_file(path, known).accounts
-    assert ("2 unknown movieIds are a title's show_id without its platform prefix "
-            "(e.g. 's1' ~ 'as1' or 'ns1')") in acc.note
-    # numeric ids (another id space) end like catalog ids ("ns1"), but "ns" is no prefix
-    path.write_text("userId,rating,timestamp,movieId\n1,4,1600000000,1\n2,4,1600000000,2\n")
-    assert read_ratings_file(path, {"ns1", "ns2"}).accounts[0].note == ""
-
-
-def test_timestamps_in_a_locale_date_format_get_a_note(tmp_path: Path) -> None:
-    path = tmp_path / "us.csv"
-    path.write_text("userId,rating,timestamp,movieId\n1,4,06/21/1996 11:09,ns1\n"
-                    "2,4,06/22/1996 11:09,ns1\n")
-    got = read_ratings_file(path, KNOWN)
-    assert got.rejected["reason"].tolist() == ["unparseable timestamp"] * 2
-    assert ("2 timestamps are neither Unix seconds nor ISO 8601 (e.g. '06/21/1996 11:09')"
-            in got.accounts[0].note)
+@pytest.mark.parametrize(("rows", "known"), [
+    (f"abc{_T}ns1\n2{_T}ns1\n3{_T}ns1\n", KNOWN),  # one stray text id: a bad row
+    (f"1{_T}1\n2{_T}2\n", {"ns1", "ns2"}),  # numeric ids end like "ns1", but "ns" is no prefix
+])
+def test_a_few_bad_rows_or_another_id_space_get_no_note(tmp_path: Path, rows: str,
+                                                         known: set[str]) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("userId,rating,timestamp,movieId\n" + rows)
+    assert read_ratings_file(path, known).accounts[0].note == ""
 
 
 def test_wrong_header_rejects_the_whole_file(tmp_path: Path) -> None:
