@@ -132,8 +132,8 @@ def assign_item_ids(titles: pd.DataFrame, title_movie: pd.Series) -> pd.Series:
     """``item_id`` per catalog row: its ``id``, or the first copy's ``id`` for linked copies.
 
     ``title_movie`` gives the linked MovieLens ``movieId`` (or any key of the work) per
-    row (missing when unlinked). Copies linked to one movie share the ``id`` of the copy that comes
-    first in (platform, file line) order — the catalogs are sorted that way.
+    row (missing when unlinked). Copies linked to one movie share the ``id`` of the copy
+    that comes first in (platform, file line) order — the catalogs are sorted that way.
     """
     item_ids = titles["id"].astype(object).copy()
     linked = title_movie.notna()

@@ -246,7 +246,7 @@ def _ids_without_prefix(unknown: pd.Series, known_items: KnownItems) -> str:
 
 
 def _file_wide_note(frame: pd.DataFrame, rejected: pd.DataFrame,
-                       known_items: KnownItems) -> str:
+                    known_items: KnownItems) -> str:
     """A note when most of a file's rows fail the same way (an export-wide problem, not a
     few stray rows): text user ids (UUIDs, hashes), timestamps in a locale's date format,
     movieIds in another case or without their platform prefix."""
@@ -335,8 +335,8 @@ def read_ratings_file(path: str | Path, known_items: KnownItems,
         if scale is None:
             kept, rejected = validate_ratings(frame, source_file, known_items)
             parts.append(rejected)
-            account.note = "; ".join(filter(None, [account.note,
-                                                   _file_wide_note(frame, rejected, known_items)]))
+            wide = _file_wide_note(frame, rejected, known_items)
+            account.note = "; ".join(filter(None, [account.note, wide]))
         else:
             reason, note = scale
             account.note = f"{source_file}: {note}"

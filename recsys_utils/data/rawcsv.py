@@ -27,9 +27,9 @@ def separator_hint(header: list[str], needed: list[str] | tuple[str, ...]) -> st
     """`` (separated by ';': save it comma-separated)`` when a wrong header holds the
     ``needed`` columns once split by another separator (a spreadsheet saved in a locale
     whose decimal comma makes ';' the separator; tab; '|'); "" otherwise."""
-    text = ",".join(header).lower()
+    text, wanted = ",".join(header).lower(), {n.lower() for n in needed}
     sep = next((c for c in ";\t|" if c in text and
-                {n.lower() for n in needed} <= {f.strip().replace(" ", "_") for f in text.split(c)}), None)
+                wanted <= {f.strip().replace(" ", "_") for f in text.split(c)}), None)
     return f" (separated by {sep!r}: save it comma-separated)" if sep else ""
 
 
@@ -75,7 +75,8 @@ _FALLBACKS = ("utf-8", "cp1252", "latin-1")  # latin-1 decodes any bytes
 def _decode(data: bytes) -> tuple[str, str]:
     """Decode as UTF-8 (a leading BOM dropped) or, after a UTF-16 BOM, as UTF-16; if the
     file is neither, decode line by line, each line as UTF-8, else cp1252, else latin-1,
-    and name the last fallback any line needed. Line by line because a UTF-8 export with one pasted cp1252 character is common:
+    and name the last fallback any line needed. Line by line because a UTF-8 export with
+    one pasted cp1252 character is common:
     read whole as cp1252, its header would start with the BOM's bytes (the file rejected
     as ``wrong header``) and every other accent would turn to mojibake."""
     data = data.removeprefix(codecs.BOM_UTF8)
