@@ -41,6 +41,16 @@ def test_user_recommendations_table_and_status(state: ServingState):
     assert list(table["id"]) == list(recs.items["item_id"])
 
 
+def test_a_film_on_every_platform_shows_them_all(state: ServingState):
+    everywhere = ", ".join(sorted(PLATFORMS))  # the fixture's film: one title, three listings
+    table, _ = demo.user_recommendations(state, UNKNOWN_USER, [], demo.ALL, 60)
+    assert table.loc[table["id"] == "as10", "platform"].tolist() == [everywhere]
+    table, _ = demo.user_recommendations(state, UNKNOWN_USER, ["hulu", "netflix"], demo.ALL, 60)
+    assert table.loc[table["id"] == "as10", "platform"].tolist() == ["hulu, netflix"]
+    table, _ = demo.new_user_recommendations(state, {RATED_ID: 4.0}, None, None, 60)
+    assert table.loc[table["id"] == "as10", "platform"].tolist() == [everywhere]
+
+
 def test_unknown_user_is_flagged_cold_start(state: ServingState):
     table, status = demo.user_recommendations(state, UNKNOWN_USER, [], demo.ALL, 5)
     assert len(table) == 5 and "cold-start" in status

@@ -90,11 +90,15 @@ def _n(n: Any, default: int = 10) -> int:
 
 
 def _rec_table(items: pd.DataFrame) -> pd.DataFrame:
-    """The recommendation DataFrame as shown: readable column names, rounded scores."""
+    """The recommendation DataFrame as shown: readable column names, rounded scores;
+    ``platform`` lists every platform the title is on (within the filter) when ``items``
+    has ``platforms``."""
+    shown = (items["platforms"].map(", ".join) if "platforms" in items
+             else items["platform"].astype(str))
     return pd.DataFrame({
         "rank": items["rank"].astype(int).to_numpy(),
         "title": items["title"].astype(str).to_numpy(),
-        "platform": items["platform"].astype(str).to_numpy(),
+        "platform": shown.to_numpy(),
         "type": items["type"].astype(str).to_numpy(),
         "predicted rating": items["score"].astype(float).round(2).to_numpy(),
         "id": items["item_id"].astype(str).to_numpy(),
@@ -104,7 +108,7 @@ def _rec_table(items: pd.DataFrame) -> pd.DataFrame:
 def _items_table(items: Sequence[RecommendedTitle]) -> pd.DataFrame:
     """API response items as the recommendation table (the ``id`` column: title ids)."""
     frame = pd.DataFrame([i.model_dump() for i in items],
-                         columns=["rank", "id", "title", "platform", "type", "score"])
+                         columns=["rank", "id", "title", "platform", "platforms", "type", "score"])
     return _rec_table(frame.rename(columns={"id": "item_id"}))
 
 
@@ -173,7 +177,10 @@ def user_recommendations(state: ServingState, user_id: Any, platforms: Sequence[
         status = f"Personal recommendations for user {user} (model {version})."
     if recs.items.empty:
         status += " No title matches these filters."
-    table = _rec_table(recs.items)
+    chosen = _platforms(platforms)
+    on = [[p for p in state.platforms_by_item.get(str(i), ()) if not chosen or p in chosen]
+          or [str(p)] for i, p in zip(recs.items["item_id"], recs.items["platform"], strict=True)]
+    table = _rec_table(recs.items.assign(platforms=on))
     return table, status + _order_note(table)
 
 
