@@ -96,9 +96,8 @@ def drift_of_batch(new_ratings: str | Path, paths: ProjectPaths) -> dict[str, An
     from recsys_utils.lifecycle.monitoring import psi_band, score_psi
 
     ratings, _ = load_store(paths)
-    stored = ratings["item_id"].astype(str)
-    got = read_ratings_file(new_ratings, dict(zip(stored, stored, strict=True))
-                            | _catalog_items(paths))
+    stored = {item: item for item in ratings["item_id"].astype(str).unique()}
+    got = read_ratings_file(new_ratings, stored | _catalog_items(paths))
     batch = got.ratings
     if batch.empty or ratings.empty:
         return {}
