@@ -10,6 +10,7 @@ from recsys_utils.data.linking import (
     link_movielens,
     normalize_title,
     normalize_titles,
+    same_work_item_ids,
     title_variants,
 )
 
@@ -87,3 +88,19 @@ def test_assign_item_ids_uses_first_copy() -> None:
     titles = pd.DataFrame({"id": ["a1", "b1", "c1", "d1"]})
     movie = pd.Series([5.0, None, 5.0, 6.0])
     assert assign_item_ids(titles, movie).tolist() == ["a1", "b1", "a1", "d1"]
+
+
+def test_same_work_copies_share_an_item_id_unless_their_directors_differ():
+    titles = pd.DataFrame({
+        "id": ["as1", "as2", "as3", "hs4", "ns1", "ns2", "ns3", "ns4"],
+        "title_norm": ["evan almighty", "rangoon", "", "heal", "evan almighty", "rangoon", "",
+                       "heal"],
+        "release_year": [2007, 2017, 2000, 2017, 2007, 2017, 2000, 2017],
+        "type": "Movie",
+        # one side without a director still merges; spellings of one name merge; two
+        # unrelated directors (two films called Rangoon, 2017) do not
+        "director": ["Tom Shadyac", "Rajkumar Periasamy", None, "Kelly Noonan Gores", None,
+                     "Vishal Bhardwaj", None, "Kelly Noonan"],
+    })
+    assert same_work_item_ids(titles).tolist() == [
+        "as1", "as2", "as3", "hs4", "as1", "ns2", "ns3", "hs4"]  # an empty title never merges

@@ -147,11 +147,36 @@ def same_work_item_ids(titles: pd.DataFrame) -> pd.Series:
     """``item_id`` per catalog row for the ``streaming`` source: copies of one work (the
     same normalized title, release year and type, on several platforms or twice on one)
     share the ``id`` of the first copy in (platform, file line) order, so a rating of any
-    copy counts for the work and the work is recommended once, with all its platforms."""
+    copy counts for the work and the work is recommended once, with all its platforms.
+
+    Two films can share a title and a year (*Rangoon*, 2017, in Tamil and in Hindi): when
+    two copies both name directors and no director's name in common, none of that key's
+    copies is merged (a missed merge costs less than two films made one)."""
     norm = titles["title_norm"].astype(object)
     work = (norm + "|" + titles["release_year"].astype(str) + "|"
             + titles["type"].astype(str)).where(norm.notna() & (norm != ""))
+    shared = work.notna() & work.duplicated(keep=False)
+    if "director" in titles and shared.any():
+        names = titles.loc[shared, "director"].map(_name_words)
+        clash = [key for key, group in names.groupby(work[shared])
+                 if not _all_share_a_name(list(group))]
+        work = work.where(~work.isin(clash))
     return assign_item_ids(titles, work)
+
+
+def _name_words(director: object) -> frozenset[str] | None:
+    """The words of a ``director`` field (accents dropped, 3+ letters); None when empty."""
+    if not isinstance(director, str) or not director.strip():
+        return None
+    ascii_ = unicodedata.normalize("NFKD", director).encode("ascii", "ignore").decode()
+    return frozenset(w for w in re.findall(r"[a-z]+", ascii_.lower()) if len(w) >= 3) or None
+
+
+def _all_share_a_name(names: list[frozenset[str] | None]) -> bool:
+    """Every two copies that name directors share a word of them ("Chris Bell" and
+    "Christopher Bell", "Liu Chia-liang" and "Chia-Liang Liu")."""
+    known = [n for n in names if n]
+    return all(a & b for i, a in enumerate(known) for b in known[i + 1:])
 
 
 def rating_ids(titles: pd.DataFrame) -> dict[str, str]:
