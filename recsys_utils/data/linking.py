@@ -156,7 +156,7 @@ def same_work_item_ids(titles: pd.DataFrame) -> pd.Series:
     work = (norm + "|" + titles["release_year"].astype(str) + "|"
             + titles["type"].astype(str)).where(norm.notna() & (norm != ""))
     shared = work.notna() & work.duplicated(keep=False)
-    if "director" in titles and shared.any():
+    if shared.any():
         names = titles.loc[shared, "director"].map(_name_words)
         clash = [key for key, group in names.groupby(work[shared])
                  if not _all_share_a_name(list(group))]

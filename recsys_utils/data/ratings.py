@@ -234,8 +234,8 @@ def _ids_without_prefix(unknown: pd.Series, known_items: KnownItems) -> str:
                 for k in known[known.str.endswith(u)]}
     prefixes = sorted(p for p in prefixes
                       if p in KNOWN_PREFIXES.values() or re.fullmatch(r"[0-9a-z_]+-", p))
-    matches = {u: [p + u for p in prefixes if p + u in known_items] for u in ids}
-    matches = {u: m for u, m in matches.items() if m}
+    matches = {u: m for u in ids.unique() if (m := [p + u for p in prefixes
+                                                    if p + u in known_items])}
     if not matches:
         return ""
     n = int(ids.isin(list(matches)).sum())

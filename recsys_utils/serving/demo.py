@@ -37,6 +37,7 @@ from recsys_utils.serving.state import (
     RatingsError,
     ServingState,
     load_state,
+    platforms_within,
     recommend_new_user,
 )
 
@@ -178,8 +179,8 @@ def user_recommendations(state: ServingState, user_id: Any, platforms: Sequence[
     if recs.items.empty:
         status += " No title matches these filters."
     chosen = _platforms(platforms)
-    on = [[p for p in state.platforms_by_item.get(str(i), ()) if not chosen or p in chosen]
-          or [str(p)] for i, p in zip(recs.items["item_id"], recs.items["platform"], strict=True)]
+    on = [platforms_within(state, str(i), str(p), chosen)
+          for i, p in zip(recs.items["item_id"], recs.items["platform"], strict=True)]
     table = _rec_table(recs.items.assign(platforms=on))
     return table, status + _order_note(table)
 

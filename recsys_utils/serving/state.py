@@ -79,6 +79,7 @@ __all__ = [
     "canonical_platforms",
     "get_state",
     "load_state",
+    "platforms_within",
     "pointer_stamp",
     "recommend_new_user",
     "warm_cache",
@@ -268,6 +269,15 @@ def platforms_by_item(titles: pd.DataFrame) -> dict[str, tuple[str, ...]]:
     return {str(item): tuple(group["platform"]) for item, group in grouped}
 
 
+def platforms_within(state: ServingState, item_id: str, shown: str,
+                     platforms: Sequence[str] | None) -> list[str]:
+    """The platforms ``item_id`` is on within the filter (None = all), sorted; ``shown``
+    (the list's display platform) for a title the served tables do not list."""
+    within = [p for p in state.platforms_by_item.get(item_id, ())
+              if platforms is None or p in platforms]
+    return within or ([shown] if shown else [])
+
+
 def ids_by_item(titles: pd.DataFrame) -> dict[tuple[str, str], str]:
     """``(item_id, platform) -> id``; only rows where they differ (the `linked` source)."""
     frame = titles.loc[titles["id"].astype(str) != titles["item_id"].astype(str),
@@ -370,17 +380,11 @@ def recommended_titles(state: ServingState, recs: Any,
     items = recs.items
     columns = [items[c].tolist() for c in ("rank", "item_id", "title", "platform", "type",
                                              "score")]
-
-    def on(item: str) -> list[str]:
-        return [p for p in state.platforms_by_item.get(item, ())
-                if platforms is None or p in platforms]
-
     return [
         RecommendedTitle(rank=int(rank), id=first_id(state, str(item), str(platform)),
                          item_id=str(item), title=str(title), platform=str(platform),
-                         platforms=on(str(item)) or [str(platform)] * bool(platform),
-                         type=str(kind_),
-                         score=opt_float(score, 3))
+                         platforms=platforms_within(state, str(item), str(platform), platforms),
+                         type=str(kind_), score=opt_float(score, 3))
         for rank, item, title, platform, kind_, score in zip(*columns, strict=True)
     ]
 
