@@ -51,6 +51,7 @@ from recsys_utils.paths import PROJECT_ROOT, ProjectPaths, project_paths
 from recsys_utils.ranking.recommender import Recommender
 from recsys_utils.run.book import build_book, notebook_glue, toc_files
 from recsys_utils.run.pipeline import run_pipeline
+from recsys_utils.scale_out.als import als_blocks
 from recsys_utils.scale_out.session import spark_unavailable
 
 SHARED_CATALOGS = (PROJECT_ROOT / ".." / "shared" / "data" / "catalogs").resolve()
@@ -149,6 +150,8 @@ def check_scale_out(paths: ProjectPaths) -> None:
     batch, manifest = registry.load_version(batches[0], paths)
     assert manifest["kind"] == "batch_top_n"
     model = pd.read_parquet(paths.processed / "model.parquet")
+    # ALS's blocks are traceable, derived from the data (not the machine)
+    assert manifest["params"]["implicit_als"]["blocks"] == als_blocks(len(model))
     rated = model.assign(item=model["item"].astype(str)).groupby("user")["item"].agg(set)
     lists = batch.top_n.groupby("user")["item"].agg(set)
     assert set(lists.index) == set(rated.index)  # every rating user has a list

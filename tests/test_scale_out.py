@@ -361,15 +361,24 @@ def test_similar_titles_from_item_factors(fitted) -> None:
     assert same.mean() > 0.8
 
 
+def test_als_blocks_follow_the_number_of_ratings_not_the_machine() -> None:
+    from recsys_utils.scale_out.als import als_blocks
+
+    assert [als_blocks(n) for n in (0, 2_400, 100_004, 2_000_000)] == [2, 2, 2, 2]
+    assert als_blocks(2_000_001) == 3
+    assert als_blocks(10_000_000) == 10  # Spark's own default, at the size it suits
+
+
 @pytest.mark.spark
 def test_tuning_picks_the_best_validation_score(spark, fitted) -> None:
     from recsys_utils.scale_out import als
 
     choice = als.tune_als(fitted["train"], fitted["catalog"], fitted["frame"], implicit=False,
-                          ranks=[3], regs=[0.05, 5.0], max_iter=5, seed=0)
+                          ranks=[3], regs=[0.05, 5.0], max_iter=5, blocks=3, seed=0)
     table = choice.table
     assert len(table) == 2 and choice.criterion == "rmse"
     assert choice.best.reg == table.loc[table["rmse"].idxmin(), "reg"]
+    assert choice.best.blocks == 3 and als.params_dict(choice.best)["blocks"] == 3
     assert table["rmse"].between(0, 5).all()
 
 

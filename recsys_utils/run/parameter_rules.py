@@ -236,6 +236,7 @@ RULES: dict[str, Rule] = {
     "als_regs": ListOf(item=Number(low=0)),
     "als_alphas": ListOf(item=Number(low=0)),
     "als_max_iter": _COUNT,
+    "als_blocks": _COUNT_OR_NONE,
 }
 
 

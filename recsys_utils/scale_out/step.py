@@ -122,12 +122,13 @@ def run_scale_out(settings: SparkSettings | None = None, *, k: int = 10,
                   holdout_fraction: float = 0.2, threshold: float = RELEVANCE_THRESHOLD,
                   ranks: Sequence[int] = (10,), regs: Sequence[float] = (0.1, 0.2),
                   alphas: Sequence[float] = (2.0, 5.0), max_iter: int = 10,
-                  rating_model: str = "fast", register: bool = True, seed: int = DEFAULT_SEED,
+                  blocks: int | None = None, rating_model: str = "fast", register: bool = True, seed: int = DEFAULT_SEED,
                   paths: ProjectPaths | None = None, verbose: bool = True) -> ScaleOutResult:
     """Run the scale-out step (see the module docstring); never raises for a missing Java.
 
     ``rating_model``: the single-machine row's rating model (``evaluation.rating_params_for``;
-    only its RMSE depends on it, not its top-N metrics)."""
+    only its RMSE depends on it, not its top-N metrics). ``blocks``: ALS's blocks (None:
+    ``als.als_blocks`` of the number of ratings)."""
     rating_params = rating_params_for(rating_model)  # an unknown choice fails before Spark starts
     settings = settings or SparkSettings()
     problem = spark_unavailable()
@@ -138,6 +139,7 @@ def run_scale_out(settings: SparkSettings | None = None, *, k: int = 10,
     t0 = time.perf_counter()
     processed = load_processed(paths)
     source, raw_dir = _processed_source(paths)
+    blocks = sals.als_blocks(len(processed.model)) if blocks is None else int(blocks)
     out_dir = paths.outputs / "scale_out"
     log = out_dir / "spark.log"
     if verbose:
@@ -170,8 +172,8 @@ def run_scale_out(settings: SparkSettings | None = None, *, k: int = 10,
                  "holdout": f"last {holdout_fraction:.0%} of each user's ratings by time"}
 
         # 3. ALS: choose on a validation split of train, fit on train, score on test
-        grid = {"ranks": ranks, "regs": regs, "max_iter": max_iter, "k": k, "seed": seed,
-                "threshold": threshold}
+        grid = {"ranks": ranks, "regs": regs, "max_iter": max_iter, "blocks": blocks, "k": k,
+                "seed": seed, "threshold": threshold}
         explicit = sals.tune_als(train, catalog, catalog_frame, implicit=False, **grid)
         implicit = sals.tune_als(train, catalog, catalog_frame, implicit=True, alphas=alphas,
                                  **grid)
