@@ -7,6 +7,7 @@ Other test modules may reuse ``tiny_raw_dir`` (a raw folder) and ``processed_tin
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,15 @@ from pathlib import Path
 import pytest
 
 from recsys_utils.paths import ProjectPaths, project_paths
+
+# Every JVM the tests start (Spark's driver, a standalone master, workers, executors: each a
+# child of this process or of a kernel it starts) lives seconds on a few thousand ratings,
+# too short for HotSpot's optimising compiler to pay back its compile time: the client
+# compiler alone (TieredStopAtLevel=1) ran tests/test_scale_out.py on 2 cores in 162 CPU-s
+# instead of 265 (wall 89 s, not 138), with the same results. Its frames are larger, so
+# Spark's deep plans need a larger thread stack (StackOverflowError at the default 1 MB).
+# Tests only: a user's long Spark job keeps HotSpot's defaults. A value set outside wins.
+os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -Xss16m")
 
 NETFLIX_CSV = """\
 show_id,type,title,director,cast,country,date_added,release_year,rating,duration,listed_in,description
@@ -118,9 +128,11 @@ def processed_tiny(tiny_raw_dir: Path, tmp_path: Path,
     return paths
 
 
-#: Modules whose tests take minutes (whole pipeline runs, a Spark cluster): collected first,
-#: so that with several workers (`make unit`) they start at once instead of ending the run
-#: alone on one worker while the others are idle.
+#: Modules whose tests take minutes (whole pipeline runs, a Spark cluster): collected first.
+#: With worksteal (`make unit`) they fall in worker 0's first slice and run one after another
+#: from the start, while the other workers share the rest, so none of them is left to end
+#: the run alone. Starting one on each worker instead was slower on 2 cores (626 s against
+#: 579 s for the whole suite): the machine is busy either way, and four at once contend.
 LONGEST_FIRST = ("test_pipeline_integration", "test_scale_out_cluster")
 
 
