@@ -36,8 +36,8 @@ from recsys_utils.ranking.catalog import Catalog, top_positions
 from recsys_utils.scale_out import evaluation as sev
 from recsys_utils.scale_out.cleaning import write_parquet_dir
 
-__all__ = ["AlsChoice", "AlsParams", "als_blocks", "als_rmse", "fit_als", "index_frame", "similar_titles",
-           "top_n", "tune_als", "write_top_n"]
+__all__ = ["AlsChoice", "AlsParams", "als_blocks", "als_rmse", "fit_als", "index_frame",
+           "similar_titles", "top_n", "tune_als", "write_top_n"]
 
 #: Scores held at once by a worker scoring users (or titles) against every title: blocks
 #: of this many cells (32 MB of float64), whatever the Arrow batch size.

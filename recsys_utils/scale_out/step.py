@@ -122,7 +122,8 @@ def run_scale_out(settings: SparkSettings | None = None, *, k: int = 10,
                   holdout_fraction: float = 0.2, threshold: float = RELEVANCE_THRESHOLD,
                   ranks: Sequence[int] = (10,), regs: Sequence[float] = (0.1, 0.2),
                   alphas: Sequence[float] = (2.0, 5.0), max_iter: int = 10,
-                  blocks: int | None = None, rating_model: str = "fast", register: bool = True, seed: int = DEFAULT_SEED,
+                  blocks: int | None = None, rating_model: str = "fast", register: bool = True,
+                  seed: int = DEFAULT_SEED,
                   paths: ProjectPaths | None = None, verbose: bool = True) -> ScaleOutResult:
     """Run the scale-out step (see the module docstring); never raises for a missing Java.
 
