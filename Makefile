@@ -56,12 +56,7 @@ pipeline: $(STAMP) ## execute the notebooks in order with papermill (PARAMS=note
 book: $(STAMP) ## build the Jupyter Book from the executed notebooks (warnings are errors)
 	$(BIN)/python -m recsys_utils.run.book
 
-# The unit tests and the pipeline + nbval run side by side: neither reads what the other
-# writes (every test uses its own temporary project; the pipeline writes this one), and the
-# pipeline's kernels leave a core idle much of the time (15 % of the machine idle over a
-# sequential run). Each one's output is printed whole when it ends (--output-sync).
-test: lint ## everything CI runs: lint, unit tests, the pipeline (01-05) and nbval
-	@$(MAKE) --no-print-directory -j2 --output-sync=target unit nbval
+test: lint unit nbval ## everything CI runs: lint, unit tests, the pipeline (01-05) and nbval
 
 lint: $(STAMP) ## ruff over the package, tests, benchmarks and notebooks
 	$(BIN)/ruff check recsys_utils tests benchmarks notebooks
