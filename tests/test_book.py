@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -168,3 +170,13 @@ def test_missing_images_are_named(tmp_path: Path):
         "book/monitoring.md:3: image /outputs/figures/gone.png does not exist",
         "book/monitoring.md:5: image ../outputs/figures/away.png does not exist",
     ]
+
+
+def test_a_notebook_gluing_its_numbers_does_not_load_nbformat():
+    """Every notebook imports this module for ``glue_numbers``; nbformat (1.5 s of
+    jsonschema format checkers) is only for reading executed notebooks, so it loads there."""
+    probe = ("import sys\nfrom recsys_utils.run.book import glue_numbers\n"
+             "print(sorted(m for m in ('nbformat', 'jsonschema') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -27,7 +27,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
 import yaml
 
 from recsys_utils.errors import DataError, run_command
@@ -155,6 +154,10 @@ def glue_refs(markdown: Path) -> list[GlueRef]:
 
 def notebook_glue(path: Path) -> dict[str, str]:
     """``{key: text/plain}`` of every value glued in an executed notebook."""
+    # Imported here, not with the module: every notebook's kernel imports this module for
+    # glue_numbers, and nbformat's import (jsonschema's format checkers) costs it 1.5 s.
+    import nbformat
+
     nb = nbformat.read(path, as_version=4)
     found: dict[str, str] = {}
     for cell in nb.cells:
