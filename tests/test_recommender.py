@@ -344,6 +344,28 @@ def test_one_users_selection_equals_the_full_partition_ties_and_filters_included
         assert np.array_equal(top_valid(scores, valid, n), full(scores, valid, n)), trial
 
 
+def test_top_positions_equal_a_stable_sort_row_by_row():
+    """The batch selection (a partition, ties at the cut fixed row by row) gives what a
+    stable sort of each row gives: the same positions and values in the same order, ties
+    to the lower position, in matrices mixing rows with and without such ties."""
+    from recsys_utils.ranking.catalog import top_positions
+
+    rng = np.random.default_rng(5)
+    for trial in range(400):
+        n_rows, n_items = int(rng.integers(1, 40)), int(rng.integers(1, 600))
+        scores = rng.normal(size=(n_rows, n_items))
+        ties = rng.random(n_rows) < rng.random()  # rows of few distinct values
+        scores[ties] = rng.integers(0, 4, (int(ties.sum()), n_items))
+        scores[rng.random((n_rows, n_items)) < rng.random()] = -np.inf
+        n = int(rng.integers(0, 30))
+        pos, vals = top_positions(scores, n)
+        m = min(n, n_items)
+        for r in range(n_rows):
+            expected = np.lexsort((np.arange(n_items), -scores[r]))[:m]
+            assert np.array_equal(pos[r], expected), trial
+            assert np.array_equal(vals[r], scores[r, expected]), trial
+
+
 def test_ease_scores_renumbered_columns_equal_scipy_column_indexing():
     """The ranker's fast column restriction gives the same product to the bit."""
     import scipy.sparse as sp

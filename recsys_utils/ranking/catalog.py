@@ -202,14 +202,18 @@ def top_positions(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     m = min(n, n_items)
     if m <= 0 or n_rows == 0:
         return np.zeros((n_rows, 0), dtype=np.int64), np.zeros((n_rows, 0))
-    # the m-th best value of each row; everything above it is in, and among the values
-    # equal to it the first positions fill the remaining places
-    kth = -np.partition(-scores, m - 1, axis=1)[:, m - 1:m]
-    above = scores > kth
-    tied = scores == kth
-    need = m - above.sum(axis=1, keepdims=True)
-    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
-    pos = np.nonzero(chosen)[1].reshape(n_rows, m)  # row-major: ascending positions
+    # the best m of each row, the m-th best last; right as they are unless more titles
+    # than fit tie at the m-th value (few rows of real scores: -inf padding, integer counts)
+    pos = np.argpartition(-scores, m - 1, axis=1)[:, :m]
+    kth = np.take_along_axis(scores, pos[:, m - 1:], axis=1)
+    tied_over = np.flatnonzero((scores >= kth).sum(axis=1) > m)
+    if tied_over.size:  # everything above the m-th value is in; ties fill by position
+        rows, k = ((scores, kth) if tied_over.size == n_rows
+                   else (scores[tied_over], kth[tied_over]))
+        above, tied = rows > k, rows == k
+        need = m - above.sum(axis=1, keepdims=True)
+        chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
+        pos[tied_over] = np.nonzero(chosen)[1].reshape(tied_over.size, m)
     vals = np.take_along_axis(scores, pos, axis=1)
     order = np.lexsort((pos, -vals), axis=1)
     return np.take_along_axis(pos, order, axis=1), np.take_along_axis(vals, order, axis=1)
