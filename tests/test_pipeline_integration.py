@@ -24,13 +24,13 @@ ranking is the one its validation chose, with the validation record in its manif
 evaluation evaluates that configuration, headline on the per-user split, against
 popularity; monitoring derives its start from the data.
 
-Cost (measured on the 2-core machine while other jobs kept its load average at 11-13, so
-roughly 5x the quiet-machine time): shared catalogs 561 s (03: 174 s comparing and
-blending the rating models, 133 s choosing the ranking over the 20k-title catalog; 04:
-90 s), two years 268 s. The small export with 06 and the book: 124-137 s on the quiet
-machine. No parameter is overridden; if CI runs over budget, the
-cheapest overrides are ``03_modeling.algorithms=[BaselineOnly,SVD,KNNBaseline_item]`` and
-``03_modeling.n_folds=3`` (the rating comparison is most of the time).
+Cost on the quiet 2-core machine, notebook by notebook (01-05; kernel start and imports
+are about 2-4 s of each): shared catalogs 89 s (29k linked ratings on a 22k-title
+catalog; 03: 43 s, 04: 20 s), two years 58 s (12.8k ratings), the small export 44 s plus
+65 s for 06 (mostly Spark's start) and the book. Under ``make test``'s four workers they
+take about twice that. No parameter is overridden; if CI runs over budget, the cheapest
+overrides are ``03_modeling.algorithms=[BaselineOnly,SVD,KNNBaseline_item]`` and
+``03_modeling.n_folds=3`` (the rating comparison is most of 03).
 """
 
 from __future__ import annotations
