@@ -380,6 +380,11 @@ def test_tuning_picks_the_best_validation_score(spark, fitted) -> None:
     assert choice.best.reg == table.loc[table["rmse"].idxmin(), "reg"]
     assert choice.best.blocks == 3 and als.params_dict(choice.best)["blocks"] == 3
     assert table["rmse"].between(0, 5).all()
+    # without a number, the blocks are derived once, from the whole training part, so the
+    # choice carries the count the final fit on that part would use
+    derived = als.tune_als(fitted["train"], fitted["catalog"], fitted["frame"], implicit=False,
+                           ranks=[3], regs=[0.05], max_iter=2, seed=0)
+    assert derived.best.blocks == als.als_blocks(fitted["train"].count())
 
 
 @pytest.mark.spark

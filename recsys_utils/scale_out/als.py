@@ -224,8 +224,10 @@ def tune_als(train: Any, catalog: Catalog, catalog_frame: Any, *, implicit: bool
              seed: int = DEFAULT_SEED) -> AlsChoice:
     """Choose rank / regularisation (/ alpha) on ``evaluation.last_n_split(train)``:
     lowest RMSE (explicit) or highest NDCG@k (implicit); ties: the first in grid order.
-    ``blocks``: as ``AlsParams.blocks``, the same for every fit and the choice."""
+    ``blocks``: as ``AlsParams.blocks``, the same for every fit and the choice (None: derived
+    once, from ``train``, as the final fit on ``train`` would)."""
     t0 = time.perf_counter()
+    blocks = als_blocks(train.count()) if blocks is None else int(blocks)
     fit_part, valid_part = sev.last_n_split(train, fraction=fraction)
     fit_part, valid_part = fit_part.cache(), valid_part.cache()
     popularity = sev.item_popularity(fit_part) if implicit else {}
