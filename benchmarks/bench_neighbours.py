@@ -1,14 +1,22 @@
-"""User-user similarity: exact (``pearson_baseline_sparse``) against bounded
-(``pearson_baseline_topk``), time and peak memory as users grow.
+"""Neighbour similarity (``predictors.pearson_baseline_sparse``): time and peak memory.
 
-Generates one SYNTHETIC rating set (``recsys_utils.data.synthetic``, fitted to the real
-data at hand; ``--ratings-per-user`` ratings per user on average) for the largest user
-count, then for each count takes that many users and computes both similarity matrices,
-each in its own process (peak RSS = that process's ``VmHWM``). This is the evidence for
-``blend.USER_NEIGHBOURS_MAX_USERS`` and the large preset's ``max_neighbours``. It prints
-what it measured and asserts nothing.
+Default: user-user, exact against bounded (``max_neighbours``) as users grow. Generates
+one SYNTHETIC rating set (``recsys_utils.data.synthetic``, fitted to the real data at
+hand; ``--ratings-per-user`` ratings per user on average) for the largest user count,
+then for each count takes that many users and computes both similarity matrices, each in
+its own process (peak RSS = that process's ``VmHWM``). This is the evidence for
+``blend.USER_NEIGHBOURS_MAX_USERS`` and the large preset's ``max_neighbours``.
+
+``--item-based``: the exact item-item matrix of the real data at hand (the processed
+tables, else the embedded MovieLens; what ``knn_item`` computes at every fit), in blocks
+of rows (the default) against all rows at once (the baseline: one block), each
+``--repeats`` times in a fresh process; wall, user and system CPU, peak RSS, and the
+ratio of the medians.
+
+It prints what it measured and asserts nothing.
 
     .venv/bin/python benchmarks/bench_neighbours.py --users 1000,2500,5000
+    .venv/bin/python benchmarks/bench_neighbours.py --item-based --repeats 5
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from recsys_utils import DEFAULT_SEED
@@ -38,26 +47,68 @@ def _child(model_file: str, n_users: int, kind: str, max_neighbours: int) -> dic
     from surprise import BaselineOnly
 
     from recsys_utils.rating.adapter import TrainIndex, trainset_from_frame
-    from recsys_utils.rating.predictors import pearson_baseline_sparse, pearson_baseline_topk
+    from recsys_utils.rating.predictors import pearson_baseline_sparse
 
     model = pd.read_parquet(model_file)
-    model = model[model["user"] <= n_users]
+    if n_users:
+        model = model[model["user"] <= n_users]
     trainset = trainset_from_frame(model)
     base = BaselineOnly(verbose=False).fit(trainset)
     index = TrainIndex.from_trainset(trainset)
-    before = _peak_mb()
+    user_based = not kind.startswith("item")
+    n = trainset.n_users if user_based else trainset.n_items
+    options = {"bounded": {"max_neighbours": max_neighbours},
+               "item_at_once": {"block_entries": n * n}}.get(kind, {})
+    before, cpu = _peak_mb(), os.times()
     started = time.perf_counter()
-    if kind == "exact":
-        sim = pearson_baseline_sparse(index, True, base.bu, base.bi, 1, 100)
-    else:
-        sim = pearson_baseline_topk(index, True, base.bu, base.bi, 1, 100,
-                                    max_neighbours=max_neighbours)
+    sim = pearson_baseline_sparse(index, user_based, base.bu, base.bi, 1, 100, **options)
     seconds = time.perf_counter() - started
-    return {"users": trainset.n_users, "ratings": len(model), "kind": kind,
-            "seconds": round(seconds, 2), "peak_rss_mb": round(_peak_mb(), 1),
+    cpu_after = os.times()
+    return {"users": trainset.n_users, "titles": trainset.n_items, "ratings": len(model),
+            "kind": kind, "seconds": round(seconds, 2),
+            "user_s": round(cpu_after.user - cpu.user, 2),
+            "system_s": round(cpu_after.system - cpu.system, 2),
+            "peak_rss_mb": round(_peak_mb(), 1),
             "rss_before_mb": round(before, 1), "nnz": int(sim.nnz),
             "matrix_mb": round((sim.data.nbytes + sim.indices.nbytes + sim.indptr.nbytes)
                                / 2**20, 1)}
+
+
+def _run_child(model_file: Path, n: int, kind: str, max_neighbours: int) -> dict | None:
+    out = subprocess.run([sys.executable, __file__, "--child", str(model_file), str(n), kind,
+                          str(max_neighbours)], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(f"{kind} failed: {out.stderr.strip().splitlines()[-1:]}")
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _item_based(repeats: int) -> list[dict]:
+    from _common import load_tables
+
+    model, _, source = load_tables()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-neighbours-") as tmp:
+        model_file = Path(tmp) / "model.parquet"
+        model.to_parquet(model_file)
+        print(f"real data ({source}): {len(model):,} ratings; load avg "
+              f"{os.getloadavg()[0]:.1f}")
+        print(f"{'kind':>13} {'titles':>7} {'seconds':>8} {'user s':>7} {'system s':>8} "
+              f"{'peak MB':>8} {'entries':>11}")
+        for _ in range(repeats):
+            for kind in ("item_blocks", "item_at_once"):  # alternated: same machine state
+                r = _run_child(model_file, 0, kind, 0)
+                if r is None:
+                    continue
+                rows.append(r)
+                print(f"{kind:>13} {r['titles']:>7,} {r['seconds']:>8} {r['user_s']:>7} "
+                      f"{r['system_s']:>8} {r['peak_rss_mb']:>8} {r['nnz']:>11,}", flush=True)
+    med = {k: float(np.median([r["seconds"] for r in rows if r["kind"] == k]))
+           for k in ("item_blocks", "item_at_once") if any(r["kind"] == k for r in rows)}
+    if len(med) == 2:
+        print(f"median seconds: blocks {med['item_blocks']:.2f}, at once "
+              f"{med['item_at_once']:.2f} (x{med['item_at_once'] / med['item_blocks']:.2f})")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,11 +120,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", choices=["processed", "embedded"], default="processed")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
+    parser.add_argument("--item-based", action="store_true",
+                        help="item-item on the real data at hand: blocks against all at once")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each (--item-based)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         model_file, n, kind, m = args.child
         print(json.dumps(_child(model_file, int(n), kind, int(m))))
+        return 0
+    if args.item_based:
+        rows = _item_based(args.repeats)
+        if args.out:
+            Path(args.out).write_text(json.dumps({"synthetic": False, "rows": rows}, indent=2)
+                                      + "\n", encoding="utf-8")
         return 0
 
     from recsys_utils.data import synthetic
@@ -95,13 +155,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{'matrix MB':>9} {'entries':>12}")
         for n in counts:
             for kind in args.kinds.split(","):
-                out = subprocess.run([sys.executable, __file__, "--child", str(model_file),
-                                      str(n), kind, str(args.max_neighbours)],
-                                     capture_output=True, text=True, check=False)
-                if out.returncode != 0:
-                    print(f"{n:>7} {kind:>8} failed: {out.stderr.strip().splitlines()[-1:]}")
+                r = _run_child(model_file, n, kind, args.max_neighbours)
+                if r is None:
                     continue
-                r = json.loads(out.stdout.strip().splitlines()[-1])
                 rows.append(r)
                 print(f"{r['users']:>7} {r['ratings']:>9,} {kind:>8} {r['seconds']:>8} "
                       f"{r['peak_rss_mb']:>8} {r['matrix_mb']:>9} {r['nnz']:>12,}", flush=True)

@@ -10,7 +10,13 @@ from surprise import SVD, BaselineOnly, KNNBaseline, SVDpp
 from surprise.similarities import pearson_baseline
 
 from recsys_utils.rating.adapter import TrainIndex, trainset_from_frame
-from recsys_utils.rating.predictors import item_content, make_component, pearson_baseline_sparse
+from recsys_utils.rating.predictors import (
+    SIMILARITY_BLOCK_ENTRIES,
+    DenseSimKNNBaseline,
+    item_content,
+    make_component,
+    pearson_baseline_sparse,
+)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +81,9 @@ def test_unclipped_variant_exceeds_the_scale_where_clipped_does_not(ratings):
 
 @pytest.mark.parametrize("user_based", [False, True])
 @pytest.mark.parametrize(("min_support", "shrinkage"), [(1, 100.0), (3, 0.0)])
-def test_sparse_pearson_baseline_equals_surprise(ratings, user_based, min_support, shrinkage):
+@pytest.mark.parametrize("block_entries", [SIMILARITY_BLOCK_ENTRIES, 1])  # 1: a row a block
+def test_sparse_pearson_baseline_equals_surprise(ratings, user_based, min_support, shrinkage,
+                                                 block_entries):
     trainset = trainset_from_frame(ratings)
     base = BaselineOnly(verbose=False).fit(trainset)
     bu, bi = np.asarray(base.bu), np.asarray(base.bi)
@@ -83,9 +91,25 @@ def test_sparse_pearson_baseline_equals_surprise(ratings, user_based, min_suppor
                        else (trainset.n_items, trainset.ur, bi, bu))
     dense = pearson_baseline(n_x, yr, min_support, trainset.global_mean, bx, by, shrinkage)
     sparse = pearson_baseline_sparse(TrainIndex.from_trainset(trainset), user_based, bu, bi,
-                                     min_support, shrinkage)
+                                     min_support, shrinkage, block_entries=block_entries)
     np.testing.assert_allclose(sparse.toarray(), np.where(dense > 0, dense, 0.0), atol=1e-12)
     assert sparse.nnz > sparse.shape[0]  # more than the diagonal: a real test
+
+
+@pytest.mark.parametrize("user_based", [False, True])
+def test_the_compared_knn_predicts_like_surprises_own(ratings, user_based):
+    cut = len(ratings) * 4 // 5
+    trainset = trainset_from_frame(ratings.iloc[:cut])
+    test = ratings.iloc[cut:]
+    testset = list(zip(test["user"].astype("int64").tolist(), test["item"].astype(str).tolist(),
+                       test["score"].astype(float).tolist(), strict=True))
+    sim = {"name": "pearson_baseline", "user_based": user_based, "shrinkage": 10}
+    ours = DenseSimKNNBaseline(k=5, sim_options=sim, verbose=False).fit(trainset).test(testset)
+    theirs = KNNBaseline(k=5, sim_options=sim, verbose=False).fit(trainset).test(testset)
+    got, want = np.array([p.est for p in ours]), np.array([p.est for p in theirs])
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert [p.details.get("actual_k") for p in ours] == [p.details.get("actual_k") for p in theirs]
+    assert np.ptp(got) > 0.5  # real neighbour terms, not one constant
 
 
 @pytest.mark.parametrize("name", ["item_reg", "user_reg"])

@@ -13,11 +13,7 @@ from surprise import BaselineOnly
 
 from recsys_utils.rating import blend
 from recsys_utils.rating.adapter import TrainIndex, trainset_from_frame
-from recsys_utils.rating.predictors import (
-    make_component,
-    pearson_baseline_sparse,
-    pearson_baseline_topk,
-)
+from recsys_utils.rating.predictors import make_component, pearson_baseline_sparse
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +35,8 @@ def test_bounded_similarity_equals_exact_when_k_covers_every_neighbour(ratings, 
     exact = pearson_baseline_sparse(index, user_based, bu, bi, min_support, shrinkage)
     n = exact.shape[0]
     # tiny blocks: many blocks, so the block seams are exercised
-    bounded = pearson_baseline_topk(index, user_based, bu, bi, min_support, shrinkage,
-                                    max_neighbours=n, block_entries=3 * n)
+    bounded = pearson_baseline_sparse(index, user_based, bu, bi, min_support, shrinkage,
+                                      max_neighbours=n, block_entries=3 * n)
     assert exact.nnz > 2 * n  # real neighbours, not only the diagonal
     np.testing.assert_allclose(bounded.toarray(), exact.toarray(), atol=1e-12)
 
@@ -49,8 +45,8 @@ def test_bounded_similarity_keeps_each_rows_largest(ratings):
     index, bu, bi = _inputs(ratings)
     exact = pearson_baseline_sparse(index, True, bu, bi).toarray()
     m = 3
-    bounded = pearson_baseline_topk(index, True, bu, bi, max_neighbours=m,
-                                    block_entries=50).toarray()
+    bounded = pearson_baseline_sparse(index, True, bu, bi, max_neighbours=m,
+                                      block_entries=50).toarray()
     for r in range(exact.shape[0]):
         off = np.delete(np.arange(exact.shape[0]), r)
         kept = np.flatnonzero(bounded[r, off] > 0)

@@ -78,10 +78,11 @@ DEFAULT_COMPONENTS: dict[str, dict[str, Any]] = {
 #: without a ``max_neighbours`` bound is left out of the blend when the training data has
 #: more users (user-based) or titles (item-based) than these. Its exact similarity matrix
 #: has an entry for most pairs (``benchmarks/bench_neighbours.py``, synthetic data, 100
-#: ratings per user: user-user 5.8 M entries and 1.6 GB peak at 5 k users, x4 per
-#: doubling; item-item 19.7 M entries and 5.7 GB peak at 15 k titles / 1 M ratings). With
-#: ``max_neighbours`` set (``predictors.pearson_baseline_topk``: 0.7 GB at 5 k users,
-#: 0.9 GB at 15 k titles) it stays in; the user-based one's time still grows with users^2.
+#: ratings per user: user-user 5.8 M entries at 5 k users, x4 per doubling; item-item
+#: 19.7 M entries at 15 k titles / 1 M ratings). With ``max_neighbours`` set
+#: (``predictors.pearson_baseline_sparse`` keeps ~ n x max_neighbours entries: 1.0 M at
+#: 5 k users, 0.9 GB peak at 15 k titles) it stays in; the user-based one's time still
+#: grows with users^2.
 #: The embedded default (671 users, 9,061 titles) stays below both limits.
 USER_NEIGHBOURS_MAX_USERS = 5_000
 ITEM_NEIGHBOURS_MAX_ITEMS = 10_000

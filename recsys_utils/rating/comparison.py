@@ -23,7 +23,6 @@ from surprise import (
     SVD,
     BaselineOnly,
     CoClustering,
-    KNNBaseline,
     NormalPredictor,
     SlopeOne,
     SVDpp,
@@ -33,6 +32,7 @@ from surprise.utils import get_rng
 
 from recsys_utils import DEFAULT_SEED
 from recsys_utils.rating.adapter import rmse_mae, to_dataset
+from recsys_utils.rating.predictors import DenseSimKNNBaseline
 
 __all__ = [
     "ALGORITHMS",
@@ -211,9 +211,10 @@ ALGORITHMS: dict[str, Callable[[int], Any]] = {
     "SVDpp": lambda seed: SVDpp(random_state=seed, cache_ratings=True),
     "NMF": lambda seed: NMF(random_state=seed),
     "SlopeOne": lambda seed: SlopeOne(),
-    "KNNBaseline_user": lambda seed: KNNBaseline(
+    # surprise's KNNBaseline, its similarities computed as sparse products (same values)
+    "KNNBaseline_user": lambda seed: DenseSimKNNBaseline(
         sim_options={"name": "pearson_baseline", "user_based": True}, verbose=False),
-    "KNNBaseline_item": lambda seed: KNNBaseline(
+    "KNNBaseline_item": lambda seed: DenseSimKNNBaseline(
         sim_options={"name": "pearson_baseline", "user_based": False}, verbose=False),
     "CoClustering": lambda seed: CoClustering(random_state=seed),
 }

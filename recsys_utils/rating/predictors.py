@@ -33,6 +33,7 @@ __all__ = [
     "FastBaseline",
     "BaselineComponent",
     "ContentComponent",
+    "DenseSimKNNBaseline",
     "KNNBaselineComponent",
     "RegressionNeighbourhoodComponent",
     "SVDComponent",
@@ -41,7 +42,6 @@ __all__ = [
     "item_content",
     "make_component",
     "pearson_baseline_sparse",
-    "pearson_baseline_topk",
 ]
 
 
@@ -225,67 +225,37 @@ class SVDppComponent(SVDComponent):
         return self.pu + implicit @ self.yj
 
 
+#: Entries of the similarity matrix computed at once by ``pearson_baseline_sparse``
+#: (rows per block = this / n): bounds its working memory (~0.1 GB per million entries).
+SIMILARITY_BLOCK_ENTRIES = 4_000_000
+
+
 def pearson_baseline_sparse(index: TrainIndex, user_based: bool, bu: np.ndarray,
-                            bi: np.ndarray, min_support: int = 1, shrinkage: float = 100.0
-                            ) -> sp.csr_matrix:
+                            bi: np.ndarray, min_support: int = 1, shrinkage: float = 100.0,
+                            max_neighbours: int | None = None,
+                            block_entries: int = SIMILARITY_BLOCK_ENTRIES) -> sp.csr_matrix:
     """surprise's shrunk ``pearson_baseline`` similarity, as sparse matrix products.
 
     Same formula as ``surprise.similarities.pearson_baseline`` (baseline-centred
     Pearson over common raters, times ``(n-1)/(n-1+shrinkage)``, 0 below
-    ``max(2, min_support)`` common raters, 1 on the diagonal) but computed as three
-    sparse products instead of a Python-level loop over every co-rated pair into five
-    dense n x n arrays: about twice as fast and a fraction of the memory on MovieLens.
-    Only positive entries are kept (all KNNBaseline uses). Assumes at most one rating
-    per (user, item), like the model table.
-    """
-    n_u, n_i = index.n_users, index.n_items
-    users = np.repeat(np.arange(n_u), index.user_support())
-    items = index.user_items
-    diff = index.user_ratings - (index.global_mean + bu[users] + bi[items])
-    y, x, n_y, n_x = (items, users, n_i, n_u) if user_based else (users, items, n_u, n_i)
+    ``max(2, min_support)`` common raters, 1 on the diagonal) but computed as sparse
+    products instead of a Python-level loop over every co-rated pair into five dense
+    n x n arrays. Only positive entries are kept (all KNNBaseline uses). Assumes at most
+    one rating per (user, item), like the model table.
 
-    def mat(values: np.ndarray) -> sp.csc_matrix:
-        return sp.csc_matrix((values, (y, x)), shape=(n_y, n_x))
+    Rows are computed ``block_entries / n`` at a time. Why, even for the exact matrix:
+    the whole item-item products are hundreds of MB each, and fresh memory that size
+    costs more in page faults (with transparent huge pages, in compaction) than the
+    arithmetic -- 2.3 to 12 s a MovieLens fit at once, mostly system time, against 2.2 s
+    in blocks (``benchmarks/bench_neighbours.py --item-based``).
 
-    d, m = mat(diff), mat(np.ones_like(diff))
-    freq = (m.T @ m).tocsr()
-    prods = (d.T @ d).tocsr()
-    sq_i = (d.multiply(d).T @ m).tocsr()  # sum over common raters of diff_x^2
-    # shrinkage factor, 0 where the support is too small
-    min_sprt = max(2, int(min_support))
-    enough = freq.data >= min_sprt  # >= 2, so the denominator below is positive
-    freq.data = np.where(enough, (freq.data - 1) / np.where(enough, freq.data - 1 + shrinkage,
-                                                            1.0), 0.0)
-    freq.eliminate_zeros()
-    denom = sq_i.multiply(sq_i.T).tocsr()  # sq_i[x, x'] * sq_j[x, x'] (sq_j = sq_i^T)
-    denom.data = 1.0 / np.sqrt(denom.data)
-    sim = prods.multiply(denom).multiply(freq).tocsr()
-    sim.data[sim.data <= 0] = 0.0
-    sim.setdiag(1.0)
-    sim.eliminate_zeros()
-    sim.sort_indices()
-    return sim
-
-
-#: Entries of the similarity matrix computed at once by ``pearson_baseline_topk`` (rows
-#: per block = this / n): bounds its working memory (~0.1 GB per million entries).
-SIMILARITY_BLOCK_ENTRIES = 4_000_000
-
-
-def pearson_baseline_topk(index: TrainIndex, user_based: bool, bu: np.ndarray,
-                          bi: np.ndarray, min_support: int = 1, shrinkage: float = 100.0,
-                          max_neighbours: int = 200, block_entries: int = SIMILARITY_BLOCK_ENTRIES
-                          ) -> sp.csr_matrix:
-    """``pearson_baseline_sparse`` bounded: each row keeps its ``max_neighbours`` largest
-    positive similarities (ties: lower index first) plus the diagonal.
-
-    Why: the exact user-user matrix has an entry for every pair of users who share a
-    title, which is nearly every pair (memory ~ users^2: gigabytes at 10 k users). Here
-    rows are computed in blocks of ``block_entries / n`` rows, each block cut to its
-    top ``max_neighbours`` before the next, so memory is ~ n x max_neighbours plus one
-    block. Equal to the exact matrix when ``max_neighbours`` covers every positive
-    neighbour. Prediction (KNNBaseline) then takes the ``k`` most similar *of these*
-    who rated the title, so ``max_neighbours`` should be well above ``k``.
+    ``max_neighbours`` (None: all) keeps each row's largest ``max_neighbours`` positive
+    similarities (ties: lower index first) plus the diagonal. Why: the exact user-user
+    matrix has an entry for every pair of users who share a title, which is nearly every
+    pair (memory ~ users^2: gigabytes at 10 k users); cut block by block, memory is
+    ~ n x max_neighbours plus one block. Equal to the exact matrix when ``max_neighbours``
+    covers every positive neighbour. Prediction (KNNBaseline) then takes the ``k`` most
+    similar *of these* who rated the title, so ``max_neighbours`` should be well above ``k``.
     """
     n_u, n_i = index.n_users, index.n_items
     users = np.repeat(np.arange(n_u), index.user_support())
@@ -307,7 +277,7 @@ def pearson_baseline_topk(index: TrainIndex, user_based: bool, bu: np.ndarray,
         prods = (d_t[lo:hi] @ d).tocsr()
         # sums over common raters of diff_x^2 (this block's rows) and diff_x'^2 (columns)
         denom = (d2_t[lo:hi] @ m).multiply(m_t[lo:hi] @ d2).tocsr()
-        enough = freq.data >= min_sprt
+        enough = freq.data >= min_sprt  # >= 2, so the denominator below is positive
         freq.data = np.where(enough, (freq.data - 1) / np.where(
             enough, freq.data - 1 + shrinkage, 1.0), 0.0)
         freq.eliminate_zeros()
@@ -315,14 +285,16 @@ def pearson_baseline_topk(index: TrainIndex, user_based: bool, bu: np.ndarray,
         sim = prods.multiply(denom).multiply(freq).tocoo()
         keep = (sim.data > 0) & (sim.row + lo != sim.col)  # the diagonal is set to 1 below
         row, col, val = sim.row[keep], sim.col[keep], sim.data[keep]
-        order = np.lexsort((col, -val, row))  # per row: largest first, ties by index
-        row, col, val = row[order], col[order], val[order]
-        starts = np.searchsorted(row, np.arange(hi - lo))
-        top = np.arange(row.size) - starts[row] < int(max_neighbours)
+        if max_neighbours is not None:
+            order = np.lexsort((col, -val, row))  # per row: largest first, ties by index
+            row, col, val = row[order], col[order], val[order]
+            starts = np.searchsorted(row, np.arange(hi - lo))
+            top = np.arange(row.size) - starts[row] < int(max_neighbours)
+            row, col, val = row[top], col[top], val[top]
         diag = np.arange(hi - lo)
         parts.append(sp.csr_matrix(
-            (np.concatenate([val[top], np.ones(hi - lo)]),
-             (np.concatenate([row[top], diag]), np.concatenate([col[top], diag + lo]))),
+            (np.concatenate([val, np.ones(hi - lo)]),
+             (np.concatenate([row, diag]), np.concatenate([col, diag + lo]))),
             shape=(hi - lo, n_x)))
     out = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((n_x, n_x))
     out.sort_indices()
@@ -331,7 +303,7 @@ def pearson_baseline_topk(index: TrainIndex, user_based: bool, bu: np.ndarray,
 
 class _SparseSimKNNBaseline(KNNBaseline):
     """KNNBaseline whose pearson_baseline matrix comes from ``pearson_baseline_sparse``
-    (or ``pearson_baseline_topk`` when ``max_neighbours`` is set)."""
+    (each row's ``max_neighbours`` most similar only, when set)."""
 
     max_neighbours: int | None = None
 
@@ -343,9 +315,22 @@ class _SparseSimKNNBaseline(KNNBaseline):
         args = (TrainIndex.from_trainset(self.trainset), bool(opts["user_based"]),
                 np.asarray(bu), np.asarray(bi), opts.get("min_support", 1),
                 opts.get("shrinkage", 100))
-        if self.max_neighbours is not None:
-            return pearson_baseline_topk(*args, max_neighbours=int(self.max_neighbours))
-        return pearson_baseline_sparse(*args)
+        return pearson_baseline_sparse(*args, max_neighbours=self.max_neighbours)
+
+
+class DenseSimKNNBaseline(_SparseSimKNNBaseline):
+    """surprise's ``KNNBaseline``, its pearson_baseline matrix from
+    ``pearson_baseline_sparse`` handed back dense for surprise's own ``estimate``.
+
+    What ``comparison.ALGORITHMS`` runs: the same predictions (the matrices agree to
+    1e-12 on the positive entries, the only ones ``estimate`` averages over), at a tenth
+    of the fit's time and memory on MovieLens (surprise's loop fills five dense n x n
+    arrays).
+    """
+
+    def compute_similarities(self) -> Any:
+        sim = super().compute_similarities()
+        return sim.toarray() if sp.issparse(sim) else sim
 
 
 class KNNBaselineComponent(SurpriseComponent):
@@ -360,7 +345,7 @@ class KNNBaselineComponent(SurpriseComponent):
     ``pearson_baseline``, item based), ``bsl_options``; ``sparse_sim`` (default True)
     computes pearson_baseline with ``pearson_baseline_sparse`` instead of surprise's
     dense loop (same values; ``False`` = surprise's own code); ``max_neighbours`` (default
-    None: all) keeps each row's most similar neighbours only (``pearson_baseline_topk``:
+    None: all) keeps each row's most similar neighbours only (``pearson_baseline_sparse``:
     memory ~ rows x max_neighbours instead of rows^2; the bounded form for large data).
     """
 
