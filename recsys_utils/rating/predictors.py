@@ -323,9 +323,10 @@ class DenseSimKNNBaseline(_SparseSimKNNBaseline):
     ``pearson_baseline_sparse`` handed back dense for surprise's own ``estimate``.
 
     What ``comparison.ALGORITHMS`` runs: the same predictions (the matrices agree to
-    1e-12 on the positive entries, the only ones ``estimate`` averages over), at a tenth
-    of the fit's time and memory on MovieLens (surprise's loop fills five dense n x n
-    arrays).
+    1e-12 on the positive entries, the only ones ``estimate`` averages over) with one
+    dense n x n array instead of the five surprise's loop fills: the MovieLens item-based
+    fit 5.7 -> 3.1 s (numpy's huge pages off, as ``make`` runs; 33.7 -> 10.9 s with
+    them).
     """
 
     def compute_similarities(self) -> Any:
