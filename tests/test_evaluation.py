@@ -248,6 +248,16 @@ def test_tune_ranking_honours_the_coverage_constraint(ratings: pd.DataFrame):
         tune_ranking(ratings, synthetic_titles(), {"ease": {"l2": [1.0]}, "svd": {}})
 
 
+def test_tune_ranking_in_worker_processes_gives_the_same_table(ratings: pd.DataFrame):
+    grid = {"ease": {"l2": [10.0, 50.0], "pop_weight": [0.0, -0.5]},
+            "itemknn": {"neighbours": [5, 20]}}
+    one = tune_ranking(ratings, synthetic_titles(), grid, holdout_fraction=0.25, k=5)
+    two = tune_ranking(ratings, synthetic_titles(), grid, holdout_fraction=0.25, k=5, n_jobs=2)
+    pd.testing.assert_frame_equal(one.table, two.table)
+    assert one.best_params == two.best_params and one.popularity == two.popularity
+    assert len(one.table) == 6 and one.table["ndcg"].nunique() > 1  # real, distinct scores
+
+
 def test_tune_ranking_without_a_relevant_validation_title_says_so(ratings: pd.DataFrame):
     """Too few ratings: no validation user holds out a liked title, every NDCG is undefined.
     A DataError names the way out instead of pandas' "all NA values" from deep inside."""

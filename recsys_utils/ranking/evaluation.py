@@ -21,6 +21,7 @@ The protocol (stated again in ``04_evaluation``):
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import delayed
 
 from recsys_utils import DEFAULT_SEED
 from recsys_utils.data.tables import check_columns
@@ -36,7 +38,7 @@ from recsys_utils.ranking.metrics import per_user_ndcg, ranking_report
 from recsys_utils.ranking.rankers import RANKERS
 from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, Recommender
 from recsys_utils.rating.adapter import predict_pairs, rmse_mae
-from recsys_utils.rating.comparison import kfold_splits
+from recsys_utils.rating.comparison import kfold_splits, run_parallel
 
 __all__ = [
     "ACTIVITY_BINS",
@@ -582,7 +584,8 @@ def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
                  k: int = 10, threshold: float = RELEVANCE_THRESHOLD,
                  min_coverage_ratio: float = 5.0, seed: int = DEFAULT_SEED,
                  validation: Callable[[pd.DataFrame], Split] | None = None,
-                 rating_params: Mapping[str, Any] | None = None) -> TuningResult:
+                 rating_params: Mapping[str, Any] | None = None,
+                 n_jobs: int = 1) -> TuningResult:
     """Choose the ranker and its parameters on a validation split carved from ``model_df``.
 
     The validation split is ``validation(model_df)``, by default ``validation_split``:
@@ -598,6 +601,7 @@ def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
     best NDCG overall, ``constraint_met=False``); ties go to the first in grid order.
     The validation fits use a surprise ``BaselineOnly`` component as rating model (fast;
     the ranking does not use it) unless the grid tries a non-zero ``rating_weight``.
+    ``n_jobs``: refits run in that many processes; the table does not depend on it.
     """
     from recsys_utils.rating.blend import build_rating_model
     from recsys_utils.rating.predictors import make_component
@@ -610,42 +614,33 @@ def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
         if name not in RANKERS or unknown:
             raise ValueError(f"tune_ranking cannot tune {name!r} {sorted(unknown)}; rankers: "
                              f"{list(RANKERS)}; parameters: {sorted(_REFIT_KEYS + _BLEND_KEYS)}")
-    if any(float(w) != 0 for sub in per_ranker.values()
-           for w in sub.get("rating_weight", [0.0])):
-        def factory() -> Any:
-            return build_rating_model(dict(rating_params) if rating_params else None, seed=seed,
-                                      titles=titles)
-    else:
-        def factory() -> Any:
-            return make_component("baseline", seed=seed)
+    # a partial, not a closure: refits in worker processes receive it by pickling
+    factory = (functools.partial(build_rating_model,
+                                 dict(rating_params) if rating_params else None, seed=seed,
+                                 titles=titles)
+               if any(float(w) != 0 for sub in per_ranker.values()
+                      for w in sub.get("rating_weight", [0.0]))
+               else functools.partial(make_component, "baseline", seed=seed))
     split = (validation(model_df) if validation is not None
              else validation_split(model_df, holdout_fraction, holdout_n))
     relevant = relevant_items(split.test, threshold)
     popularity = item_popularity(split.train)
-    rows, chosen_params = [], []
-    pop_report: dict[str, Any] | None = None
+    refits = []  # (ranker, refit parameters, blend-weight grid), in grid order
     for name, sub in per_ranker.items():
         refit_keys = [key for key in sub if key in _REFIT_KEYS]
-        blend_keys = [key for key in sub if key in _BLEND_KEYS]
-        for refit_values in itertools.product(*(sub[key] for key in refit_keys)):
-            refit = dict(zip(refit_keys, refit_values, strict=True))
-            params = {**base, **refit, "ranker": name}
-            rec = Recommender(ranking_params=params, seed=seed, rating_model=factory())
-            rec.fit(split.train, titles)
-            if pop_report is None:
-                lists = rec.recommend_all(k, strategy="popularity")
-                pop_report = ranking_report(lists, relevant, k, popularity, len(rec.item_ids))
-            for blend_values in itertools.product(*(sub[key] for key in blend_keys)):
-                changes = dict(zip(blend_keys, blend_values, strict=True))
-                variant = rec.with_ranking(**changes) if changes else rec
-                rep = ranking_report(variant.recommend_all(k), relevant, k, popularity,
-                                     len(rec.item_ids))
-                rows.append({"ranker": name, **refit, **changes,
-                             **{key: rep[key] for key in ("ndcg", "coverage", "precision",
-                                                          "recall", "n_users")}})
-                chosen_params.append({**params, **changes})
-    if pop_report is None:
+        blend_grid = {key: sub[key] for key in sub if key in _BLEND_KEYS}
+        refits += [(name, dict(zip(refit_keys, values, strict=True)), blend_grid)
+                   for values in itertools.product(*(sub[key] for key in refit_keys))]
+    if not refits:
         raise ValueError("the ranking grid is empty")
+    tasks = [delayed(_score_refit)(name, {**base, **refit, "ranker": name}, refit, blend_grid,
+                                   factory, split.train, titles, relevant, popularity, k, seed,
+                                   with_popularity=n == 0)
+             for n, (name, refit, blend_grid) in enumerate(refits)]
+    done = run_parallel(tasks, n_jobs)
+    rows = [row for task_rows, _, _ in done for row in task_rows]
+    chosen_params = [params for _, task_params, _ in done for params in task_params]
+    pop_report = done[0][2]
     table = pd.DataFrame(rows)
     table["ndcg_ratio"] = table["ndcg"] / pop_report["ndcg"]
     table["coverage_ratio"] = table["coverage"] / pop_report["coverage"]
@@ -666,6 +661,31 @@ def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
                                     "coverage": pop_report["coverage"]},
                         constraint_met=bool(ok.any()), split=split.summary(),
                         grid=jsonable(dict(grid)), min_coverage_ratio=min_coverage_ratio, k=k)
+
+
+def _score_refit(name: str, params: dict[str, Any], refit: dict[str, Any],
+                 blend_grid: dict[str, Sequence[Any]], factory: Callable[[], Any],
+                 train: pd.DataFrame, titles: pd.DataFrame, relevant: Mapping[int, set],
+                 popularity: pd.Series, k: int, seed: int, with_popularity: bool
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any] | None]:
+    """One refit of ``tune_ranking``'s grid and its blend-weight variants: the table rows,
+    each row's parameters, and (``with_popularity``) popularity's report on the same
+    candidates. A function of its arguments only, so it can run in a worker process."""
+    rec = Recommender(ranking_params=params, seed=seed, rating_model=factory())
+    rec.fit(train, titles)
+    pop_report = (ranking_report(rec.recommend_all(k, strategy="popularity"), relevant, k,
+                                 popularity, len(rec.item_ids)) if with_popularity else None)
+    rows, chosen = [], []
+    for blend_values in itertools.product(*blend_grid.values()):
+        changes = dict(zip(blend_grid, blend_values, strict=True))
+        variant = rec.with_ranking(**changes) if changes else rec
+        rep = ranking_report(variant.recommend_all(k), relevant, k, popularity,
+                             len(rec.item_ids))
+        rows.append({"ranker": name, **refit, **changes,
+                     **{key: rep[key] for key in ("ndcg", "coverage", "precision", "recall",
+                                                  "n_users")}})
+        chosen.append({**params, **changes})
+    return rows, chosen, pop_report
 
 
 def _plain(value: Any) -> Any:

@@ -43,6 +43,7 @@ __all__ = [
     "kfold_indices",
     "kfold_splits",
     "kfold_train_test",
+    "run_parallel",
 ]
 
 
@@ -165,7 +166,7 @@ def _recording_warnings(fn: Callable[..., Any], *args: Any, **kwargs: Any
     return result, [(w.category, str(w.message)) for w in caught]
 
 
-def _parallel(tasks: list[Any], n_jobs: int) -> list[Any]:
+def run_parallel(tasks: list[Any], n_jobs: int) -> list[Any]:
     """Run ``delayed`` tasks, in order; ``n_jobs=1`` stays in this process.
 
     A worker's warnings are raised again here, once each: left in the worker they went to
@@ -200,7 +201,7 @@ def cross_validate_model(model_factory: Callable[[], Any], model_df: pd.DataFram
     use = folds if max_folds is None else folds[:max_folds]
     tasks = [delayed(_score_fold)(model_factory, data, tr, te, seed + k, per_component)
              for k, (tr, te) in enumerate(use)]
-    return _summarize(_parallel(tasks, n_jobs), per_component)
+    return _summarize(run_parallel(tasks, n_jobs), per_component)
 
 
 #: surprise algorithms compared in ``03_modeling`` (name -> factory(seed)).
@@ -251,7 +252,7 @@ def compare_algorithms(model_df: pd.DataFrame, algorithms: list[str] | None = No
             factory = functools.partial(ALGORITHMS[name], seed)
             tasks.append(delayed(_score_fold)(factory, data, tr, te, seed + k, False))
             owner.append(name)
-    scores = _parallel(tasks, n_jobs)
+    scores = run_parallel(tasks, n_jobs)
     rows = []
     for name in names:
         res = _summarize([s for s, o in zip(scores, owner, strict=True) if o == name], False)
