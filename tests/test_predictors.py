@@ -12,6 +12,7 @@ from surprise.similarities import pearson_baseline
 from recsys_utils.rating.adapter import TrainIndex, trainset_from_frame
 from recsys_utils.rating.predictors import (
     SIMILARITY_BLOCK_ENTRIES,
+    CachedSVDpp,
     DenseSimKNNBaseline,
     item_content,
     make_component,
@@ -96,13 +97,28 @@ def test_sparse_pearson_baseline_equals_surprise(ratings, user_based, min_suppor
     assert sparse.nnz > sparse.shape[0]  # more than the diagonal: a real test
 
 
+def _split_for_surprise(ratings: pd.DataFrame):
+    cut = len(ratings) * 4 // 5
+    test = ratings.iloc[cut:]
+    return trainset_from_frame(ratings.iloc[:cut]), list(zip(
+        test["user"].astype("int64").tolist(), test["item"].astype(str).tolist(),
+        test["score"].astype(float).tolist(), strict=True))
+
+
+def test_the_compared_svdpp_predicts_exactly_like_surprises_own(ratings):
+    trainset, testset = _split_for_surprise(ratings)
+    args = {"n_factors": 4, "n_epochs": 3, "random_state": 3}
+    ours = CachedSVDpp(**args).fit(trainset).test(testset)
+    theirs = SVDpp(**args).fit(trainset).test(testset)
+    got, want = np.array([p.est for p in ours]), np.array([p.est for p in theirs])
+    np.testing.assert_array_equal(got, want)  # bit for bit: the same sums, in the same order
+    assert [p.details for p in ours] == [p.details for p in theirs]
+    assert np.ptp(got) > 0.5
+
+
 @pytest.mark.parametrize("user_based", [False, True])
 def test_the_compared_knn_predicts_like_surprises_own(ratings, user_based):
-    cut = len(ratings) * 4 // 5
-    trainset = trainset_from_frame(ratings.iloc[:cut])
-    test = ratings.iloc[cut:]
-    testset = list(zip(test["user"].astype("int64").tolist(), test["item"].astype(str).tolist(),
-                       test["score"].astype(float).tolist(), strict=True))
+    trainset, testset = _split_for_surprise(ratings)
     sim = {"name": "pearson_baseline", "user_based": user_based, "shrinkage": 10}
     ours = DenseSimKNNBaseline(k=5, sim_options=sim, verbose=False).fit(trainset).test(testset)
     theirs = KNNBaseline(k=5, sim_options=sim, verbose=False).fit(trainset).test(testset)

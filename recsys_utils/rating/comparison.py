@@ -25,14 +25,13 @@ from surprise import (
     CoClustering,
     NormalPredictor,
     SlopeOne,
-    SVDpp,
     Trainset,
 )
 from surprise.utils import get_rng
 
 from recsys_utils import DEFAULT_SEED
 from recsys_utils.rating.adapter import rmse_mae, to_dataset
-from recsys_utils.rating.predictors import DenseSimKNNBaseline
+from recsys_utils.rating.predictors import CachedSVDpp, DenseSimKNNBaseline
 
 __all__ = [
     "ALGORITHMS",
@@ -209,7 +208,7 @@ ALGORITHMS: dict[str, Callable[[int], Any]] = {
     "NormalPredictor": lambda seed: NormalPredictor(),
     "BaselineOnly": lambda seed: BaselineOnly(verbose=False),
     "SVD": lambda seed: SVD(random_state=seed),
-    "SVDpp": lambda seed: SVDpp(random_state=seed, cache_ratings=True),
+    "SVDpp": lambda seed: CachedSVDpp(random_state=seed, cache_ratings=True),
     "NMF": lambda seed: NMF(random_state=seed),
     "SlopeOne": lambda seed: SlopeOne(),
     # surprise's KNNBaseline, its similarities computed as sparse products (same values)

@@ -32,6 +32,7 @@ __all__ = [
     "COMPONENTS",
     "FastBaseline",
     "BaselineComponent",
+    "CachedSVDpp",
     "ContentComponent",
     "DenseSimKNNBaseline",
     "KNNBaselineComponent",
@@ -332,6 +333,33 @@ class DenseSimKNNBaseline(_SparseSimKNNBaseline):
     def compute_similarities(self) -> Any:
         sim = super().compute_similarities()
         return sim.toarray() if sp.issparse(sim) else sim
+
+
+class CachedSVDpp(SVDpp):
+    """surprise's ``SVDpp`` whose ``estimate`` sums a user's implicit factors once, not
+    once per prediction: the same sum in the same order, so the same estimates, and the
+    MovieLens test fold in 1 s instead of 10 (what ``comparison.ALGORITHMS`` runs)."""
+
+    def fit(self, trainset: Trainset) -> CachedSVDpp:
+        super().fit(trainset)
+        self._implicit: dict[int, np.ndarray] = {}
+        return self
+
+    def estimate(self, u: Any, i: Any) -> float:
+        known_user, known_item = self.trainset.knows_user(u), self.trainset.knows_item(i)
+        est = self.trainset.global_mean
+        if known_user:
+            est += self.bu[u]
+        if known_item:
+            est += self.bi[i]
+        if known_user and known_item:
+            implicit = self._implicit.get(u)
+            if implicit is None:  # surprise's expression, kept as is
+                rated = self.trainset.ur[u]
+                implicit = self._implicit[u] = (sum(self.yj[j] for (j, _) in rated)
+                                                / np.sqrt(len(rated)))
+            est += np.dot(self.qi[i], self.pu[u] + implicit)
+        return est
 
 
 class KNNBaselineComponent(SurpriseComponent):
