@@ -17,6 +17,7 @@ from recsys_utils.rating.adapter import to_dataset, trainset_from_frame
 from recsys_utils.rating.blend import BlendedRatingModel, build_rating_model
 from recsys_utils.rating.comparison import (
     compare_algorithms,
+    compare_and_cross_validate,
     cross_validate_model,
     kfold_indices,
     kfold_splits,
@@ -102,6 +103,30 @@ def test_parallel_folds_give_identical_results(ratings, titles):
     t1 = compare_algorithms(ratings, ["NormalPredictor", "SVD"], n_folds=3, seed=8)
     t2 = compare_algorithms(ratings, ["NormalPredictor", "SVD"], n_folds=3, seed=8, n_jobs=2)
     pd.testing.assert_frame_equal(t1[["algorithm", "rmse", "mae"]], t2[["algorithm", "rmse", "mae"]])
+
+
+def test_comparison_and_cross_validation_in_one_pool_equal_the_separate_calls(ratings, titles):
+    """03 runs both in one pool; each result is what its own call gives, fold by fold (a
+    slow algorithm on fewer folds, so the tasks are reordered around the model's)."""
+    def factory():
+        return build_rating_model({"components": {"baseline": {}, "svd": {"n_factors": 3}}},
+                                  seed=2, titles=titles)
+
+    names = ["NormalPredictor", "SlopeOne", "SVD"]
+    table = compare_algorithms(ratings, names, n_folds=3, seed=8, slow_folds=1)
+    cv = cross_validate_model(factory, ratings, n_folds=3, seed=8, per_component=True)
+    for n_jobs in (1, 2):
+        joint_table, joint_cv = compare_and_cross_validate(
+            ratings, factory, names, n_folds=3, seed=8, slow_folds=1, per_component=True,
+            n_jobs=n_jobs)
+        columns = ["algorithm", "rmse", "rmse_std", "mae", "n_folds"]
+        pd.testing.assert_frame_equal(joint_table[columns], table[columns])
+        assert dict(zip(joint_table["algorithm"], joint_table["n_folds"], strict=True)) == {
+            "NormalPredictor": 3, "SlopeOne": 1, "SVD": 3}
+        assert joint_cv["fold_rmse"] == cv["fold_rmse"]
+        assert joint_cv["components"] == cv["components"]
+    with pytest.raises(ValueError, match="unknown algorithms"):
+        compare_and_cross_validate(ratings, factory, ["Magic"])
 
 
 def test_a_workers_warnings_reach_the_notebook_once(ratings):

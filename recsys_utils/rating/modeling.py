@@ -28,7 +28,7 @@ from recsys_utils.paths import ProjectPaths
 from recsys_utils.plots import save_figure, set_style
 from recsys_utils.rating import figures, tuning
 from recsys_utils.rating.blend import DEFAULT_COMPONENTS, build_rating_model, cv_table
-from recsys_utils.rating.comparison import compare_algorithms, cross_validate_model
+from recsys_utils.rating.comparison import compare_and_cross_validate
 
 __all__ = ["ModelingResult", "run_modeling", "key_numbers"]
 
@@ -202,9 +202,6 @@ def run_modeling(model_df: pd.DataFrame, titles: pd.DataFrame, *, n_folds: int =
     ratings); the figures and numbers say so. Figures go to ``paths``' figures folder.
     """
     full_df, model_df = model_df, cv_sample(model_df, cv_max_ratings, seed)
-    comparison = compare_algorithms(model_df, None if algorithms is None else list(algorithms),
-                                    n_folds=n_folds, seed=seed, slow_folds=slow_folds,
-                                    n_jobs=n_jobs)
     if tune:
         tuned = tuning.tune_families(model_df, list(tune_families), grid=tuning_grid,
                                      n_folds=tune_folds, seed=seed, n_jobs=n_jobs)
@@ -216,8 +213,11 @@ def run_modeling(model_df: pd.DataFrame, titles: pd.DataFrame, *, n_folds: int =
                      "meta": blend_meta}
     # A partial, not a lambda: fold workers receive it by pickling.
     factory = functools.partial(build_rating_model, rating_params, seed=seed, titles=titles)
-    blend_cv = cross_validate_model(factory, model_df, n_folds=n_folds, seed=seed,
-                                    per_component=True, n_jobs=n_jobs)
+    # the comparison and the blend's cross-validation share one pool (the blend's five
+    # folds alone would leave a process idle); the results are those of the separate calls
+    comparison, blend_cv = compare_and_cross_validate(
+        model_df, factory, None if algorithms is None else list(algorithms), n_folds=n_folds,
+        seed=seed, slow_folds=slow_folds, per_component=True, n_jobs=n_jobs)
     blend_table = cv_table(blend_cv)
     numbers = key_numbers(comparison, tuned, blend_cv, blend_table, n_ratings=len(full_df),
                           n_folds=n_folds, target_rmse=target_rmse)
