@@ -33,17 +33,16 @@ tunes, so the negative result can be checked and extended rather than taken on t
   validation gain is larger (+0.0184 against +0.0102): more features, more to overfit.
   The gain needs what the ranker does not compute: with only what the registered ranker
   already holds at serving time (``SERVED_RANKER_FEATURES``, the row "the served ranker's
-  features only"), test +0.0002 (s.e.
-  0.0011) on the default data and +0.0001 on the linked catalogs; with the sequential
-  score added back, +0.0052 / +0.0055; with the recent popularity and title age instead,
-  +0.0017 / +0.0061. A listwise fit of the same
+  features only"), test +0.0002 (s.e. 0.0011) on the default data and +0.0001 on the
+  linked catalogs; with the sequential score added back, +0.0052 / +0.0055; with the
+  recent popularity and title age instead, +0.0017 / +0.0061. A listwise fit of the same
   linear model (softmax over each user's candidates, l2 1e-4 to 0.1) instead of the
   pointwise one, on the default data: test +0.0065 to +0.0092, and fitted on the test
-  labels at most 2.29x:
-  a linear re-ranker of these features tops out near 2.3x. Fitted on the window before
-  validation (so its validation score is out of sample, as a rule choosing whether to
-  re-rank would need): validation +0.0164 / +0.0076 (default / linked), test +0.0066 /
-  +0.0133, against +0.0078 / +0.0149 with the weights fitted on validation.
+  labels at most 2.29x: a linear re-ranker of these features tops out near 2.3x. Fitted on
+  the window before validation (so its validation score is out of sample, as a rule
+  choosing whether to re-rank would need): validation +0.0164 / +0.0076 (default /
+  linked), test +0.0066 / +0.0133, against +0.0078 / +0.0149 with the weights fitted on
+  validation.
 
 Also tried, not kept here (the issue's note has the figures): the re-ranker fitted on
 more labels, the validation window stacked with one to two earlier windows carved the same
