@@ -198,12 +198,27 @@ def test_build_demo_has_every_tab_filled_at_build_time(state: ServingState):
 
 
 @pytest.mark.parametrize("tab", demo.TABS)
-def test_demo_page_renders_in_headless_chromium(state: ServingState, tmp_path: Path, tab: str):
-    """The real page in a real browser: the tab shows the data computed for it."""
+def test_demo_page_renders_in_headless_chromium(state: ServingState, tmp_path: Path, tab: str,
+                                                busy_port: int,
+                                                monkeypatch: pytest.MonkeyPatch):
+    """The real page in a real browser: the tab shows the data computed for it. On the
+    first tab, the first free port found is taken before the demo binds it (as another
+    process may): the demo starts on the next one."""
     if demo.find_chromium() is None:
         pytest.skip("chromium not installed (CI: `apt-get install -y chromium`)")
+    offered: list[int] = []
+    if tab == demo.TABS[0]:
+        free_port = demo._free_port
+
+        def busy_first() -> int:
+            offered.append(free_port() if offered else busy_port)
+            return offered[-1]
+
+        monkeypatch.setattr(demo, "_free_port", busy_first)
     png = tmp_path / f"{tab}.png"
     page = demo.render_demo(state, screenshot=png, tab=tab, height=900)
+    if tab == demo.TABS[0]:
+        assert len(offered) == 2 and offered[0] == busy_port
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Streaming recommender" in page
     if tab == "recommendations":

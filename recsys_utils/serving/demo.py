@@ -494,10 +494,16 @@ def render_demo(state: ServingState, *, screenshot: str | os.PathLike[str] | Non
     if browser is None:
         raise FileNotFoundError("no chromium found: `apt-get install -y chromium`")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    port = _free_port()
     demo = build_demo(state, selected_tab=tab)
-    demo.launch(server_name="127.0.0.1", server_port=port, share=False, ssr_mode=False,
-                prevent_thread_lock=True, quiet=True)
+    for attempt in range(1, 6):
+        port = _free_port()
+        try:
+            demo.launch(server_name="127.0.0.1", server_port=port, share=False,
+                        ssr_mode=False, prevent_thread_lock=True, quiet=True)
+            break
+        except OSError:  # another process took the free port before the demo bound it
+            if attempt == 5:
+                raise
 
     def run(*action: str) -> subprocess.CompletedProcess[str]:
         with tempfile.TemporaryDirectory(prefix="recsys-chromium-") as profile:
