@@ -8,6 +8,7 @@ with their logs kept in the test's tmp folder and stopped by PID at the end.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -53,6 +54,13 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _master_url(log: Path) -> str | None:
+    """``spark://host:port`` from a standalone master's log, once it has started."""
+    found = re.search(r"Starting Spark master at (spark://\S+)",
+                      log.read_text(errors="replace") if log.exists() else "")
+    return found.group(1) if found else None
+
+
 @dataclass
 class StandaloneCluster:
     url: str
@@ -80,15 +88,17 @@ def standalone_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
     tmp = tmp_path_factory.mktemp("spark-cluster")
     env = {**os.environ, "SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": sys.executable,
            "SPARK_LOG_DIR": str(tmp), "SPARK_WORKER_DIR": str(tmp / "work")}
-    port = free_port()
-    url = f"spark://127.0.0.1:{port}"
     procs: list[subprocess.Popen] = []
     logs = [tmp / "master.log", tmp / "worker1.log", tmp / "worker2.log"]
     try:
         procs.append(_start(["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                             "--port", str(port), "--webui-port", str(free_port())],
+                             "--port", str(free_port()), "--webui-port", str(free_port())],
                             logs[0], env))
-        _wait_for(lambda: _port_open(port), "the master's port", logs)
+        # The URL from the master's own log: if another process took the port after
+        # free_port() found it, Spark binds the next one and says so there.
+        _wait_for(lambda: _master_url(logs[0]) is not None, "the master to start", logs)
+        url = str(_master_url(logs[0]))
+        _wait_for(lambda: _port_open(int(url.rsplit(":", 1)[1])), "the master's port", logs)
         for i in (1, 2):
             procs.append(_start(["org.apache.spark.deploy.worker.Worker", url,
                                  "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",

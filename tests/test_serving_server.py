@@ -55,14 +55,18 @@ def _stop(proc: subprocess.Popen[str]) -> None:
             proc.wait(timeout=5)
 
 
-def _wait_healthy(proc: subprocess.Popen[str], base: str, log: Path) -> None:
+def _healthy(proc: subprocess.Popen[str], base: str, log: Path) -> bool:
+    """Wait until the server answers /health (True), or exits unable to bind its port
+    (False: another process took it after ``_free_port`` found it); fail otherwise."""
     deadline = time.monotonic() + 90
     while True:
         if proc.poll() is not None:
+            if "address already in use" in log.read_text():  # ours, or uvicorn's
+                return False
             pytest.fail(f"server exited with {proc.returncode}: {log.read_text()}")
         try:
             if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return
+                return True
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
@@ -70,15 +74,26 @@ def _wait_healthy(proc: subprocess.Popen[str], base: str, log: Path) -> None:
         time.sleep(0.2)
 
 
+def _serve_healthy(root: Path, log: Path, *options: str) -> tuple[subprocess.Popen[str], str]:
+    """A healthy server and its base URL, on the first of three free ports it can bind."""
+    for _ in range(3):
+        port = _free_port()
+        proc, base = _serve(root, port, log, *options), f"http://{HOST}:{port}"
+        try:
+            if _healthy(proc, base, log):
+                return proc, base
+        except BaseException:
+            _stop(proc)
+            raise
+    pytest.fail(f"server could not bind any of three free ports: {log.read_text()}")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     paths: ProjectPaths = serving_project(tmp_path_factory)
-    port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    proc = _serve(paths.root, port, log)
-    base = f"http://{HOST}:{port}"
+    proc, base = _serve_healthy(paths.root, log)
     try:
-        _wait_healthy(proc, base, log)
         yield base
     finally:
         _stop(proc)
@@ -197,16 +212,26 @@ def _poll(url: str, done, seconds: float = 60) -> dict:  # noqa: ANN001 - a pred
 
 
 def test_server_reloads_a_promoted_champion_without_a_restart(
-        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path):
+        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, busy_port: int,
+        monkeypatch: pytest.MonkeyPatch):
     """Under uvicorn, on its own poll: promote -> /version shows it; a tampered champion
-    -> the old one keeps serving and /health says why; the same process throughout."""
+    -> the old one keeps serving and /health says why; the same process throughout.
+    The first port offered is taken (as when another process binds it first): the server
+    starts on the next one."""
     paths = project_paths(tmp_path / "project")
     shutil.copytree(serving_project(tmp_path_factory).root, paths.root)
     log = tmp_path / "server.log"
-    proc = _serve(paths.root, _free_port(), log, "--reload-seconds", "0.2")
-    base = f"http://{HOST}:{proc.args[proc.args.index('--port') + 1]}"
+    offered: list[int] = []
+    free_port = _free_port
+
+    def busy_first() -> int:
+        offered.append(free_port() if offered else busy_port)
+        return offered[-1]
+
+    monkeypatch.setattr(sys.modules[__name__], "_free_port", busy_first)
+    proc, base = _serve_healthy(paths.root, log, "--reload-seconds", "0.2")
+    assert len(offered) == 2 and base.endswith(f":{offered[1]}")
     try:
-        _wait_healthy(proc, base, log)
         old = httpx.get(f"{base}/version").json()["version"]
         new = register_other_champion(paths)
         assert _poll(f"{base}/version", lambda b: b["version"] == new)["version"] == new != old

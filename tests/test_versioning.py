@@ -227,20 +227,16 @@ def s3_endpoint(monkeypatch):
     """A moto S3 server on loopback for this test only (started and stopped here)."""
     moto_server = pytest.importorskip("moto.server", reason="moto[server] not installed")
     pytest.importorskip("dvc_s3", reason="the dvc-s3 extra is not installed")
-    import socket
-
     import boto3
 
     for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
                         ("AWS_DEFAULT_REGION", "us-east-1"), ("NO_PROXY", "127.0.0.1,localhost"),
                         ("no_proxy", "127.0.0.1,localhost")):
         monkeypatch.setenv(name, value)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # port 0: the server binds a free port itself (no window for another process to take it)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = "http://{}:{}".format(*server.get_host_and_port())
     try:
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="recsys-team")
         yield endpoint
