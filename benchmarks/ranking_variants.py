@@ -111,11 +111,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from _common import load_tables
-from scipy.optimize import minimize
 
 from recsys_utils.errors import DataError
 from recsys_utils.lifecycle.registry import load_evaluated
-from recsys_utils.ranking.catalog import catalog_rows, top_positions
+from recsys_utils.ranking.catalog import catalog_rows, top_positions, zscore_rows
 from recsys_utils.ranking.evaluation import (
     Split,
     last_n_split,
@@ -124,8 +123,9 @@ from recsys_utils.ranking.evaluation import (
     validation_split,
 )
 from recsys_utils.ranking.metrics import per_user_ndcg
-from recsys_utils.ranking.recommender import Recommender, _zscore_rows
+from recsys_utils.ranking.recommender import Recommender
 from recsys_utils.ranking.report import registered_configuration
+from recsys_utils.ranking.rerank import DEFAULT_STRUCTURE, fit_weights
 
 K = 10
 CANDIDATES = 200  # the re-ranker's candidates per user
@@ -140,7 +140,7 @@ class Scored:
         self.titles = catalog_rows(titles)[1]  # one row per title (linked data lists several)
         self.rec = rec = Recommender(rating_params_for("baseline"), ranking).fit(split.train,
                                                                                  titles)
-        self.base = _zscore_rows(rec._ease_scores(rec._X))
+        self.base = zscore_rows(rec._ease_scores(rec._X))
         self.relevant = relevant_items(split.test)
         df = split.train.sort_values(["user", "timestamp", "item"], kind="mergesort")
         df = df[rec.catalog.index.get_indexer(df["item"].astype(str)) >= 0]  # catalog titles
@@ -161,7 +161,10 @@ class Scored:
 
     def ndcg_of_top(self, top: np.ndarray) -> np.ndarray:
         ids = self.rec.item_ids
-        lists = {int(u): ids[row].tolist() for u, row in zip(self.rec.user_ids, top, strict=True)}
+        return self.ndcg_of_lists({int(u): ids[row].tolist()
+                                   for u, row in zip(self.rec.user_ids, top, strict=True)})
+
+    def ndcg_of_lists(self, lists: dict[int, list[str]]) -> np.ndarray:
         per = per_user_ndcg(lists, self.relevant, K)
         return np.array([per[u] for u in sorted(per)])
 
@@ -206,7 +209,7 @@ def slit(s: Scored, window: int = 50, decay: float = 10.0, l2: float = 100.0) ->
     gram[np.diag_indices_from(gram)] += l2
     b = np.linalg.solve(gram, (source.T @ target).toarray())
     last = np.r_[np.flatnonzero(np.diff(s.u)), n - 1]  # each user's last training rating
-    return _zscore_rows(_on_ease_cols(s, np.asarray(source[last] @ b)))
+    return zscore_rows(_on_ease_cols(s, np.asarray(source[last] @ b)))
 
 
 def ease_variant(s: Scored, l2: float, target: str = "self", dropout: float = 0.0
@@ -225,7 +228,7 @@ def ease_variant(s: Scored, l2: float, target: str = "self", dropout: float = 0.
     else:
         b = -p / np.diag(p)
     np.fill_diagonal(b, 0.0)
-    return _zscore_rows(_on_ease_cols(s, np.asarray(s.rec._X[:, cols] @ b)))
+    return zscore_rows(_on_ease_cols(s, np.asarray(s.rec._X[:, cols] @ b)))
 
 
 def user_knn(s: Scored, k: int, shrink: float = 10.0) -> np.ndarray:
@@ -237,7 +240,7 @@ def user_knn(s: Scored, k: int, shrink: float = 10.0) -> np.ndarray:
     np.fill_diagonal(sim, 0.0)
     sim = np.clip(sim, 0.0, None)
     kth = -np.partition(-sim, k - 1, axis=1)[:, k - 1:k]
-    return _zscore_rows(np.where(sim >= kth, sim, 0.0) @ x.toarray())
+    return zscore_rows(np.where(sim >= kth, sim, 0.0) @ x.toarray())
 
 
 def session_input(s: Scored, gap_hours: float, older: float) -> np.ndarray:
@@ -250,7 +253,7 @@ def session_input(s: Scored, gap_hours: float, older: float) -> np.ndarray:
     count = np.bincount(s.u)[s.u].astype(np.float64)
     decay = np.exp(-s.from_end / np.maximum(recency * count, 1.0)) if recency > 0 else 1.0
     rows = s.rows(s.w * decay * np.where(current, 1.0, older)).astype(np.float32)
-    return _zscore_rows(s.rec._ranker.scores(rows))
+    return zscore_rows(s.rec._ranker.scores(rows))
 
 
 def content_profile(s: Scored, half_life: float | None) -> np.ndarray:
@@ -271,7 +274,7 @@ def content_profile(s: Scored, half_life: float | None) -> np.ndarray:
     decay = 0.5 ** (s.from_end / half_life) if half_life else 1.0
     profile = s.rows(s.w * decay) @ f
     profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
-    return _zscore_rows(profile @ f.T)
+    return zscore_rows(profile @ f.T)
 
 
 # --------------------------------------------------------------------------- re-ranker
@@ -309,7 +312,7 @@ def rerank_features(s: Scored) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     active = np.log1p(np.bincount(s.u, minlength=len(rec.user_ids)))[users]
     ease, pop, seq = s.base[users, items], np.log1p(rec.n_ratings)[items], slit(s)[users, items]
     columns = [ease, np.log1p(np.tile(np.arange(top.shape[1]), top.shape[0])),
-               _zscore_rows(no_recency._ease_scores(no_recency._X))[users, items], seq, pop,
+               zscore_rows(no_recency._ease_scores(no_recency._X))[users, items], seq, pop,
                rec._bayes[items], np.log1p(ratings_between(last - 30 * 86400, last)),
                np.log1p(ratings_between(last - 365 * 86400, last)), (age < 0).astype(float),
                np.clip(age, 0, None), active, ease * active, pop * active, seq * active,
@@ -338,29 +341,15 @@ def rival_features(s: Scored, titles: pd.DataFrame, ranking: dict[str, Any],
     for change in RIVALS.values():
         rec = Recommender(rating_params_for("baseline"), {**ranking, **change}).fit(
             s.split.train, titles)
-        columns.append(_zscore_rows(rec._ease_scores(rec._X))[users, items])
+        columns.append(zscore_rows(rec._ease_scores(rec._X))[users, items])
     columns += [user_knn(s, 30)[users, items], content_profile(s, 50.0)[users, items]]
     return np.column_stack(columns)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3
-                 ) -> Callable[[np.ndarray], np.ndarray]:
-    mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-9
-
-    def design(m: np.ndarray) -> np.ndarray:
-        return np.column_stack([(m - mu) / sd, np.ones(len(m))])
-
-    z = design(x)
-
-    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        p = 1 / (1 + np.exp(-(z @ w)))
-        value = -np.mean(y * np.log(p + 1e-12) + (1 - y) * np.log(1 - p + 1e-12))
-        grad = z.T @ (p - y) / len(y)
-        grad[:-1] += 2 * l2 * w[:-1]
-        return value + l2 * float(w[:-1] @ w[:-1]), grad
-
-    w = minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B").x
-    return lambda m: design(m) @ w
+def fit_logistic(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The served re-ranker's logistic fit (``rerank.fit_weights``) on any feature columns."""
+    w = fit_weights(x, y, DEFAULT_STRUCTURE)
+    return lambda m: ((m - w["mean"]) / w["scale"]) @ w["weights"] + w["bias"]
 
 
 def reranked(s: Scored, top: np.ndarray, x: np.ndarray, model: Callable) -> np.ndarray:
@@ -413,8 +402,10 @@ def load_champion_or_none() -> tuple[Any, dict] | None:
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     model_df, titles, source = load_tables()
-    ranking, _, where = registered_configuration(load_champion_or_none(), model_df, titles)
-    print(f"data: {source}; ranking: {where}")
+    served, _, where = registered_configuration(load_champion_or_none(), model_df, titles)
+    print(f"data: {source}; ranking: {where}; re-ranker: "
+          f"{'registered' if served['rerank'] else 'none registered'}")
+    ranking = {**served, "rerank": None}  # the variants change the ranker, not its re-ranker
     splits = {"validation": Scored(validation_split(model_df), titles, ranking),
               "test": Scored(last_n_split(model_df, fraction=0.2), titles, ranking)}
     rows = []
@@ -423,6 +414,12 @@ def main() -> None:
                                      s.base.shape).copy())
         rows += [_row("registered", name, s.baseline, s.baseline),
                  _row("popularity", name, pop, s.baseline)]
+        if served["rerank"]:  # what is served: its weights refitted on nothing, as 04 does
+            with_it = Recommender(rating_params_for("baseline"), served).fit(s.split.train,
+                                                                            titles)
+            rows.append(_row("registered, with its re-ranker (served weights: validation "
+                             "in sample)", name, s.ndcg_of_lists(with_it.recommend_all(K)),
+                             s.baseline))
         rows += [_row(label, name, s.ndcg(scores), s.baseline) for label, scores in variants(s)]
     (top_v, x_v, y_v), (top_t, x_t, y_t) = (rerank_features(s) for s in splits.values())
     with_rivals = [np.column_stack([x, rival_features(s, titles, ranking, top)])

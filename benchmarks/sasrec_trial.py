@@ -32,8 +32,8 @@ except ImportError:  # checked before any data is loaded: a clear message, no tr
 
 from ranking_variants import Scored, load_champion_or_none, load_tables  # noqa: E402
 
+from recsys_utils.ranking.catalog import zscore_rows  # noqa: E402
 from recsys_utils.ranking.evaluation import last_n_split, validation_split  # noqa: E402
-from recsys_utils.ranking.recommender import _zscore_rows  # noqa: E402
 from recsys_utils.ranking.report import registered_configuration  # noqa: E402
 
 BLEND_WEIGHTS = (0.25, 0.5, 1.0)
@@ -124,7 +124,7 @@ def train_and_score(name: str, s: Scored, args: argparse.Namespace) -> None:
             total += loss.item()
         if epoch % args.every == 0 or epoch == args.epochs:
             sasrec = scores()
-            blended = "  ".join(f"w {w:g}: {s.ndcg(s.base + w * _zscore_rows(sasrec)).mean():.4f}"
+            blended = "  ".join(f"w {w:g}: {s.ndcg(s.base + w * zscore_rows(sasrec)).mean():.4f}"
                                 for w in BLEND_WEIGHTS)
             print(f"{name:10s} epoch {epoch:3d}  loss {total:8.1f}  alone "
                   f"{s.ndcg(sasrec).mean():.4f}  blended {blended}  registered "

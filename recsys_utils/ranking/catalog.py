@@ -26,7 +26,7 @@ from recsys_utils.errors import UnknownFilterError, UnknownItemError
 from recsys_utils.schema import KINDS
 
 __all__ = ["Catalog", "CatalogView", "bayesian_average", "catalog_rows", "cold_start_positions",
-           "top_positions", "top_valid"]
+           "top_positions", "top_valid", "zscore_rows"]
 
 def catalog_rows(titles: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The catalog in the order every served array follows: rows sorted by ``(item_id,
@@ -217,3 +217,12 @@ def top_positions(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     vals = np.take_along_axis(scores, pos, axis=1)
     order = np.lexsort((pos, -vals), axis=1)
     return np.take_along_axis(pos, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
+def zscore_rows(m: np.ndarray) -> np.ndarray:
+    """Each row centred and scaled to unit variance (constant rows become 0), in place."""
+    m -= m.mean(axis=1, keepdims=True)
+    std = m.std(axis=1, keepdims=True)
+    std[std == 0] = 1.0
+    m /= std
+    return m

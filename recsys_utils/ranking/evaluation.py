@@ -37,6 +37,13 @@ from recsys_utils.errors import DataError
 from recsys_utils.ranking.metrics import per_user_ndcg, ranking_report
 from recsys_utils.ranking.rankers import RANKERS
 from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, Recommender
+from recsys_utils.ranking.rerank import (
+    DEFAULT_STRUCTURE,
+    FEATURES,
+    fit_context,
+    fit_weights,
+    labelled_candidates,
+)
 from recsys_utils.rating.adapter import predict_pairs, rmse_mae
 from recsys_utils.rating.comparison import kfold_splits, run_parallel
 
@@ -49,6 +56,7 @@ __all__ = [
     "Split",
     "SplitEvaluation",
     "TuningResult",
+    "choose_reranker",
     "error_by_activity",
     "evaluate_rating",
     "evaluate_ranking",
@@ -56,6 +64,7 @@ __all__ = [
     "item_popularity",
     "jsonable",
     "last_n_split",
+    "per_user_split",
     "random_folds",
     "rating_params_for",
     "rating_table",
@@ -424,6 +433,9 @@ class TuningResult:
     grid: dict[str, Any] = field(default_factory=dict)
     min_coverage_ratio: float = 5.0
     k: int = 10
+    #: ``choose_reranker``'s record (``{"tried": False, ...}`` when it was not tried).
+    rerank: dict[str, Any] = field(default_factory=lambda: {"tried": False,
+                                                             "outcome": "not tried"})
 
     @property
     def best_row(self) -> dict[str, Any]:
@@ -467,7 +479,8 @@ class TuningResult:
                   if k not in _SCORE_COLUMNS + ("ranker", "chosen", "weighting")}
         return (f"chosen {p['ranker']} ({p['weighting']}) {_describe(varied)}: validation "
                 f"NDCG@{self.k} {row['ndcg']:.4f} ({row['ndcg_ratio']:.2f}x popularity's), "
-                f"coverage {row['coverage_ratio']:.2f}x; rule: {self.record()['rule']}")
+                f"coverage {row['coverage_ratio']:.2f}x; rule: {self.record()['rule']}"
+                f"\nre-ranker: {self.rerank['outcome']}")
 
     def checked_numbers(self) -> dict[str, str]:
         """Each rival's validation NDCG and coverage ratio, as the checked cell prints them."""
@@ -499,7 +512,11 @@ class TuningResult:
             "constraint_met": self.constraint_met,
             "coverage_floor": self.min_coverage_ratio,
             "floor_outcome": self._floor_outcome(),
+            "rerank_outcome": self.rerank["outcome"],
+            "rerank_adopted": bool(self.rerank.get("adopted", False)),
         }
+        for name, value in self.rerank.get("validation", {}).items():
+            key[f"rerank_val_{name}"] = value
         for r in self.rivals.itertuples():
             if r.rival == "popularity (baseline)":
                 continue
@@ -521,6 +538,7 @@ class TuningResult:
             "rule": f"best validation NDCG@{self.k} among configurations whose catalog coverage "
                     f">= {self.min_coverage_ratio} x popularity's (met: {self.constraint_met})",
             "rivals": self.rivals,
+            "rerank": self.rerank,
         })
 
 
@@ -539,7 +557,7 @@ DEFAULT_RANKING_GRID: dict[str, dict[str, list[Any]]] = {
 #: Ranking parameters that need a refit; the others only change the blend.
 _BLEND_KEYS = ("ease_weight", "pop_weight", "rating_weight", "recency")
 _REFIT_KEYS = tuple(k for k in DEFAULT_RANKING_PARAMS
-                    if k not in _BLEND_KEYS + ("prior_count", "n_factors"))
+                    if k not in _BLEND_KEYS + ("prior_count", "n_factors", "rerank"))
 _SCORE_COLUMNS = ("ndcg", "coverage", "precision", "recall", "ndcg_ratio", "coverage_ratio",
                   "n_users")
 
@@ -559,6 +577,11 @@ def _per_ranker_grid(grid: Mapping[str, Any], base: Mapping[str, Any]) -> dict[s
     return {str(base.get("ranker", DEFAULT_RANKING_PARAMS["ranker"])): dict(grid)}
 
 
+def per_user_split(df: pd.DataFrame, fraction: float, n: int | None) -> Split:
+    """Each user's last ``n`` ratings when ``n`` is set, else each user's last ``fraction``."""
+    return last_n_split(df, n=n, fraction=None) if n else last_n_split(df, fraction=fraction)
+
+
 def validation_split(model_df: pd.DataFrame, holdout_fraction: float = 0.2,
                      holdout_n: int | None = None) -> Split:
     """The split the served ranking is chosen on: per user and time-aware, one level
@@ -566,11 +589,8 @@ def validation_split(model_df: pd.DataFrame, holdout_fraction: float = 0.2,
     evaluation's test window (``04_evaluation``'s per-user split) and are never looked at;
     of the rest, each user's latest share is the validation part. So the evaluation of
     the registered configuration is not contaminated by its choice."""
-    def per_user(df: pd.DataFrame) -> Split:
-        return (last_n_split(df, n=holdout_n, fraction=None) if holdout_n
-                else last_n_split(df, fraction=holdout_fraction))
-
-    inner = per_user(per_user(model_df).train)
+    inner = per_user_split(per_user_split(model_df, holdout_fraction, holdout_n).train,
+                           holdout_fraction, holdout_n)
     return Split("validation", inner.train, inner.test,
                  f"per-user validation: each user's latest ratings of the training window "
                  f"({inner.info['holdout']} of what remains once the evaluation's "
@@ -585,7 +605,7 @@ def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
                  min_coverage_ratio: float = 5.0, seed: int = DEFAULT_SEED,
                  validation: Callable[[pd.DataFrame], Split] | None = None,
                  rating_params: Mapping[str, Any] | None = None,
-                 n_jobs: int = 1) -> TuningResult:
+                 n_jobs: int = 1, rerank: bool = True) -> TuningResult:
     """Choose the ranker and its parameters on a validation split carved from ``model_df``.
 
     The validation split is ``validation(model_df)``, by default ``validation_split``:
@@ -602,6 +622,8 @@ def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
     The validation fits use a surprise ``BaselineOnly`` component as rating model (fast;
     the ranking does not use it) unless the grid tries a non-zero ``rating_weight``.
     ``n_jobs``: refits run in that many processes; the table does not depend on it.
+    With ``rerank``, the chosen configuration may then get a learned re-ranker
+    (``choose_reranker``), recorded either way.
     """
     from recsys_utils.rating.blend import build_rating_model
     from recsys_utils.rating.predictors import make_component
@@ -656,11 +678,90 @@ def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
     table["chosen"] = table.index == best
     best_params = {key: _plain(v) for key, v in
                    Recommender(ranking_params=chosen_params[best]).ranking_params.items()}
+    carve = validation or functools.partial(per_user_split, fraction=holdout_fraction,
+                                            n=holdout_n)
+    reranker = (choose_reranker(split, carve, best_params, titles, factory, k=k,
+                                threshold=threshold, seed=seed,
+                                min_coverage_ratio=min_coverage_ratio if ok.any() else None)
+                if rerank else {"tried": False, "outcome": "not tried (rerank=False)"})
+    best_params["rerank"] = reranker.pop("weights", None)
     return TuningResult(table=table, best_params=best_params,
                         popularity={"ndcg": pop_report["ndcg"],
                                     "coverage": pop_report["coverage"]},
                         constraint_met=bool(ok.any()), split=split.summary(),
-                        grid=jsonable(dict(grid)), min_coverage_ratio=min_coverage_ratio, k=k)
+                        grid=jsonable(dict(grid)), min_coverage_ratio=min_coverage_ratio, k=k,
+                        rerank=jsonable(reranker))
+
+
+def choose_reranker(split: Split, carve: Callable[[pd.DataFrame], Split],
+                    params: Mapping[str, Any], titles: pd.DataFrame,
+                    factory: Callable[[], Any], *, k: int = 10,
+                    threshold: float = RELEVANCE_THRESHOLD, seed: int = DEFAULT_SEED,
+                    min_coverage_ratio: float | None = None) -> dict[str, Any]:
+    """Whether the chosen configuration ``params`` gets a learned re-ranker
+    (``ranking.rerank``), and its weights.
+
+    The rule needs evidence the weights did not see: weights fitted on the window before
+    validation (``carve(split.train)``: the same kind of split one level down) re-rank
+    the validation lists; the re-ranker is adopted when that raises validation NDCG@k
+    (and keeps catalog coverage at ``min_coverage_ratio`` x popularity's, when the
+    configuration met that floor). The served weights are then fitted on the validation
+    window's labels, the nearest to the period served. Returns the record (``weights``:
+    the ``ranking_params["rerank"]`` to register, ``None`` when not adopted)."""
+    def outcome(text: str, **more: Any) -> dict[str, Any]:
+        return {"tried": True, "adopted": False, "outcome": text, "weights": None,
+                "features": list(FEATURES), "structure": DEFAULT_STRUCTURE, **more}
+
+    if "timestamp" not in split.train.columns:
+        return outcome("not adopted: the ratings have no times")
+    earlier = carve(split.train)
+    earlier_relevant = relevant_items(earlier.test, threshold)
+    if not any(earlier_relevant.values()):
+        return outcome("not adopted: no relevant title in the window before validation")
+
+    def fitted(train: pd.DataFrame) -> Recommender:
+        rec = Recommender(ranking_params={**params, "rerank": None}, seed=seed,
+                          rating_model=factory()).fit(train, titles)
+        rec._rerank = fit_context(rec, train, DEFAULT_STRUCTURE)
+        return rec
+
+    on_earlier = fit_weights(*labelled_candidates(fitted(earlier.train), earlier_relevant),
+                             DEFAULT_STRUCTURE)
+    rec = fitted(split.train)
+    relevant, popularity = relevant_items(split.test, threshold), item_popularity(split.train)
+    lists = {"without": rec.recommend_all(k),
+             "with": rec.with_reranker(on_earlier).recommend_all(k),
+             "popularity": rec.recommend_all(k, strategy="popularity")}
+    reports = {name: ranking_report(found, relevant, k, popularity, len(rec.item_ids))
+               for name, found in lists.items()}
+    per_user = {name: per_user_ndcg(found, relevant, k) for name, found in lists.items()}
+    gain = np.array([per_user["with"][u] - per_user["without"][u] for u in per_user["with"]])
+    coverage_ratio = reports["with"]["coverage"] / reports["popularity"]["coverage"]
+    evidence = {"ndcg_without": reports["without"]["ndcg"], "ndcg_with": reports["with"]["ndcg"],
+                "gain": float(gain.mean()) if gain.size else float("nan"),
+                "gain_se": float(gain.std(ddof=1) / np.sqrt(gain.size)) if gain.size > 1
+                else float("nan"),
+                "coverage_ratio_without": reports["without"]["coverage"]
+                / reports["popularity"]["coverage"],
+                "coverage_ratio_with": coverage_ratio, "n_users": int(gain.size)}
+    rule = (f"adopted when weights fitted on the window before validation (carved from "
+            f"the validation split's training part as validation was carved) raise "
+            f"validation NDCG@{k}"
+            + (f" and keep coverage >= {min_coverage_ratio} x popularity's"
+               if min_coverage_ratio is not None else ""))
+    if not evidence["gain"] > 0:
+        return outcome(f"not adopted: weights fitted one window earlier change validation "
+                       f"NDCG@{k} by {evidence['gain']:+.4f}", rule=rule, validation=evidence)
+    if min_coverage_ratio is not None and coverage_ratio < min_coverage_ratio:
+        return outcome(f"not adopted: coverage {coverage_ratio:.2f}x popularity's, below the "
+                       f"floor {min_coverage_ratio}", rule=rule, validation=evidence)
+    features, labels = labelled_candidates(rec, relevant)
+    return {**outcome(f"adopted: weights fitted one window earlier raise validation "
+                      f"NDCG@{k} by {evidence['gain']:+.4f} (s.e. {evidence['gain_se']:.4f}); "
+                      f"the served weights are fitted on the validation window",
+                      rule=rule, validation=evidence),
+            "adopted": True, "weights": fit_weights(features, labels, DEFAULT_STRUCTURE),
+            "fitted_on": {"candidates": int(labels.size), "relevant": int(labels.sum())}}
 
 
 def _score_refit(name: str, params: dict[str, Any], refit: dict[str, Any],

@@ -182,10 +182,7 @@ class EaseRanker:
         """``rows[:, cols]`` in float32, the same matrix (same order of entries, so the same
         product to the bit), by renumbering the entries: scipy's column indexing costs as
         much as the product itself for one user, and one user is what a request ranks."""
-        col_of = self.__dict__.get("_col_of")
-        if col_of is None:  # derived, never pickled
-            col_of = self._col_of = np.full(self.n_items, -1, dtype=np.int64)
-            col_of[self.cols] = np.arange(self.cols.size)
+        col_of = self.col_of()
         if not rows.has_sorted_indices:
             rows = rows.sorted_indices()
         j = col_of[rows.indices]
@@ -193,6 +190,14 @@ class EaseRanker:
         indptr = np.concatenate(([0], np.cumsum(keep)))[rows.indptr]
         return sp.csr_matrix((rows.data[keep].astype(np.float32), j[keep], indptr),
                              shape=(rows.shape[0], self.cols.size))
+
+    def col_of(self) -> np.ndarray:
+        """Each catalog position's column in ``B`` (-1: not a column)."""
+        col_of = self.__dict__.get("_col_of")
+        if col_of is None:  # derived, never pickled
+            col_of = self._col_of = np.full(self.n_items, -1, dtype=np.int64)
+            col_of[self.cols] = np.arange(self.cols.size)
+        return col_of
 
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if k != "_col_of"}

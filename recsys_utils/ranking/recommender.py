@@ -33,6 +33,10 @@ the weights are comparable; ``ease_weight`` is the weight of whichever ranker)::
 * ``rating_weight`` blends the rating model in (with a non-zero weight each user costs
   one ``predict_items`` over the catalog).
 
+With ``rerank`` set (weights of ``rerank.fit_weights``), each user's 200 best titles by
+this ranking score are re-ordered by a learned re-ranker and come first (``rerank``: what
+it reads, and why a filtered list is still the unfiltered list filtered).
+
 Who sets them: ``03_modeling`` chooses the ranker and these parameters on validation data
 of the data at hand (``evaluation.tune_ranking``) and registers the choice with the
 champion; ``DEFAULT_RANKING_PARAMS`` is only the documented fallback when that choice is
@@ -72,8 +76,14 @@ from recsys_utils.ranking.catalog import (
     cold_start_positions,
     top_positions,
     top_valid,
+    zscore_rows,
 )
 from recsys_utils.ranking.rankers import RANKERS, EaseRanker, fit_ranker
+from recsys_utils.ranking.rerank import (
+    check_rerank_params,
+    fit_context,
+    rerank_scores,
+)
 
 __all__ = [
     "DEFAULT_RANKING_PARAMS",
@@ -108,6 +118,7 @@ DEFAULT_RANKING_PARAMS: dict[str, Any] = {
     "rating_weight": 0.0,     # weight of z(predicted rating)
     "prior_count": 10.0,      # Bayesian average of the cold-start list: pseudo-ratings at the mean
     "n_factors": 64,          # item factors (truncated SVD of X) for similar()
+    "rerank": None,           # the learned re-ranker's weights (rerank.py); None: off
 }
 
 
@@ -123,6 +134,7 @@ def _merge_ranking_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ValueError(f"weighting must be 'score' or 'binary', got {merged['weighting']!r}")
     if float(merged["l2"]) <= 0:
         raise ValueError(f"l2 must be positive, got {merged['l2']}")
+    check_rerank_params(merged["rerank"])
     return merged
 
 
@@ -169,17 +181,8 @@ def _randomized_left_vectors(x: sp.csr_matrix, k: int, seed: int, oversample: in
     return q @ u_small[:, :k]
 
 
-def _zscore_rows(m: np.ndarray) -> np.ndarray:
-    """Each row centred and scaled to unit variance (constant rows become 0), in place."""
-    m -= m.mean(axis=1, keepdims=True)
-    std = m.std(axis=1, keepdims=True)
-    std[std == 0] = 1.0
-    m /= std
-    return m
-
-
 def _zscore(v: np.ndarray) -> np.ndarray:
-    return _zscore_rows(np.array(v, dtype=np.float64, ndmin=2))[0]
+    return zscore_rows(np.array(v, dtype=np.float64, ndmin=2))[0]
 
 
 class Recommender(CatalogView):
@@ -201,6 +204,7 @@ class Recommender(CatalogView):
         self.seed = int(seed)
         self.rating_model = rating_model
         self._fitted = False
+        self._rerank = None  # rerank.RerankContext when ranking_params['rerank'] is set
 
     # ================================================================== fitting
     def fit(self, model_df: pd.DataFrame, titles: pd.DataFrame) -> Recommender:
@@ -222,9 +226,19 @@ class Recommender(CatalogView):
         self.catalog = Catalog(titles)
         self._fit_interactions(model_df)
         self._fit_ranker()
+        self._rerank = (fit_context(self, model_df, self.ranking_params["rerank"])
+                        if self.ranking_params["rerank"] else None)
         self._fit_factors()
         self._fitted = True
         return self
+
+    def interaction_weights(self, scores: np.ndarray) -> np.ndarray:
+        """What a rating of each score counts in the user's row (``weighting``)."""
+        p = self.ranking_params
+        if p["weighting"] == "score":
+            center = float(p["score_center"])
+            return (scores - center) / (5.0 - center)
+        return np.ones_like(scores)
 
     def _fit_interactions(self, model_df: pd.DataFrame) -> None:
         """Training users, the rated-title matrix, counts, means and the Bayesian average."""
@@ -244,11 +258,7 @@ class Recommender(CatalogView):
         n_items = len(self.item_ids)
         shape = (len(self.user_ids), n_items)
         p = self.ranking_params
-        if p["weighting"] == "score":
-            center = float(p["score_center"])
-            weights = (scores - center) / (5.0 - center)
-        else:
-            weights = np.ones_like(scores)
+        weights = self.interaction_weights(scores)
         # duplicates (a user rating a title twice) would be summed by the CSR constructor:
         # keep the user's last row for the title only, as the weight of one interaction
         last = ~pd.DataFrame({"u": upos, "i": pos}).duplicated(keep="last").to_numpy()
@@ -331,6 +341,7 @@ class Recommender(CatalogView):
             for derived in ("_item_index", "_filter_cache"):
                 state.pop(derived, None)
         self.__dict__.update(state)
+        self.__dict__.setdefault("_rerank", None)  # saved before the re-ranker existed
         if "_B" in state:  # saved before rankers existed: EASE's B over _ease_cols
             ranker = EaseRanker(self.ranking_params["l2"], self.ranking_params["min_item_ratings"],
                                 self.ranking_params["max_ease_items"])
@@ -363,6 +374,20 @@ class Recommender(CatalogView):
             other._X = self._scoring_rows(float(changes["recency"]))
         return other
 
+    def with_reranker(self, weights: Mapping[str, Any] | None,
+                      model_df: pd.DataFrame | None = None) -> Recommender:
+        """A copy re-ranking with ``weights`` (``rerank.fit_weights``; ``None``: off),
+        sharing the fitted ranker; the re-ranker's context is fitted on ``model_df`` (the
+        training ratings) unless this recommender has one (for tuning)."""
+        other = copy.copy(self)
+        other.ranking_params = _merge_ranking_params({**self.ranking_params,
+                                                      "rerank": weights})
+        if weights is not None and other._rerank is None:
+            if model_df is None:
+                raise ValueError("with_reranker needs the training ratings to fit its context")
+            other._rerank = fit_context(self, model_df, weights)
+        return other
+
     # ================================================================== lookups
     def known_user(self, user: int) -> bool:
         """Whether ``user`` rated at least one catalog title in the training data."""
@@ -390,11 +415,11 @@ class Recommender(CatalogView):
     def _blend(self, ease: np.ndarray, rating: np.ndarray | None) -> np.ndarray:
         """The ranking score from raw EASE scores (rows = users) and predicted ratings."""
         p = self.ranking_params
-        s = _zscore_rows(ease) * float(p["ease_weight"])
+        s = zscore_rows(ease) * float(p["ease_weight"])
         if p["pop_weight"]:
             s += float(p["pop_weight"]) * self._pop_z
         if p["rating_weight"] and rating is not None:
-            s += float(p["rating_weight"]) * _zscore_rows(np.array(rating, dtype=np.float64))
+            s += float(p["rating_weight"]) * zscore_rows(np.array(rating, dtype=np.float64))
         return s
 
     def _rating_rows(self, users: Sequence[int]) -> np.ndarray:
@@ -444,10 +469,7 @@ class Recommender(CatalogView):
 
     def _rank_known(self, user: int, n: int, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top positions and the full ranking-score vector of a known user."""
-        u = self._user_pos[user]
-        scores = self.ranking_scores(user)
-        rated = self._rated.indices[self._rated.indptr[u]:self._rated.indptr[u + 1]]
-        scores[rated] = -np.inf
+        scores = self._model_scores(np.array([self._user_pos[user]]), rerank=True)[0]
         top = top_valid(scores, valid, n)
         return top, scores
 
@@ -474,23 +496,29 @@ class Recommender(CatalogView):
             return self._cold_start(None, n, valid, platforms)
         pos = self.catalog.positions(ratings)
         scores = np.array([float(s) for s in ratings.values()], dtype=np.float64)
-        p = self.ranking_params
-        if p["weighting"] == "score":
-            center = float(p["score_center"])
-            w = (scores - center) / (5.0 - center)
-        else:
-            w = np.ones_like(scores)
+        w = self.interaction_weights(scores)
         row = sp.csr_matrix((w, (np.zeros(pos.size, dtype=np.int64), pos)),
                             shape=(1, len(self.item_ids)), dtype=np.float32)
         offset = float(np.sum(scores - self._item_baseline[pos]) / (len(pos) + 5.0))
         pred = self._item_baseline + offset
-        ranking = self._blend(self._ease_scores(row), pred[None, :])[0]
-        valid = valid.copy()
-        valid[pos] = False
+        ranking = self._blend(self._ease_scores(row), pred[None, :])
+        ranking[0, pos] = -np.inf  # rated: never a candidate
+        if self.ranking_params["rerank"]:
+            ranking = rerank_scores(self, ranking, new_user=(row, self._sequence_row(w, pos)))
+        ranking = ranking[0]
         top = top_valid(ranking, valid, n)
         return Recommendations(user=None, cold_start=False,
                                items=self.catalog.frame(top, self._clip(pred[top]),
                                                         ranking[top], platforms))
+
+    def _sequence_row(self, weights: np.ndarray, pos: np.ndarray) -> sp.csr_matrix:
+        """The re-ranker's sequential input for ratings given in order (the last = latest)."""
+        window, decay = self._rerank.window, self._rerank.decay
+        back = np.arange(pos.size)[::-1]  # 0 = the last given
+        keep = back < window
+        return sp.csr_matrix((weights[keep] * np.exp(-back[keep] / decay),
+                              (np.zeros(int(keep.sum()), dtype=np.int64), pos[keep])),
+                             shape=(1, len(self.item_ids)), dtype=np.float32)
 
     def similar(self, item_id: str, n: int = 10) -> pd.DataFrame:
         """The ``n`` titles closest to ``item_id`` by cosine similarity of item factors.
@@ -553,10 +581,7 @@ class Recommender(CatalogView):
             block = rows[start:start + batch_size]
             ids = self.user_ids[block]
             if strategy == "model":
-                ease = self._ease_scores(self._X[block])
-                rating = (self._rating_rows(ids) if self.ranking_params["rating_weight"]
-                          else None)
-                scores = self._blend(ease, rating)
+                scores = self._model_scores(block, rerank=True)
             elif strategy == "popularity":
                 scores = np.broadcast_to(self.n_ratings.astype(np.float64), (block.size, n_items))
             elif strategy == "bayes":
@@ -570,6 +595,19 @@ class Recommender(CatalogView):
             scores[rated.row, rated.col] = -np.inf
             out.update(self._top_rows(scores, ids, n))
         return out
+
+    def _model_scores(self, rows: np.ndarray, rerank: bool) -> np.ndarray:
+        """Ranking scores of known users (positions ``rows``) over the catalog, ``-inf`` for
+        the titles they rated; with ``rerank`` and a re-ranker, re-ordered by it."""
+        ease = self._ease_scores(self._X[rows])
+        rating = (self._rating_rows(self.user_ids[rows]) if self.ranking_params["rating_weight"]
+                  else None)
+        scores = self._blend(ease, rating)
+        rated = self._rated[rows].tocoo()
+        scores[rated.row, rated.col] = -np.inf
+        if rerank and self.ranking_params["rerank"]:
+            scores = rerank_scores(self, scores, rows=rows)
+        return scores
 
     def _top_rows(self, scores: np.ndarray, ids: np.ndarray, n: int) -> dict[int, list[str]]:
         """Row-wise top ``n`` finite scores, ties broken by catalog position (vectorized)."""

@@ -43,7 +43,7 @@ from recsys_utils.ranking.evaluation import (
     TuningResult,
     evaluate_split,
     jsonable,
-    last_n_split,
+    per_user_split,
     random_folds,
     rating_params_for,
     time_split,
@@ -91,7 +91,7 @@ def evaluation_splits(model_df: pd.DataFrame, *, time_quantile: float = 0.8,
                       random_fold: bool = True, seed: int = DEFAULT_SEED) -> dict[str, Split]:
     """The evaluation splits by name: ``last_n`` (the headline), ``time`` and (with ``random_fold``)
     ``random`` = fold 1 of the shared 5 folds of ``03_modeling``."""
-    splits = {"last_n": _per_user_split(model_df, holdout_fraction, holdout_n),
+    splits = {"last_n": per_user_split(model_df, holdout_fraction, holdout_n),
               "time": time_split(model_df, time_quantile)}
     if random_fold:
         splits["random"] = random_folds(model_df, n_folds=5, seed=seed)[0]
@@ -112,11 +112,6 @@ def not_evaluable(split: Split) -> str | None:
     return None
 
 
-def _per_user_split(df: pd.DataFrame, fraction: float, n: int | None) -> Split:
-    """Each user's last ``n`` ratings when ``n`` is set, else each user's last ``fraction``."""
-    return last_n_split(df, n=n, fraction=None) if n else last_n_split(df, fraction=fraction)
-
-
 def choose_ranking_params(splits: Mapping[str, Split], titles: pd.DataFrame,
                           grid: Mapping[str, Sequence[Any]], *, time_quantile: float = 0.8,
                           holdout_fraction: float = 0.2, holdout_n: int | None = None,
@@ -127,7 +122,7 @@ def choose_ranking_params(splits: Mapping[str, Split], titles: pd.DataFrame,
     and ``last_n`` splits, the same kind of split one level down (``tune_ranking``)."""
     validations = {
         "time": lambda df: time_split(df, time_quantile),
-        "last_n": lambda df: _per_user_split(df, holdout_fraction, holdout_n),
+        "last_n": lambda df: per_user_split(df, holdout_fraction, holdout_n),
     }
     return {name: tune_ranking(splits[name].train, titles, grid, k=k,
                                threshold=threshold, seed=seed,
