@@ -93,6 +93,12 @@ raters weigh less; l2 x 0.5-2, rescaled to the gram's diagonal): worse on both s
 (validation -0.002 to -0.011, test -0.002 to -0.015).
 The last line printed says how much of the test is within reach of any re-ranker.
 
+Since 2026-12-07 the re-ranker is part of the product (``recsys_utils.ranking.rerank``, adopted
+by ``03_modeling`` when weights fitted one window earlier gain on validation): the rows
+below re-rank the registered ranker *without* its re-ranker, and the row "registered, with
+its re-ranker" is the served lists (its weights were fitted on the validation labels, so
+its validation score is in sample; its test score is not).
+
 Every variant is scored on ``03_modeling``'s validation split and on ``04_evaluation``'s
 per-user test split (``evaluation.validation_split`` / ``last_n_split``, relevance and
 NDCG from ``ranking.evaluation`` / ``ranking.metrics``); Δ is the paired gain over the

@@ -242,3 +242,16 @@ def test_the_registered_champion_is_what_is_served(ratings: pd.DataFrame):
 def test_median_activity_user_prefers_the_smallest_id_on_ties():
     df = pd.DataFrame({"user": [5, 5, 5, 2, 2, 9, 7, 7], "item": list("abcdefgh")})
     assert median_activity_user(df) == 2  # counts 3, 2, 1, 2: median 2, users 2 and 7
+
+
+def test_the_configuration_line_summarises_the_rerankers_weights(result: EvaluationResult):
+    import dataclasses
+
+    weights = {"features": ["a", "b"], "candidates": 7, "weights": [0.123456, 0.654321]}
+    line = dataclasses.replace(result, configuration={
+        **result.configuration, "ranking_params": {**result.configuration["ranking_params"],
+                                                   "rerank": weights}}).configuration_line
+    assert "'rerank': 'learned re-ranker (2 features, 7 candidates)'" in line
+    assert "0.123456" not in line and line.startswith(result.configuration["source"])
+    assert "'rerank': None" in result.configuration_line or \
+        "learned re-ranker" in result.configuration_line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pickle
 
 import numpy as np
@@ -178,3 +179,13 @@ def test_tuning_registers_the_weights_it_adopted(ratings):
     assert tuned.record()["rerank"]["outcome"] in tuned.summary
     assert {k: v for k, v in tuned.best_params.items() if k != "rerank"} == \
         {k: v for k, v in off.best_params.items() if k != "rerank"}
+
+
+def test_the_rule_gives_the_same_record_in_two_processes(ratings):
+    split = validation_split(ratings)
+    factory = functools.partial(make_component, "baseline", seed=0)
+    params = svd_recommender(ratings).ranking_params
+    carve = functools.partial(per_user_split, fraction=0.2, n=None)
+    one, two = (choose_reranker(split, carve, params, synthetic_titles(), factory, n_jobs=n)
+                for n in (1, 2))
+    assert one == two and one["tried"]

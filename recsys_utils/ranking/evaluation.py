@@ -681,7 +681,7 @@ def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
     carve = validation or functools.partial(per_user_split, fraction=holdout_fraction,
                                             n=holdout_n)
     reranker = (choose_reranker(split, carve, best_params, titles, factory, k=k,
-                                threshold=threshold, seed=seed,
+                                threshold=threshold, seed=seed, n_jobs=n_jobs,
                                 min_coverage_ratio=min_coverage_ratio if ok.any() else None)
                 if rerank else {"tried": False, "outcome": "not tried (rerank=False)"})
     best_params["rerank"] = reranker.pop("weights", None)
@@ -697,7 +697,7 @@ def choose_reranker(split: Split, carve: Callable[[pd.DataFrame], Split],
                     params: Mapping[str, Any], titles: pd.DataFrame,
                     factory: Callable[[], Any], *, k: int = 10,
                     threshold: float = RELEVANCE_THRESHOLD, seed: int = DEFAULT_SEED,
-                    min_coverage_ratio: float | None = None) -> dict[str, Any]:
+                    min_coverage_ratio: float | None = None, n_jobs: int = 1) -> dict[str, Any]:
     """Whether the chosen configuration ``params`` gets a learned re-ranker
     (``ranking.rerank``), and its weights.
 
@@ -707,7 +707,8 @@ def choose_reranker(split: Split, carve: Callable[[pd.DataFrame], Split],
     (and keeps catalog coverage at ``min_coverage_ratio`` x popularity's, when the
     configuration met that floor). The served weights are then fitted on the validation
     window's labels, the nearest to the period served. Returns the record (``weights``:
-    the ``ranking_params["rerank"]`` to register, ``None`` when not adopted)."""
+    the ``ranking_params["rerank"]`` to register, ``None`` when not adopted). ``n_jobs``:
+    the two windows' fits run in two processes when it is above 1 (same result)."""
     def outcome(text: str, **more: Any) -> dict[str, Any]:
         return {"tried": True, "adopted": False, "outcome": text, "weights": None,
                 "features": list(FEATURES), "structure": DEFAULT_STRUCTURE, **more}
@@ -719,15 +720,14 @@ def choose_reranker(split: Split, carve: Callable[[pd.DataFrame], Split],
     if not any(earlier_relevant.values()):
         return outcome("not adopted: no relevant title in the window before validation")
 
-    def fitted(train: pd.DataFrame) -> Recommender:
-        rec = Recommender(ranking_params={**params, "rerank": None}, seed=seed,
-                          rating_model=factory()).fit(train, titles)
-        rec._rerank = fit_context(rec, train, DEFAULT_STRUCTURE)
-        return rec
-
-    on_earlier = fit_weights(*labelled_candidates(fitted(earlier.train), earlier_relevant),
-                             DEFAULT_STRUCTURE)
-    rec = fitted(split.train)
+    # the window before validation (weights) and the validation fit, side by side
+    on_earlier, rec = run_parallel(
+        [delayed(_earlier_weights)(earlier.train, earlier_relevant, params, titles, factory,
+                                   seed),
+         delayed(_fitted_for_reranking)(split.train, params, titles, factory, seed)], n_jobs)
+    if on_earlier is None:
+        return outcome("not adopted: no relevant title among the candidates of the window "
+                       "before validation")
     relevant, popularity = relevant_items(split.test, threshold), item_popularity(split.train)
     lists = {"without": rec.recommend_all(k),
              "with": rec.with_reranker(on_earlier).recommend_all(k),
@@ -762,6 +762,25 @@ def choose_reranker(split: Split, carve: Callable[[pd.DataFrame], Split],
                       rule=rule, validation=evidence),
             "adopted": True, "weights": fit_weights(features, labels, DEFAULT_STRUCTURE),
             "fitted_on": {"candidates": int(labels.size), "relevant": int(labels.sum())}}
+
+
+def _fitted_for_reranking(train: pd.DataFrame, params: Mapping[str, Any], titles: pd.DataFrame,
+                          factory: Callable[[], Any], seed: int) -> Recommender:
+    """``params`` without a re-ranker, fitted on ``train``, with the re-ranker's context."""
+    rec = Recommender(ranking_params={**params, "rerank": None}, seed=seed,
+                      rating_model=factory()).fit(train, titles)
+    rec._rerank = fit_context(rec, train, DEFAULT_STRUCTURE)
+    return rec
+
+
+def _earlier_weights(train: pd.DataFrame, relevant: Mapping[int, set],
+                     params: Mapping[str, Any], titles: pd.DataFrame,
+                     factory: Callable[[], Any], seed: int) -> dict[str, Any] | None:
+    """Re-ranker weights fitted on ``relevant`` (``None``: none of them is a candidate).
+    A function of its arguments only, so it can run in a worker process."""
+    rec = _fitted_for_reranking(train, params, titles, factory, seed)
+    features, labels = labelled_candidates(rec, relevant)
+    return fit_weights(features, labels, DEFAULT_STRUCTURE) if labels.any() else None
 
 
 def _score_refit(name: str, params: dict[str, Any], refit: dict[str, Any],

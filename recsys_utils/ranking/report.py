@@ -329,6 +329,16 @@ class EvaluationResult:
                           for n, e in self.evaluations.items()}, names=["split"])
 
     @property
+    def configuration_line(self) -> str:
+        """Where the evaluated configuration comes from and its parameters, the re-ranker's
+        weights summarised (they are in the manifest)."""
+        params = dict(self.configuration.get("ranking_params", {}))
+        rerank = params.pop("rerank", None)
+        params["rerank"] = (f"learned re-ranker ({len(rerank['features'])} features, "
+                            f"{rerank['candidates']} candidates)" if rerank else None)
+        return f"{self.configuration.get('source', '')}: {params}"
+
+    @property
     def key_numbers(self) -> dict[str, Any]:
         """The headline numbers as plain Python values (glued into the book as ``eval_*``).
 
