@@ -159,10 +159,16 @@ def test_the_rule_adopts_only_weights_that_gain_out_of_sample(ratings):
     assert record["adopted"] == (gain > 0) and (record["weights"] is not None) == (gain > 0)
     assert record["validation"]["ndcg_with"] - record["validation"]["ndcg_without"] == \
         pytest.approx(gain, abs=1e-9)
-    floor = record["validation"]["coverage_ratio_with"] + 0.01  # out of reach
     held_back = choose_reranker(split, carve, params, synthetic_titles(), factory,
-                                min_coverage_ratio=floor)
+                                min_coverage_ratio=1e9)  # out of reach of every penalty
     assert not held_back["adopted"] and held_back["weights"] is None
+    assert "even with popularity penalty 2" in held_back["outcome"]
+    # a floor just above the unpenalised coverage: the smallest penalty that reaches it
+    floor = record["validation"]["coverage_ratio_with"] + 1e-6
+    raised = choose_reranker(split, carve, params, synthetic_titles(), factory,
+                             min_coverage_ratio=floor)["validation"]
+    assert raised["popularity_penalty"] > 0
+    assert raised["coverage_ratio_with"] >= floor or raised["popularity_penalty"] == 2.0
     untimed = choose_reranker(split.__class__(split.name, split.train.drop(columns="timestamp"),
                                               split.test, split.description, split.info),
                               carve, params, synthetic_titles(), factory)
@@ -189,3 +195,13 @@ def test_the_rule_gives_the_same_record_in_two_processes(ratings):
     one, two = (choose_reranker(split, carve, params, synthetic_titles(), factory, n_jobs=n)
                 for n in (1, 2))
     assert one == two and one["tried"]
+
+
+def test_a_popularity_penalty_lowers_the_weight_of_popularity_only(rec):
+    weights = rec.ranking_params["rerank"]
+    penalised = rerank.with_popularity_penalty(weights, 0.5)
+    at = rerank.FEATURES.index("popularity")
+    moved = np.subtract(weights["weights"], penalised["weights"])
+    assert moved[at] == 0.5 and np.count_nonzero(moved) == 1
+    assert penalised["popularity_penalty"] == 0.5 and weights["weights"][at] != \
+        penalised["weights"][at]

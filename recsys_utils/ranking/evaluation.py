@@ -43,6 +43,7 @@ from recsys_utils.ranking.rerank import (
     fit_context,
     fit_weights,
     labelled_candidates,
+    with_popularity_penalty,
 )
 from recsys_utils.rating.adapter import predict_pairs, rmse_mae
 from recsys_utils.rating.comparison import kfold_splits, run_parallel
@@ -542,6 +543,9 @@ class TuningResult:
         })
 
 
+#: Popularity penalties ``choose_reranker`` tries, in order, until the coverage floor holds.
+POPULARITY_PENALTIES: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
+
 #: The rivals ``03_modeling`` tunes side by side when its ``ranking_grid`` is ``None``
 #: (``notebooks/params.yaml`` sets the same grid explicitly): about 10 fits.
 DEFAULT_RANKING_GRID: dict[str, dict[str, list[Any]]] = {
@@ -729,38 +733,50 @@ def choose_reranker(split: Split, carve: Callable[[pd.DataFrame], Split],
         return outcome("not adopted: no relevant title among the candidates of the window "
                        "before validation")
     relevant, popularity = relevant_items(split.test, threshold), item_popularity(split.train)
-    lists = {"without": rec.recommend_all(k),
-             "with": rec.with_reranker(on_earlier).recommend_all(k),
-             "popularity": rec.recommend_all(k, strategy="popularity")}
-    reports = {name: ranking_report(found, relevant, k, popularity, len(rec.item_ids))
-               for name, found in lists.items()}
-    per_user = {name: per_user_ndcg(found, relevant, k) for name, found in lists.items()}
-    gain = np.array([per_user["with"][u] - per_user["without"][u] for u in per_user["with"]])
-    coverage_ratio = reports["with"]["coverage"] / reports["popularity"]["coverage"]
-    evidence = {"ndcg_without": reports["without"]["ndcg"], "ndcg_with": reports["with"]["ndcg"],
+
+    def scored(lists: Mapping[int, list[str]]) -> tuple[dict[str, Any], dict[int, float]]:
+        return (ranking_report(lists, relevant, k, popularity, len(rec.item_ids)),
+                per_user_ndcg(lists, relevant, k))
+
+    (without, per_without), (pop, _) = (scored(rec.recommend_all(k)),
+                                        scored(rec.recommend_all(k, strategy="popularity")))
+    # the smallest popularity penalty that keeps the coverage floor, like the ranker's own
+    for penalty in POPULARITY_PENALTIES:
+        report, per_with = scored(rec.with_reranker(
+            with_popularity_penalty(on_earlier, penalty)).recommend_all(k))
+        coverage_ratio = report["coverage"] / pop["coverage"]
+        if min_coverage_ratio is None or coverage_ratio >= min_coverage_ratio:
+            break
+    gain = np.array([per_with[u] - per_without[u] for u in per_with])
+    evidence = {"ndcg_without": without["ndcg"], "ndcg_with": report["ndcg"],
                 "gain": float(gain.mean()) if gain.size else float("nan"),
                 "gain_se": float(gain.std(ddof=1) / np.sqrt(gain.size)) if gain.size > 1
                 else float("nan"),
-                "coverage_ratio_without": reports["without"]["coverage"]
-                / reports["popularity"]["coverage"],
-                "coverage_ratio_with": coverage_ratio, "n_users": int(gain.size)}
+                "coverage_ratio_without": without["coverage"] / pop["coverage"],
+                "coverage_ratio_with": coverage_ratio, "popularity_penalty": penalty,
+                "n_users": int(gain.size)}
     rule = (f"adopted when weights fitted on the window before validation (carved from "
             f"the validation split's training part as validation was carved) raise "
             f"validation NDCG@{k}"
-            + (f" and keep coverage >= {min_coverage_ratio} x popularity's"
+            + (f" and keep coverage >= {min_coverage_ratio} x popularity's (with the smallest "
+               f"popularity penalty of {list(POPULARITY_PENALTIES)} that does)"
                if min_coverage_ratio is not None else ""))
+    if min_coverage_ratio is not None and coverage_ratio < min_coverage_ratio:
+        return outcome(f"not adopted: coverage {coverage_ratio:.2f}x popularity's even with "
+                       f"popularity penalty {penalty:g}, below the floor {min_coverage_ratio:g}",
+                       rule=rule, validation=evidence)
     if not evidence["gain"] > 0:
         return outcome(f"not adopted: weights fitted one window earlier change validation "
                        f"NDCG@{k} by {evidence['gain']:+.4f}", rule=rule, validation=evidence)
-    if min_coverage_ratio is not None and coverage_ratio < min_coverage_ratio:
-        return outcome(f"not adopted: coverage {coverage_ratio:.2f}x popularity's, below the "
-                       f"floor {min_coverage_ratio}", rule=rule, validation=evidence)
     features, labels = labelled_candidates(rec, relevant)
+    penalised = f", popularity penalty {penalty:g} (coverage floor)" if penalty else ""
     return {**outcome(f"adopted: weights fitted one window earlier raise validation "
-                      f"NDCG@{k} by {evidence['gain']:+.4f} (s.e. {evidence['gain_se']:.4f}); "
-                      f"the served weights are fitted on the validation window",
+                      f"NDCG@{k} by {evidence['gain']:+.4f} (s.e. {evidence['gain_se']:.4f})"
+                      f"{penalised}; the served weights are fitted on the validation window",
                       rule=rule, validation=evidence),
-            "adopted": True, "weights": fit_weights(features, labels, DEFAULT_STRUCTURE),
+            "adopted": True,
+            "weights": with_popularity_penalty(fit_weights(features, labels, DEFAULT_STRUCTURE),
+                                               penalty),
             "fitted_on": {"candidates": int(labels.size), "relevant": int(labels.sum())}}
 
 

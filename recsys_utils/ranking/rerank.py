@@ -41,7 +41,8 @@ from recsys_utils.ranking.catalog import top_positions, zscore_rows
 from recsys_utils.ranking.rankers import EaseRanker
 
 __all__ = ["FEATURES", "RerankContext", "check_rerank_params", "fit_context", "fit_weights",
-           "candidate_features", "rerank_scores"]
+           "candidate_features", "labelled_candidates", "rerank_scores",
+           "with_popularity_penalty"]
 
 #: The re-ranker's features, in the column order of ``candidate_features``.
 FEATURES: tuple[str, ...] = (
@@ -264,6 +265,14 @@ def fit_weights(features: np.ndarray, labels: np.ndarray, structure: Mapping[str
     return {**DEFAULT_STRUCTURE, **{k: structure[k] for k in DEFAULT_STRUCTURE if k in structure},
             "features": list(FEATURES), "mean": mean.tolist(), "scale": scale.tolist(),
             "weights": w[:-1].tolist(), "bias": float(w[-1])}
+
+
+def with_popularity_penalty(weights: Mapping[str, Any], penalty: float) -> dict[str, Any]:
+    """``weights`` that also subtract ``penalty`` x the standardised popularity (more of the
+    catalog reaches the lists, as the ranker's own ``pop_weight`` does)."""
+    out = {**weights, "weights": list(weights["weights"]), "popularity_penalty": penalty}
+    out["weights"][FEATURES.index("popularity")] -= penalty
+    return out
 
 
 def rerank_scores(rec: Any, scores: np.ndarray, rows: np.ndarray | None = None,
