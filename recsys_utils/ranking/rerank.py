@@ -22,9 +22,17 @@ the month of that time, so no rating after it is counted.
 
 **Who sets the weights.** ``evaluation.tune_ranking`` fits them on the validation labels
 and keeps them only when weights fitted one window earlier gain on validation (out of
-sample; ``choose_reranker``); they are stored in ``ranking_params["rerank"]`` with the
+sample) with catalog coverage above the floor, with the smallest popularity penalty
+(``with_popularity_penalty``) that keeps it (``evaluation.choose_reranker``); they are stored in ``ranking_params["rerank"]`` with the
 sequential model's parameters, so a retrained model refits the two matrices and keeps the
 weights. ``None`` (the default): no re-ranker.
+
+**Cost** (``benchmarks/bench_rerank.py``, synthetic ratings fitted to MovieLens, 2 cores): at
+1 M ratings (6,710 users, 6,000 ranked titles) the context fits in 31 s beside the ranker's
+17 s and the fit peaks at 2.5 GB against 1.7 GB without it (the sequential model is a second
+dense title x title matrix); top-10 for every user takes 2.4x as long, one request 1.2 ms
+against 0.44 ms. Its sums run over blocks of ratings (``BLOCK_RATINGS``), so memory grows
+with the titles, not with the ratings.
 """
 
 from __future__ import annotations
