@@ -57,8 +57,7 @@ def run_step(step: str, root: Path, seed: int) -> dict:
         info = {"users": len(rec.user_ids), "ranked_titles": int(rec._ease_cols.size)}
     elif step == "weights":
         split = last_n_split(model, fraction=0.2)
-        rec = ranker(split.train)
-        rec._rerank = rerank.fit_context(rec, split.train, rerank.DEFAULT_STRUCTURE)
+        rec = ranker(split.train).fit_rerank_context(split.train)
         started = time.perf_counter()
         x, y = rerank.labelled_candidates(rec, relevant_items(split.test))
         rerank.fit_weights(x, y, rerank.DEFAULT_STRUCTURE)
@@ -66,7 +65,7 @@ def run_step(step: str, root: Path, seed: int) -> dict:
     else:
         rec = ranker(model)
         started = time.perf_counter()
-        rec._rerank = rerank.fit_context(rec, model, rerank.DEFAULT_STRUCTURE)
+        rec.fit_rerank_context(model)
         info = {"months": int(rec._rerank.monthly.shape[1])}
         if step != "context":
             weights = {**rerank.DEFAULT_STRUCTURE, "features": list(rerank.FEATURES),

@@ -30,8 +30,7 @@ FILTERS = [(None, None), (["alpha"], None), (["beta"], "Movie"), (None, "TV Show
 def _weights(ratings: pd.DataFrame) -> dict:
     """Weights fitted on the labels of each user's latest ratings."""
     split = last_n_split(ratings, fraction=0.25)
-    rec = svd_recommender(split.train)
-    rec._rerank = rerank.fit_context(rec, split.train, STRUCTURE)
+    rec = svd_recommender(split.train).fit_rerank_context(split.train, STRUCTURE)
     return rerank.fit_weights(*rerank.labelled_candidates(rec, relevant_items(split.test)),
                               STRUCTURE)
 
@@ -205,3 +204,8 @@ def test_a_popularity_penalty_lowers_the_weight_of_popularity_only(rec):
     assert moved[at] == 0.5 and np.count_nonzero(moved) == 1
     assert penalised["popularity_penalty"] == 0.5 and weights["weights"][at] != \
         penalised["weights"][at]
+
+
+def test_weights_need_the_context_they_read(ratings):
+    with pytest.raises(ValueError, match="fit_rerank_context"):
+        svd_recommender(ratings).with_reranker(_weights(ratings))

@@ -40,7 +40,6 @@ from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, Recommender
 from recsys_utils.ranking.rerank import (
     DEFAULT_STRUCTURE,
     FEATURES,
-    fit_context,
     fit_weights,
     labelled_candidates,
     with_popularity_penalty,
@@ -783,10 +782,8 @@ def choose_reranker(split: Split, carve: Callable[[pd.DataFrame], Split],
 def _fitted_for_reranking(train: pd.DataFrame, params: Mapping[str, Any], titles: pd.DataFrame,
                           factory: Callable[[], Any], seed: int) -> Recommender:
     """``params`` without a re-ranker, fitted on ``train``, with the re-ranker's context."""
-    rec = Recommender(ranking_params={**params, "rerank": None}, seed=seed,
-                      rating_model=factory()).fit(train, titles)
-    rec._rerank = fit_context(rec, train, DEFAULT_STRUCTURE)
-    return rec
+    return Recommender(ranking_params={**params, "rerank": None}, seed=seed,
+                       rating_model=factory()).fit(train, titles).fit_rerank_context(train)
 
 
 def _earlier_weights(train: pd.DataFrame, relevant: Mapping[int, set],

@@ -80,6 +80,7 @@ from recsys_utils.ranking.catalog import (
 )
 from recsys_utils.ranking.rankers import RANKERS, EaseRanker, fit_ranker
 from recsys_utils.ranking.rerank import (
+    DEFAULT_STRUCTURE,
     check_rerank_params,
     fit_context,
     rerank_scores,
@@ -374,18 +375,24 @@ class Recommender(CatalogView):
             other._X = self._scoring_rows(float(changes["recency"]))
         return other
 
-    def with_reranker(self, weights: Mapping[str, Any] | None,
-                      model_df: pd.DataFrame | None = None) -> Recommender:
+    def fit_rerank_context(self, model_df: pd.DataFrame,
+                           structure: Mapping[str, Any] | None = None) -> Recommender:
+        """Fit what a re-ranker reads (``rerank.fit_context``) on ``model_df``, the ratings
+        this recommender was fitted on, without weights yet (for choosing them); returns
+        ``self``."""
+        self._check_fitted()
+        self._rerank = fit_context(self, model_df, structure or DEFAULT_STRUCTURE)
+        return self
+
+    def with_reranker(self, weights: Mapping[str, Any] | None) -> Recommender:
         """A copy re-ranking with ``weights`` (``rerank.fit_weights``; ``None``: off),
-        sharing the fitted ranker; the re-ranker's context is fitted on ``model_df`` (the
-        training ratings) unless this recommender has one (for tuning)."""
+        sharing the fitted ranker and re-ranker context (``fit_rerank_context``)."""
+        if weights is not None and self._rerank is None:
+            raise ValueError("with_reranker needs the re-ranker's context: call "
+                             "fit_rerank_context first")
         other = copy.copy(self)
         other.ranking_params = _merge_ranking_params({**self.ranking_params,
                                                       "rerank": weights})
-        if weights is not None and other._rerank is None:
-            if model_df is None:
-                raise ValueError("with_reranker needs the training ratings to fit its context")
-            other._rerank = fit_context(self, model_df, weights)
         return other
 
     # ================================================================== lookups

@@ -150,7 +150,7 @@ def _lagged(users: np.ndarray, cols: np.ndarray, weights: np.ndarray, rows: np.n
         a = rows[(rows - lag >= 0) if sign < 0 else (rows + lag < n)]
         b = a + sign * lag
         ok = (users[a] == users[b]) & (cols[b] >= 0)
-        r.append(np.searchsorted(rows, a[ok]))
+        r.append(a[ok] - rows[0])  # rows are consecutive
         c.append(cols[b[ok]])
         v.append(weights[b[ok]] * np.exp(-(lag - lags.start) / decay))
     return sp.csr_matrix((np.concatenate(v), (np.concatenate(r), np.concatenate(c))),
@@ -171,6 +171,7 @@ def fit_context(rec: Any, model_df: pd.DataFrame, structure: Mapping[str, Any]
     users, pos, weights, times = _ordered_ratings(model_df, rec.catalog.index.get_indexer,
                                                   rec.user_ids, rec.interaction_weights)
     cols = rec._ease_cols
+    # scored like EASE (a title x title B over the ranker's titles, float16 when pickled)
     sequential = EaseRanker(float(structure["l2"]), 0, cols.size)
     sequential.cols, sequential.n_items = cols, len(rec.item_ids)
     col = sequential.col_of()[pos]
