@@ -209,3 +209,25 @@ def test_a_popularity_penalty_lowers_the_weight_of_popularity_only(rec):
 def test_weights_need_the_context_they_read(ratings):
     with pytest.raises(ValueError, match="fit_rerank_context"):
         svd_recommender(ratings).with_reranker(_weights(ratings))
+
+
+def test_retraining_keeps_the_weights_and_refits_what_they_read(ratings):
+    import json
+
+    from recsys_utils.lifecycle.retrain import default_trainer
+
+    # the parameters as a manifest holds them (JSON), as a retrain reads them back
+    params = json.loads(json.dumps({
+        "rating_params": {"components": {"baseline": {"bsl_options": {"method": "als"}}},
+                          "meta": False},
+        "ranking_params": {"rerank": _weights(ratings)}, "seed": 0}))
+    later = pd.DataFrame({"user": [1], "item": ["i05"], "score": [4.5],
+                          "timestamp": [ratings["timestamp"].max() + pd.Timedelta(days=400)]})
+    old = default_trainer(ratings, synthetic_titles(), params)
+    new = default_trainer(pd.concat([ratings, later.astype(ratings.dtypes.to_dict())],
+                                    ignore_index=True), synthetic_titles(), params)
+    assert old.ranking_params["rerank"] == new.ranking_params["rerank"] == \
+        params["ranking_params"]["rerank"]
+    user = old._user_pos[1]
+    assert new._rerank.user_time[user] > old._rerank.user_time[user]
+    assert new._rerank.end_time > old._rerank.end_time
