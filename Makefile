@@ -18,7 +18,7 @@ PORT   ?= 8000
 export NUMPY_MADVISE_HUGEPAGE ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help all install lock pipeline book test unit lint nbval lab serve demo retrain holdback example bench ranking-variants bench-load screenshots screenshot docker-lint browser package-map openapi-snapshot clean
+.PHONY: help all install lock pipeline book test unit lint nbval lab serve demo retrain holdback example bench ranking-variants bench-rerank bench-load screenshots screenshot docker-lint browser package-map openapi-snapshot clean
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -135,6 +135,9 @@ ranking-variants: $(STAMP) ## rerun the ranking variants tried beyond the tuned 
 
 bench-load: $(STAMP) ## load-test the API on loopback (2,000 requests, 16 concurrent) against the first version's way
 	$(BIN)/python benchmarks/bench_load.py
+
+bench-rerank: $(STAMP) ## what the learned re-ranker costs vs data size (synthetic): make bench-rerank SIZES=0.1M,1M
+	$(BIN)/python benchmarks/bench_rerank.py --sizes $(SIZES)
 
 # Synthetic scale data fitted to the processed tables (labelled SYNTHETIC in OUT).
 RATINGS ?= 1M
