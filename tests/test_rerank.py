@@ -231,3 +231,16 @@ def test_retraining_keeps_the_weights_and_refits_what_they_read(ratings):
     user = old._user_pos[1]
     assert new._rerank.user_time[user] > old._rerank.user_time[user]
     assert new._rerank.end_time > old._rerank.end_time
+
+
+def test_the_weights_are_fitted_on_a_seeded_sample_of_users_beyond_the_cap(rec, ratings):
+    relevant = relevant_items(last_n_split(ratings, fraction=0.25).test)
+    full_x, full_y = rerank.labelled_candidates(rec, relevant)
+    x, y = rerank.labelled_candidates(rec, relevant, max_users=10)
+    again, _ = rerank.labelled_candidates(rec, relevant, max_users=10)
+    per_user = STRUCTURE["candidates"]
+    assert len(full_y) == per_user * len(rec.user_ids) and len(y) == per_user * 10
+    np.testing.assert_array_equal(x, again)  # the same sample each time
+    # the sample's rows are those users' rows of the full set
+    rows = {tuple(r) for r in full_x.round(9)}
+    assert all(tuple(r) in rows for r in x.round(9))

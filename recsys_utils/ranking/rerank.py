@@ -49,7 +49,7 @@ from recsys_utils.ranking.catalog import top_positions, zscore_rows
 from recsys_utils.ranking.rankers import EaseRanker
 
 __all__ = ["FEATURES", "RerankContext", "check_rerank_params", "fit_context", "fit_weights",
-           "candidate_features", "labelled_candidates", "rerank_scores",
+           "candidate_features", "labelled_candidates", "rerank_scores", "user_candidates",
            "with_popularity_penalty"]
 
 #: The re-ranker's features, in the column order of ``candidate_features``.
@@ -71,6 +71,9 @@ DEFAULT_STRUCTURE: dict[str, Any] = {
 #: Ratings per block of the sequential model's sums (each block's two sparse matrices
 #: hold up to ``window`` entries per rating: 10 M at the default window, ~0.2 GB).
 BLOCK_RATINGS = 200_000
+#: Users whose candidates the weights are fitted on, at most (a seeded sample beyond):
+#: 200 candidates x 15 features are 24 kB per user, 0.5 GB for 20,000 users.
+MAX_FIT_USERS = 20_000
 _SECONDS_PER_YEAR = 365 * 86400
 _NEVER = np.iinfo(np.int64).max
 
@@ -305,17 +308,26 @@ def rerank_scores(rec: Any, scores: np.ndarray, rows: np.ndarray | None = None,
     return out
 
 
-def labelled_candidates(rec: Any, relevant: Mapping[int, set], batch_size: int = 256
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def user_candidates(rec: Any, rows: np.ndarray | None = None, batch_size: int = 256
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``candidate_features`` of the known users at positions ``rows`` (default: all), in
+    blocks of ``batch_size``: ``(top, features, ok)`` stacked."""
+    rows = np.arange(len(rec.user_ids)) if rows is None else np.asarray(rows)
+    parts = [candidate_features(rec, rec._model_scores(block, rerank=False), block)
+             for block in (rows[i:i + batch_size] for i in range(0, rows.size, batch_size))]
+    return tuple(np.concatenate([part[k] for part in parts]) for k in range(3))
+
+
+def labelled_candidates(rec: Any, relevant: Mapping[int, set],
+                        max_users: int = MAX_FIT_USERS) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels (1: the title is among the user's ``relevant`` held-out titles)
-    of every known user's candidates, what ``fit_weights`` learns from."""
-    features, labels = [], []
-    for start in range(0, len(rec.user_ids), batch_size):
-        rows = np.arange(start, min(start + batch_size, len(rec.user_ids)))
-        top, x, ok = candidate_features(rec, rec._model_scores(rows, rerank=False), rows)
-        ids = rec.item_ids[top]
-        liked = np.array([[item in relevant.get(int(user), ()) for item in line]
-                          for user, line in zip(rec.user_ids[rows].tolist(), ids, strict=True)])
-        features.append(x[ok.ravel()])
-        labels.append(liked[ok].astype(np.float64))
-    return np.concatenate(features), np.concatenate(labels)
+    of the known users' candidates, what ``fit_weights`` learns from: every user's, or a
+    sample of ``max_users`` (seeded by the recommender's seed) beyond that many."""
+    rows = np.arange(len(rec.user_ids))
+    if rows.size > max_users:
+        rows = np.sort(np.random.default_rng(rec.seed).choice(rows, max_users, replace=False))
+    top, features, ok = user_candidates(rec, rows)
+    liked = np.array([[item in relevant.get(int(user), ()) for item in line]
+                      for user, line in zip(rec.user_ids[rows].tolist(), rec.item_ids[top],
+                                            strict=True)])
+    return features[ok.ravel()], liked[ok].astype(np.float64)
