@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from ranking_fixtures import svd_recommender, synthetic_ratings, synthetic_titles
 
-from recsys_utils.ranking import rerank
+from recsys_utils.ranking import evaluation, rerank
 from recsys_utils.ranking.evaluation import (
     choose_reranker,
     last_n_split,
@@ -172,6 +172,39 @@ def test_the_rule_adopts_only_weights_that_gain_out_of_sample(ratings):
                                               split.test, split.description, split.info),
                               carve, params, synthetic_titles(), factory)
     assert untimed["outcome"] == "not adopted: the ratings have no times"
+
+
+def test_the_served_weights_keep_the_coverage_floor_too(ratings, monkeypatch):
+    """The floor is checked on the lists served, not only on those the gain is judged by:
+    served weights that rank by popularity alone (the second fit; the first is the window
+    before validation) are refused although the judged weights keep the floor."""
+    split = validation_split(ratings)
+    factory = lambda: make_component("baseline", seed=0)  # noqa: E731
+    params = svd_recommender(ratings).ranking_params
+    carve = lambda df: per_user_split(df, 0.2, None)  # noqa: E731
+    plain = choose_reranker(split, carve, params, synthetic_titles(), factory)
+    fitted = evaluation._fitted_for_reranking(split.train, params, synthetic_titles(), factory,
+                                              0)
+    served, popular = (len({i for line in lists.values() for i in line})
+                       for lists in (fitted.with_reranker(plain["weights"]).recommend_all(10),
+                                     fitted.recommend_all(10, strategy="popularity")))
+    assert plain["validation"]["coverage_ratio_served"] == pytest.approx(served / popular)
+    fits = []
+
+    def popular_when_served(features, labels, structure):
+        fits.append(rerank.fit_weights(features, labels, structure))
+        if len(fits) == 1:
+            return fits[-1]
+        return {**fits[-1], "weights": [10.0 * (name == "popularity")
+                                        for name in rerank.FEATURES]}
+
+    monkeypatch.setattr(evaluation, "fit_weights", popular_when_served)
+    floor = plain["validation"]["coverage_ratio_with"]
+    refused = choose_reranker(split, carve, params, synthetic_titles(), factory,
+                              min_coverage_ratio=floor)
+    assert len(fits) == 2 and not refused["adopted"] and refused["weights"] is None
+    assert refused["validation"]["coverage_ratio_served"] < floor
+    assert "(the served weights: " in refused["outcome"]
 
 
 def test_tuning_registers_the_weights_it_adopted(ratings):

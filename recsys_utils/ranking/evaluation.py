@@ -707,11 +707,13 @@ def choose_reranker(split: Split, carve: Callable[[pd.DataFrame], Split],
     The rule needs evidence the weights did not see: weights fitted on the window before
     validation (``carve(split.train)``: the same kind of split one level down) re-rank
     the validation lists; the re-ranker is adopted when that raises validation NDCG@k
-    (and keeps catalog coverage at ``min_coverage_ratio`` x popularity's, when the
-    configuration met that floor). The served weights are then fitted on the validation
-    window's labels, the nearest to the period served. Returns the record (``weights``:
-    the ``ranking_params["rerank"]`` to register, ``None`` when not adopted). ``n_jobs``:
-    the two windows' fits run in two processes when it is above 1 (same result)."""
+    (and keeps catalog coverage at ``min_coverage_ratio`` x popularity's, with the smallest
+    popularity penalty that does, both for those weights and for the served ones). The
+    served weights are fitted on the validation window's labels, the nearest to the period
+    served (coverage needs no labels, so their validation lists are checked as well).
+    Returns the record (``weights``: the ``ranking_params["rerank"]`` to register, ``None``
+    when not adopted). ``n_jobs``: the two windows' fits run in two processes when it is
+    above 1 (same result)."""
     def outcome(text: str, **more: Any) -> dict[str, Any]:
         return {"tried": True, "adopted": False, "outcome": text, "weights": None,
                 "features": list(FEATURES), "structure": DEFAULT_STRUCTURE, **more}
@@ -739,12 +741,19 @@ def choose_reranker(split: Split, carve: Callable[[pd.DataFrame], Split],
 
     (without, per_without), (pop, _) = (scored(rec.recommend_all(k)),
                                         scored(rec.recommend_all(k, strategy="popularity")))
-    # the smallest popularity penalty that keeps the coverage floor, like the ranker's own
+    # the served weights: fitted on the validation window, the nearest to the period served
+    features, labels = labelled_candidates(rec, relevant)
+    served = fit_weights(features, labels, DEFAULT_STRUCTURE)
+    # The smallest popularity penalty that keeps the coverage floor, like the ranker's own,
+    # for the weights judged (fitted one window earlier) and for the weights served:
+    # coverage needs no labels, so the served lists are checked on validation as well.
     for penalty in POPULARITY_PENALTIES:
         report, per_with = scored(rec.with_reranker(
             with_popularity_penalty(on_earlier, penalty)).recommend_all(k))
         coverage_ratio = report["coverage"] / pop["coverage"]
-        if min_coverage_ratio is None or coverage_ratio >= min_coverage_ratio:
+        served_ratio = scored(rec.with_reranker(with_popularity_penalty(
+            served, penalty)).recommend_all(k))[0]["coverage"] / pop["coverage"]
+        if min_coverage_ratio is None or min(coverage_ratio, served_ratio) >= min_coverage_ratio:
             break
     gain = np.array([per_with[u] - per_without[u] for u in per_with])
     evidence = {"ndcg_without": without["ndcg"], "ndcg_with": report["ndcg"],
@@ -752,30 +761,30 @@ def choose_reranker(split: Split, carve: Callable[[pd.DataFrame], Split],
                 "gain_se": float(gain.std(ddof=1) / np.sqrt(gain.size)) if gain.size > 1
                 else float("nan"),
                 "coverage_ratio_without": without["coverage"] / pop["coverage"],
-                "coverage_ratio_with": coverage_ratio, "popularity_penalty": penalty,
-                "n_users": int(gain.size)}
+                "coverage_ratio_with": coverage_ratio,
+                "coverage_ratio_served": served_ratio,
+                "popularity_penalty": penalty, "n_users": int(gain.size)}
     rule = (f"adopted when weights fitted on the window before validation (carved from "
             f"the validation split's training part as validation was carved) raise "
             f"validation NDCG@{k}"
             + (f" and keep coverage >= {min_coverage_ratio} x popularity's (with the smallest "
                f"popularity penalty of {list(POPULARITY_PENALTIES)} that does)"
                if min_coverage_ratio is not None else ""))
-    if min_coverage_ratio is not None and coverage_ratio < min_coverage_ratio:
-        return outcome(f"not adopted: coverage {coverage_ratio:.2f}x popularity's even with "
-                       f"popularity penalty {penalty:g}, below the floor {min_coverage_ratio:g}",
+    if min_coverage_ratio is not None and min(coverage_ratio, served_ratio) < min_coverage_ratio:
+        return outcome(f"not adopted: coverage {coverage_ratio:.2f}x popularity's (the served "
+                       f"weights: {served_ratio:.2f}x) even with popularity penalty "
+                       f"{penalty:g}, below the floor {min_coverage_ratio:g}",
                        rule=rule, validation=evidence)
     if not evidence["gain"] > 0:
         return outcome(f"not adopted: weights fitted one window earlier change validation "
                        f"NDCG@{k} by {evidence['gain']:+.4f}", rule=rule, validation=evidence)
-    features, labels = labelled_candidates(rec, relevant)
     penalised = f", popularity penalty {penalty:g} (coverage floor)" if penalty else ""
     return {**outcome(f"adopted: weights fitted one window earlier raise validation "
                       f"NDCG@{k} by {evidence['gain']:+.4f} (s.e. {evidence['gain_se']:.4f})"
                       f"{penalised}; the served weights are fitted on the validation window",
                       rule=rule, validation=evidence),
             "adopted": True,
-            "weights": with_popularity_penalty(fit_weights(features, labels, DEFAULT_STRUCTURE),
-                                               penalty),
+            "weights": with_popularity_penalty(served, penalty),
             "fitted_on": {"candidates": int(labels.size), "relevant": int(labels.sum())}}
 
 
