@@ -92,6 +92,16 @@ after the user's count -- what users rate at that stage of their history; window
 statistics from activity-normalised rows (each user's row x n_u^-0.25 or ^-0.5, so heavy
 raters weigh less; l2 x 0.5-2, rescaled to the gram's diagonal): worse on both splits
 (validation -0.002 to -0.011, test -0.002 to -0.015).
+Wider candidate pools for the served re-ranker (2026-12-07; its features and fit, weights
+fitted on the validation labels; served: validation 0.1603, test 0.1502, 41.5% of the
+relevant test titles among its candidates): the ranker's top 200 plus the sequential
+model's top 50 / 100 / 200 (reach 43.0 / 44.8 / 48.5%): test 0.1516 / 0.1517 / 0.1514,
+validation 0.1597 / 0.1591 / 0.1584; the ranker's top 400 (reach 52.8%): test 0.1493; top
+200 plus the sequential model's 100 and popularity's 50: 0.1508. More reach, no gain: the
+titles added are those the features cannot tell apart. Eight more products of features
+(Bayesian average x the user's mean score and x activity, sequential x popularity and x
+ranking score, log position x activity, title age and last month's ratings x activity),
+one at a time or all together: test 0.1496-0.1510, validation 0.1589-0.1612.
 The last line printed says how much of the test is within reach of any re-ranker.
 
 Since 2026-12-07 the re-ranker is part of the product (``recsys_utils.ranking.rerank``, adopted
