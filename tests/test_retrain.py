@@ -318,6 +318,60 @@ def test_retune_only_sees_the_training_data(monkeypatch):
     assert new["ranking_params"] == {"w": 0.5}
     assert params["rating_params"]["components"]["svd"] == {"n_factors": 100}  # not mutated
     assert summary["odd"].startswith("kept")
+    assert new["tuning"]["rating"]["svd"] == summary["svd"]  # the manifest's record follows
+    assert "tuning" not in params
+
+
+def test_retune_chooses_the_ranking_again_on_the_training_data_only(monkeypatch):
+    from ranking_fixtures import synthetic_ratings, synthetic_titles
+
+    from recsys_utils.ranking import evaluation
+
+    ratings, titles = synthetic_ratings(0), synthetic_titles()
+    grid = {"ease": {"l2": [1.0, 1e5]}, "itemknn": {"neighbours": [5]}}
+    first = evaluation.tune_ranking(ratings, titles, grid, min_coverage_ratio=0.0, seed=0)
+    params = {"rating_params": {}, "seed": 0, "ranking_params": first.best_params,
+              "tuning": {"ranking": first.record()}}
+    newer = ratings[ratings["timestamp"] >= ratings["timestamp"].quantile(0.3)]
+    real, seen = evaluation.tune_ranking, []
+
+    def spy(model_df, titles, grid, **kw):
+        seen.append((model_df, grid, kw))
+        return real(model_df, titles, grid, **kw)
+
+    monkeypatch.setattr(evaluation, "tune_ranking", spy)
+    new, summary = retrain.rechoose_ranking(newer, titles, params, log=lambda s: None)
+    [(df, used_grid, kw)] = seen
+    assert df is newer and used_grid == first.record()["grid"]
+    assert kw["min_coverage_ratio"] == 0.0 and kw["rerank"] is True
+    # validation: each user's latest 20% of the data given (no second level carved)
+    assert kw["validation"](newer).test.equals(evaluation.per_user_split(newer, 0.2, None).test)
+    again = real(newer, titles, grid, min_coverage_ratio=0.0, seed=0,
+                 validation=kw["validation"])
+    assert new["ranking_params"] == again.best_params
+    assert new["tuning"]["ranking"]["chosen"] == again.best_params
+    assert new["tuning"]["ranking"]["chosen_by"].startswith("recsys-retrain --retune")
+    assert summary["outcome"] == again.summary
+    assert params["ranking_params"] == first.best_params  # not mutated
+    # a manifest from before the protocol was recorded: 03's defaults (floor 5x)
+    old = {**params, "tuning": {"ranking": {k: v for k, v in first.record().items()
+                                            if k != "protocol"}}}
+    retrain.rechoose_ranking(newer, titles, old, log=lambda s: None)
+    assert seen[-1][2]["min_coverage_ratio"] == 5.0
+    # kept: a ranking not chosen on data, or data that cannot support a choice
+    untuned = {**params, "tuning": {"ranking": {"tuned": False, "source": "ranking_params"}}}
+    kept, note = retrain.rechoose_ranking(newer, titles, untuned, log=lambda s: None)
+    assert kept is untuned and note["outcome"].startswith("kept: the champion's ranking")
+    kept, note = retrain.rechoose_ranking(newer.assign(score=1.0), titles, params,
+                                          log=lambda s: None)
+    assert kept is params and "no validation user has a relevant title" in note["outcome"]
+
+
+def test_retune_records_the_ranking_choice_in_the_decision(scenario):
+    paths, csv, _, _ = scenario
+    record, _ = _run(paths, csv, retune=True)
+    assert record["retune"]["ranking"]["outcome"] == (
+        "kept: the champion's ranking was not chosen on data (no tuning record)")
 
 
 def test_wrong_header_is_a_data_error_with_rejections(scenario):

@@ -30,8 +30,9 @@
    is, without leakage.
 4. **Challenger**: the champion's parameters (``manifest["params"]``: ``rating_params``,
    ``ranking_params``, ``seed``; with ``--retune`` each rating component is re-tuned by
-   cross-validation inside the challenger's training data, never on the holdout) trained
-   on the store *plus the new ratings minus the holdout*.
+   cross-validation and the ranking (ranker, parameters, re-ranker) chosen again by
+   ``03_modeling``'s rule, both inside the challenger's training data, never on the
+   holdout) trained on the store *plus the new ratings minus the holdout*.
 5. **Judge** both on the same holdout: RMSE on every holdout rating, NDCG@10 over the
    holdout users with at least one relevant rating (score >= 4), candidates = every
    title the user had not rated before the holdout (the same for both models).
@@ -367,8 +368,9 @@ def retune_params(model_df: pd.DataFrame, params: dict, grid: str = "small", n_f
     ``model_df`` is the challenger's training data (the holdout is not in it), and each
     family is searched with ``recsys_utils.rating.tuning.tune_family`` (the documented ``small``
     grid, ``n_folds``-fold cross-validation inside ``model_df``), so re-tuning never sees
-    the ratings the decision is judged on. Ranking parameters are kept. Returns
-    ``(new_params, summary)``; components whose family has no grid are kept as they are.
+    the ratings the decision is judged on. Ranking parameters are kept (``rechoose_ranking``
+    chooses them again). Returns ``(new_params, summary)``; components whose family has no
+    grid are kept as they are.
     """
     import copy
 
@@ -390,7 +392,62 @@ def retune_params(model_df: pd.DataFrame, params: dict, grid: str = "small", n_f
         _, tuned = component_params(family, result["best_params"])
         components[name] = tuned
         summary[name] = {"params": tuned, "cv_rmse": round(result["best_rmse"], 4)}
+    # the manifest's record of where the rating parameters came from follows them
+    new.setdefault("tuning", {})["rating"] = {
+        "tuned": True, "chosen_by": "recsys-retrain --retune, on the challenger's training "
+                                    "data (holdout excluded)", **summary}
     return new, summary
+
+
+def rechoose_ranking(model_df: pd.DataFrame, titles: pd.DataFrame, params: dict,
+                     log: Callable[[str], None] = print) -> tuple[dict, dict]:
+    """Choose the ranking again on ``model_df`` only, the way the champion's was chosen.
+
+    The champion's manifest says how (``params["tuning"]["ranking"]``: the grid, the
+    coverage floor, ``k``, each user's validation share, whether a re-ranker was tried);
+    ``evaluation.tune_ranking`` makes the same choice on the challenger's training data,
+    each user's latest share of it as validation (the holdout is not in it: it plays the
+    part ``04_evaluation``'s test window plays for ``03_modeling``, so the validation is
+    carved once, from the freshest ratings). The new record replaces the old one in the
+    returned parameters, so the challenger's manifest traces every ranking value to its
+    validation result. A ranking that was not chosen on data (``choose_ranking=False``)
+    is kept, and so is the champion's when these ratings cannot support a choice.
+    Returns ``(new_params, summary)``."""
+    import copy
+    import functools
+
+    from recsys_utils.ranking.evaluation import per_user_split, tune_ranking
+
+    record = params.get("tuning", {}).get("ranking", {})
+    if "grid" not in record:
+        return params, {"outcome": "kept: the champion's ranking was not chosen on data ("
+                        f"{record.get('source', 'no tuning record')})"}
+    protocol = {"k": 10, "min_coverage_ratio": 5.0, "holdout_fraction": 0.2,
+                "holdout_n": None, "reranker_tried": bool(record.get("rerank", {}).get("tried")),
+                **record.get("protocol", {})}  # manifests before the protocol was recorded
+    log(f"choosing the ranking again ({len(record['grid'])} rankers, floor "
+        f"{protocol['min_coverage_ratio']:g}x popularity's coverage) ...")
+    try:
+        choice = tune_ranking(
+            model_df, titles, record["grid"], k=int(protocol["k"]),
+            min_coverage_ratio=float(protocol["min_coverage_ratio"]),
+            holdout_fraction=float(protocol["holdout_fraction"]),
+            holdout_n=protocol["holdout_n"], seed=int(params.get("seed", 42)),
+            rerank=protocol["reranker_tried"],
+            validation=functools.partial(per_user_split, fraction=protocol["holdout_fraction"],
+                                         n=protocol["holdout_n"]))
+    except DataError as err:
+        return params, {"outcome": f"kept the champion's ranking: {err}"}
+    new = copy.deepcopy(params)
+    new["ranking_params"] = choice.best_params
+    new.setdefault("tuning", {})["ranking"] = {
+        **choice.record(), "chosen_by": "recsys-retrain --retune, on the challenger's "
+                                        "training data (holdout excluded)"}
+    old = params.get("ranking_params", {})
+    changed = sorted(key for key, value in choice.best_params.items() if old.get(key) != value)
+    return new, {"outcome": choice.summary, "changed": changed,
+                 "validation": {key: choice.best_row[key] for key in ("ndcg", "ndcg_ratio",
+                                                                      "coverage_ratio")}}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -667,6 +724,7 @@ def run_retrain(new_ratings: str | Path, *, paths: ProjectPaths | None = None,
 
         if retune:
             params, tuning = retune_params(judge_model_df, params, log=log)
+            params, tuning["ranking"] = rechoose_ranking(judge_model_df, titles, params, log=log)
             record["retune"] = tuning
         log(f"training the challenger on {len(judge_model_df):,} ratings (holdout "
             f"{len(holdout):,} ratings of {holdout['user'].nunique()} users kept out) ...")
@@ -918,7 +976,8 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--force", action="store_true",
                         help="train and judge a challenger whatever the policy says")
     parser.add_argument("--retune", action="store_true",
-                        help="re-tune the rating components (small grids, CV on the training data only)")
+                        help="re-tune the rating components (small grids, CV) and choose the "
+                             "ranking again (03's grid and rule), on the training data only")
     return parser
 
 

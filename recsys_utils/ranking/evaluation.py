@@ -433,6 +433,10 @@ class TuningResult:
     grid: dict[str, Any] = field(default_factory=dict)
     min_coverage_ratio: float = 5.0
     k: int = 10
+    #: each user's share held out for validation (or ``holdout_n`` ratings): how to choose
+    #: again the same way (``lifecycle.retrain.rechoose_ranking``)
+    holdout_fraction: float = 0.2
+    holdout_n: int | None = None
     #: ``choose_reranker``'s record (``{"tried": False, ...}`` when it was not tried).
     rerank: dict[str, Any] = field(default_factory=lambda: {"tried": False,
                                                              "outcome": "not tried"})
@@ -539,6 +543,9 @@ class TuningResult:
                     f">= {self.min_coverage_ratio} x popularity's (met: {self.constraint_met})",
             "rivals": self.rivals,
             "rerank": self.rerank,
+            "protocol": {"k": self.k, "min_coverage_ratio": self.min_coverage_ratio,
+                         "holdout_fraction": self.holdout_fraction, "holdout_n": self.holdout_n,
+                         "reranker_tried": bool(self.rerank.get("tried", False))},
         })
 
 
@@ -693,6 +700,7 @@ def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
                                     "coverage": pop_report["coverage"]},
                         constraint_met=bool(ok.any()), split=split.summary(),
                         grid=jsonable(dict(grid)), min_coverage_ratio=min_coverage_ratio, k=k,
+                        holdout_fraction=holdout_fraction, holdout_n=holdout_n,
                         rerank=jsonable(reranker))
 
 
