@@ -100,8 +100,8 @@ openapi-snapshot: $(STAMP) ## after a deliberate API change: rewrite tests/opena
 demo: $(STAMP) ## start the Gradio demo
 	$(BIN)/recsys-demo
 
-retrain: $(STAMP) ## append new ratings; retrain if the policy says so (FORCE=1: always), promote if not worse: make retrain NEW=path.csv
-	$(BIN)/recsys-retrain --new-ratings $(NEW) $(if $(FORCE),--force)
+retrain: $(STAMP) ## append new ratings; retrain if the policy says so (FORCE=1: always; RETUNE=1: choose the parameters again), promote if not worse: make retrain NEW=path.csv
+	$(BIN)/recsys-retrain --new-ratings $(NEW) $(if $(FORCE),--force) $(if $(RETUNE),--retune)
 
 holdback: $(STAMP) ## retrain demo: newest ratings (the newest 2%, or from QUARTER=2016Q3) -> data/raw/new_ratings_YYYYMMDD_YYYYMMDD.csv
 	$(BIN)/recsys-retrain --hold-back $(QUARTER)
@@ -119,8 +119,8 @@ pull: $(STAMP) ## fetch the store and the registry the *.dvc files name from the
 push: $(STAMP) ## version the store and the registry with DVC, upload them; commit the *.dvc files
 	$(BIN)/recsys-ct push
 
-ct: $(STAMP) ## continuous training: pull, retrain with NEW, push if changed: make ct NEW=path.csv
-	$(BIN)/recsys-ct run --new-ratings $(NEW)
+ct: $(STAMP) ## continuous training: pull, retrain with NEW, push if changed: make ct NEW=path.csv [RETUNE=1]
+	$(BIN)/recsys-ct run --new-ratings $(NEW) $(if $(RETUNE),--retune)
 
 remote: $(STAMP) ## show the DVC remote, or set the team's: make remote URL=gs://bucket/path
 	$(BIN)/recsys-ct remote $(URL)

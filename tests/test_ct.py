@@ -143,6 +143,17 @@ def test_an_unpushed_retrain_is_not_pulled_over(tmp_path):
     assert len(load_store(a)[0]) == n_stored  # the retrained store is still there
 
 
+def test_run_passes_retune_to_the_retrain(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECSYS_ROOT", str(tmp_path))
+    monkeypatch.setattr(versioning, "remote_in_use", lambda paths: ("url", "test"))
+    monkeypatch.setattr(versioning, "check_remote", lambda *a, **kw: None)
+    calls = []
+    monkeypatch.setattr(ct, "run_ct", lambda new, **kw: calls.append(kw))
+    assert ct.main(["run", "--new-ratings", "x.csv"]) == 0
+    assert ct.main(["run", "--new-ratings", "x.csv", "--retune"]) == 0
+    assert [kw["retune"] for kw in calls] == [False, True]
+
+
 def test_missing_file_and_missing_champion_are_data_errors(tmp_path):
     paths = init_project(tmp_path / "p")
     with pytest.raises(DataError, match="no new-ratings file"):

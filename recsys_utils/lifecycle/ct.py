@@ -278,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fewest holdout ratings to judge on (default %(default)s)")
     run.add_argument("--keep", type=_KEEP, default=versioning.DEFAULT_KEEP,
                      help="non-champion versions kept in the workspace (default %(default)s)")
+    run.add_argument("--retune", action="store_true",
+                     help="choose the challenger's parameters again on its training data "
+                          "(recsys-retrain --retune)")
     pull = sub.add_parser("pull", help="fetch the store and the registry the pointer files name")
     pull.add_argument("--discard", action="store_true",
                       help="replace local changes to the tracked folders (default: refuse)")
@@ -334,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             versioning.check_remote(*versioning.remote_in_use(paths))  # before any DVC call
         if command == "run":
             run_ct(args.new_ratings, paths=paths, tolerance=args.tolerance, keep=args.keep,
-                   min_holdout=args.min_holdout)
+                   min_holdout=args.min_holdout, retune=args.retune)
         elif command == "pull":
             versioning.pull(paths, discard=args.discard)
         elif command == "push":
