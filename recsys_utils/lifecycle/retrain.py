@@ -437,7 +437,9 @@ def rechoose_ranking(model_df: pd.DataFrame, titles: pd.DataFrame, params: dict,
             validation=functools.partial(per_user_split, fraction=protocol["holdout_fraction"],
                                          n=protocol["holdout_n"]))
     except DataError as err:
+        log(f"kept the champion's ranking: {err}")
         return params, {"outcome": f"kept the champion's ranking: {err}"}
+    log(f"ranking {choice.summary}")
     new = copy.deepcopy(params)
     new["ranking_params"] = choice.best_params
     new.setdefault("tuning", {})["ranking"] = {
