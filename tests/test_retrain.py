@@ -95,6 +95,28 @@ def test_evaluate_on_holdout_hand_computed():
     assert out["n_ranked_users"] == 1
 
 
+class _PopularModel(_ListModel):
+    """Recommends "b", then "a": user 1 loses a hit against _ListModel, user 2 gains one."""
+
+    def recommend(self, user, n=10):
+        class R:
+            items = pd.DataFrame({"item_id": ["b", "a"][:n]})
+        return R()
+
+
+def test_the_paired_difference_and_its_error_go_with_the_decision():
+    holdout = pd.DataFrame({"user": [1, 1, 2], "item": ["a", "c", "b"],
+                            "score": [5.0, 2.0, 4.0]})
+    seen = pd.DataFrame({"user": [1], "item": ["x"], "score": [3.0]})
+    champion, challenger, paired = retrain.compare_on_holdout(_ListModel(), _PopularModel(),
+                                                              holdout, seen, k=1)
+    # k=1: champion lists [a] for user 1 (x seen), [x] for user 2; challenger [b] for both
+    assert (champion["ndcg@1"], challenger["ndcg@1"]) == (0.5, 0.5)
+    assert paired == {"difference": 0.0, "se": pytest.approx(1.0), "n_users": 2}
+    d = retrain.decide(champion, challenger, 0.005, ndcg_key="ndcg@1", paired=paired)
+    assert d.promote and "paired s.e. 1.0000 over 2 users" in d.reasons[1]
+
+
 # --------------------------------------------------------------------------- end to end
 @pytest.fixture()
 def scenario(tmp_path):
