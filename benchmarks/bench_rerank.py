@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -111,18 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes.split(","):
         n = synthetic.parse_count(size)
         work = Path(tempfile.mkdtemp(prefix="bench-rerank-"))
-        synthetic.generate(work / "raw", n, seed=args.seed)
-        build_processed(raw_dir=work / "raw", source="streaming", paths=project_paths(work),
-                        verbose=False)
-        rows = {}
-        for step in STEPS:
-            done = subprocess.run([sys.executable, __file__, "--step", step, "--root", str(work),
-                                   "--seed", str(args.seed)], capture_output=True, text=True,
-                                  check=False)
-            if done.returncode:
-                print(f"{size} {step}: failed\n{done.stderr[-2000:]}")
-                return 1
-            rows[step] = json.loads(done.stdout.strip().splitlines()[-1])
+        try:  # a scratch project per size, removed whatever happens
+            synthetic.generate(work / "raw", n, seed=args.seed)
+            build_processed(raw_dir=work / "raw", source="streaming",
+                            paths=project_paths(work), verbose=False)
+            rows = {}
+            for step in STEPS:
+                done = subprocess.run([sys.executable, __file__, "--step", step, "--root",
+                                       str(work), "--seed", str(args.seed)],
+                                      capture_output=True, text=True, check=False)
+                if done.returncode:
+                    print(f"{size} {step}: failed\n{done.stderr[-2000:]}")
+                    return 1
+                rows[step] = json.loads(done.stdout.strip().splitlines()[-1])
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         ranker = rows["ranker"]
         print(f"\n{n:,} ratings, {ranker['users']:,} users, {ranker['ranked_titles']:,} "
               f"titles in the ranker")

@@ -145,6 +145,7 @@ from recsys_utils.ranking.report import registered_configuration
 from recsys_utils.ranking.rerank import (
     DEFAULT_STRUCTURE,
     FEATURES,
+    candidate_labels,
     fit_weights,
     user_candidates,
 )
@@ -313,10 +314,7 @@ def rerank_features(s: Scored) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     re-ranker's code (``rerank.user_candidates``; columns ``rerank.FEATURES``); ``ok``:
     a real candidate (a user with fewer unrated titles has fewer)."""
     top, features, ok = user_candidates(s.rec.fit_rerank_context(s.split.train))
-    labels = np.array([[item in s.relevant.get(int(user), ()) for item in line]
-                       for user, line in zip(s.rec.user_ids.tolist(), s.rec.item_ids[top],
-                                             strict=True)], dtype=np.float64).ravel()
-    return top, features, labels, ok.ravel()
+    return top, features, candidate_labels(s.rec, top, s.relevant).ravel(), ok.ravel()
 
 
 #: The rivals 03 tunes, with the parameters their validation chose on MovieLens (03's

@@ -84,6 +84,7 @@ from recsys_utils.ranking.rerank import (
     check_rerank_params,
     fit_context,
     rerank_scores,
+    sequential_input,
 )
 
 __all__ = [
@@ -437,10 +438,14 @@ class Recommender(CatalogView):
     def ranking_scores(self, user: int) -> np.ndarray:
         """The ranking score of every catalog title (``item_ids`` order) for a known user."""
         self._check_fitted()
-        u = self._user_pos[int(user)]
-        ease = self._ease_scores(self._X[u])
-        rating = self._rating_rows([user]) if self.ranking_params["rating_weight"] else None
-        return self._blend(ease, rating)[0]
+        return self._blended_rows(np.array([self._user_pos[int(user)]]))[0]
+
+    def _blended_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The ranking score (``_blend``) of the known users at positions ``rows``."""
+        ease = self._ease_scores(self._X[rows])
+        rating = (self._rating_rows(self.user_ids[rows]) if self.ranking_params["rating_weight"]
+                  else None)
+        return self._blend(ease, rating)
 
     def _clip(self, est: np.ndarray) -> np.ndarray:
         return np.clip(est, 0.5, 5.0)
@@ -520,12 +525,9 @@ class Recommender(CatalogView):
 
     def _sequence_row(self, weights: np.ndarray, pos: np.ndarray) -> sp.csr_matrix:
         """The re-ranker's sequential input for ratings given in order (the last = latest)."""
-        window, decay = self._rerank.window, self._rerank.decay
-        back = np.arange(pos.size)[::-1]  # 0 = the last given
-        keep = back < window
-        return sp.csr_matrix((weights[keep] * np.exp(-back[keep] / decay),
-                              (np.zeros(int(keep.sum()), dtype=np.int64), pos[keep])),
-                             shape=(1, len(self.item_ids)), dtype=np.float32)
+        return sequential_input(np.zeros(pos.size, dtype=np.int64), pos, weights,
+                                np.arange(pos.size)[::-1], (1, len(self.item_ids)),
+                                self._rerank.window, self._rerank.decay)
 
     def similar(self, item_id: str, n: int = 10) -> pd.DataFrame:
         """The ``n`` titles closest to ``item_id`` by cosine similarity of item factors.
@@ -606,10 +608,7 @@ class Recommender(CatalogView):
     def _model_scores(self, rows: np.ndarray, rerank: bool) -> np.ndarray:
         """Ranking scores of known users (positions ``rows``) over the catalog, ``-inf`` for
         the titles they rated; with ``rerank`` and a re-ranker, re-ordered by it."""
-        ease = self._ease_scores(self._X[rows])
-        rating = (self._rating_rows(self.user_ids[rows]) if self.ranking_params["rating_weight"]
-                  else None)
-        scores = self._blend(ease, rating)
+        scores = self._blended_rows(rows)
         rated = self._rated[rows].tocoo()
         scores[rated.row, rated.col] = -np.inf
         if rerank and self.ranking_params["rerank"]:

@@ -49,7 +49,8 @@ from recsys_utils.ranking.catalog import top_positions, zscore_rows
 from recsys_utils.ranking.rankers import EaseRanker
 
 __all__ = ["FEATURES", "RerankContext", "check_rerank_params", "fit_context", "fit_weights",
-           "candidate_features", "labelled_candidates", "rerank_scores", "user_candidates",
+           "candidate_features", "candidate_labels", "labelled_candidates", "rerank_scores",
+           "sequential_input", "user_candidates",
            "with_popularity_penalty"]
 
 #: The re-ranker's features, in the column order of ``candidate_features``.
@@ -160,6 +161,16 @@ def _lagged(users: np.ndarray, cols: np.ndarray, weights: np.ndarray, rows: np.n
                          shape=(rows.size, n_cols))
 
 
+def sequential_input(rows: np.ndarray, pos: np.ndarray, weights: np.ndarray,
+                     from_end: np.ndarray, shape: tuple[int, int], window: int,
+                     decay: float) -> sp.csr_matrix:
+    """The sequential model's input: each row's latest ``window`` ratings (``from_end``: 0
+    for the latest), the ``k``-th latest weighted ``weight x exp(-k / decay)``."""
+    recent = from_end < window
+    return sp.csr_matrix((weights[recent] * np.exp(-from_end[recent] / decay),
+                          (rows[recent], pos[recent])), shape=shape, dtype=np.float32)
+
+
 def fit_context(rec: Any, model_df: pd.DataFrame, structure: Mapping[str, Any]
                 ) -> RerankContext:
     """Fit the re-ranker's context on ``model_df`` for the fitted recommender ``rec`` (its
@@ -191,13 +202,10 @@ def fit_context(rec: Any, model_df: pd.DataFrame, structure: Mapping[str, Any]
     gram[np.diag_indices_from(gram)] += float(structure["l2"])
     b = np.linalg.solve(gram, cross) if cols.size else gram
     sequential.B = b.astype(np.float16).astype(np.float32)  # pickled as float16, as EASE's
-    # each user's input: their latest `window` ratings, the k-th latest x exp(-k / decay)
     from_end = (pd.Series(np.arange(users.size)).groupby(users).transform("max").to_numpy()
                 - np.arange(users.size))
-    recent = from_end < window
-    sources = sp.csr_matrix((weights[recent] * np.exp(-from_end[recent] / decay),
-                             (users[recent], pos[recent])),
-                            shape=(len(rec.user_ids), len(rec.item_ids)), dtype=np.float32)
+    sources = sequential_input(users, pos, weights, from_end,
+                               (len(rec.user_ids), len(rec.item_ids)), window, decay)
     end_time = int(times.max()) if times.size else 0
     user_time = np.full(len(rec.user_ids), np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(user_time, users, times)
@@ -327,7 +335,14 @@ def labelled_candidates(rec: Any, relevant: Mapping[int, set],
     if rows.size > max_users:
         rows = np.sort(np.random.default_rng(rec.seed).choice(rows, max_users, replace=False))
     top, features, ok = user_candidates(rec, rows)
-    liked = np.array([[item in relevant.get(int(user), ()) for item in line]
-                      for user, line in zip(rec.user_ids[rows].tolist(), rec.item_ids[top],
-                                            strict=True)])
-    return features[ok.ravel()], liked[ok].astype(np.float64)
+    return features[ok.ravel()], candidate_labels(rec, top, relevant, rows)[ok]
+
+
+def candidate_labels(rec: Any, top: np.ndarray, relevant: Mapping[int, set],
+                     rows: np.ndarray | None = None) -> np.ndarray:
+    """1.0 where a candidate (``top``: rows x candidates, catalog positions) is among its
+    user's ``relevant`` titles; ``rows``: the users' positions (default: all)."""
+    users = rec.user_ids if rows is None else rec.user_ids[rows]
+    return np.array([[item in relevant.get(int(user), ()) for item in line]
+                     for user, line in zip(users.tolist(), rec.item_ids[top], strict=True)],
+                    dtype=np.float64)
