@@ -9,8 +9,9 @@ on, so their answers cannot drift apart:
 * the filters: a title is on a platform when one of its rows is; ``kind`` is one of
   ``schema.KINDS``; an unknown value is an ``UnknownFilterError`` listing the valid ones;
 * the displayed rows (the first of a title's platforms, sorted, that the filter allows);
-* the cold-start list: the best Bayesian averages within the filters, ties to the title
-  with more ratings, then catalog order;
+* the cold-start list, one of ``COLD_START_LISTS``: the best Bayesian averages within the
+  filters (ties to the title with more ratings), or the most rated titles (ties to the
+  better Bayesian average); then catalog order;
 * picking the top ``n`` of a row of scores, ties broken by catalog position.
 """
 
@@ -25,8 +26,11 @@ import pandas as pd
 from recsys_utils.errors import UnknownFilterError, UnknownItemError
 from recsys_utils.schema import KINDS
 
-__all__ = ["Catalog", "CatalogView", "bayesian_average", "catalog_rows", "cold_start_positions",
-           "top_positions", "top_valid", "zscore_rows"]
+__all__ = ["COLD_START_LISTS", "Catalog", "CatalogView", "bayesian_average", "catalog_rows",
+           "cold_start_order", "cold_start_positions", "top_positions", "top_valid", "zscore_rows"]
+
+#: The lists a user without a personal one can get (``ranking_params["cold_start_list"]``).
+COLD_START_LISTS: tuple[str, ...] = ("bayes", "popularity")
 
 def catalog_rows(titles: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The catalog in the order every served array follows: rows sorted by ``(item_id,
@@ -165,11 +169,24 @@ def bayesian_average(sums: np.ndarray, counts: np.ndarray, prior_count: float) -
     return (sums + prior_count * mean) / (counts + prior_count)
 
 
+def cold_start_order(bayes: np.ndarray, counts: np.ndarray, by: str = "bayes") -> np.ndarray:
+    """What the cold-start list ``by`` ranks titles by: ``"bayes"``, the Bayesian average
+    (ties to the title with more ratings); ``"popularity"``, the number of ratings (ties to
+    the better Bayesian average, a fraction below one rating)."""
+    if by == "popularity":
+        # rank of the Bayesian average, equal ones to the earlier title, scaled below 1/2
+        rank = np.argsort(np.lexsort((-np.arange(bayes.size), bayes)))
+        return counts + 0.5 * rank / max(bayes.size, 1)
+    if by != "bayes":
+        raise ValueError(f"cold_start_list must be one of {list(COLD_START_LISTS)}, got {by!r}")
+    return bayes + 1e-9 * np.log1p(counts)
+
+
 def cold_start_positions(bayes: np.ndarray, counts: np.ndarray, valid: np.ndarray,
-                         n: int) -> np.ndarray:
-    """The cold-start list: the ``n`` best Bayesian averages among ``valid`` titles; ties
-    go to the title with more ratings, then to catalog order."""
-    return top_valid(bayes + 1e-9 * np.log1p(counts), valid, n)
+                         n: int, by: str = "bayes") -> np.ndarray:
+    """The cold-start list ``by`` (``cold_start_order``): its ``n`` best ``valid`` titles,
+    remaining ties to catalog order."""
+    return top_valid(cold_start_order(bayes, counts, by), valid, n)
 
 
 def top_valid(scores: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:

@@ -35,6 +35,7 @@ from recsys_utils import DEFAULT_SEED
 from recsys_utils.data.tables import check_columns
 from recsys_utils.errors import DataError
 from recsys_utils.ranking.metrics import per_user_ndcg, ranking_report
+from recsys_utils.ranking.new_users import POLICY_OFF, choose_new_user_policy
 from recsys_utils.ranking.rankers import RANKERS
 from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, Recommender
 from recsys_utils.ranking.rerank import (
@@ -440,6 +441,9 @@ class TuningResult:
     #: ``choose_reranker``'s record (``{"tried": False, ...}`` when it was not tried).
     rerank: dict[str, Any] = field(default_factory=lambda: {"tried": False,
                                                              "outcome": "not tried"})
+    #: ``new_users.choose_new_user_policy``'s record (``{"tried": False, ...}`` when not).
+    new_users: dict[str, Any] = field(default_factory=lambda: {"tried": False,
+                                                                "outcome": "not tried"})
 
     @property
     def best_row(self) -> dict[str, Any]:
@@ -484,7 +488,15 @@ class TuningResult:
         return (f"chosen {p['ranker']} ({p['weighting']}) {_describe(varied)}: validation "
                 f"NDCG@{self.k} {row['ndcg']:.4f} ({row['ndcg_ratio']:.2f}x popularity's), "
                 f"coverage {row['coverage_ratio']:.2f}x; rule: {self.record()['rule']}"
-                f"\nre-ranker: {self.rerank['outcome']}")
+                f"\nre-ranker: {self.rerank['outcome']}"
+                f"\nnew users: {self.new_users['outcome']}")
+
+    @property
+    def new_users_table(self) -> pd.DataFrame:
+        """Held-out new users' validation NDCG of each list by the number of ratings they
+        gave (``new_users.summarise_curve``); empty when the policy was not chosen."""
+        return pd.DataFrame(self.new_users.get("table", [])).set_index("n_given") \
+            if self.new_users.get("table") else pd.DataFrame()
 
     def checked_numbers(self) -> dict[str, str]:
         """Each rival's validation NDCG and coverage ratio, as the checked cell prints them."""
@@ -518,6 +530,10 @@ class TuningResult:
             "floor_outcome": self._floor_outcome(),
             "rerank_outcome": self.rerank["outcome"],
             "rerank_adopted": bool(self.rerank.get("adopted", False)),
+            "new_users_outcome": self.new_users["outcome"],
+            "cold_start_list": self.best_params["cold_start_list"],
+            "personalise_from": self.best_params["personalise_from"],
+            "rerank_from": self.best_params["rerank_from"],
         }
         for name, value in self.rerank.get("validation", {}).items():
             key[f"rerank_val_{name}"] = value
@@ -543,9 +559,11 @@ class TuningResult:
                     f">= {self.min_coverage_ratio} x popularity's (met: {self.constraint_met})",
             "rivals": self.rivals,
             "rerank": self.rerank,
+            "new_users": self.new_users,
             "protocol": {"k": self.k, "min_coverage_ratio": self.min_coverage_ratio,
                          "holdout_fraction": self.holdout_fraction, "holdout_n": self.holdout_n,
-                         "reranker_tried": bool(self.rerank.get("tried", False))},
+                         "reranker_tried": bool(self.rerank.get("tried", False)),
+                         "new_users_tried": bool(self.new_users.get("tried", False))},
         })
 
 
@@ -567,7 +585,8 @@ DEFAULT_RANKING_GRID: dict[str, dict[str, list[Any]]] = {
 #: Ranking parameters that need a refit; the others only change the blend.
 _BLEND_KEYS = ("ease_weight", "pop_weight", "rating_weight", "recency")
 _REFIT_KEYS = tuple(k for k in DEFAULT_RANKING_PARAMS
-                    if k not in _BLEND_KEYS + ("prior_count", "n_factors", "rerank"))
+                    if k not in _BLEND_KEYS + ("prior_count", "n_factors", "rerank")
+                    + tuple(POLICY_OFF))
 _SCORE_COLUMNS = ("ndcg", "coverage", "precision", "recall", "ndcg_ratio", "coverage_ratio",
                   "n_users")
 
@@ -615,7 +634,7 @@ def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
                  min_coverage_ratio: float = 5.0, seed: int = DEFAULT_SEED,
                  validation: Callable[[pd.DataFrame], Split] | None = None,
                  rating_params: Mapping[str, Any] | None = None,
-                 n_jobs: int = 1, rerank: bool = True) -> TuningResult:
+                 n_jobs: int = 1, rerank: bool = True, new_users: bool = True) -> TuningResult:
     """Choose the ranker and its parameters on a validation split carved from ``model_df``.
 
     The validation split is ``validation(model_df)``, by default ``validation_split``:
@@ -633,7 +652,10 @@ def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
     the ranking does not use it) unless the grid tries a non-zero ``rating_weight``.
     ``n_jobs``: refits run in that many processes; the table does not depend on it.
     With ``rerank``, the chosen configuration may then get a learned re-ranker
-    (``choose_reranker``), recorded either way.
+    (``choose_reranker``), recorded either way. With ``new_users``, the new-user policy
+    (which cold-start list, from how many ratings the personal list and its re-ranker) is
+    then chosen on users of the training window held out whole
+    (``new_users.choose_new_user_policy``), recorded either way.
     """
     from recsys_utils.rating.blend import build_rating_model
     from recsys_utils.rating.predictors import make_component
@@ -695,13 +717,17 @@ def tune_ranking(model_df: pd.DataFrame, titles: pd.DataFrame,
                                 min_coverage_ratio=min_coverage_ratio if ok.any() else None)
                 if rerank else {"tried": False, "outcome": "not tried (rerank=False)"})
     best_params["rerank"] = reranker.pop("weights", None)
+    policy = (choose_new_user_policy(pd.concat([split.train, split.test]), titles, best_params,
+                                     factory, seed=seed, k=k, threshold=threshold)
+              if new_users else {"tried": False, "outcome": "not tried (new_users=False)"})
+    best_params.update(policy.get("chosen") or {})
     return TuningResult(table=table, best_params=best_params,
                         popularity={"ndcg": pop_report["ndcg"],
                                     "coverage": pop_report["coverage"]},
                         constraint_met=bool(ok.any()), split=split.summary(),
                         grid=jsonable(dict(grid)), min_coverage_ratio=min_coverage_ratio, k=k,
                         holdout_fraction=holdout_fraction, holdout_n=holdout_n,
-                        rerank=jsonable(reranker))
+                        rerank=jsonable(reranker), new_users=jsonable(policy))
 
 
 def choose_reranker(split: Split, carve: Callable[[pd.DataFrame], Split],

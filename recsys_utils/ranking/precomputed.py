@@ -96,9 +96,11 @@ def stored_top(rec: Recommender, lists: PrecomputedLists, user: int, n: int,
                valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Catalog positions, ranking scores and displayed ratings of ``user``'s first ``n``
     stored titles that ``valid`` allows; ``None`` when the lists cannot answer exactly
-    (unknown user, stale lists, or a filter that leaves fewer than ``n`` of a list that
-    was cut at ``depth``): then ``rec.recommend`` must rank in full."""
-    row = lists.row(user) if rec.known_user(user) and lists.fits(rec) else None
+    (unknown user, one with too few ratings for a personal list, stale lists, or a filter
+    that leaves fewer than ``n`` of a list that was cut at ``depth``): then
+    ``rec.recommend`` must rank in full."""
+    row = (lists.row(user) if rec.known_user(user) and rec.personal_user(user)
+           and lists.fits(rec) else None)
     if row is None:
         return None
     stored = lists.positions[row]

@@ -50,9 +50,12 @@ ranking score (unclipped, so two titles predicted "5.0" are still ordered) are b
 catalog order (``item_id`` ascending). ``B`` is rounded to float16 at fit (the in-memory
 and the pickled model rank identically): 3,496 titles on the default data, 24 MB.
 
-Unknown users get the cold-start list: the best Bayesian averages
-``(sum of scores + prior_count * global mean) / (n_ratings + prior_count)`` within the
-filters. ``similar`` ranks titles by cosine similarity of item factors from a truncated
+Unknown users get the cold-start list (``cold_start_list``): the best Bayesian averages
+``(sum of scores + prior_count * global mean) / (n_ratings + prior_count)`` or the most rated
+titles, within the filters. So does a user with fewer than ``personalise_from`` ratings (a
+request's, or a known user's training ratings), without the titles they rated; with fewer
+than ``rerank_from``, the personal list is not re-ranked. ``03_modeling`` chooses the three
+on held-out new users (``new_users``). ``similar`` ranks titles by cosine similarity of item factors from a truncated
 SVD (``n_factors``) of the same weighted interaction matrix.
 """
 
@@ -70,10 +73,11 @@ import scipy.sparse as sp
 from recsys_utils import DEFAULT_SEED
 from recsys_utils.data.tables import check_columns
 from recsys_utils.ranking.catalog import (
+    COLD_START_LISTS,
     Catalog,
     CatalogView,
     bayesian_average,
-    cold_start_positions,
+    cold_start_order,
     top_positions,
     top_valid,
     zscore_rows,
@@ -119,6 +123,9 @@ DEFAULT_RANKING_PARAMS: dict[str, Any] = {
     "pop_weight": -0.2,       # weight of z(log1p(n_ratings)); negative = popularity penalty
     "rating_weight": 0.0,     # weight of z(predicted rating)
     "prior_count": 10.0,      # Bayesian average of the cold-start list: pseudo-ratings at the mean
+    "cold_start_list": "bayes",  # catalog.COLD_START_LISTS: bayes | popularity
+    "personalise_from": 1,    # fewer ratings than this: the cold-start list (new_users.py)
+    "rerank_from": 0,         # fewer ratings than this: no re-ranker
     "n_factors": 64,          # item factors (truncated SVD of X) for similar()
     "rerank": None,           # the learned re-ranker's weights (rerank.py); None: off
 }
@@ -137,6 +144,13 @@ def _merge_ranking_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     if float(merged["l2"]) <= 0:
         raise ValueError(f"l2 must be positive, got {merged['l2']}")
     check_rerank_params(merged["rerank"])
+    if merged["cold_start_list"] not in COLD_START_LISTS:
+        raise ValueError(f"cold_start_list must be one of {list(COLD_START_LISTS)}, "
+                         f"got {merged['cold_start_list']!r}")
+    for key, least in (("personalise_from", 1), ("rerank_from", 0)):
+        if int(merged[key]) != merged[key] or merged[key] < least:
+            raise ValueError(f"{key} must be an integer >= {least}, got {merged[key]!r}")
+        merged[key] = int(merged[key])
     return merged
 
 
@@ -148,8 +162,8 @@ class Recommendations:
     in sorted order, of the title's platforms allowed by the filter), ``type``, ``score``
     (predicted rating 0.5..5, rounded to 3 decimals; the Bayesian average for a
     cold-start list) and ``ranking_score`` (what the list is ordered by).
-    ``cold_start`` is True when the user is unknown and the list is the Bayesian-average
-    top titles within the filter.
+    ``cold_start`` is True when the list is the cold-start list within the filter (the
+    user is unknown, or has fewer ratings than ``personalise_from``), not a personal one.
     """
 
     user: int | None
@@ -269,6 +283,7 @@ class Recommender(CatalogView):
                         np.bincount(upos, minlength=len(self.user_ids))[upos].astype(np.float64))
         self._rated = sp.csr_matrix((np.ones_like(weights, dtype=bool), (upos, pos)),
                                     shape=shape)
+        self._user_counts = np.diff(self._rated.indptr)  # catalog titles each user rated
         self._weights = sp.csr_matrix((weights, (upos, pos)), shape=shape)
         self.n_ratings: np.ndarray = np.bincount(pos, minlength=n_items).astype(np.int64)
         sums = np.bincount(pos, weights=scores, minlength=n_items)
@@ -344,6 +359,8 @@ class Recommender(CatalogView):
                 state.pop(derived, None)
         self.__dict__.update(state)
         self.__dict__.setdefault("_rerank", None)  # saved before the re-ranker existed
+        if "_rated" in state and "_user_counts" not in state:  # saved before the policy
+            self._user_counts = np.diff(self._rated.indptr)
         if "_B" in state:  # saved before rankers existed: EASE's B over _ease_cols
             ranker = EaseRanker(self.ranking_params["l2"], self.ranking_params["min_item_ratings"],
                                 self.ranking_params["max_ease_items"])
@@ -360,18 +377,20 @@ class Recommender(CatalogView):
         if not self._fitted:
             raise RuntimeError("Recommender is not fitted; call fit() first")
 
-    def with_ranking(self, **changes: float) -> Recommender:
+    def with_ranking(self, **changes: Any) -> Recommender:
         """A copy with other blend weights (``ease_weight``, ``pop_weight``,
-        ``rating_weight``) or ``recency``, sharing the fitted ranker (no refit; for tuning
-        on a freshly fitted recommender)."""
-        allowed = {"ease_weight", "pop_weight", "rating_weight", "recency"}
+        ``rating_weight``), ``recency`` or new-user policy (``cold_start_list``,
+        ``personalise_from``, ``rerank_from``), sharing the fitted ranker (no refit; for
+        tuning on a freshly fitted recommender)."""
+        allowed = {"ease_weight", "pop_weight", "rating_weight", "recency", "cold_start_list",
+                   "personalise_from", "rerank_from"}
         bad = set(changes) - allowed
         if bad:
             raise ValueError(f"with_ranking changes only {sorted(allowed)}, got {sorted(bad)}")
         if changes.get("ease_weight", 1.0) != 0 and self._ranker is None:
             raise ValueError("the ranker was not fitted (ease_weight=0); refit to use it")
         other = copy.copy(self)
-        other.ranking_params = {**self.ranking_params, **changes}
+        other.ranking_params = _merge_ranking_params({**self.ranking_params, **changes})
         if changes.get("recency", self.ranking_params["recency"]) != self.ranking_params["recency"]:
             other._X = self._scoring_rows(float(changes["recency"]))
         return other
@@ -404,6 +423,19 @@ class Recommender(CatalogView):
             return int(user) in self._user_pos
         except (TypeError, ValueError):
             return False
+
+    def personal(self, n_ratings: int | np.ndarray) -> bool | np.ndarray:
+        """Whether a user with ``n_ratings`` ratings gets a personal list (``personalise_from``)."""
+        return np.asarray(n_ratings) >= self.ranking_params["personalise_from"]
+
+    def personal_user(self, user: int) -> bool:
+        """Whether known ``user`` has enough training ratings for a personal list."""
+        return bool(self.personal(self._user_counts[self._user_pos[int(user)]]))
+
+    def cold_start_order(self) -> np.ndarray:
+        """What the cold-start list ranks every catalog title by (``cold_start_list``)."""
+        return cold_start_order(self._bayes, self.n_ratings,
+                                self.ranking_params["cold_start_list"])
 
     def candidate_mask(self, platforms: Sequence[str] | None = None,
                        kind: str | None = None) -> np.ndarray:
@@ -455,13 +487,16 @@ class Recommender(CatalogView):
                   kind: str | None = None) -> Recommendations:
         """Top ``n`` unrated titles for ``user`` within the filters.
 
-        An unknown user gets the cold-start list (``cold_start=True``): the titles with
-        the best Bayesian-average score within the filters.
+        An unknown user gets the cold-start list (``cold_start=True``, ``cold_start_list``)
+        within the filters; a known user with fewer than ``personalise_from`` ratings too,
+        without the titles they rated.
         """
         self._check_fitted()
         valid = self.candidate_mask(platforms, kind)
         if not self.known_user(user):
             return self._cold_start(_as_user(user), n, valid, platforms)
+        if not self.personal_user(user):
+            return self._cold_start(int(user), n, self._unrated(int(user), valid), platforms)
         top, scores = self._rank_known(int(user), n, valid)
         pred = self.rating_model.predict_items(int(user), self.item_ids[top], clip=True)
         return Recommendations(user=int(user), cold_start=False,
@@ -474,23 +509,33 @@ class Recommender(CatalogView):
         self._check_fitted()
         valid = self.candidate_mask(platforms, kind)
         if not self.known_user(user):
-            top = cold_start_positions(self._bayes, self.n_ratings, valid, n)
+            top = top_valid(self.cold_start_order(), valid, n)
         else:
             top, _ = self._rank_known(int(user), n, valid)
         return self.item_ids[top].tolist()
 
     def _rank_known(self, user: int, n: int, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Top positions and the full ranking-score vector of a known user."""
+        """Top positions and the full ranking-score vector of a known user (the cold-start
+        order without their rated titles when they have too few ratings)."""
         scores = self._model_scores(np.array([self._user_pos[user]]), rerank=True)[0]
         top = top_valid(scores, valid, n)
         return top, scores
 
+    def _unrated(self, user: int, valid: np.ndarray) -> np.ndarray:
+        """``valid`` without the titles known ``user`` rated."""
+        out = valid.copy()
+        out[self._rated[self._user_pos[user]].indices] = False
+        return out
+
     def _cold_start(self, user: int | None, n: int, valid: np.ndarray,
                     platforms: Sequence[str] | None) -> Recommendations:
-        top = cold_start_positions(self._bayes, self.n_ratings, valid, n)
+        """The cold-start list among ``valid`` titles; the displayed score is the Bayesian
+        average whichever list it is."""
+        order = self.cold_start_order()
+        top = top_valid(order, valid, n)
         return Recommendations(user=user, cold_start=True,
-                               items=self.catalog.frame(top, self._bayes[top], self._bayes[top],
-                                                 platforms))
+                               items=self.catalog.frame(top, self._bayes[top], order[top],
+                                                        platforms))
 
     def recommend_for_ratings(self, ratings: Mapping[str, float], n: int = 10,
                               platforms: Sequence[str] | None = None,
@@ -499,14 +544,18 @@ class Recommender(CatalogView):
 
         EASE needs no refit: the new user's row ``x`` gives ``x B`` directly. The
         predicted rating is the rating model's item baseline plus the user's mean
-        residual on the rated titles, shrunk towards 0 by 5 pseudo-ratings. No ratings:
-        the cold-start list. Unknown ``item_id`` -> ``UnknownItemError``.
+        residual on the rated titles, shrunk towards 0 by 5 pseudo-ratings. Fewer ratings
+        than ``personalise_from`` (none, by default): the cold-start list without the rated
+        titles; fewer than ``rerank_from``: not re-ranked. Unknown ``item_id`` ->
+        ``UnknownItemError``.
         """
         self._check_fitted()
         valid = self.candidate_mask(platforms, kind)
-        if not ratings:
+        pos = self.catalog.positions(ratings) if ratings else np.zeros(0, dtype=np.int64)
+        if not self.personal(pos.size):
+            valid = valid.copy()
+            valid[pos] = False
             return self._cold_start(None, n, valid, platforms)
-        pos = self.catalog.positions(ratings)
         scores = np.array([float(s) for s in ratings.values()], dtype=np.float64)
         w = self.interaction_weights(scores)
         row = sp.csr_matrix((w, (np.zeros(pos.size, dtype=np.int64), pos)),
@@ -515,7 +564,7 @@ class Recommender(CatalogView):
         pred = self._item_baseline + offset
         ranking = self._blend(self._ease_scores(row), pred[None, :])
         ranking[0, pos] = -np.inf  # rated: never a candidate
-        if self.ranking_params["rerank"]:
+        if self.ranking_params["rerank"] and pos.size >= self.ranking_params["rerank_from"]:
             ranking = rerank_scores(self, ranking, new_user=(row, self._sequence_row(w, pos)))
         ranking = ranking[0]
         top = top_valid(ranking, valid, n)
@@ -569,7 +618,8 @@ class Recommender(CatalogView):
 
         ``users``: known users (default: all training users; unknown ones are skipped).
         ``strategy`` ranks the same candidates (unrated titles within the filters) by
-        ``model`` (the ranking score), ``popularity`` (training ratings count),
+        ``model`` (the ranking score; the cold-start order for users with fewer than
+        ``personalise_from`` ratings), ``popularity`` (training ratings count),
         ``random`` (seeded by ``seed``, default the recommender's), ``bayes`` (the
         cold-start Bayesian average) or ``rating`` (the predicted rating alone, unclipped:
         the first version's approach; one ``predict_items`` per user, slow).
@@ -607,12 +657,23 @@ class Recommender(CatalogView):
 
     def _model_scores(self, rows: np.ndarray, rerank: bool) -> np.ndarray:
         """Ranking scores of known users (positions ``rows``) over the catalog, ``-inf`` for
-        the titles they rated; with ``rerank`` and a re-ranker, re-ordered by it."""
+        the titles they rated; with ``rerank`` and a re-ranker, re-ordered by it for the
+        users with at least ``rerank_from`` ratings; the cold-start order for those with
+        fewer than ``personalise_from``."""
         scores = self._blended_rows(rows)
         rated = self._rated[rows].tocoo()
         scores[rated.row, rated.col] = -np.inf
+        counts = self._user_counts[rows]
         if rerank and self.ranking_params["rerank"]:
-            scores = rerank_scores(self, scores, rows=rows)
+            on = counts >= self.ranking_params["rerank_from"]
+            if on.all():
+                scores = rerank_scores(self, scores, rows=rows)
+            elif on.any():
+                scores[on] = rerank_scores(self, scores[on], rows=rows[on])
+        cold = ~self.personal(counts)
+        if cold.any():
+            scores[cold] = self.cold_start_order()
+            scores[rated.row[cold[rated.row]], rated.col[cold[rated.row]]] = -np.inf
         return scores
 
     def _top_rows(self, scores: np.ndarray, ids: np.ndarray, n: int) -> dict[int, list[str]]:
