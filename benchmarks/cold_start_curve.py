@@ -5,14 +5,18 @@ re-ranker's weights, if it has one) is fitted on the other users' ratings. Each 
 user then arrives as a request does (``Recommender.recommend_for_ratings``, the API's
 path): their first ``n`` ratings in time order, and NDCG@10 is scored on their *next* 20
 ratings (relevant: score >= 4; the ``n`` given titles are not candidates). Beside the
-served lists: the same without the re-ranker, the cold-start list (the Bayesian average:
-what a user with no rating gets) and plain popularity. ``model - pop`` is the paired
+served lists (under the registered new-user policy, ``ranking.new_users``): the personal
+list without and with the re-ranker, and the two cold-start lists (the most rated titles,
+the best Bayesian averages). The lists and their scoring are ``03_modeling``'s
+(``new_users.new_user_curve``), on users held out of *all* the data rather than of the
+training window. ``model - pop`` is the paired
 difference with its standard error. Not strictly time-aware: the other users' ratings
 after a held-out user's first ones are in the training data. Asserts nothing.
 
     .venv/bin/python benchmarks/cold_start_curve.py    # ~30 s on the default data
 
-Measured 2026-12-07 (seed 0; NDCG@10 on the next 20 ratings):
+Measured 2026-12-07, before the new-user policy existed (seed 0; NDCG@10 on the next 20
+ratings; "served" was then the re-ranked list from one rating on):
 
 | data | n given | users | served | without re-ranker | cold-start list | popularity | served - pop (s.e.) |
 |---|---|---|---|---|---|---|---|
@@ -40,31 +44,13 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import pandas as pd
 from _common import load_tables
 from ranking_variants import load_champion_or_none
 
-from recsys_utils.ranking.evaluation import RELEVANCE_THRESHOLD, rating_params_for
-from recsys_utils.ranking.metrics import ndcg_at_k
+from recsys_utils.ranking.evaluation import rating_params_for
+from recsys_utils.ranking.new_users import GIVEN, LISTS, new_user_curve
 from recsys_utils.ranking.recommender import Recommender
 from recsys_utils.ranking.report import registered_configuration
-
-K, NEXT = 10, 20
-GIVEN = (0, 1, 2, 3, 5, 10, 20)
-LISTS = ("served", "without re-ranker", "cold-start list", "popularity")
-
-
-def user_lists(rec: Recommender, given: dict[str, float], pop_order: np.ndarray
-               ) -> dict[str, list[str]]:
-    """The four lists of ``LISTS`` for a new user who gave ``given``."""
-    def ids(recommendations) -> list[str]:
-        return [i for i in recommendations.items["item_id"].astype(str) if i not in given][:K]
-
-    return {"served": ids(rec.recommend_for_ratings(given, K)),
-            "without re-ranker": ids(rec.with_reranker(None).recommend_for_ratings(given, K)),
-            "cold-start list": ids(rec.recommend_for_ratings({}, K + len(given))),
-            "popularity": [i for i in rec.item_ids[pop_order[:K + len(given)]].tolist()
-                           if i not in given][:K]}
 
 
 def main() -> None:
@@ -78,27 +64,17 @@ def main() -> None:
                                                        replace=False).tolist())
     rec = Recommender(rating_params_for("baseline"), served).fit(
         model_df[~model_df["user"].isin(held)], titles)
+    policy = {key: served[key] for key in ("cold_start_list", "personalise_from",
+                                           "rerank_from")}
     print(f"data: {source}; ranking: {where}; re-ranker: "
-          f"{'registered' if served['rerank'] else 'none'}; {len(held)} new users")
-    pop_order = np.argsort(-rec.n_ratings, kind="stable")
-    known = set(rec.item_ids.tolist())
-    rows = []
-    for user, history in model_df[model_df["user"].isin(held)].groupby("user"):
-        history = history.sort_values("timestamp", kind="mergesort")
-        history = history[history["item"].astype(str).isin(known)]
-        items, scores = history["item"].astype(str).tolist(), history["score"].tolist()
-        for n in GIVEN:
-            relevant = {i for i, s in zip(items[n:n + NEXT], scores[n:n + NEXT], strict=True)
-                        if s >= RELEVANCE_THRESHOLD}
-            if len(items) < n + 5 or not relevant:
-                continue
-            lists = user_lists(rec, dict(zip(items[:n], scores[:n], strict=True)), pop_order)
-            rows.append({"n given": n, "user": user,
-                         **{name: ndcg_at_k(lists[name], relevant, K) for name in LISTS}})
-    df = pd.DataFrame(rows)
-    table = df.groupby("n given").agg(users=("user", "size"),
-                                      **{name: (name, "mean") for name in LISTS})
-    diff = (df["served"] - df["popularity"]).groupby(df["n given"])
+          f"{'registered' if served['rerank'] else 'none'}; new-user policy: {policy}; "
+          f"{len(held)} new users")
+    curve = new_user_curve(rec, model_df[model_df["user"].isin(held)], given=(*GIVEN, 20),
+                           served=True)
+    names = ["served", *LISTS]
+    table = curve.groupby("n_given").agg(users=("user", "size"),
+                                         **{name: (name, "mean") for name in names})
+    diff = (curve["served"] - curve["popularity"]).groupby(curve["n_given"])
     table["served - pop"] = diff.mean()
     table["s.e."] = diff.std() / np.sqrt(table["users"])
     print(table.round(4).to_string())

@@ -291,3 +291,13 @@ def test_demo_cli_port_taken_while_loading_is_one_line(busy_port: int,
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot listen on 127.0.0.1:{busy_port}: ")
     assert err.endswith("choose another --port\n") and err.count("\n") == 1
+
+
+def test_the_demo_says_how_many_ratings_a_personal_list_needs(state: ServingState):
+    policy = dataclasses.replace(
+        state, recommender=state.recommender.with_ranking(personalise_from=10_000))
+    _, status = demo.user_recommendations(policy, KNOWN_USER, [], demo.ALL, 5)
+    assert "too few ratings for a personal list" in status and "cold-start" in status
+    offered = demo.rateable_titles(state)
+    table, status = demo.new_user_recommendations(policy, {offered[0][1]: 5.0}, [], demo.ALL, 4)
+    assert "Rate at least 10000 titles" in status and offered[0][1] not in set(table["id"])

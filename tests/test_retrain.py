@@ -365,7 +365,7 @@ def test_retune_chooses_the_ranking_again_on_the_training_data_only(monkeypatch)
     new, summary = retrain.rechoose_ranking(newer, titles, params, log=lambda s: None)
     [(df, used_grid, kw)] = seen
     assert df is newer and used_grid == first.record()["grid"]
-    assert kw["min_coverage_ratio"] == 0.0 and kw["rerank"] is True
+    assert kw["min_coverage_ratio"] == 0.0 and kw["rerank"] is True and kw["new_users"] is True
     # validation: each user's latest 20% of the data given (no second level carved)
     assert kw["validation"](newer).test.equals(evaluation.per_user_split(newer, 0.2, None).test)
     again = real(newer, titles, grid, min_coverage_ratio=0.0, seed=0,
@@ -380,6 +380,7 @@ def test_retune_chooses_the_ranking_again_on_the_training_data_only(monkeypatch)
                                             if k != "protocol"}}}
     retrain.rechoose_ranking(newer, titles, old, log=lambda s: None)
     assert seen[-1][2]["min_coverage_ratio"] == 5.0
+    assert seen[-1][2]["new_users"] is False  # nor was a new-user policy chosen then
     # kept: a ranking not chosen on data, or data that cannot support a choice
     untuned = {**params, "tuning": {"ranking": {"tuned": False, "source": "ranking_params"}}}
     kept, note = retrain.rechoose_ranking(newer, titles, untuned, log=lambda s: None)

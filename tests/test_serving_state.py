@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -150,3 +151,40 @@ def test_warm_cache_is_bounded_by_capacity(paths: ProjectPaths):
     assert warm_cache(state, cache, seconds=60) == 4  # the cold-start list takes one slot
     assert cache.info().size == 5
     assert warm_cache(state, ResponseCache(size=0), seconds=60) == 0
+
+
+@pytest.mark.parametrize("stored", [False, True])
+@pytest.mark.parametrize("above", [0, 1])
+def test_the_new_user_policy_reaches_every_route(paths: ProjectPaths, stored: bool, above: int):
+    """A champion whose policy asks more training ratings than a known user has answers
+    them, cached, stored or not, with the cold-start list without their titles (and the
+    others with their personal lists); a new user's too short list of ratings too."""
+    import dataclasses
+
+    from recsys_utils.ranking.precomputed import attach_precomputed
+
+    state = load_state(paths)
+    counts = state.recommender._user_counts
+    cut = int(counts.max()) + above  # above: every user has too few; else none does
+    policy = state.recommender.with_ranking(cold_start_list="popularity", personalise_from=cut)
+    if stored:
+        attach_precomputed(policy, depth=serving_state.RANKED_DEPTH)
+    state = dataclasses.replace(state, recommender=policy)
+    users = [int(u) for u, c in zip(policy.user_ids, counts, strict=True) if c == cut - above]
+    with TestClient(create_app(paths, state=state)) as test_client:
+        for user in users[:3]:
+            for params in ({"n": 5}, {"n": 3, "platforms": "netflix"}):
+                body = test_client.get(f"/users/{user}/recommendations", params=params).json()
+                want = policy.recommend(user, n=params["n"],
+                                        platforms=[params["platforms"]] if "platforms" in params
+                                        else None)
+                assert body["cold_start"] is want.cold_start is bool(above)
+                assert [i["item_id"] for i in body["items"]] == want.items["item_id"].tolist()
+                rated = set(policy.item_ids[policy._rated[policy._user_pos[user]].indices])
+                assert not rated & {i["item_id"] for i in body["items"]}
+        rated = policy.item_ids[np.argsort(-policy.n_ratings, kind="stable")[:cut - 1]].tolist()
+        body = test_client.post("/recommendations", params={"n": 4}, json={
+            "ratings": [{"title_id": state.titles.loc[state.titles["item_id"] == item, "id"]
+                         .iloc[0], "score": 4.0} for item in rated]}).json()
+        assert body["cold_start"] is True and body["n_ratings"] == cut - 1
+        assert not set(rated) & {i["item_id"] for i in body["items"]}

@@ -433,7 +433,8 @@ def rechoose_ranking(model_df: pd.DataFrame, titles: pd.DataFrame, params: dict,
     """Choose the ranking again on ``model_df`` only, the way the champion's was chosen.
 
     The champion's manifest says how (``params["tuning"]["ranking"]``: the grid, the
-    coverage floor, ``k``, each user's validation share, whether a re-ranker was tried);
+    coverage floor, ``k``, each user's validation share, whether a re-ranker and a new-user
+    policy were tried);
     ``evaluation.tune_ranking`` makes the same choice on the challenger's training data,
     each user's latest share of it as validation (the holdout is not in it: it plays the
     part ``04_evaluation``'s test window plays for ``03_modeling``, so the validation is
@@ -453,7 +454,7 @@ def rechoose_ranking(model_df: pd.DataFrame, titles: pd.DataFrame, params: dict,
                         f"{record.get('source', 'no tuning record')})"}
     protocol = {"k": 10, "min_coverage_ratio": 5.0, "holdout_fraction": 0.2,
                 "holdout_n": None, "reranker_tried": bool(record.get("rerank", {}).get("tried")),
-                **record.get("protocol", {})}  # manifests before the protocol was recorded
+                "new_users_tried": False, **record.get("protocol", {})}  # manifests before the protocol was recorded
     log(f"choosing the ranking again ({len(record['grid'])} rankers, floor "
         f"{protocol['min_coverage_ratio']:g}x popularity's coverage) ...")
     try:
@@ -462,7 +463,7 @@ def rechoose_ranking(model_df: pd.DataFrame, titles: pd.DataFrame, params: dict,
             min_coverage_ratio=float(protocol["min_coverage_ratio"]),
             holdout_fraction=float(protocol["holdout_fraction"]),
             holdout_n=protocol["holdout_n"], seed=int(params.get("seed", 42)),
-            rerank=protocol["reranker_tried"],
+            rerank=protocol["reranker_tried"], new_users=protocol["new_users_tried"],
             validation=functools.partial(per_user_split, fraction=protocol["holdout_fraction"],
                                          n=protocol["holdout_n"]))
     except DataError as err:

@@ -62,10 +62,11 @@ POLICY_OFF: dict[str, Any] = {"cold_start_list": "bayes", "personalise_from": 1,
                               "rerank_from": 0}
 
 
-def new_user_lists(rec: Recommender, given: Mapping[str, float], k: int = 10
-                   ) -> dict[str, list[str]]:
+def new_user_lists(rec: Recommender, given: Mapping[str, float], k: int = 10,
+                   served: bool = False) -> dict[str, list[str]]:
     """Each list of ``LISTS`` a new user who rated ``given`` would get from ``rec``, through
-    the request path (``recommend_for_ratings``) with the policy set to give it."""
+    the request path (``recommend_for_ratings``) with the policy set to give it; with
+    ``served``, also ``rec``'s own answer under its policy."""
     def ids(model: Recommender) -> list[str]:
         return model.recommend_for_ratings(given, k).items["item_id"].astype(str).tolist()
 
@@ -77,15 +78,18 @@ def new_user_lists(rec: Recommender, given: Mapping[str, float], k: int = 10
         out["personal"] = ids(personal.with_reranker(None))
         if rec.ranking_params["rerank"]:
             out["reranked"] = ids(personal)
+    if served:
+        out["served"] = ids(rec)
     return out
 
 
 def new_user_curve(rec: Recommender, histories: pd.DataFrame, given: Sequence[int] = GIVEN,
-                   next_n: int = NEXT, k: int = 10, threshold: float = 4.0) -> pd.DataFrame:
-    """NDCG@``k`` of each list for each held-out user (``histories``: their ``user``,
-    ``item``, ``score``, ``timestamp``) given their first ``n`` catalog ratings, scored on the
-    next ``next_n``: one row per user and ``n`` with a relevant title among those and at
-    least five of them."""
+                   next_n: int = NEXT, k: int = 10, threshold: float = 4.0,
+                   served: bool = False) -> pd.DataFrame:
+    """NDCG@``k`` of each list (``new_user_lists``) for each held-out user (``histories``:
+    their ``user``, ``item``, ``score``, ``timestamp``) given their first ``n`` catalog
+    ratings, scored on the next ``next_n``: one row per user and ``n`` with a relevant title
+    among those and at least five of them."""
     in_catalog = histories["item"].astype(str).isin(set(rec.item_ids.tolist()))
     rows = []
     for user, history in histories[in_catalog].groupby("user", sort=True):
@@ -96,10 +100,10 @@ def new_user_curve(rec: Recommender, histories: pd.DataFrame, given: Sequence[in
                                           strict=True) if s >= threshold}
             if len(items) < n + 5 or not relevant:
                 continue
-            lists = new_user_lists(rec, dict(zip(items[:n], scores[:n], strict=True)), k)
+            lists = new_user_lists(rec, dict(zip(items[:n], scores[:n], strict=True)), k, served)
             rows.append({"n_given": n, "user": user,
                          **{name: ndcg_at_k(lists[name], relevant, k) for name in lists}})
-    return pd.DataFrame(rows, columns=["n_given", "user", *LISTS])
+    return pd.DataFrame(rows, columns=["n_given", "user", *LISTS, *(["served"] if served else [])])
 
 
 def summarise_curve(curve: pd.DataFrame) -> pd.DataFrame:

@@ -240,7 +240,7 @@ def candidate_features(rec: Any, scores: np.ndarray, rows: np.ndarray | None = N
     if rows is not None:
         plain, source = rec._weights[rows], ctx.sources[rows]
         when = ctx.user_time[rows]
-        activity = np.log1p(np.diff(rec._rated.indptr)[rows])
+        activity = np.log1p(rec._user_counts[rows])
     else:
         plain, source = new_user
         when = np.array([ctx.end_time], dtype=np.int64)

@@ -82,6 +82,12 @@ def _platforms(platforms: Sequence[str] | None) -> list[str] | None:
     return chosen or None
 
 
+def _personalise_from(state: ServingState) -> int:
+    """Ratings a new user needs for a personal list (the model's new-user policy)."""
+    params = getattr(state.recommender, "ranking_params", None) or {}
+    return int(params.get("personalise_from", 1))
+
+
 def _n(n: Any, default: int = 10) -> int:
     try:
         value = int(n)
@@ -172,7 +178,9 @@ def user_recommendations(state: ServingState, user_id: Any, platforms: Sequence[
         return _empty_recs(), f"**{exc}**"
     version = state.manifest.get("version")
     if recs.cold_start:
-        status = (f"User {user} has no ratings in model {version}: showing the **cold-start** "
+        why = ("too few ratings for a personal list" if state.recommender.known_user(user)
+               else "no ratings")
+        status = (f"User {user} has {why} in model {version}: showing the **cold-start** "
                   "list (popular, well-rated titles), not a personal one.")
     else:
         status = f"Personal recommendations for user {user} (model {version})."
@@ -224,8 +232,10 @@ def new_user_recommendations(state: ServingState, ratings: dict[str, float],
                   f"new ratings: the **cold-start** list (popular, well-rated titles) "
                   f"without the {recs.n_ratings} you rated.")
     elif recs.cold_start:
-        status = ("Rate at least one title to get recommendations of your own; meanwhile, "
-                  "the **cold-start** list (popular, well-rated titles).")
+        need = _personalise_from(state)
+        status = (f"Rate at least {'one title' if need == 1 else f'{need} titles'} to get "
+                  "recommendations of your own; meanwhile, the **cold-start** list (popular, "
+                  "well-rated titles).")
     else:
         rated = recs.n_ratings
         status = (f"Recommendations from your {rated} rating{'s' if rated > 1 else ''}"

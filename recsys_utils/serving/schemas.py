@@ -271,8 +271,9 @@ class RecommendedTitle(BaseModel):
 class RecommendationsOut(BaseModel):
     user_id: int
     cold_start: bool = Field(
-        description="True when the user has no ratings in the model: the list is the "
-        "cold-start (popularity) ranking, not a personal one."
+        description="True when the user has no ratings in the model, or fewer than the "
+        "model's new-user policy asks for: the list is the cold-start ranking (the most "
+        "rated or the best Bayesian-average titles, without those rated), not a personal one."
     )
     platforms: list[str] | None = Field(description="The platform filter applied (null = all).")
     type: str | None = Field(description="The type filter applied (null = all).")
@@ -302,13 +303,15 @@ class NewUserRatingsIn(BaseModel):
 
     ratings: list[RatingIn] = Field(
         max_length=MAX_RATINGS,
-        description=f"Up to {MAX_RATINGS} ratings; an empty list gets the cold-start list.")
+        description=f"Up to {MAX_RATINGS} ratings; an empty list (or fewer than the "
+        "model's new-user policy asks for) gets the cold-start list.")
 
 
 class NewUserRecommendationsOut(BaseModel):
     cold_start: bool = Field(
-        description="True when no rating was given: the list is the cold-start "
-        "(popularity) ranking, not a personal one.")
+        description="True when no rating was given, or fewer than the model's new-user "
+        "policy asks for: the list is the cold-start ranking (without the rated titles), "
+        "not a personal one.")
     n_ratings: int = Field(description="Ratings the list was computed from.")
     platforms: list[str] | None = Field(description="The platform filter applied (null = all).")
     type: str | None = Field(description="The type filter applied (null = all).")
