@@ -55,8 +55,8 @@ Unknown users get the cold-start list (``cold_start_list``): the best Bayesian a
 titles, within the filters. So does a user with fewer than ``personalise_from`` ratings (a
 request's, or a known user's training ratings), without the titles they rated; with fewer
 than ``rerank_from``, the personal list is not re-ranked. ``03_modeling`` chooses the three
-on held-out new users (``new_users``). ``similar`` ranks titles by cosine similarity of item factors from a truncated
-SVD (``n_factors``) of the same weighted interaction matrix.
+on held-out new users (``new_users``). ``similar`` ranks titles by cosine similarity of
+item factors from a truncated SVD (``n_factors``) of the same weighted interaction matrix.
 """
 
 from __future__ import annotations
