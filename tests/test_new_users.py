@@ -108,6 +108,25 @@ def test_known_users_with_few_ratings_follow_the_policy_on_every_path(rec, ratin
     assert later.recommend_all(6) == plain.recommend_all(6) != full.recommend_all(6)
 
 
+def test_a_requests_time_is_what_the_rerankers_time_features_read(rec, ratings, monkeypatch):
+    given = {rec.item_ids[k]: 5.0 for k in (0, 3, 7)}
+    seen = []
+    real = rerank.candidate_features
+
+    def spy(model, scores, rows=None, new_user=None):
+        seen.append(new_user[2])
+        return real(model, scores, rows, new_user)
+
+    monkeypatch.setattr(rerank, "candidate_features", spy)
+    end = rec.recommend_for_ratings(given, 10)
+    assert seen == [None]  # a live request: the end of the training data
+    same = rec.recommend_for_ratings(given, 10, at=ratings["timestamp"].max())
+    assert seen[-1] == rec._rerank.end_time and same.items.equals(end.items)
+    early = rec.recommend_for_ratings(given, 10, at="2020-01-02")
+    assert seen[-1] == int(pd.Timestamp("2020-01-02").timestamp())
+    assert not early.items["ranking_score"].equals(end.items["ranking_score"])
+
+
 def test_the_policy_is_validated_and_survives_pickling(rec):
     for bad in ({"cold_start_list": "random"}, {"personalise_from": 0},
                 {"rerank_from": -1}, {"personalise_from": 1.5}):
@@ -162,8 +181,10 @@ def test_the_curve_scores_the_request_paths_lists(rec, ratings):
     items, scores = history["item"].tolist(), history["score"].tolist()
     relevant = {i for i, s in zip(items[2:8], scores[2:8], strict=True) if s >= 4.0}
     given = dict(zip(items[:2], scores[:2], strict=True))
-    lists = new_user_lists(rec, given, 5)
-    assert lists["reranked"] == rec.recommend_for_ratings(given, 5).items["item_id"].tolist()
+    at = history["timestamp"].iloc[1]  # the request is made at the user's second rating
+    lists = new_user_lists(rec, given, 5, at=at)
+    assert lists["reranked"] == rec.recommend_for_ratings(given, 5, at=at).items[
+        "item_id"].tolist()
     assert lists["popularity"] == [i for i in _by_count(rec) if i not in given][:5]
     for name in new_users.LISTS:
         assert row[name] == pytest.approx(ndcg_at_k(lists[name], relevant, 5))

@@ -26,8 +26,10 @@ ratings (relevant: score >= the threshold; the ``n`` given titles are not candid
 
 When the personal list (or the re-ranker) has not caught up by the grid's last ``n``, that
 ``n`` is taken: beyond it, the known users' validation, where every user has more ratings,
-made the choice. Not strictly time-aware: the other users' ratings after a held-out user's
-first ones are in the fit.
+made the choice. Each request is made at the time of the user's
+latest given rating, so the re-ranker's time features (how much each title was rated in the
+months before) see the user's time, as a known user's do in validation; as there, the fit
+is not strictly time-aware: the other users' ratings after that time are in it.
 
 What the choice changes is in ``Recommender``: a user with fewer than ``personalise_from``
 ratings (a request's, or a known user's training ratings) gets the cold-start list without
@@ -63,12 +65,12 @@ POLICY_OFF: dict[str, Any] = {"cold_start_list": "bayes", "personalise_from": 1,
 
 
 def new_user_lists(rec: Recommender, given: Mapping[str, float], k: int = 10,
-                   served: bool = False) -> dict[str, list[str]]:
-    """Each list of ``LISTS`` a new user who rated ``given`` would get from ``rec``, through
-    the request path (``recommend_for_ratings``) with the policy set to give it; with
-    ``served``, also ``rec``'s own answer under its policy."""
+                   served: bool = False, at: Any = None) -> dict[str, list[str]]:
+    """Each list of ``LISTS`` a new user who rated ``given`` (the request made ``at``) would
+    get from ``rec``, through the request path (``recommend_for_ratings``) with the policy
+    set to give it; with ``served``, also ``rec``'s own answer under its policy."""
     def ids(model: Recommender) -> list[str]:
-        return model.recommend_for_ratings(given, k).items["item_id"].astype(str).tolist()
+        return model.recommend_for_ratings(given, k, at=at).items["item_id"].astype(str).tolist()
 
     cold_only = len(given) + 1  # fewer ratings than this: the cold-start list
     out = {by: ids(rec.with_ranking(cold_start_list=by, personalise_from=cold_only))
@@ -89,18 +91,21 @@ def new_user_curve(rec: Recommender, histories: pd.DataFrame, given: Sequence[in
     """NDCG@``k`` of each list (``new_user_lists``) for each held-out user (``histories``:
     their ``user``, ``item``, ``score``, ``timestamp``) given their first ``n`` catalog
     ratings, scored on the next ``next_n``: one row per user and ``n`` with a relevant title
-    among those and at least five of them."""
+    among those and at least five of them. The request is made at the time of the ``n``-th
+    rating, so the re-ranker's time features see the user's time, as a known user's do."""
     in_catalog = histories["item"].astype(str).isin(set(rec.item_ids.tolist()))
     rows = []
     for user, history in histories[in_catalog].groupby("user", sort=True):
         history = history.sort_values(["timestamp", "item"], kind="mergesort")
         items, scores = history["item"].astype(str).tolist(), history["score"].tolist()
+        times = history["timestamp"].tolist()
         for n in given:
             relevant = {i for i, s in zip(items[n:n + next_n], scores[n:n + next_n],
                                           strict=True) if s >= threshold}
             if len(items) < n + 5 or not relevant:
                 continue
-            lists = new_user_lists(rec, dict(zip(items[:n], scores[:n], strict=True)), k, served)
+            lists = new_user_lists(rec, dict(zip(items[:n], scores[:n], strict=True)), k, served,
+                                   at=times[n - 1] if n else None)
             rows.append({"n_given": n, "user": user,
                          **{name: ndcg_at_k(lists[name], relevant, k) for name in lists}})
     return pd.DataFrame(rows, columns=["n_given", "user", *LISTS, *(["served"] if served else [])])

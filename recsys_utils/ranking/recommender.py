@@ -539,15 +539,16 @@ class Recommender(CatalogView):
 
     def recommend_for_ratings(self, ratings: Mapping[str, float], n: int = 10,
                               platforms: Sequence[str] | None = None,
-                              kind: str | None = None) -> Recommendations:
+                              kind: str | None = None, at: Any = None) -> Recommendations:
         """Top ``n`` for a new user described by a few ``{item_id: score}`` ratings.
 
         EASE needs no refit: the new user's row ``x`` gives ``x B`` directly. The
         predicted rating is the rating model's item baseline plus the user's mean
         residual on the rated titles, shrunk towards 0 by 5 pseudo-ratings. Fewer ratings
         than ``personalise_from`` (none, by default): the cold-start list without the rated
-        titles; fewer than ``rerank_from``: not re-ranked. Unknown ``item_id`` ->
-        ``UnknownItemError``.
+        titles; fewer than ``rerank_from``: not re-ranked. ``at``: the time of the request
+        (what ``pd.Timestamp`` reads), which the re-ranker's time features read; ``None``:
+        the end of the training data. Unknown ``item_id`` -> ``UnknownItemError``.
         """
         self._check_fitted()
         valid = self.candidate_mask(platforms, kind)
@@ -565,7 +566,9 @@ class Recommender(CatalogView):
         ranking = self._blend(self._ease_scores(row), pred[None, :])
         ranking[0, pos] = -np.inf  # rated: never a candidate
         if self.ranking_params["rerank"] and pos.size >= self.ranking_params["rerank_from"]:
-            ranking = rerank_scores(self, ranking, new_user=(row, self._sequence_row(w, pos)))
+            when = None if at is None else int(pd.Timestamp(at).value // 10**9)
+            ranking = rerank_scores(self, ranking,
+                                    new_user=(row, self._sequence_row(w, pos), when))
         ranking = ranking[0]
         top = top_valid(ranking, valid, n)
         return Recommendations(user=None, cold_start=False,

@@ -226,13 +226,15 @@ def fit_context(rec: Any, model_df: pd.DataFrame, structure: Mapping[str, Any]
 
 
 def candidate_features(rec: Any, scores: np.ndarray, rows: np.ndarray | None = None,
-                       new_user: tuple[sp.csr_matrix, sp.csr_matrix] | None = None
+                       new_user: tuple[sp.csr_matrix, sp.csr_matrix, int | None] | None = None
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(top, features, ok)`` of each row's ``candidates`` best titles by ``scores`` (the
     ranking scores, ``-inf`` where a title may not be a candidate): ``top`` rows x
     candidates (catalog positions), ``features`` one row per ``top`` entry (``FEATURES``),
     ``ok`` whether the entry is a real candidate. ``rows``: the known users' positions;
-    ``new_user``: ``(weighted row, sequential input)`` of one user described by ratings."""
+    ``new_user``: ``(weighted row, sequential input, time)`` of one user described by
+    ratings, at ``time`` (seconds; ``None``: the end of the training data, a request's
+    "now" for a model trained on the latest ratings)."""
     ctx: RerankContext = rec._rerank
     top, values = top_positions(scores, ctx.candidates)
     ok = np.isfinite(values)
@@ -242,8 +244,8 @@ def candidate_features(rec: Any, scores: np.ndarray, rows: np.ndarray | None = N
         when = ctx.user_time[rows]
         activity = np.log1p(rec._user_counts[rows])
     else:
-        plain, source = new_user
-        when = np.array([ctx.end_time], dtype=np.int64)
+        plain, source, at = new_user
+        when = np.array([ctx.end_time if at is None else at], dtype=np.int64)
         activity = np.log1p(np.array([new_user[0].nnz], dtype=np.float64))
     line = np.repeat(np.arange(top.shape[0]), width)
     items = top.ravel()
@@ -296,7 +298,8 @@ def with_popularity_penalty(weights: Mapping[str, Any], penalty: float) -> dict[
 
 
 def rerank_scores(rec: Any, scores: np.ndarray, rows: np.ndarray | None = None,
-                  new_user: tuple[sp.csr_matrix, sp.csr_matrix] | None = None) -> np.ndarray:
+                  new_user: tuple[sp.csr_matrix, sp.csr_matrix, int | None] | None = None
+                  ) -> np.ndarray:
     """``scores`` (rows x catalog, ``-inf`` for rated titles) with each row's candidates
     re-ordered by the re-ranker and lifted above every other title (see the module
     docstring); the others keep their ranking scores."""
