@@ -1,12 +1,11 @@
 """New users: which list a user gets before rating anything, and from how many ratings
 the personal list (and its re-ranker) takes over, chosen on validation data.
 
-Why: the ranker and its re-ranker are chosen on known users, every one of whom has many
+Why: the ranker and its re-ranker are chosen on known users, most of whom have many
 ratings. A new user has none or a few, and there the choice differs. Measured with
 ``benchmarks/cold_start_curve.py``: for a user with no rating, the most rated titles beat
-the best Bayesian averages on both real data sets, and with one or two ratings they still
-beat the personal list, which the re-ranker (fitted on users with at least 16 ratings)
-makes worse.
+the best Bayesian averages on both real data sets, and on the linked catalogs they still
+beat the personal list after one or two ratings.
 
 How it is chosen (``choose_new_user_policy``, called by ``evaluation.tune_ranking`` after
 the ranking and its re-ranker): a seeded ``HELD_OUT_SHARE`` of the training window's
@@ -185,6 +184,10 @@ RULE = ("cold_start_list: the better cold-start list for held-out users with no 
         "larger number of the grid, else the grid's last")
 
 
+def _ratings(n: int) -> str:
+    return f"{n} rating{'' if n == 1 else 's'}"
+
+
 def describe(chosen: Mapping[str, Any], table: pd.DataFrame, k: int = 10) -> str:
     """One sentence: the chosen policy and the validation figures behind it."""
     first = table.iloc[0]
@@ -193,7 +196,7 @@ def describe(chosen: Mapping[str, Any], table: pd.DataFrame, k: int = 10) -> str
     name = {"popularity": "the most rated titles", "bayes": "the best Bayesian averages"}
     text = (f"users with no rating get {name[cold]} (validation NDCG@{k} {first[cold]:.4f} "
             f"vs {first[other]:.4f}, {int(first['users'])} held-out users); the personal list "
-            f"from {chosen['personalise_from']} rating(s)")
+            f"from {_ratings(chosen['personalise_from'])}")
     if chosen["rerank_from"]:
-        text += f", its re-ranker from {chosen['rerank_from']}"
+        text += f", its re-ranker from {_ratings(chosen['rerank_from'])}"
     return text
