@@ -292,3 +292,53 @@ def test_a_filter_naming_every_platform_reads_the_overall_list(fixture_paths: Pr
             assert (three.recommend(int(user), n, ["hulu", "netflix", "amazon_prime"])
                     .items["item_id"].tolist() == three.recommend(int(user), n)
                     .items["item_id"].tolist())
+
+
+def test_a_batch_version_serves_the_cold_start_list_it_was_registered_with(
+        fixture_paths: ProjectPaths, tmp_path: Path) -> None:
+    """06 registers the champion's cold-start list with the Spark lists
+    (``champion_cold_start_list``); the API serves it to unknown users and new ratings."""
+    from recsys_utils.scale_out.batch import champion_cold_start_list
+
+    paths, _, batch = batch_project(tmp_path / "project", fixture_paths)
+    assert champion_cold_start_list(paths)["cold_start_list"] == "bayes"  # this batch's
+    recommender = load_state(fixture_paths).recommender.with_ranking(
+        cold_start_list="popularity")
+    model_df = pd.read_parquet(fixture_paths.processed / "model.parquet")
+    version = register_batch(BatchOutput(batch), model_df, params={
+        "engine": "spark", "k": DEPTH, "cold_start_list": "popularity",
+        "cold_start_list_from": "a test"}, metrics={"ndcg": 0.1}, paths=paths)
+    registry.promote(version, paths, reason="the most rated titles for new users")
+    assert champion_cold_start_list(paths) == {"cold_start_list": "popularity",
+                                               "cold_start_list_from": "a test"}
+    with TestClient(create_app(paths, state=load_state(paths))) as client:
+        for platforms in _PLATFORM_FILTERS:
+            got = client.get(f"/users/{UNKNOWN_USER}/recommendations",
+                             params={"n": 8, **({"platforms": platforms} if platforms else {})}
+                             ).json()
+            want = recommender.recommend(UNKNOWN_USER, n=8, platforms=platforms)
+            assert got["cold_start"]
+            assert [i["item_id"] for i in got["items"]] == want.items["item_id"].tolist()
+        bayes = load_state(fixture_paths).recommender.recommend(UNKNOWN_USER, n=8)
+        assert [i["item_id"] for i in got["items"]] != bayes.items["item_id"].tolist()
+
+
+def test_the_batch_takes_the_cold_start_list_of_the_champion_it_follows(
+        fixture_paths: ProjectPaths, tmp_path: Path) -> None:
+    from recsys_utils.fingerprint import data_fingerprint
+    from recsys_utils.scale_out.batch import champion_cold_start_list
+
+    shutil.copytree(fixture_paths.root, tmp_path / "project")
+    paths = project_paths(tmp_path / "project")
+    assert champion_cold_start_list(paths) == {  # a champion registered before the policy
+        "cold_start_list": "bayes",
+        "cold_start_list_from": "the default (no champion with a new-user policy)"}
+    model = load_state(paths).recommender.with_ranking(cold_start_list="popularity")
+    version = registry.register_model(
+        model, params={"ranking_params": model.ranking_params}, metrics={"rmse": 0.8},
+        data_fingerprint=data_fingerprint(pd.read_parquet(paths.processed / "model.parquet")),
+        paths=paths, promote=True, notes="a chosen new-user policy")
+    assert champion_cold_start_list(paths) == {
+        "cold_start_list": "popularity", "cold_start_list_from": f"the champion {version}"}
+    shutil.rmtree(paths.models)
+    assert champion_cold_start_list(paths)["cold_start_list"] == "bayes"  # no champion

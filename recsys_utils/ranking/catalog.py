@@ -27,7 +27,7 @@ from recsys_utils.errors import UnknownFilterError, UnknownItemError
 from recsys_utils.schema import KINDS
 
 __all__ = ["COLD_START_LISTS", "Catalog", "CatalogView", "bayesian_average", "catalog_rows",
-           "cold_start_order", "cold_start_positions", "top_positions", "top_valid", "zscore_rows"]
+           "cold_start_order", "top_positions", "top_valid", "zscore_rows"]
 
 #: The lists a user without a personal one can get (``ranking_params["cold_start_list"]``).
 COLD_START_LISTS: tuple[str, ...] = ("bayes", "popularity")
@@ -180,13 +180,6 @@ def cold_start_order(bayes: np.ndarray, counts: np.ndarray, by: str = "bayes") -
     if by != "bayes":
         raise ValueError(f"cold_start_list must be one of {list(COLD_START_LISTS)}, got {by!r}")
     return bayes + 1e-9 * np.log1p(counts)
-
-
-def cold_start_positions(bayes: np.ndarray, counts: np.ndarray, valid: np.ndarray,
-                         n: int, by: str = "bayes") -> np.ndarray:
-    """The cold-start list ``by`` (``cold_start_order``): its ``n`` best ``valid`` titles,
-    remaining ties to catalog order."""
-    return top_valid(cold_start_order(bayes, counts, by), valid, n)
 
 
 def top_valid(scores: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:

@@ -26,6 +26,7 @@ from recsys_utils.errors import DataError
 from recsys_utils.fingerprint import data_fingerprint
 from recsys_utils.lifecycle.registry import (
     BATCH_KIND,
+    champion_manifest,
     find_version,
     register_model,
     sha256_file,
@@ -35,12 +36,13 @@ from recsys_utils.ranking.catalog import (
     Catalog,
     CatalogView,
     bayesian_average,
-    cold_start_positions,
+    cold_start_order,
+    top_valid,
 )
 from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, Recommendations
 
 __all__ = ["BatchOutput", "BatchRecommendations", "BatchRecommender",
-           "register_batch", "save_batch"]
+           "champion_cold_start_list", "register_batch", "save_batch"]
 
 
 @dataclass
@@ -109,6 +111,25 @@ def save_batch(fitted: Any, catalog: Any, top_n_dir: Path, similar: pd.DataFrame
     return BatchOutput(recs, files)
 
 
+def champion_cold_start_list(paths: ProjectPaths | None = None) -> dict[str, str]:
+    """The cold-start list a batch version should serve, and where it comes from: the
+    champion's (chosen on held-out new users by ``03_modeling``, ``ranking.new_users``),
+    else the default. Spark's ALS lists are not chosen there, and cannot use a new user's
+    ratings; their cold-start list can still be the one chosen for the same data."""
+    try:
+        manifest = champion_manifest(paths)
+    except DataError:
+        manifest = None
+    params = (manifest or {}).get("params", {})
+    chosen = params.get("ranking_params", params).get("cold_start_list")
+    if manifest is None or chosen is None:
+        return {"cold_start_list": DEFAULT_RANKING_PARAMS["cold_start_list"],
+                "cold_start_list_from": "the default (no champion with a new-user policy)"}
+    return {"cold_start_list": str(chosen),
+            "cold_start_list_from": params.get("cold_start_list_from",
+                                               f"the champion {manifest.get('version')}")}
+
+
 def register_batch(batch: BatchOutput, train_model: pd.DataFrame, *, params: dict,
                    metrics: dict, paths: ProjectPaths | None = None) -> str:
     """Register the batch output as a version (not promoted); an identical earlier run
@@ -157,9 +178,11 @@ class BatchRecommender(CatalogView):
       ``n`` of the ``depth`` stored titles pass (or ``n > depth``) the answer has *fewer
       than n items* (its length says so), never titles from outside the stored lists.
       ``score`` is the ALS score the list is ordered by, not a rating.
-    * **Unknown user**: the ``Recommender``'s cold-start list, the best Bayesian averages
-      ``(sum of scores + prior_count * global mean) / (n_ratings + prior_count)`` within
-      the filters, from the analytics table's ``mean_score`` and ``n_ratings``.
+    * **Unknown user**: the ``Recommender``'s cold-start list ``cold_start_list`` (the
+      registered version's, ``champion_cold_start_list``): the best Bayesian averages
+      ``(sum of scores + prior_count * global mean) / (n_ratings + prior_count)`` or the
+      most rated titles within the filters, from the analytics table's ``mean_score`` and
+      ``n_ratings``.
     * **A new user's ratings** (``recommend_for_ratings``): there is no model to fold
       them into, so the cold-start list without the rated titles (``cold_start=True``).
     * **Similar titles**: the stored table; a title without entries has no neighbours.
@@ -168,7 +191,8 @@ class BatchRecommender(CatalogView):
     """
 
     def __init__(self, batch: BatchRecommendations, analytics: pd.DataFrame,
-                 prior_count: float = DEFAULT_RANKING_PARAMS["prior_count"]) -> None:
+                 prior_count: float = DEFAULT_RANKING_PARAMS["prior_count"],
+                 cold_start_list: str = DEFAULT_RANKING_PARAMS["cold_start_list"]) -> None:
         self.catalog = Catalog(analytics)
         # the Recommender's cold-start list, from the analytics table's means and counts
         # (those of the title's item_id, equal on each of its rows), in catalog order
@@ -178,6 +202,7 @@ class BatchRecommender(CatalogView):
         self._n_ratings = first["n_ratings"].fillna(0).to_numpy(dtype=np.float64)
         sums = first["mean_score"].fillna(0).to_numpy(dtype=np.float64) * self._n_ratings
         self._bayes = bayesian_average(sums, self._n_ratings, prior_count)
+        self._cold_order = cold_start_order(self._bayes, self._n_ratings, cold_start_list)
         top = batch.top_n
         self._lists = {str(p): _Lists(rows, "user", "item", "score")
                        for p, rows in top.groupby(top["platform"].astype(str))}
@@ -203,9 +228,9 @@ class BatchRecommender(CatalogView):
 
     def _cold_start(self, n: int, valid: np.ndarray, platforms: Sequence[str] | None,
                     user: int | None) -> Recommendations:
-        top = cold_start_positions(self._bayes, self._n_ratings, valid, n)
+        top = top_valid(self._cold_order, valid, n)
         return Recommendations(user=user, cold_start=True, items=self.catalog.frame(
-            top, self._bayes[top], self._bayes[top], platforms))
+            top, self._bayes[top], self._cold_order[top], platforms))
 
     def recommend(self, user: int, n: int = 10, platforms: Sequence[str] | None = None,
                   kind: str | None = None) -> Recommendations:

@@ -42,7 +42,7 @@ from recsys_utils.ranking.evaluation import (
 from recsys_utils.ranking.recommender import Recommender
 from recsys_utils.scale_out import als as sals
 from recsys_utils.scale_out import evaluation as sev
-from recsys_utils.scale_out.batch import register_batch, save_batch
+from recsys_utils.scale_out.batch import champion_cold_start_list, register_batch, save_batch
 from recsys_utils.scale_out.cleaning import (
     SparkCleaningResult,
     clean_on_spark,
@@ -226,7 +226,7 @@ def run_scale_out(settings: SparkSettings | None = None, *, k: int = 10,
             version = register_batch(batch, processed.model, params={
                 "engine": "spark", "implicit_als": sals.params_dict(implicit.best),
                 "explicit_als": sals.params_dict(explicit.best), "k": k, "seed": seed,
-                "holdout_fraction": holdout_fraction},
+                "holdout_fraction": holdout_fraction, **champion_cold_start_list(paths)},
                 metrics={"holdout": split, **_round(final_report)}, paths=paths)
         train.unpersist()
         test.unpersist()
