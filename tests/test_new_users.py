@@ -211,3 +211,12 @@ def test_the_choice_is_the_rule_on_held_out_users_and_tuning_registers_it(rating
     assert list(tuned.new_users_table.columns[:3]) == ["users", "popularity", "bayes"]
     assert {k: off.best_params[k] for k in chosen} == new_users.POLICY_OFF
     assert not off.new_users["tried"] and off.new_users_table.empty
+
+
+def test_the_cold_start_order_follows_a_refit(ratings):
+    rec = svd_recommender(ratings, cold_start_list="popularity")
+    first = rec.recommend(-1, 5).items["item_id"].tolist()
+    assert first == _by_count(rec)[:5]
+    rec.fit(ratings[ratings["item"] != first[0]], synthetic_titles())  # the top title unrated
+    again = rec.recommend(-1, 5).items["item_id"].tolist()
+    assert again == _by_count(rec)[:5] and first[0] not in again

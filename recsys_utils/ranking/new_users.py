@@ -66,10 +66,11 @@ POLICY_OFF: dict[str, Any] = {"cold_start_list": "bayes", "personalise_from": 1,
 def new_user_lists(rec: Recommender, given: Mapping[str, float], k: int = 10,
                    served: bool = False, at: Any = None) -> dict[str, list[str]]:
     """Each list of ``LISTS`` a new user who rated ``given`` (the request made ``at``) would
-    get from ``rec``, through the request path (``recommend_for_ratings``) with the policy
-    set to give it; with ``served``, also ``rec``'s own answer under its policy."""
+    get from ``rec``, through the request path (``top_items_for_ratings``: the titles
+    ``recommend_for_ratings`` lists) with the policy set to give it; with ``served``, also
+    ``rec``'s own answer under its policy."""
     def ids(model: Recommender) -> list[str]:
-        return model.recommend_for_ratings(given, k, at=at).items["item_id"].astype(str).tolist()
+        return model.top_items_for_ratings(given, k, at=at)
 
     cold_only = len(given) + 1  # fewer ratings than this: the cold-start list
     out = {by: ids(rec.with_ranking(cold_start_list=by, personalise_from=cold_only))

@@ -281,6 +281,7 @@ class Recommender(CatalogView):
         upos, pos, scores, weights = upos[last], pos[last], scores[last], weights[last]
         self._recent = (upos, pos, weights, recent[last].astype(np.float64),
                         np.bincount(upos, minlength=len(self.user_ids))[upos].astype(np.float64))
+        self._cold_orders: dict[str, np.ndarray] = {}  # cold_start_order's, per list
         self._rated = sp.csr_matrix((np.ones_like(weights, dtype=bool), (upos, pos)),
                                     shape=shape)
         self._user_counts = np.diff(self._rated.indptr)  # catalog titles each user rated
@@ -347,6 +348,7 @@ class Recommender(CatalogView):
         state = dict(self.__dict__)
         state.pop("_recent", None)  # only with_ranking(recency=...) needs it (tuning)
         state.pop("_rating_cache", None)
+        state.pop("_cold_orders", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -433,9 +435,13 @@ class Recommender(CatalogView):
         return bool(self.personal(self._user_counts[self._user_pos[int(user)]]))
 
     def cold_start_order(self) -> np.ndarray:
-        """What the cold-start list ranks every catalog title by (``cold_start_list``)."""
-        return cold_start_order(self._bayes, self.n_ratings,
-                                self.ranking_params["cold_start_list"])
+        """What the cold-start list ranks every catalog title by (``cold_start_list``);
+        computed once per list (a copy made by ``with_ranking`` shares the cache)."""
+        by = self.ranking_params["cold_start_list"]
+        cache = self.__dict__.setdefault("_cold_orders", {})
+        if by not in cache:
+            cache[by] = cold_start_order(self._bayes, self.n_ratings, by)
+        return cache[by]
 
     def candidate_mask(self, platforms: Sequence[str] | None = None,
                        kind: str | None = None) -> np.ndarray:
@@ -550,13 +556,33 @@ class Recommender(CatalogView):
         (what ``pd.Timestamp`` reads), which the re-ranker's time features read; ``None``:
         the end of the training data. Unknown ``item_id`` -> ``UnknownItemError``.
         """
+        top, ranking, pred = self._rank_ratings(ratings, n, self.candidate_mask(platforms, kind),
+                                                at)
+        if pred is None:
+            return Recommendations(user=None, cold_start=True, items=self.catalog.frame(
+                top, self._bayes[top], ranking[top], platforms))
+        return Recommendations(user=None, cold_start=False,
+                               items=self.catalog.frame(top, self._clip(pred[top]),
+                                                        ranking[top], platforms))
+
+    def top_items_for_ratings(self, ratings: Mapping[str, float], n: int = 10,
+                              at: Any = None) -> list[str]:
+        """The item ids ``recommend_for_ratings`` would list, unfiltered, without a
+        DataFrame (what the choice of the new-user policy scores thousands of)."""
+        top, _, _ = self._rank_ratings(ratings, n, self.candidate_mask(None, None), at)
+        return self.item_ids[top].tolist()
+
+    def _rank_ratings(self, ratings: Mapping[str, float], n: int, valid: np.ndarray,
+                      at: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(top positions, ranking scores, predicted ratings)`` of a new user's request;
+        the predicted ratings are ``None`` when the list is the cold-start list."""
         self._check_fitted()
-        valid = self.candidate_mask(platforms, kind)
         pos = self.catalog.positions(ratings) if ratings else np.zeros(0, dtype=np.int64)
         if not self.personal(pos.size):
             valid = valid.copy()
             valid[pos] = False
-            return self._cold_start(None, n, valid, platforms)
+            order = self.cold_start_order()
+            return top_valid(order, valid, n), order, None
         scores = np.array([float(s) for s in ratings.values()], dtype=np.float64)
         w = self.interaction_weights(scores)
         row = sp.csr_matrix((w, (np.zeros(pos.size, dtype=np.int64), pos)),
@@ -570,10 +596,7 @@ class Recommender(CatalogView):
             ranking = rerank_scores(self, ranking,
                                     new_user=(row, self._sequence_row(w, pos), when))
         ranking = ranking[0]
-        top = top_valid(ranking, valid, n)
-        return Recommendations(user=None, cold_start=False,
-                               items=self.catalog.frame(top, self._clip(pred[top]),
-                                                        ranking[top], platforms))
+        return top_valid(ranking, valid, n), ranking, pred
 
     def _sequence_row(self, weights: np.ndarray, pos: np.ndarray) -> sp.csr_matrix:
         """The re-ranker's sequential input for ratings given in order (the last = latest)."""
