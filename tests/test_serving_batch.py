@@ -340,5 +340,11 @@ def test_the_batch_takes_the_cold_start_list_of_the_champion_it_follows(
         paths=paths, promote=True, notes="a chosen new-user policy")
     assert champion_cold_start_list(paths) == {
         "cold_start_list": "popularity", "cold_start_list_from": f"the champion {version}"}
+    older = registry.register_model(  # a manifest from before tuning: ranking_params null
+        model, params={"ranking_params": None}, metrics={"rmse": 0.9},
+        data_fingerprint=data_fingerprint(pd.read_parquet(paths.processed / "model.parquet")),
+        paths=paths, promote=True, notes="no ranking record")
+    assert registry.champion_version(paths) == older
+    assert champion_cold_start_list(paths)["cold_start_list"] == "bayes"
     shutil.rmtree(paths.models)
     assert champion_cold_start_list(paths)["cold_start_list"] == "bayes"  # no champion

@@ -121,7 +121,9 @@ def champion_cold_start_list(paths: ProjectPaths | None = None) -> dict[str, str
     except DataError:
         manifest = None
     params = (manifest or {}).get("params", {})
-    chosen = params.get("ranking_params", params).get("cold_start_list")
+    # a Recommender's under ranking_params (null in manifests from before tuning); a
+    # batch version's at the top
+    chosen = (params.get("ranking_params") or params).get("cold_start_list")
     if manifest is None or chosen is None:
         return {"cold_start_list": DEFAULT_RANKING_PARAMS["cold_start_list"],
                 "cold_start_list_from": "the default (no champion with a new-user policy)"}
@@ -192,7 +194,7 @@ class BatchRecommender(CatalogView):
 
     def __init__(self, batch: BatchRecommendations, analytics: pd.DataFrame,
                  prior_count: float = DEFAULT_RANKING_PARAMS["prior_count"],
-                 cold_start_list: str = DEFAULT_RANKING_PARAMS["cold_start_list"]) -> None:
+                 cold_start_list: str | None = None) -> None:
         self.catalog = Catalog(analytics)
         # the Recommender's cold-start list, from the analytics table's means and counts
         # (those of the title's item_id, equal on each of its rows), in catalog order
@@ -202,7 +204,9 @@ class BatchRecommender(CatalogView):
         self._n_ratings = first["n_ratings"].fillna(0).to_numpy(dtype=np.float64)
         sums = first["mean_score"].fillna(0).to_numpy(dtype=np.float64) * self._n_ratings
         self._bayes = bayesian_average(sums, self._n_ratings, prior_count)
-        self._cold_order = cold_start_order(self._bayes, self._n_ratings, cold_start_list)
+        self._cold_order = cold_start_order(
+            self._bayes, self._n_ratings,
+            cold_start_list or DEFAULT_RANKING_PARAMS["cold_start_list"])
         top = batch.top_n
         self._lists = {str(p): _Lists(rows, "user", "item", "score")
                        for p, rows in top.groupby(top["platform"].astype(str))}

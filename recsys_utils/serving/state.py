@@ -161,7 +161,7 @@ def load_state(paths: ProjectPaths | None = None) -> ServingState:
         # The lists are the model: only the catalog tables are read (no ratings, no model table).
         titles, analytics = read_table("titles", paths), read_table("analytics", paths)
         recommender = BatchRecommender(recommender, analytics, cold_start_list=manifest.get(
-            "params", {}).get("cold_start_list", "bayes"))
+            "params", {}).get("cold_start_list"))
         active = pd.Series(0, index=recommender.user_ids)  # no activity figures: id order
     else:
         if not hasattr(recommender, "recommend"):
