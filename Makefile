@@ -56,7 +56,12 @@ pipeline: $(STAMP) ## execute the notebooks in order with papermill (PARAMS=note
 book: $(STAMP) ## build the Jupyter Book from the executed notebooks (warnings are errors)
 	$(BIN)/python -m recsys_utils.run.book
 
-test: lint unit nbval ## everything CI runs: lint, unit tests, the pipeline (01-05) and nbval
+# The pytest suite and the pipeline + nbval run side by side: each alone keeps about 1.3 of
+# CI's 2 cores busy (many tests wait on servers and JVMs; a notebook runs on one core), and
+# every test works in its own temporary project, never in this one's data/ or outputs/.
+# Their output interleaves; the first failure stops both and fails `make test`.
+test: lint ## everything CI runs: lint, then the unit tests alongside the pipeline (01-05) and nbval
+	$(MAKE) --no-print-directory -j2 unit nbval
 
 lint: $(STAMP) ## ruff over the package, tests, benchmarks and notebooks
 	$(BIN)/ruff check recsys_utils tests benchmarks notebooks
