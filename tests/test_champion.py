@@ -45,6 +45,9 @@ def test_champion_is_registered_with_the_runs_record(result, data, paths):
     # the full configuration is recorded (given values over the documented fallback)
     assert manifest["params"]["ranking_params"] == {**DEFAULT_RANKING_PARAMS, "l2": 60.0}
     assert manifest["params"]["tuning"]["ranking"]["tuned"] is False
+    sources = manifest["params"]["tuning"]["ranking"]["sources"]
+    assert sources["l2"] == "set by hand (ranking_params), not validated"
+    assert sources["pop_weight"] == "default (DEFAULT_RANKING_PARAMS), not tuned"
     assert manifest["params"]["tuning"]["rating"] == {"tuned": False}
     assert manifest["data_fingerprint"] == data_fingerprint(model_df)
     rating_model = champion.recommender.rating_model
@@ -114,6 +117,19 @@ def test_the_registered_ranking_is_what_the_validation_chose(result, data, paths
     assert {r["rival"] for r in record["rivals"]} >= {"ease (score)", "ease (binary)",
                                                       "itemknn (score)"}
     assert "coverage >= 1.5 x popularity" in record["rule"]
+    # and it says where every served parameter came from
+    sources = record["sources"]
+    assert list(sources) == list(DEFAULT_RANKING_PARAMS)
+    assert sources == champion.sources
+    assert sources["ranker"].startswith("validation: the best of 9 configurations of 3 rivals")
+    for key in ("weighting", "l2", "pop_weight"):
+        assert sources[key] == f"validation: chosen among {grid['ease'][key]}"
+    assert sources["neighbours"].startswith("unused by the served ranker (ease")
+    assert sources["min_item_ratings"].startswith("default, not tuned: ")
+    assert sources["cold_start_list"].startswith("validation on ")
+    table = champion.sources_table
+    assert table.loc["l2", "value"] == str(ranking.best_params["l2"])
+    assert table.loc["l2", "source"] == sources["l2"]
 
 
 def test_the_rating_blends_tuned_parameters_are_recorded_with_their_scores(data, paths):

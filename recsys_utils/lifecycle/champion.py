@@ -28,6 +28,7 @@ from recsys_utils.lifecycle.retrain import default_trainer
 from recsys_utils.paths import ProjectPaths
 from recsys_utils.plots import save_figure
 from recsys_utils.ranking.evaluation import TuningResult, jsonable
+from recsys_utils.ranking.provenance import parameter_sources, sources_table
 from recsys_utils.ranking.recommender import Recommender
 from recsys_utils.rating.figures import plot_blend_weights
 from recsys_utils.rating.modeling import ModelingResult
@@ -46,9 +47,17 @@ class Champion:
     reused: bool
     #: The validation choice of the ranking (``None``: not tuned in this run).
     ranking: TuningResult | None = None
+    #: Where each served ranking parameter came from (``provenance.parameter_sources``,
+    #: the manifest's ``tuning.ranking.sources``).
+    sources: dict[str, str] = field(default_factory=dict)
     #: ``"blend_weights"`` -> the final blend's ridge weights (closed Figure).
     figures: dict[str, Figure] = field(default_factory=dict)
     figure_paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def sources_table(self) -> pd.DataFrame:
+        """Every served ranking parameter: its value and where it came from."""
+        return sources_table(self.recommender.ranking_params, self.sources)
 
     @property
     def summary(self) -> str:
@@ -99,7 +108,8 @@ def register_champion(result: ModelingResult, model_df: pd.DataFrame, titles: pd
         chosen = Recommender(ranking_params=ranking_params).ranking_params
         ranking_record = {"tuned": False, "chosen": jsonable(chosen),
                           "source": "ranking_params" if ranking_params
-                          else "DEFAULT_RANKING_PARAMS (tuning off)"}
+                          else "DEFAULT_RANKING_PARAMS (tuning off)",
+                          "sources": parameter_sources(chosen, given=ranking_params)}
     params = {**result.registry_params(chosen),
               "tuning": {"ranking": ranking_record, "rating": rating_tuning_record(result, rating_grid)}}
     if precompute_depth:
@@ -109,7 +119,7 @@ def register_champion(result: ModelingResult, model_df: pd.DataFrame, titles: pd
         params=params, metrics=result.registry_metrics(),
         data_fingerprint=data_fingerprint(model_df), paths=paths, notes=notes)
     champion = Champion(version=version, recommender=recommender, reused=reused,
-                        ranking=ranking)
+                        ranking=ranking, sources=ranking_record["sources"])
     fig = plot_blend_weights(recommender.rating_model.weights)
     champion.figures["blend_weights"] = fig
     champion.figure_paths["blend_weights"] = save_figure(fig, "model_blend_weights", paths)

@@ -36,6 +36,7 @@ from recsys_utils.data.tables import check_columns
 from recsys_utils.errors import DataError
 from recsys_utils.ranking.metrics import per_user_ndcg, ranking_report
 from recsys_utils.ranking.new_users import POLICY_OFF, choose_new_user_policy
+from recsys_utils.ranking.provenance import parameter_sources, untuned
 from recsys_utils.ranking.rankers import RANKERS
 from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, Recommender
 from recsys_utils.ranking.rerank import (
@@ -534,6 +535,7 @@ class TuningResult:
             "cold_start_list": self.best_params["cold_start_list"],
             "personalise_from": self.best_params["personalise_from"],
             "rerank_from": self.best_params["rerank_from"],
+            "untuned": ", ".join(untuned(self.record()["sources"])) or "none",
         }
         for name, value in self.rerank.get("validation", {}).items():
             key[f"rerank_val_{name}"] = value
@@ -549,7 +551,7 @@ class TuningResult:
         """What a registered model records about its ranking parameters: every chosen value,
         the validation scores of the choice, the grid, the rule and the rivals."""
         row = self.best_row
-        return jsonable({
+        record = jsonable({
             "chosen": self.best_params,
             "validation": {key: row[key] for key in _SCORE_COLUMNS if key in row},
             "validation_popularity": self.popularity,
@@ -565,6 +567,7 @@ class TuningResult:
                          "reranker_tried": bool(self.rerank.get("tried", False)),
                          "new_users_tried": bool(self.new_users.get("tried", False))},
         })
+        return {**record, "sources": parameter_sources(record["chosen"], record)}
 
 
 #: Popularity penalties ``choose_reranker`` tries, in order, until the coverage floor holds.
