@@ -60,7 +60,7 @@ book: $(STAMP) ## build the Jupyter Book from the executed notebooks (warnings a
 # about 1.3 of CI's 2 cores busy (many tests wait on servers and JVMs; a notebook mostly runs
 # on one core). Measured on a fresh clone on 2 cores: 905 s instead of 1,144 s. Every test
 # works in its own temporary project, never in this one's data/ or outputs/. Their output
-# interleaves; the first failure stops both and fails `make test`.
+# interleaves. A failure in one lets the other finish (make waits for it), then fails `make test`.
 test: lint ## everything CI runs: lint, then the unit tests alongside the pipeline (01-05) and nbval
 	$(MAKE) --no-print-directory -j2 unit nbval
 
@@ -75,7 +75,7 @@ unit: $(STAMP) browser ## the unit and integration tests (WORKERS=4 processes)
 	$(BIN)/python -m pytest -n $(WORKERS) --dist worksteal
 
 # The demo's browser test needs Debian's chromium; install it where we may (root, apt).
-browser:
+browser: ## install Debian's chromium for the demo's browser test (as root, with apt; else a note)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } ; } || \
 		echo "note: chromium not installed; the browser test will say it is skipped"
