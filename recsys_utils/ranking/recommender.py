@@ -77,11 +77,13 @@ from recsys_utils.ranking.catalog import (
     Catalog,
     CatalogView,
     bayesian_average,
+    catalog_rows,
     cold_start_order,
     top_positions,
     top_valid,
     zscore_rows,
 )
+from recsys_utils.ranking.content import ORDER_SCALE, ContentOrder, title_features
 from recsys_utils.ranking.rankers import RANKERS, EaseRanker, fit_ranker
 from recsys_utils.ranking.rerank import (
     DEFAULT_STRUCTURE,
@@ -241,7 +243,7 @@ class Recommender(CatalogView):
         self.rating_model.fit(model_df)
         self.catalog = Catalog(titles)
         self._fit_interactions(model_df)
-        self._fit_ranker()
+        self._fit_ranker(title_features(catalog_rows(titles)[1]))  # in catalog order
         self._rerank = (fit_context(self, model_df, self.ranking_params["rerank"])
                         if self.ranking_params["rerank"] else None)
         self._fit_factors()
@@ -296,10 +298,11 @@ class Recommender(CatalogView):
         self._item_baseline = np.asarray(
             self.rating_model.predict_items(None, self.item_ids, clip=False), dtype=np.float64)
 
-    def _fit_ranker(self) -> None:
+    def _fit_ranker(self, content: sp.csr_matrix) -> None:
         """The ranker (``rankers.fit_ranker``) on the weighted interactions; ``_ease_cols``:
         the titles with at least ``min_item_ratings`` ratings (at most ``max_ease_items``),
-        the ones ``similar`` draws neighbours from."""
+        the ones ``similar`` draws neighbours from; ``_content``: the order of the titles the
+        ranker does not score, from their ``content`` features (``content.ContentOrder``)."""
         p = self.ranking_params
         eligible = np.flatnonzero(self.n_ratings >= int(p["min_item_ratings"]))
         if eligible.size > int(p["max_ease_items"]):  # keep the most rated (stable order)
@@ -310,6 +313,11 @@ class Recommender(CatalogView):
         self._ranker = (fit_ranker(p, self._weights.tocsr().astype(np.float32), self.n_ratings,
                                    self.seed)
                         if float(p["ease_weight"]) != 0 else None)
+        # the titles the ranker gives no score of its own: content orders them (content.py)
+        unscored = (np.zeros(0, dtype=np.int64) if self._ranker is None else
+                    np.setdiff1d(np.arange(len(self.item_ids)), eligible)
+                    if p["ranker"] == "ease" else np.flatnonzero(self.n_ratings == 0))
+        self._content = ContentOrder(content, unscored, self.n_ratings) if unscored.size else None
 
     def _scoring_rows(self, recency: float) -> sp.csr_matrix:
         """The users' rows the ranker scores: the weighted interactions, each user's
@@ -361,6 +369,7 @@ class Recommender(CatalogView):
                 state.pop(derived, None)
         self.__dict__.update(state)
         self.__dict__.setdefault("_rerank", None)  # saved before the re-ranker existed
+        self.__dict__.setdefault("_content", None)  # saved before content ordered unscored titles
         if "_rated" in state and "_user_counts" not in state:  # saved before the policy
             self._user_counts = np.diff(self._rated.indptr)
         if "_B" in state:  # saved before rankers existed: EASE's B over _ease_cols
@@ -458,10 +467,14 @@ class Recommender(CatalogView):
             return np.zeros((weights.shape[0], len(self.item_ids)), dtype=np.float64)
         return self._ranker.scores(weights)
 
-    def _blend(self, ease: np.ndarray, rating: np.ndarray | None) -> np.ndarray:
-        """The ranking score from raw EASE scores (rows = users) and predicted ratings."""
+    def _blend(self, rows: sp.csr_matrix, rating: np.ndarray | None) -> np.ndarray:
+        """The ranking score of users (``rows``: their weighted ratings) from the ranker's
+        raw scores and predicted ratings; the titles the ranker does not score, ordered
+        among themselves by content (``content.content_order``)."""
         p = self.ranking_params
-        s = zscore_rows(ease) * float(p["ease_weight"])
+        s = zscore_rows(self._ease_scores(rows)) * float(p["ease_weight"])
+        if self._content is not None:
+            s[:, self._content.unscored] += ORDER_SCALE * self._content(rows)
         if p["pop_weight"]:
             s += float(p["pop_weight"]) * self._pop_z
         if p["rating_weight"] and rating is not None:
@@ -480,10 +493,9 @@ class Recommender(CatalogView):
 
     def _blended_rows(self, rows: np.ndarray) -> np.ndarray:
         """The ranking score (``_blend``) of the known users at positions ``rows``."""
-        ease = self._ease_scores(self._X[rows])
         rating = (self._rating_rows(self.user_ids[rows]) if self.ranking_params["rating_weight"]
                   else None)
-        return self._blend(ease, rating)
+        return self._blend(self._X[rows], rating)
 
     def _clip(self, est: np.ndarray) -> np.ndarray:
         return np.clip(est, 0.5, 5.0)
@@ -589,7 +601,7 @@ class Recommender(CatalogView):
                             shape=(1, len(self.item_ids)), dtype=np.float32)
         offset = float(np.sum(scores - self._item_baseline[pos]) / (len(pos) + 5.0))
         pred = self._item_baseline + offset
-        ranking = self._blend(self._ease_scores(row), pred[None, :])
+        ranking = self._blend(row, pred[None, :])
         ranking[0, pos] = -np.inf  # rated: never a candidate
         if self.ranking_params["rerank"] and pos.size >= self.ranking_params["rerank_from"]:
             when = None if at is None else int(pd.Timestamp(at).value // 10**9)
