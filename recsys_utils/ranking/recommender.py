@@ -45,7 +45,9 @@ switched off, and the values a grid does not vary.
 Candidates are every catalog title the user has not rated; a title (``item_id``) is
 available on every platform of its copies in ``titles``. Titles with fewer than
 ``min_item_ratings`` training ratings are left out of EASE (memory/speed: ``B`` is dense
-``n x n``; such titles get an EASE score of 0 and are still candidates). Ties in the
+``n x n``; such titles get the user's lowest EASE score and are still candidates, ordered
+among themselves by content, ``content.ContentOrder``; other rankers leave out only titles
+without any rating). Ties in the
 ranking score (unclipped, so two titles predicted "5.0" are still ordered) are broken by
 catalog order (``item_id`` ascending). ``B`` is rounded to float16 at fit (the in-memory
 and the pickled model rank identically): 3,496 titles on the default data, 24 MB.
