@@ -91,3 +91,12 @@ def test_a_model_saved_before_the_order_answers_as_before(rec):
     old.__setstate__(state)
     new = _new_titles_in_order(old.recommend(2, n=len(rec.item_ids)).items)
     assert new == sorted(DRAMAS + COMEDIES)
+
+
+def test_a_title_nobody_rated_has_neighbours_in_content(rec):
+    frame = rec.similar("a_new_drama_0", n=5)
+    assert (frame["basis"] == "content").all() and "a_new_drama_0" not in set(frame["item_id"])
+    # the other new TV dramas share everything it has; then come the fixture's dramas
+    assert set(frame["item_id"][:3]) == set(DRAMAS[1:])
+    assert frame["similarity"].is_monotonic_decreasing and frame["similarity"].iloc[0] > 0.99
+    assert (rec.similar("i03", n=3)["basis"] == "ratings").all()  # rated: the item factors

@@ -132,8 +132,15 @@ def test_similar_titles_match_the_model(state: ServingState):
     assert state.titles_by_id[RATED_ID].title in status
 
 
+def test_a_title_nobody_rated_gets_its_neighbours_in_content(state: ServingState):
+    table, status = demo.similar_titles(state, UNRATED_ID, 5)
+    assert len(table) == 5 and "closest to it in genres" in status
+    assert state.titles_by_id[UNRATED_ID].title in status
+    assert list(table["id"]) == list(state.recommender.similar(
+        state.titles_by_id[UNRATED_ID].item_id, n=5)["item_id"])
+
+
 @pytest.mark.parametrize(("item", "says"), [
-    (UNRATED_ID, "no neighbours"),  # in the catalog, but nobody rated it
     ("zz999", "not a title the model knows"),
     (None, "Pick a title"),
 ])

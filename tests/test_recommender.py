@@ -145,7 +145,8 @@ def test_recommend_for_ratings_new_user(rec: Recommender):
 
 def test_similar_titles_are_nearest_neighbours_in_factor_space(rec: Recommender):
     frame = rec.similar("i03", n=5)
-    assert list(frame.columns) == ["item_id", "title", "platform", "similarity"]
+    assert list(frame.columns) == ["item_id", "title", "platform", "similarity", "basis"]
+    assert (frame["basis"] == "ratings").all()
     assert len(frame) == 5 and "i03" not in set(frame["item_id"])
     assert frame["similarity"].is_monotonic_decreasing
     assert (frame["similarity"] <= 1.0 + 1e-6).all()

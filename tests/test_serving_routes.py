@@ -29,6 +29,7 @@ from serving_fixture import (
 from recsys_utils.explore import analytics
 from recsys_utils.lifecycle.registry import champion_version, read_manifest
 from recsys_utils.paths import ProjectPaths
+from recsys_utils.ranking.content import genre_words
 from recsys_utils.serving import routes
 from recsys_utils.serving.app import create_app
 from recsys_utils.serving.schemas import MAX_N
@@ -234,13 +235,24 @@ def test_similar_titles(client: TestClient):
     ids = [i["item_id"] for i in body["items"]]
     assert len(ids) == 4 and RATED_ID not in ids
     assert all(i["similarity"] is not None for i in body["items"])
+    assert body["basis"] == "ratings"
 
 
-def test_similar_for_title_without_ratings_is_an_empty_list(client: TestClient):
-    """Nobody rated it, so the model has no neighbours for it: 200 with no items."""
-    response = client.get(f"/titles/{UNRATED_ID}/similar")
+def test_similar_for_title_without_ratings_is_found_by_content(client: TestClient,
+                                                                paths: ProjectPaths):
+    """Nobody rated it, so the model has no neighbours for it in its item space: the titles
+    closest in content, said so by ``basis``."""
+    response = client.get(f"/titles/{UNRATED_ID}/similar", params={"n": 5})
     assert response.status_code == 200
-    assert response.json()["id"] == UNRATED_ID and response.json()["items"] == []
+    body = response.json()
+    assert body["id"] == UNRATED_ID and body["basis"] == "content"
+    ids = [i["item_id"] for i in body["items"]]
+    assert len(ids) == 5 and body["item_id"] not in ids
+    sims = [i["similarity"] for i in body["items"]]
+    assert sims == sorted(sims, reverse=True) and 0 < sims[0] <= 1
+    titles = pd.read_parquet(paths.processed / "titles.parquet")
+    genres = titles.drop_duplicates("item_id").set_index("item_id")["genres"]
+    assert genre_words(genres[body["item_id"]]) & genre_words(genres[ids[0]])  # shares one
 
 
 # --------------------------------------------------------------------------- analytics

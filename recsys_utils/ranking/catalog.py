@@ -136,14 +136,17 @@ class Catalog:
             "ranking_score": np.asarray(ranking, dtype=np.float64),
         })
 
-    def similar_frame(self, positions: np.ndarray, similarity: np.ndarray) -> pd.DataFrame:
-        """Similar titles: ``item_id, title, platform, similarity`` (rounded to 4 decimals)."""
+    def similar_frame(self, positions: np.ndarray, similarity: np.ndarray,
+                      basis: str = "ratings") -> pd.DataFrame:
+        """Similar titles: ``item_id, title, platform, similarity`` (rounded to 4 decimals)
+        and ``basis``: ``ratings`` (who rated them) or ``content`` (what they are)."""
         return pd.DataFrame({
             "item_id": self.item_ids[positions].astype(str),
             "title": self.titles[positions].astype(str),
             "platform": self.display_platforms(positions),
             "similarity": np.round(np.asarray(similarity, dtype=np.float64), 4),
-        }, columns=["item_id", "title", "platform", "similarity"])
+            "basis": basis,
+        }, columns=["item_id", "title", "platform", "similarity", "basis"])
 
 
 class CatalogView:

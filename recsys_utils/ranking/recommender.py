@@ -621,15 +621,20 @@ class Recommender(CatalogView):
     def similar(self, item_id: str, n: int = 10) -> pd.DataFrame:
         """The ``n`` titles closest to ``item_id`` by cosine similarity of item factors.
 
-        Columns ``item_id, title, platform, similarity``. Neighbours are drawn from the
-        titles with at least ``min_item_ratings`` ratings (factors of rarer titles are
-        noise); a title nobody rated has no factors and gets an empty frame.
+        Columns ``item_id, title, platform, similarity, basis``. Neighbours are drawn from
+        the titles with at least ``min_item_ratings`` ratings (factors of rarer titles are
+        noise). A title nobody rated has no factors: its neighbours are the titles closest
+        in content (``content.ContentOrder.similar``, ``basis`` ``content``), or none when
+        the model has no content features (saved before them).
         """
         self._check_fitted()
         pos = int(self.catalog.positions([item_id])[0])
         q = self._factors[pos] if self._factors.shape[1] else np.zeros(0, dtype=np.float32)
         if q.size == 0 or not np.any(q):
-            return self.catalog.similar_frame(np.zeros(0, dtype=np.int64), np.zeros(0))
+            if self._content is None:
+                return self.catalog.similar_frame(np.zeros(0, dtype=np.int64), np.zeros(0))
+            top, sims = self._content.similar(pos, n)
+            return self.catalog.similar_frame(top, sims, basis="content")
         cand = self._ease_cols[self._ease_cols != pos]
         sims = self._factors[cand] @ q
         top = cand[top_valid(sims.astype(np.float64), np.ones(cand.size, dtype=bool), n)]

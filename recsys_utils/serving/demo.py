@@ -269,6 +269,10 @@ def similar_titles(state: ServingState, title_id: Any, n: Any = 10) -> tuple[pd.
         "similarity": frame["similarity"].astype(float).round(3).to_numpy(),
         "id": frame["item_id"].astype(str).to_numpy(),
     }, columns=SIMILAR_COLUMNS)
+    if frame["basis"].iloc[0] == "content":
+        return table, (f"Nobody rated *{name}* often enough for the model to place it: these "
+                       "titles are the closest to it in genres, release period, kind and age "
+                       "rating.")
     return table, (f"Titles most similar to *{name}* (cosine similarity of the model's "
                    "item factors: viewers who liked one liked the other).")
 

@@ -271,7 +271,9 @@ async def similar_titles(state: State, title_id: TitleId, n: N = 10) -> SimilarO
             frame["item_id"].tolist(), frame["title"].tolist(), frame["platform"].tolist(),
             frame["similarity"].tolist(), strict=True)
     ]
-    return SimilarOut(id=record.id, item_id=record.item_id, title=record.title, items=items)
+    basis = str(frame["basis"].iloc[0]) if len(frame) else None
+    return SimilarOut(id=record.id, item_id=record.item_id, title=record.title, basis=basis,
+                      items=items)
 
 
 # --------------------------------------------------------------------------- recommendations

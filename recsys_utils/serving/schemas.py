@@ -331,6 +331,10 @@ class SimilarOut(BaseModel):
     id: str
     item_id: str
     title: str
+    basis: str | None = Field(description="`ratings`: neighbours in the model's item space "
+                              "(viewers who liked one liked the other); `content`: the title "
+                              "has no ratings, so the titles closest in genres, release "
+                              "period, kind and age rating; null when there are none.")
     items: list[SimilarTitle]
 
 
