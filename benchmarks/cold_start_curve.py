@@ -56,21 +56,18 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _common import load_tables
-from ranking_variants import load_champion_or_none
+from _common import served_ranking
 
 from recsys_utils.ranking.evaluation import rating_params_for
 from recsys_utils.ranking.new_users import GIVEN, LISTS, new_user_curve
 from recsys_utils.ranking.recommender import Recommender
-from recsys_utils.ranking.report import registered_configuration
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0, help="which users are held out")
     args = parser.parse_args()
-    model_df, titles, source = load_tables()
-    served, _, where = registered_configuration(load_champion_or_none(), model_df, titles)
+    model_df, titles, source, served, where = served_ranking()
     users = np.sort(model_df["user"].unique())
     held = set(np.random.default_rng(args.seed).choice(users, users.size // 5,
                                                        replace=False).tolist())

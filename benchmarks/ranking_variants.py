@@ -136,10 +136,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from _common import load_tables
+from _common import served_ranking
 
-from recsys_utils.errors import DataError
-from recsys_utils.lifecycle.registry import load_evaluated
 from recsys_utils.ranking.catalog import catalog_rows, top_positions, zscore_rows
 from recsys_utils.ranking.evaluation import (
     Split,
@@ -150,7 +148,6 @@ from recsys_utils.ranking.evaluation import (
 )
 from recsys_utils.ranking.metrics import per_user_ndcg
 from recsys_utils.ranking.recommender import Recommender
-from recsys_utils.ranking.report import registered_configuration
 from recsys_utils.ranking.rerank import (
     DEFAULT_STRUCTURE,
     FEATURES,
@@ -397,19 +394,9 @@ def _row(name: str, split: str, per: np.ndarray, base: np.ndarray) -> dict[str, 
             "gain": gain.mean(), "gain_se": gain.std(ddof=1) / np.sqrt(gain.size)}
 
 
-def load_champion_or_none() -> tuple[Any, dict] | None:
-    """What 04 evaluates (the champion, or the recommender behind a Spark champion), or
-    None (the configuration is then tuned afresh)."""
-    try:
-        return load_evaluated()
-    except DataError:
-        return None
-
-
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    model_df, titles, source = load_tables()
-    served, _, where = registered_configuration(load_champion_or_none(), model_df, titles)
+    model_df, titles, source, served, where = served_ranking()
     print(f"data: {source}; ranking: {where}; re-ranker: "
           f"{'registered' if served['rerank'] else 'none registered'}")
     ranking = {**served, "rerank": None}  # the variants change the ranker, not its re-ranker

@@ -30,11 +30,11 @@ except ImportError:  # checked before any data is loaded: a clear message, no tr
     sys.exit("benchmarks/sasrec_trial.py needs PyTorch, which is not a project "
              "dependency: install it with `.venv/bin/pip install torch` and rerun.")
 
-from ranking_variants import Scored, load_champion_or_none, load_tables  # noqa: E402
+from _common import served_ranking  # noqa: E402
+from ranking_variants import Scored  # noqa: E402
 
 from recsys_utils.ranking.catalog import zscore_rows  # noqa: E402
 from recsys_utils.ranking.evaluation import last_n_split, validation_split  # noqa: E402
-from recsys_utils.ranking.report import registered_configuration  # noqa: E402
 
 BLEND_WEIGHTS = (0.25, 0.5, 1.0)
 
@@ -147,8 +147,7 @@ def main() -> None:
     parser.add_argument("--splits", default="validation,test")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model_df, titles, source = load_tables()
-    ranking, _, where = registered_configuration(load_champion_or_none(), model_df, titles)
+    model_df, titles, source, ranking, where = served_ranking()
     print(f"data: {source}; ranking: {where}; torch {torch.__version__}", flush=True)
     for name in args.splits.split(","):
         split = (validation_split(model_df) if name == "validation"
