@@ -472,7 +472,7 @@ class Recommender(CatalogView):
     def _blend(self, rows: sp.csr_matrix, rating: np.ndarray | None) -> np.ndarray:
         """The ranking score of users (``rows``: their weighted ratings) from the ranker's
         raw scores and predicted ratings; the titles the ranker does not score, ordered
-        among themselves by content (``content.content_order``)."""
+        among themselves by content (``content.ContentOrder``)."""
         p = self.ranking_params
         s = zscore_rows(self._ease_scores(rows)) * float(p["ease_weight"])
         if self._content is not None:
