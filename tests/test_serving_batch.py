@@ -10,6 +10,7 @@ batch must not need them.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from serving_fixture import RATED_ID, UNKNOWN_USER, serving_project
 from recsys_utils.errors import DataError
 from recsys_utils.lifecycle import registry
 from recsys_utils.paths import ProjectPaths, project_paths
+from recsys_utils.ranking.catalog import catalog_rows
+from recsys_utils.ranking.content import title_features
 from recsys_utils.scale_out.batch import (
     BatchOutput,
     BatchRecommendations,
@@ -191,6 +194,25 @@ def test_similar_titles_from_the_stored_table(served) -> None:
     assert [(i["item_id"], i["similarity"]) for i in got["items"]] == [
         (s, round(v, 4)) for s, v in zip(rows["similar"], rows["similarity"], strict=True)]
     assert served["client"].get("/titles/nope/similar").status_code == 404
+
+
+def test_a_title_without_stored_neighbours_gets_its_nearest_in_content(served) -> None:
+    """ALS stores neighbours only for the titles it has factors of; the others get the
+    titles closest in content, as from a ``Recommender``, with ``basis`` saying so."""
+    batch = served["batch"]
+    without = dataclasses.replace(batch, similar=batch.similar[batch.similar["item"] != RATED_ID])
+    analytics = pd.read_parquet(served["paths"].processed / "analytics.parquet")
+    frame = BatchRecommender(without, analytics).similar(RATED_ID, n=4)
+    assert len(frame) == 4 and (frame["basis"] == "content").all()
+    assert RATED_ID not in set(frame["item_id"])
+    assert frame["similarity"].is_monotonic_decreasing
+    first = catalog_rows(analytics)[1].reset_index(drop=True)  # the catalog's title rows
+    cosine = title_features(first) @ title_features(first).T
+    row = int(np.flatnonzero(first["item_id"] == RATED_ID)[0])
+    best = np.sort(cosine[row].toarray().ravel())[::-1][1]  # the nearest other title's cosine
+    assert frame["similarity"].iloc[0] == pytest.approx(best, abs=1e-4)
+    stored = BatchRecommender(batch, analytics).similar(RATED_ID, n=4)
+    assert (stored["basis"] == "ratings").all()
 
 
 def test_health_and_version_say_the_champion_is_a_spark_batch(served) -> None:

@@ -19,8 +19,9 @@ more in 04's per-user test window, NDCG@10 of this order 0.0099 on MovieLens and
 the linked catalogs, against 0.0007 and 0.0000 for title-id order. Cast, director and
 country were tried as tokens and left out: they lowered it on the linked catalogs.
 
-The same vectors give a title nobody rated its similar titles (``ContentOrder.similar``;
-``Recommender.similar``'s ``basis`` says ``content``): it has no item factors.
+The same vectors give a title nobody rated its similar titles (``nearest_in_content``; the
+``basis`` of ``Recommender.similar`` and of a Spark batch version's says ``content``): it
+has no item factors, nor stored neighbours.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["ORDER_SCALE", "ContentOrder", "genre_words", "title_features"]
+__all__ = ["ORDER_SCALE", "ContentOrder", "genre_words", "nearest_in_content", "title_features"]
 
 #: What the order adds to the unscored titles' neutral ranking score: small enough that it
 #: only orders them among themselves (ranking scores are z-scores, about -5 to 5).
@@ -97,7 +98,7 @@ class ContentOrder:
                  n_ratings: np.ndarray) -> None:
         self.features, self.unscored = features, unscored
         self._of_unscored = features[unscored]
-        self._popularity = _zscore(np.log1p(n_ratings.astype(np.float64)), axis=0)
+        self._popularity = np.log1p(n_ratings.astype(np.float64))
         self._prior = _zscore(np.log1p(n_ratings[unscored].astype(np.float64)), axis=0)
 
     def __call__(self, rows: sp.csr_matrix) -> np.ndarray:
@@ -111,11 +112,18 @@ class ContentOrder:
         return _zscore(cosine, axis=1) + self._prior[None, :]
 
     def similar(self, pos: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(positions, cosines)`` of the ``n`` titles closest in content to the title at
-        ``pos`` (itself excluded; equal cosines: the more rated first, then catalog order)."""
-        cosine = np.asarray((self.features @ self.features[pos].T).todense()).ravel()
-        key = cosine + ORDER_SCALE * self._popularity
-        key[pos] = -np.inf
-        top = np.argsort(-key, kind="stable")[:n]
-        top = top[np.isfinite(key[top])]
-        return top, cosine[top]
+        """``nearest_in_content`` of the title at ``pos``."""
+        return nearest_in_content(self.features, self._popularity, pos, n)
+
+
+def nearest_in_content(features: sp.csr_matrix, popularity: np.ndarray, pos: int, n: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """``(positions, cosines)`` of the ``n`` titles closest in content (``features``) to the
+    title at ``pos``, itself excluded; equal cosines: the higher ``popularity`` first (any
+    increasing function of the ratings), then catalog order."""
+    cosine = np.asarray((features @ features[pos].T).todense()).ravel()
+    key = cosine + ORDER_SCALE * _zscore(np.asarray(popularity, dtype=np.float64), axis=0)
+    key[pos] = -np.inf
+    top = np.argsort(-key, kind="stable")[:n]
+    top = top[np.isfinite(key[top])]
+    return top, cosine[top]

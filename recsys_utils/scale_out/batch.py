@@ -36,9 +36,11 @@ from recsys_utils.ranking.catalog import (
     Catalog,
     CatalogView,
     bayesian_average,
+    catalog_rows,
     cold_start_order,
     top_valid,
 )
+from recsys_utils.ranking.content import nearest_in_content, title_features
 from recsys_utils.ranking.recommender import DEFAULT_RANKING_PARAMS, Recommendations
 
 __all__ = ["BatchOutput", "BatchRecommendations", "BatchRecommender",
@@ -187,7 +189,9 @@ class BatchRecommender(CatalogView):
       ``n_ratings``.
     * **A new user's ratings** (``recommend_for_ratings``): there is no model to fold
       them into, so the cold-start list without the rated titles (``cold_start=True``).
-    * **Similar titles**: the stored table; a title without entries has no neighbours.
+    * **Similar titles**: the stored table; a title without entries (nobody rated it) gets
+      the titles closest in content (``ranking.content.nearest_in_content``, as the
+      ``Recommender`` does).
 
     Titles of the lists that are no longer in the catalog are left out.
     """
@@ -204,6 +208,7 @@ class BatchRecommender(CatalogView):
         self._n_ratings = first["n_ratings"].fillna(0).to_numpy(dtype=np.float64)
         sums = first["mean_score"].fillna(0).to_numpy(dtype=np.float64) * self._n_ratings
         self._bayes = bayesian_average(sums, self._n_ratings, prior_count)
+        self._content = title_features(catalog_rows(analytics)[1])  # in catalog order
         self._cold_order = cold_start_order(
             self._bayes, self._n_ratings,
             cold_start_list or DEFAULT_RANKING_PARAMS["cold_start_list"])
@@ -281,9 +286,13 @@ class BatchRecommender(CatalogView):
         return self._cold_start(n, valid, platforms, None)
 
     def similar(self, item_id: str, n: int = 10) -> pd.DataFrame:
-        """The stored neighbours of ``item_id``: ``item_id, title, platform, similarity``."""
-        self.catalog.positions([item_id])
+        """The stored neighbours of ``item_id``: ``item_id, title, platform, similarity,
+        basis``; without any, its nearest titles in content."""
+        at = int(self.catalog.positions([item_id])[0])
         rows = self._similar.find(str(item_id))
+        if rows is None:
+            top, sims = nearest_in_content(self._content, self._n_ratings, at, n)
+            return self.catalog.similar_frame(top, sims, basis="content")
         names = self._similar.items[rows] if rows is not None else np.zeros(0, dtype=object)
         sims = self._similar.scores[rows] if rows is not None else np.zeros(0)
         pos = self.catalog.index.get_indexer(names)
