@@ -6,7 +6,9 @@ show). Such titles keep the ranker's neutral score and are ordered among themsel
 This scores that order where it can be checked: on the per-user test split of ``04`` and on
 ``03``'s validation split, each user's list of 10 drawn from the unscored titles only (not
 rated in training), against the titles among them the user rated 4 or more afterwards; every
-user with at least one such title. Beside the served order: title-id order (what was served
+user with at least one such title. The served order is read from the served ranking scores
+(so a popularity penalty would show; until 2026-12-08's review it ordered the linked
+catalogs' unscored titles by their 0-4 ratings, 0.0000 / 0.0034), beside its content key: title-id order (what was served
 before), the training ratings alone, the content cosine alone, and a random order. Then what
 the order costs: ``recommend_all`` (every user's top 10) and ``recommend`` (one user), with
 and without it, and the largest allocation of ``recommend_all`` (tracemalloc). Asserts
@@ -56,11 +58,12 @@ K = 10
 def orders(rec: Recommender, rows: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Each order's key (users x unscored titles, higher first)."""
     content = rec._content
-    served = content(rec._X[rows])
-    prior = np.broadcast_to(content._prior, served.shape)
-    return {"served order": served, "title-id order": np.zeros_like(served),
-            "ratings only": prior, "content only": served - prior,
-            "random": np.random.default_rng(seed).random(served.shape)}
+    key = content(rec._X[rows])
+    prior = np.broadcast_to(content._prior, key.shape)
+    return {"served order": rec._blended_rows(rows)[:, content.unscored],  # with pop_weight
+            "content order's key": key, "title-id order": np.zeros_like(key),
+            "ratings only": prior, "content only": key - prior,
+            "random": np.random.default_rng(seed).random(key.shape)}
 
 
 def score_split(split, titles, ranking, seed: int) -> tuple[dict[str, np.ndarray], int, int]:

@@ -100,3 +100,19 @@ def test_a_title_nobody_rated_has_neighbours_in_content(rec):
     assert set(frame["item_id"][:3]) == set(DRAMAS[1:])
     assert frame["similarity"].is_monotonic_decreasing and frame["similarity"].iloc[0] > 0.99
     assert (rec.similar("i03", n=3)["basis"] == "ratings").all()  # rated: the item factors
+
+
+def test_a_popularity_penalty_does_not_order_the_unscored_titles(titles):
+    """With ``pop_weight`` < 0 the ranking favours the less rated; the titles the ranker
+    does not score (here some with a few ratings) still follow the content order's key."""
+    ratings = synthetic_ratings()
+    few = pd.DataFrame({"user": [1, 2, 3], "item": ["z_new_comedy_3"] * 3, "score": [4.0] * 3,
+                        "timestamp": ratings["timestamp"].max()})
+    rec = Recommender(rating_params_for("baseline"), {"l2": 10.0, "pop_weight": -0.4}).fit(
+        pd.concat([ratings, few], ignore_index=True), titles)
+    unscored = rec._content.unscored
+    assert rec.n_ratings[unscored].max() == 3  # a rated title among them
+    row = rec._user_pos[4]
+    key = rec._content(rec._X[[row]])[0]
+    served = rec.ranking_scores(4)[unscored]
+    assert list(np.argsort(-served, kind="stable")) == list(np.argsort(-key, kind="stable"))

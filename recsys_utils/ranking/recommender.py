@@ -320,6 +320,11 @@ class Recommender(CatalogView):
                     np.setdiff1d(np.arange(len(self.item_ids)), eligible)
                     if p["ranker"] == "ease" else np.flatnonzero(self.n_ratings == 0))
         self._content = ContentOrder(content, unscored, self.n_ratings) if unscored.size else None
+        if unscored.size:
+            # they share the popularity of a title nobody rated: their own counts enter the
+            # content order instead, so a popularity penalty cannot put the least rated first
+            logs = np.log1p(self.n_ratings.astype(np.float64))
+            self._pop_z[unscored] = -logs.mean() / (logs.std() or 1.0)
 
     def _scoring_rows(self, recency: float) -> sp.csr_matrix:
         """The users' rows the ranker scores: the weighted interactions, each user's

@@ -293,8 +293,7 @@ class BatchRecommender(CatalogView):
         if rows is None:
             top, sims = nearest_in_content(self._content, self._n_ratings, at, n)
             return self.catalog.similar_frame(top, sims, basis="content")
-        names = self._similar.items[rows] if rows is not None else np.zeros(0, dtype=object)
-        sims = self._similar.scores[rows] if rows is not None else np.zeros(0)
+        names, sims = self._similar.items[rows], self._similar.scores[rows]
         pos = self.catalog.index.get_indexer(names)
         return self.catalog.similar_frame(pos[pos >= 0][:n], sims[pos >= 0][:n])
 
